@@ -1,0 +1,28 @@
+"""mltune: hyperparameter tuning of PyTorch models with Hyperopt, every trial on record in MLflow.
+
+    import mltune
+    result = mltune.tune(mltune.load_spec("examples/digits.yaml", {"max_evals": 10}))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from mltune.errors import DataError, MltuneError, SearchError, SpecError  # noqa: E402
+from mltune.search import SearchResult, TrialOutcome, train_once, tune  # noqa: E402
+from mltune.spec import DataSpec, SearchSpec, load_spec  # noqa: E402
+
+__all__ = [
+    "DataError",
+    "DataSpec",
+    "MltuneError",
+    "SearchError",
+    "SearchResult",
+    "SearchSpec",
+    "SpecError",
+    "TrialOutcome",
+    "__version__",
+    "load_spec",
+    "train_once",
+    "tune",
+]

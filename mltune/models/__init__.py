@@ -1,0 +1,1 @@
+"""Network families and the building blocks they share (activations, weight init)."""

@@ -1,0 +1,46 @@
+"""The model registry: the best trial's model becomes a version, promoted with aliases.
+
+Aliases, never stages. A new version is the ``challenger``; the first version of a model
+becomes ``champion`` (the gate that decides later promotions lives in ``promote``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import mltune
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding ``alias``, or None when no version holds it."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def register(
+    model_uri: str,
+    name: str,
+    tags: Mapping[str, Any],
+    description: str,
+) -> tuple[ModelVersion, list[str]]:
+    """Register ``model_uri`` as a new version of ``name``; return it and the aliases it got."""
+    client = MlflowClient()
+    tags = {**tags, "mltune.version": mltune.__version__}
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    client.update_model_version(name, version.version, description=description)
+    aliases = [CHALLENGER]
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    if alias_version(client, name, CHAMPION) is None:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    return version, aliases

@@ -1,0 +1,245 @@
+"""The search spec: one YAML file, overridable key by key, validated into frozen dataclasses.
+
+Everything a search needs is decided here, at the edge; the rest of mltune receives a
+``SearchSpec`` and never a raw dict or argparse namespace. Every rejection names the field, the
+value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mltune.errors import SpecError
+
+MODES = ("max", "min")
+ALGOS = ("tpe", "rand", "anneal")
+BACKENDS = ("local", "ray")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data is and how it is split; task-specific keys live in ``options``."""
+
+    source: str
+    target: str | None = None
+    text: str | None = None
+    time: str | None = None
+    horizon: int | None = None
+    val_size: float = 0.15
+    test_size: float = 0.15
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated search: what to tune, on which data, for how long, where to log it."""
+
+    name: str
+    task: str
+    data: DataSpec
+    metric: str
+    mode: str
+    max_evals: int
+    algo: str
+    seed: int
+    epochs: int
+    device: str
+    backend: str
+    parallelism: int
+    registered_model: str
+    space: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what is logged as the parent run's artifact)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def fingerprint(self) -> str:
+        """A short hash of the whole spec, for lineage tags."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+TOP_LEVEL_KEYS = tuple(f.name for f in SearchSpec.__dataclass_fields__.values())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a spec file; a missing file or malformed YAML is a SpecError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"config: file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"config: {str(path)!r} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"config: {str(path)!r} is not UTF-8 text") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"config: {str(path)!r} must hold a mapping of keys, got {raw!r}")
+    return raw
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"data.val_size=0.2"`` -> ``("data.val_size", 0.2)``; values are read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"--set: expected key=value, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``space.dropout``) in a copy of the raw spec."""
+    merged = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parents[: i + 1])
+                raise SpecError(f"--set {dotted}: {where} is {child!r}, not a mapping")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int, minimum: int | None = None) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{key}: expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(f"{key}: {value} is not allowed; expected a whole number >= {minimum}")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str | None, allowed=None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{key}: expected a non-empty string, got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise SpecError(f"{key}: {value!r} is not allowed; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _fraction(raw: Mapping[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise SpecError(f"data.{key}: {value!r} is not allowed; expected a number in (0, 1)")
+    return float(value)
+
+
+def _data_spec(raw: Any, task: Any) -> DataSpec:
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str):
+        raw = {"source": raw}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"data: expected a mapping with at least 'source', got {raw!r}")
+    allowed = COMMON_DATA_KEYS + tuple(task.data_options)
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(
+                f"data.{key}: unknown key for task {task.name!r}; allowed: {', '.join(allowed)}"
+            )
+    source = raw.get("source", task.default_source)
+    if not isinstance(source, str) or not source:
+        raise SpecError(f"data.source: expected a built-in name or a path, got {source!r}")
+    val_size, test_size = _fraction(raw, "val_size", 0.15), _fraction(raw, "test_size", 0.15)
+    if val_size + test_size >= 0.9:
+        raise SpecError(
+            f"data.val_size + data.test_size: {val_size + test_size:g} leaves too little to "
+            "train on; expected a sum below 0.9"
+        )
+    horizon = raw.get("horizon")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
+                                or horizon < 1):
+        raise SpecError(f"data.horizon: {horizon!r} is not allowed; expected a whole number >= 1")
+    for key in ("target", "text", "time"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise SpecError(f"data.{key}: expected a column name, got {raw[key]!r}")
+    options = {k: v for k, v in raw.items() if k not in COMMON_DATA_KEYS}
+    return DataSpec(
+        source=source,
+        target=raw.get("target"),
+        text=raw.get("text"),
+        time=raw.get("time"),
+        horizon=horizon,
+        val_size=val_size,
+        test_size=test_size,
+        options=options,
+    )
+
+
+def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    from mltune.space import build_space
+    from mltune.tasks import TASKS
+
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    task = TASKS.get(raw.get("task", "image"), field="task")
+    data = _data_spec(raw.get("data"), task)
+    user_space = raw.get("space") or {}
+    if not isinstance(user_space, Mapping):
+        raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
+    space = {**task.default_space(), **user_space}
+    build_space(space)  # validates every distribution now, before anything runs
+    metric = _str(raw, "metric", task.default_metric)
+    logged = task.metric_names(data)
+    if metric not in logged:
+        raise SpecError(
+            f"metric: {metric!r} is not logged by task {task.name!r}; available: "
+            f"{', '.join(logged)}"
+        )
+    device = _str(raw, "device", "auto")
+    if not _DEVICE.match(device):
+        raise SpecError(f"device: {device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    return SearchSpec(
+        name=_str(raw, "name", f"{task.name}-search"),
+        task=task.name,
+        data=data,
+        metric=metric,
+        mode=_str(raw, "mode", task.default_mode(metric), MODES),
+        max_evals=_int(raw, "max_evals", 20, minimum=1),
+        algo=_str(raw, "algo", "tpe", ALGOS),
+        seed=_int(raw, "seed", 0, minimum=0),
+        epochs=_int(raw, "epochs", 10, minimum=1),
+        device=device,
+        backend=_str(raw, "backend", "local", BACKENDS),
+        parallelism=_int(raw, "parallelism", 1, minimum=1),
+        registered_model=_str(raw, "registered_model", f"mltune-{task.name}"),
+        space=space,
+    )
+
+
+def load_spec(
+    config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> SearchSpec:
+    """Read ``config`` (or start from the defaults), apply dotted overrides, validate."""
+    raw = read_yaml(config) if config else {}
+    return build_spec(apply_overrides(raw, overrides or {}))

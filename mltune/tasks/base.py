@@ -1,0 +1,110 @@
+"""What a task is: its data, its default space, its network, its metrics, its served model.
+
+A task turns a ``DataSpec`` into tensors once per search, builds a network from decoded params,
+scores outputs, and knows how the served model reads raw user input and answers. Search,
+tracking and registry code only ever talk to this interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from torch import nn
+
+from mltune.metrics import better_direction
+from mltune.spec import DataSpec
+
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Splits as tensors, prepared once per search, plus the metadata serving needs.
+
+    ``meta`` is plain JSON-able data (class labels, input shape, ...): it travels inside the
+    logged model so that nothing from the training data is needed at load time.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def to(self, device: torch.device) -> TaskData:
+        """The same data on ``device`` (moved once per search, not per trial)."""
+        move = {name: getattr(self, name).to(device) for name in
+                ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        return replace(self, **move)
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """A short content hash of the data: same data, same fingerprint."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Task(ABC):
+    """One kind of problem (image, text, timeseries, tabular)."""
+
+    name: ClassVar[str]
+    default_source: ClassVar[str | None] = None
+    default_metric: ClassVar[str]
+    data_options: ClassVar[tuple[str, ...]] = ()
+
+    def default_mode(self, metric: str) -> str:
+        return better_direction(metric)
+
+    @abstractmethod
+    def metric_names(self, data: DataSpec) -> list[str]:
+        """Every metric a trial logs each epoch (what ``metric:`` may name)."""
+
+    @abstractmethod
+    def default_space(self) -> dict[str, Any]:
+        """The YAML-form space used when the spec has no ``space:`` (or for keys it omits)."""
+
+    @abstractmethod
+    def default_params(self) -> dict[str, Any]:
+        """Flat params of one sensible configuration (``mltune train`` without params)."""
+
+    @abstractmethod
+    def load(self, data: DataSpec, seed: int) -> TaskData:
+        """Read, validate, split and prepare the data; raise DataError on bad input."""
+
+    @abstractmethod
+    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        """A fresh network for ``params``; ``meta`` alone must suffice (serving rebuilds it)."""
+
+    @abstractmethod
+    def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
+        """The training loss for ``params``."""
+
+    @abstractmethod
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor,
+              meta: Mapping[str, Any]) -> dict[str, float]:
+        """Metrics of validation outputs, without the ``val_`` prefix."""
+
+    @abstractmethod
+    def input_example(self, data: TaskData) -> Any:
+        """A small raw input of the kind the served model takes."""
+
+    @abstractmethod
+    def signature(self, data: TaskData) -> ModelSignature:
+        """The served model's signature."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
+        """Raw user input -> the user's labels or values (the served model's ``predict``)."""

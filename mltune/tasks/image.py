@@ -1,0 +1,149 @@
+"""Image classification with a CNN.
+
+Built-in source: ``sklearn:digits`` (8x8 grey digits, values 0..16). The served model takes raw
+pixels as the user has them: (N, H*W*C) rows, (N, H, W) or (N, H, W, C) arrays, on the data's
+own scale; standardisation is the network's first layer and other sizes are resized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from mlflow.models import ModelSignature
+from torch import nn
+
+from mltune.errors import DataError
+from mltune.models.cnn import ConvNet
+from mltune.models.init import init_weights
+from mltune.spec import DataSpec
+from mltune.tasks import TASKS
+from mltune.tasks.base import Params, Task, TaskData, fingerprint_arrays
+from mltune.tasks.classification import (
+    CLASSIFICATION_LOSSES,
+    ClassificationMixin,
+    encode_labels,
+    stratified_split,
+)
+
+BUILTINS = ("sklearn:digits",)
+
+
+def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, H, W, C) float32, labels) of a built-in data set."""
+    if source == "sklearn:digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images.astype(np.float32)[..., None], digits.target
+    raise DataError(
+        f"data.source: {source!r} is not a built-in image data set; available: "
+        f"{', '.join(BUILTINS)}"
+    )
+
+
+def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
+    """Raw input -> float tensor (N, C, H, W) at the training size."""
+    height, width, channels = meta["height"], meta["width"], meta["channels"]
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.to_numpy()
+    array = np.asarray(model_input, dtype=np.float32)
+    if array.ndim == 2 and array.shape[1] == height * width * channels:
+        array = array.reshape(len(array), height, width, channels)
+    elif array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise DataError(
+            f"input: expected images (N, H, W[, C]) or rows of {height * width * channels} "
+            f"pixels, got an array of shape {tuple(np.asarray(model_input).shape)}"
+        )
+    images = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+    if images.shape[1] != channels:
+        images = images.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    if images.shape[2:] != (height, width):
+        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
+    return images.contiguous()
+
+
+class ImageTask(ClassificationMixin, Task):
+    name = "image"
+    default_source = "sklearn:digits"
+    default_metric = "val_accuracy"
+
+    def metric_names(self, data: DataSpec) -> list[str]:
+        return self.classification_metric_names()
+
+    def default_space(self) -> dict[str, Any]:
+        return {
+            "num_blocks": {"quniform": [1, 3, 1]},
+            "channels": {"choice": [16, 32, 64]},
+            "kernel_size": {"choice": [3, 5]},
+            "hidden_size": {"choice": [64, 128, 256]},
+            "activation": {"choice": ["relu", "leaky_relu", "gelu", "tanh", "elu"]},
+            "batch_norm": {"choice": [True, False]},
+            "dropout": {"uniform": [0.0, 0.5]},
+            "learning_rate": {"loguniform": [1.0e-4, 3.0e-2]},
+            "weight_decay": {"loguniform": [1.0e-6, 1.0e-2]},
+            "loss": {"choice": CLASSIFICATION_LOSSES},
+            "weight_init": {"choice": ["default", "xavier_uniform", "xavier_normal",
+                                       "kaiming_uniform", "kaiming_normal", "orthogonal",
+                                       "normal"]},
+            "optimizer": {"choice": [{"name": "adam"}, {"name": "adamw"},
+                                     {"name": "sgd", "momentum": {"uniform": [0.5, 0.99]}}]},
+            "batch_size": {"choice": [32, 64, 128]},
+        }
+
+    def default_params(self) -> dict[str, Any]:
+        return {"num_blocks": 2, "channels": 32, "kernel_size": 3, "hidden_size": 128,
+                "activation": "relu", "batch_norm": True, "dropout": 0.1,
+                "learning_rate": 3e-3, "weight_decay": 1e-4, "loss": "cross_entropy",
+                "weight_init": "default", "optimizer": "adam", "batch_size": 64}
+
+    def load(self, data: DataSpec, seed: int) -> TaskData:
+        images, labels = _load_builtin(data.source)
+        codes, classes = encode_labels(labels, "data.target")
+        train, val, test = stratified_split(len(images), codes, data, seed)
+        mean = images[train].mean(axis=(0, 1, 2)).tolist()
+        std = images[train].std(axis=(0, 1, 2)).tolist()
+        n, height, width, channels = images.shape
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        y = torch.from_numpy(codes)
+        meta = {"classes": classes, "height": height, "width": width, "channels": channels,
+                "mean": mean, "std": std, "source": data.source}
+        return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
+                        fingerprint=fingerprint_arrays(images, codes))
+
+    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        model = ConvNet(
+            in_channels=meta["channels"], height=meta["height"], width=meta["width"],
+            num_classes=len(meta["classes"]), mean=meta["mean"], std=meta["std"],
+            num_blocks=int(params.get("num_blocks", 2)),
+            channels=int(params.get("channels", 32)),
+            kernel_size=int(params.get("kernel_size", 3)),
+            activation_name=str(params.get("activation", "relu")),
+            batch_norm=bool(params.get("batch_norm", True)),
+            dropout=float(params.get("dropout", 0.0)),
+            hidden_size=int(params.get("hidden_size", 128)),
+        )
+        return init_weights(model, str(params.get("weight_init", "default")))
+
+    def input_example(self, data: TaskData) -> Any:
+        pixels = data.x_val[:2].permute(0, 2, 3, 1).reshape(2, -1).cpu().numpy()
+        return pixels.astype(np.float64)
+
+    def signature(self, data: TaskData) -> ModelSignature:
+        # No input schema: the model takes several shapes and dtypes of raw pixels, which a
+        # fixed tensor spec would reject; the input example documents the simplest form.
+        return self.signature_for(None, data.meta)
+
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
+        images = to_images(model_input, meta)
+        with torch.no_grad():
+            return self.labelled(model(images), meta)
+
+
+TASKS.add("image", ImageTask())
