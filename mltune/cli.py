@@ -147,10 +147,10 @@ def train_command(config: str, assignments: tuple[str, ...], params_text: str,
     click.echo(f"Trained run {run_id}: {shown}")
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point: click in non-standalone mode so that our errors stay one line."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=args, prog_name="mltune", standalone_mode=False)
     except MltuneError as exc:
         click.echo(f"mltune: error: {exc}", err=True)
         sys.exit(exc.exit_code)

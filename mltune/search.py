@@ -174,8 +174,7 @@ def tune(
         _register(spec, search, result, data)
         search.log_summary(
             params={f"best.{k}": v for k, v in best.params.items()},
-            metrics={f"best_{spec.metric}": result.best_value,
-                     "trials_finished": result.finished, "trials_failed": result.failed},
+            metrics={"trials_finished": result.finished, "trials_failed": result.failed},
             tags={"mltune.best_run_id": best.run_id, "mltune.best_trial": best.number},
         )
     except (KeyboardInterrupt, SystemExit):

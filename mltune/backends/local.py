@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from hyperopt import Trials, anneal, fmin, rand, tpe
+from hyperopt.exceptions import AllTrialsFailed
 
 from mltune.backends import BACKENDS
 from mltune.spec import SearchSpec
@@ -32,13 +33,16 @@ def algorithm(name: str, budget: int) -> Callable[..., Any]:
 @BACKENDS.register("local")
 def run_local(objective: Callable[[dict[str, Any]], dict[str, Any]], space: dict[str, Any],
               spec: SearchSpec) -> None:
-    fmin(
-        objective,
-        space,
-        algo=algorithm(spec.algo, spec.max_evals),
-        max_evals=spec.max_evals,
-        trials=Trials(),
-        rstate=np.random.default_rng(spec.seed),
-        show_progressbar=False,
-        return_argmin=False,
-    )
+    try:
+        fmin(
+            objective,
+            space,
+            algo=algorithm(spec.algo, spec.max_evals),
+            max_evals=spec.max_evals,
+            trials=Trials(),
+            rstate=np.random.default_rng(spec.seed),
+            show_progressbar=False,
+            return_argmin=False,
+        )
+    except AllTrialsFailed:
+        pass  # the search reports it, with the trials' errors
