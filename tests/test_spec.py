@@ -1,0 +1,138 @@
+"""Spec and space: what users write in YAML becomes what trials receive."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+from hyperopt import Trials, fmin, rand
+from hyperopt.pyll.stochastic import sample
+
+from mltune.errors import SpecError
+from mltune.space import build_space, decode
+from mltune.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def draw(space_yaml: dict, seed: int = 0) -> dict:
+    return decode(sample(build_space(space_yaml), rng=__import__("numpy").random.default_rng(seed)))
+
+
+def test_whole_step_q_distributions_come_back_as_int_and_log_bounds_are_real_values():
+    space = {"layers": {"quniform": [1, 4, 1]}, "lr": {"loguniform": [1e-4, 1e-1]},
+             "units": {"qloguniform": [16, 256, 16]}, "p": {"quniform": [0.0, 0.5, 0.1]},
+             "k": {"randint": [2, 5]}}
+    for seed in range(30):
+        values = draw(space, seed)
+        assert type(values["layers"]) is int and 1 <= values["layers"] <= 4
+        assert 1e-4 <= values["lr"] <= 1e-1
+        assert type(values["units"]) is int and values["units"] % 16 == 0
+        assert isinstance(values["p"], float)
+        assert type(values["k"]) is int and 2 <= values["k"] < 5
+
+
+def test_conditional_choices_decode_to_flat_names():
+    space = {"optimizer": {"choice": [{"name": "adam"},
+                                      {"name": "sgd", "momentum": {"uniform": [0.1, 0.9]}}]},
+             "act": {"pchoice": [[0.5, "relu"], [0.5, "gelu"]]}, "fixed": 7}
+    seen = {draw(space, seed)["optimizer"] for seed in range(20)}
+    assert seen == {"adam", "sgd"}
+    for seed in range(20):
+        values = draw(space, seed)
+        assert values["fixed"] == 7 and values["act"] in {"relu", "gelu"}
+        if values["optimizer"] == "sgd":
+            assert 0.1 <= values["optimizer.momentum"] <= 0.9
+        else:
+            assert "optimizer.momentum" not in values
+
+
+def test_all_distributions_run_in_fmin():
+    space = {"a": {"normal": [0, 1]}, "b": {"qnormal": [10, 2, 1]}, "c": {"lognormal": [0, 1]},
+             "d": {"uniform": [-1, 1]}, "e": {"choice": [{"uniform": [0, 1]}, 5]}}
+    seen = []
+    fmin(lambda p: seen.append(decode(p)) or 0.0, build_space(space), algo=rand.suggest,
+         max_evals=5, trials=Trials(), show_progressbar=False,
+         rstate=__import__("numpy").random.default_rng(0))
+    assert len(seen) == 5
+    assert all(type(v["b"]) is int and v["c"] > 0 and math.isfinite(v["a"]) for v in seen)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"lr": {"loguniform": [0.1, 0.01]}}, r"space\.lr\.loguniform: low bound 0\.1 must be < high"),
+        ({"lr": {"loguniform": [0, 1]}}, r"space\.lr\.loguniform: low bound 0 must be > 0"),
+        ({"lr": {"logunifrom": [0.1, 1]}}, r"space\.lr: unknown distribution 'logunifrom'; available: choice"),
+        ({"n": {"quniform": [1, 4]}}, r"space\.n\.quniform: expected \[low, high, q\], got \[1, 4\]"),
+        ({"n": {"quniform": [1, 4, 0]}}, r"step q=0 must be > 0"),
+        ({"a": {"choice": []}}, r"space\.a\.choice: expected a non-empty list"),
+        ({"a": {"pchoice": [[0.5, "x"], [0.2, "y"]]}}, r"probabilities sum to 0\.7"),
+        ({"a": {"normal": [0, -1]}}, r"sigma=-1 must be > 0"),
+        ({"a": {"uniform": ["x", 1]}}, r"'x' is not a finite number"),
+    ],
+)
+def test_bad_space_is_refused_naming_field_and_value(space, message):
+    with pytest.raises(SpecError, match=message):
+        build_space(space)
+
+
+def test_overrides_and_defaults(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump({"max_evals": 40, "space": {"dropout": 0.2}}))
+    spec = load_spec(config, {"epochs": 3, "data.val_size": 0.2, "space.channels": 16})
+    assert (spec.max_evals, spec.epochs, spec.data.val_size) == (40, 3, 0.2)
+    assert spec.space["dropout"] == 0.2 and spec.space["channels"] == 16
+    assert "learning_rate" in spec.space  # the task's default space fills the rest
+    assert spec.metric == "val_accuracy" and spec.mode == "max"
+    assert spec.registered_model == "mltune-image"
+    assert load_spec(None, {"metric": "val_loss"}).mode == "min"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"task": "audio"}, r"task: unknown task 'audio'; available: image"),
+        ({"max_evals": -1}, r"max_evals: -1 is not allowed; expected a whole number >= 1"),
+        ({"metric": "val_auc"}, r"metric: 'val_auc' is not logged by task 'image'; available:"),
+        ({"mode": "maximum"}, r"mode: 'maximum' is not allowed; expected one of: max, min"),
+        ({"algo": "grid"}, r"algo: 'grid' is not allowed; expected one of: tpe, rand, anneal"),
+        ({"epochs": "ten"}, r"epochs: expected a whole number, got 'ten'"),
+        ({"data": {"val_size": 1.5}}, r"data\.val_size: 1\.5 is not allowed"),
+        ({"data": {"colour": "red"}}, r"data\.colour: unknown key for task 'image'"),
+        ({"devices": "cpu"}, r"devices: unknown key; allowed: name, task"),
+        ({"device": "tpu"}, r"device: 'tpu' is not allowed"),
+    ],
+)
+def test_bad_spec_values_are_refused(raw, message, tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=message):
+        load_spec(config)
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("name: x\nspace:\n  lr: {loguniform: [1e-4, 1e-1]\n")
+    with pytest.raises(SpecError, match=r"config: '.*broken\.yaml' is not valid YAML at line \d+"):
+        load_spec(config)
+
+
+def test_examples_are_valid_specs():
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        assert load_spec(path).name
+
+
+def test_conda_env_and_pyproject_list_the_same_requirements():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in conda if isinstance(d, dict))
+
+    def normal(reqs: list[str]) -> set[str]:
+        return {re.sub(r"\s+", "", r.lower()) for r in reqs}
+
+    assert normal(pip) == normal(project)
