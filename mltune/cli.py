@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from mltune import __version__
 from mltune.errors import MltuneError, SpecError
+from mltune.promote import promote, rollback
 from mltune.search import SearchResult, TrialOutcome, train_once, tune
 from mltune.spec import load_spec, parse_assignment
 
@@ -121,6 +122,10 @@ def summary(result: SearchResult) -> str:
     if result.registered_version:
         lines.append(f"Registered: {spec.registered_model} version {result.registered_version}"
                      f" (aliases: {', '.join(result.aliases)})")
+    if result.decision is not None:
+        lines.append(f"Gate: {result.decision.line()}")
+    if result.gate_error:
+        lines.append(f"Gate not run: {result.gate_error}")
     lines.append(f"Browse: {ui}   then open experiment {result.experiment_id}")
     return "\n".join(lines)
 
@@ -145,6 +150,36 @@ def train_command(config: str, assignments: tuple[str, ...], params_text: str,
     run_id, metrics = train_once(spec, params)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
     click.echo(f"Trained run {run_id}: {shown}")
+
+
+@cli.command("promote")
+@click.option("--model", "model", required=True, help="Registered model name.")
+@click.option("--version", "version", default="", help="Version to promote.")
+@click.option("--alias", "alias", default="", help="Alias of the version to promote "
+              "(default: challenger).")
+@click.option("--min-delta", type=_Optional(float), help="Least improvement on the holdout.")
+@click.option("--dry-run", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="Print the comparison; change nothing.")
+@click.option("--force", type=click.BOOL, is_flag=False, flag_value=True, default=False,
+              help="Promote without the gate (recorded in a tag).")
+def promote_command(model: str, version: str, alias: str, min_delta: float | None,
+                    dry_run: bool, force: bool) -> None:
+    """Gate a version against the champion on the holdout; move `champion` if it is better."""
+    if version and alias:
+        raise SpecError("--version and --alias: give one of them, not both")
+    _quiet_mlflow()
+    decision = promote(model, version or None, alias or None, min_delta=min_delta or 0.0,
+                       dry_run=dry_run, force=force)
+    click.echo(("[dry run] " if dry_run else "") + decision.line())
+
+
+@cli.command("rollback")
+@click.option("--model", "model", required=True, help="Registered model name.")
+def rollback_command(model: str) -> None:
+    """Give `champion` back to the `previous` version."""
+    _quiet_mlflow()
+    version = rollback(model)
+    click.echo(f"{model}: champion is v{version} again (rolled back)")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -40,9 +40,14 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         DataFrame hint as "no schema from hints", which is what a multi-form input needs."""
         from mltune.tasks import get_task
 
+        return get_task(self.task).predict(self.network, self.meta, model_input)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded network (after ``mlflow.pyfunc.load_model``)."""
         if self._network is None:
             raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model")
-        return get_task(self.task).predict(self._network, self.meta, model_input)
+        return self._network
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

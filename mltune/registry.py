@@ -1,7 +1,7 @@
-"""The model registry: the best trial's model becomes a version, promoted with aliases.
+"""The model registry: the best trial's model becomes a version with the alias ``challenger``.
 
-Aliases, never stages. A new version is the ``challenger``; the first version of a model
-becomes ``champion`` (the gate that decides later promotions lives in ``promote``).
+Aliases, never stages. Whether it also becomes ``champion`` is the gate's decision
+(``mltune.promote``).
 """
 
 from __future__ import annotations
@@ -27,20 +27,12 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion |
         return None
 
 
-def register(
-    model_uri: str,
-    name: str,
-    tags: Mapping[str, Any],
-    description: str,
-) -> tuple[ModelVersion, list[str]]:
-    """Register ``model_uri`` as a new version of ``name``; return it and the aliases it got."""
+def register(model_uri: str, name: str, tags: Mapping[str, Any],
+             description: str) -> ModelVersion:
+    """Register ``model_uri`` as a new version of ``name``, aliased ``challenger``."""
     client = MlflowClient()
     tags = {**tags, "mltune.version": mltune.__version__}
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
     client.update_model_version(name, version.version, description=description)
-    aliases = [CHALLENGER]
     client.set_registered_model_alias(name, CHALLENGER, version.version)
-    if alias_version(client, name, CHAMPION) is None:
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-        aliases.append(CHAMPION)
-    return version, aliases
+    return client.get_model_version(name, version.version)

@@ -19,7 +19,8 @@ from mlflow.entities import RunStatus
 
 from mltune import registry, tracking
 from mltune.backends import BACKENDS
-from mltune.errors import SearchError
+from mltune.errors import MltuneError, SearchError
+from mltune.promote import Decision, promote
 from mltune.space import build_space, decode
 from mltune.spec import SearchSpec
 from mltune.tasks import Task, TaskData, get_task
@@ -54,6 +55,8 @@ class SearchResult:
     best: TrialOutcome
     registered_version: str | None = None
     aliases: list[str] = field(default_factory=list)
+    decision: Decision | None = None  # the promotion gate's, for the registered version
+    gate_error: str | None = None  # why the gate could not run, when it could not
 
     @property
     def best_value(self) -> float:
@@ -192,7 +195,7 @@ def _register(spec: SearchSpec, search: tracking.SearchRun, result: SearchResult
     best = result.best
     if best.model_uri is None:
         raise SearchError(f"trial {best.number} finished without a logged model")
-    version, aliases = registry.register(
+    version = registry.register(
         best.model_uri,
         spec.registered_model,
         tags={"mltune.search_id": search.search_id, "mltune.parent_run_id": search.run_id,
@@ -203,9 +206,19 @@ def _register(spec: SearchSpec, search: tracking.SearchRun, result: SearchResult
         description=(f"Best of {len(result.trials)} trials of search {spec.name!r} "
                      f"({search.search_id}): {spec.metric}={result.best_value:.4f}"),
     )
-    result.registered_version, result.aliases = version.version, aliases
     search.client.set_tag(search.run_id, "mltune.registered_model",
                           f"{spec.registered_model}/{version.version}")
+    result.registered_version = version.version
+    result.aliases = [registry.CHALLENGER]
+    try:
+        result.decision = promote(spec.registered_model, version.version,
+                                  min_delta=spec.min_delta, spec=spec, data=data)
+    except MltuneError as exc:  # e.g. a champion tuned for another metric: keep the version
+        result.gate_error = str(exc)
+        search.client.set_tag(search.run_id, "mltune.gate", f"not run: {exc}")
+        return
+    if result.decision.moved:
+        result.aliases.append(registry.CHAMPION)
 
 
 def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:

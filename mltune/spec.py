@@ -60,10 +60,19 @@ class SearchSpec:
     parallelism: int
     registered_model: str
     space: Mapping[str, Any]
+    min_delta: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (what is logged as the parent run's artifact)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The spec in its YAML form: ``load_spec`` of it gives this spec back.
+
+        It is what the parent run keeps as ``spec.yaml``, so a search can be re-read later
+        (promotion re-loads the holdout split from it).
+        """
+        values = json.loads(json.dumps(asdict(self)))
+        data = values.pop("data")
+        options = data.pop("options")
+        values["data"] = {k: v for k, v in {**data, **options}.items() if v is not None}
+        return values
 
     def fingerprint(self) -> str:
         """A short hash of the whole spec, for lineage tags."""
@@ -143,6 +152,13 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None, allowed=None) ->
     if allowed is not None and value not in allowed:
         raise SpecError(f"{key}: {value!r} is not allowed; expected one of: {', '.join(allowed)}")
     return value
+
+
+def _non_negative(raw: Mapping[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SpecError(f"{key}: {value!r} is not allowed; expected a number >= 0")
+    return float(value)
 
 
 def _fraction(raw: Mapping[str, Any], key: str, default: float) -> float:
@@ -234,6 +250,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         parallelism=_int(raw, "parallelism", 1, minimum=1),
         registered_model=_str(raw, "registered_model", f"mltune-{task.name}"),
         space=space,
+        min_delta=_non_negative(raw, "min_delta", 0.0),
     )
 
 

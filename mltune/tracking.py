@@ -72,10 +72,10 @@ def pip_requirements() -> tuple[str, ...]:
 
 
 @contextmanager
-def _quiet_model_logging() -> Iterator[None]:
-    """Silence what MLflow says on every ``log_model`` that is no news to an mltune user.
+def quiet_model_io() -> Iterator[None]:
+    """Silence what MLflow says on every model logged or loaded that is no news to a user.
 
-    (cloudpickle advice, type-hint advice, an artifact progress bar per trial)
+    (cloudpickle advice, type-hint advice, an artifact progress bar per model)
     """
     logger = logging.getLogger("mlflow.pyfunc")
     level = logger.level
@@ -170,7 +170,7 @@ class TrialRun:
     def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
                   data: Any) -> str:
         """Log the trained network as a pyfunc model named ``model``; return its URI."""
-        with tempfile.TemporaryDirectory() as tmp, _quiet_model_logging():
+        with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
             weights = os.path.join(tmp, "weights.pt")
             torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
             info = mlflow.pyfunc.log_model(

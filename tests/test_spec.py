@@ -136,3 +136,11 @@ def test_conda_env_and_pyproject_list_the_same_requirements():
         return {re.sub(r"\s+", "", r.lower()) for r in reqs}
 
     assert normal(pip) == normal(project)
+
+
+def test_spec_round_trips_through_its_yaml_form(tmp_path):
+    spec = load_spec(None, {"epochs": 2, "data.val_size": 0.2, "space.dropout": 0.3,
+                            "min_delta": 0.01})
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    assert load_spec(path) == spec

@@ -97,6 +97,17 @@ class Task(ABC):
               meta: Mapping[str, Any]) -> dict[str, float]:
         """Metrics of validation outputs, without the ``val_`` prefix."""
 
+    def holdout_inputs(self, data: TaskData, meta: Mapping[str, Any]) -> torch.Tensor:
+        """The holdout split's inputs as a network built from ``meta`` takes them.
+
+        The promotion gate scores the champion (trained by another search, maybe with other
+        fitted preprocessing) on the challenger's holdout. The default suits networks that take
+        raw values and preprocess inside (the image task); a task whose input tensors depend on
+        preprocessing fitted on train (a vocabulary, an external scaler) re-encodes its raw
+        holdout with ``meta`` here.
+        """
+        return data.x_test
+
     @abstractmethod
     def input_example(self, data: TaskData) -> Any:
         """A small raw input of the kind the served model takes."""
