@@ -106,14 +106,15 @@ def test_racing_promotions_end_with_the_better_champion(client):
         errors: list[BaseException] = []
         barrier = threading.Barrier(2)
 
-        def run(label: str) -> None:
+        def run(label: str, barrier: threading.Barrier, errors: list) -> None:
             try:
                 barrier.wait()
                 promote(name, versions[label])
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=run, args=(label,)) for label in order]
+        threads = [threading.Thread(target=run, args=(label, barrier, errors))
+                   for label in order]
         for thread in threads:
             thread.start()
         for thread in threads:
