@@ -89,7 +89,8 @@ def search_spec(version: ModelVersion) -> SearchSpec:
         raise SpecError(f"version {version.version} of {version.name!r} has no mltune lineage "
                         "(tag mltune.parent_run_id): no holdout data is known for it")
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{parent}/spec.yaml")
+        with quiet_model_io():
+            text = mlflow.artifacts.load_text(f"runs:/{parent}/spec.yaml")
     except MlflowException:
         raise SpecError(f"version {version.version}: the spec of search run {parent} cannot be "
                         "read, so its holdout data is unknown") from None
