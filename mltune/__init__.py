@@ -8,8 +8,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mltune.errors import DataError, MltuneError, SearchError, SpecError  # noqa: E402
-from mltune.search import SearchResult, TrialOutcome, train_once, tune  # noqa: E402
+from mltune.errors import (  # noqa: E402
+    DataError,
+    MltuneError,
+    SearchError,
+    SearchInterrupted,
+    SpecError,
+)
+from mltune.outcome import SearchResult, TrialOutcome  # noqa: E402
+from mltune.search import train_once, tune  # noqa: E402
 from mltune.spec import DataSpec, SearchSpec, load_spec  # noqa: E402
 
 __all__ = [
@@ -17,6 +24,7 @@ __all__ = [
     "DataSpec",
     "MltuneError",
     "SearchError",
+    "SearchInterrupted",
     "SearchResult",
     "SearchSpec",
     "SpecError",

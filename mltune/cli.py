@@ -17,7 +17,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from mltune import __version__
-from mltune.errors import MltuneError, SpecError
+from mltune.errors import MltuneError, SearchInterrupted, SpecError
 from mltune.promote import promote, rollback
 from mltune.search import SearchResult, TrialOutcome, train_once, tune
 from mltune.spec import load_spec, parse_assignment
@@ -85,7 +85,9 @@ def cli() -> None:
 @click.option("--parallelism", type=OptionalInt, help="Concurrent trials.")
 @click.option("--name", default="", help="Name of the search (the parent run).")
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
-def tune_command(config: str, assignments: tuple[str, ...], **flags: Any) -> None:
+@click.option("--resume", default="", metavar="PARENT_RUN_ID",
+              help="Continue the search of this parent run (after a crash or Ctrl-C).")
+def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""
     spec = load_spec(config or None, _overrides(flags, assignments))
     _quiet_mlflow()
@@ -101,7 +103,10 @@ def tune_command(config: str, assignments: tuple[str, ...], **flags: Any) -> Non
             bar.close()  # before registration prints its own lines
 
     try:
-        result = tune(spec, progress=progress)
+        result = tune(spec, progress=progress, resume=resume or None)
+    except SearchInterrupted as stopped:
+        raise SearchInterrupted(stopped.parent_run_id, stopped.signal_name,
+                                config or "examples/digits.yaml") from None
     finally:
         bar.close()
     click.echo(summary(result))

@@ -26,3 +26,17 @@ class SearchError(MltuneError):
     """The search ran but has no result to give (for example: every trial failed)."""
 
     exit_code = 1
+
+
+class SearchInterrupted(MltuneError):
+    """Ctrl-C or SIGTERM stopped a search; it can be resumed from its parent run."""
+
+    exit_code = 130
+
+    def __init__(self, parent_run_id: str, signal_name: str = "SIGINT",
+                 config: str = "<spec>") -> None:
+        super().__init__(f"search interrupted ({signal_name}); finished trials are kept. "
+                         f"Resume with: mltune tune --config {config} --resume {parent_run_id}")
+        self.parent_run_id, self.signal_name = parent_run_id, signal_name
+        if signal_name == "SIGTERM":
+            self.exit_code = 143

@@ -7,10 +7,14 @@ outcomes by the spec's metric and mode, never by a hard-coded key.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -19,173 +23,228 @@ from mlflow.entities import RunStatus
 
 from mltune import registry, tracking
 from mltune.backends import BACKENDS
-from mltune.errors import MltuneError, SearchError
-from mltune.promote import Decision, promote
+from mltune.errors import MltuneError, SearchError, SearchInterrupted
+from mltune.outcome import SearchResult, TrialOutcome, better, select_best
+from mltune.promote import promote
+from mltune.pruning import TrialPruned, make_pruner
+from mltune.resume import ResumeState, resume_search
 from mltune.space import build_space, decode
 from mltune.spec import SearchSpec
 from mltune.tasks import Task, TaskData, get_task
-from mltune.train import fit, resolve_device, seed_everything
+from mltune.train import EarlyStopping, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrialOutcome:
-    """One finished or failed trial, as the search saw it."""
-
-    number: int
-    run_id: str
-    params: dict[str, Any]
-    status: str  # FINISHED | FAILED
-    metrics: dict[str, float] = field(default_factory=dict)
-    model_uri: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class SearchResult:
-    """What a search leaves behind: its runs, its best trial, the registered version."""
-
-    spec: SearchSpec
-    parent_run_id: str
-    experiment_id: str
-    search_id: str
-    trials: list[TrialOutcome]
-    best: TrialOutcome
-    registered_version: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    decision: Decision | None = None  # the promotion gate's, for the registered version
-    gate_error: str | None = None  # why the gate could not run, when it could not
-
-    @property
-    def best_value(self) -> float:
-        return self.best.metrics[self.spec.metric]
-
-    @property
-    def finished(self) -> int:
-        return sum(t.status == "FINISHED" for t in self.trials)
-
-    @property
-    def failed(self) -> int:
-        return sum(t.status == "FAILED" for t in self.trials)
-
-
-def better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
-
-
-def select_best(outcomes: list[TrialOutcome], metric: str, mode: str) -> TrialOutcome:
-    """The best finished trial by ``metric``/``mode``; the earliest wins a tie."""
-    finished = [t for t in outcomes if t.status == "FINISHED" and metric in t.metrics]
-    if not finished:
-        errors = {t.error for t in outcomes if t.error}
-        detail = f" (errors: {'; '.join(sorted(errors))[:500]})" if errors else ""
-        failed = sum(t.status == "FAILED" for t in outcomes)
-        raise SearchError(f"no trial finished with metric {metric!r}: "
-                          f"{failed} of {len(outcomes)} trials failed{detail}")
-    best = finished[0]
-    for trial in finished[1:]:
-        if better(trial.metrics[metric], best.metrics[metric], mode):
-            best = trial
-    return best
-
-
 def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: tracking.TrialRun,
-                epochs: int, seed: int) -> dict[str, float]:
-    """Build, train and log one network; return its final metrics."""
+                spec: SearchSpec, seed: int,
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                ) -> dict[str, float]:
+    """Build, train and log one network; return the metrics of the weights logged."""
     seed_everything(seed)
     network = task.build_model(params, data.meta)
+
+    def epoch_done(epoch: int, metrics: dict[str, float]) -> None:
+        run.log_epoch(epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    stopper = (EarlyStopping(spec.metric, spec.mode, spec.patience)
+               if spec.patience else None)
     result = fit(network, data, params, loss_fn=task.make_loss(params, data),
-                 score=lambda out, y: task.score(out, y, data.meta), epochs=epochs, seed=seed,
-                 on_epoch=run.log_epoch)
+                 score=lambda out, y: task.score(out, y, data.meta), epochs=spec.epochs,
+                 seed=seed, on_epoch=epoch_done, early_stopping=stopper,
+                 time_limit_s=spec.trial_timeout_s)
     run.log_model(task, network, params, data)
-    del network
+    run.log_outcome(result.final.get(spec.metric), epochs_run=len(result.history),
+                    best_epoch=result.best_epoch or len(result.history))
     return result.final
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "out of memory" in lowered or "can't allocate memory" in lowered:
+        return f"out of memory: {text}"
+    return text
+
+
+def release_memory(device: torch.device) -> None:
+    """Give back what a trial left, so trial 300 runs like trial 3."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 class Objective:
     """hyperopt's objective: one sample -> one child run -> a loss."""
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: tracking.SearchRun,
-                 device: torch.device, on_trial: Callable[[TrialOutcome], None]) -> None:
+                 device: torch.device, on_trial: Callable[[TrialOutcome], None],
+                 first_number: int = 1) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
         self.device, self.on_trial = device, on_trial
+        self.next_number = first_number
         self.outcomes: list[TrialOutcome] = []
+        self.pruner = make_pruner(spec.pruning, spec.mode)
 
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        number = len(self.outcomes) + 1
+    def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
+        number, self.next_number = self.next_number, self.next_number + 1
         params = decode(sample)
         started = time.perf_counter()
         outcome = TrialOutcome(number, "", params, "FAILED")
+        best: list[float] = []
+
+        def judge(epoch: int, metrics: dict[str, float]) -> None:
+            value = metrics[self.spec.metric]
+            if not best or better(value, best[0], self.spec.mode):
+                best[:] = [value]
+            if self.pruner.report(number, epoch, value):
+                raise TrialPruned(epoch, best[0], self.pruner.rule)
+
         try:
-            with tracking.trial_run(self.search, number, params, self.device) as run:
+            with tracking.trial_run(self.search, number, params, self.device, vals=vals) as run:
                 outcome.run_id = run.run_id
-                outcome.metrics = train_trial(self.task, self.data, params, run,
-                                              self.spec.epochs, self.spec.seed + number)
+                outcome.metrics = train_trial(self.task, self.data, params, run, self.spec,
+                                              self.spec.seed + number, on_epoch=judge)
                 outcome.model_uri = run.model_uri
             outcome.status = "FINISHED"
+        except TrialPruned as pruned:
+            outcome.status, outcome.error = "PRUNED", str(pruned)
+            outcome.metrics = {self.spec.metric: pruned.best}
         except Exception as exc:  # a failed trial is recorded; the search goes on
-            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.error = _describe(exc)
             log.warning("trial %d failed: %s", number, outcome.error)
+        finally:
+            self.pruner.finish(number)
+            release_memory(self.device)
         outcome.seconds = time.perf_counter() - started
         self.outcomes.append(outcome)
         self.on_trial(outcome)
-        value = outcome.metrics.get(self.spec.metric)
-        if outcome.status != "FINISHED" or value is None:
-            return {"status": STATUS_FAIL, "trial": number}
-        loss = -value if self.spec.mode == "max" else value
-        return {"status": STATUS_OK, "loss": loss, "trial": number, "run_id": outcome.run_id}
+        return hyperopt_result(outcome, self.spec)
+
+
+def hyperopt_result(outcome: TrialOutcome, spec: SearchSpec) -> dict[str, Any]:
+    """What TPE learns from a trial: a pruned trial's best value counts too."""
+    value = outcome.metrics.get(spec.metric)
+    if outcome.status == "FAILED" or value is None:
+        return {"status": STATUS_FAIL, "trial": outcome.number}
+    loss = -value if spec.mode == "max" else value
+    return {"status": STATUS_OK, "loss": loss, "trial": outcome.number, "run_id": outcome.run_id}
 
 
 class _BestTracker:
-    """Logs ``best_<metric>`` on the parent after each trial and feeds the progress display."""
+    """After each trial: ``best_<metric>`` on the parent, the progress display, stop rules."""
 
     def __init__(self, spec: SearchSpec, search: tracking.SearchRun,
-                 progress: Callable[[TrialOutcome, float | None], None] | None) -> None:
+                 progress: Callable[[TrialOutcome, float | None], None] | None,
+                 history: list[TrialOutcome]) -> None:
         self.spec, self.search, self.progress = spec, search, progress
         self.best: float | None = None
+        self.since_best = 0
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        for outcome in history:
+            self._update(outcome)
 
-    def __call__(self, outcome: TrialOutcome) -> None:
+    def _update(self, outcome: TrialOutcome) -> None:
         value = outcome.metrics.get(self.spec.metric) if outcome.status == "FINISHED" else None
         if value is not None and (self.best is None or better(value, self.best, self.spec.mode)):
-            self.best = value
+            self.best, self.since_best = value, 0
+        else:
+            self.since_best += 1
+
+    def __call__(self, outcome: TrialOutcome) -> None:
+        self._update(outcome)
         if self.best is not None:
             self.search.log_best(self.spec.metric, self.best, outcome.number)
         if self.progress is not None:
             self.progress(outcome, self.best)
+        self.stop_reason = self._stop_reason()
+
+    def _stop_reason(self) -> str | None:
+        stop = self.spec.stop
+        if stop.target is not None and self.best is not None and (
+                self.best == stop.target or better(self.best, stop.target, self.spec.mode)):
+            return f"target reached: {self.spec.metric}={self.best:.6g} (target {stop.target:g})"
+        if stop.no_improvement is not None and self.since_best >= stop.no_improvement:
+            return f"no improvement in {self.since_best} trials"
+        if stop.time_budget_s is not None and \
+                time.monotonic() - self.started >= stop.time_budget_s:
+            return f"time budget of {stop.time_budget_s:g} s spent"
+        return None
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM stops a search like Ctrl-C does (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_at_once_on_next_signal() -> None:
+    """While a stopped search cleans up, a second Ctrl-C (or SIGTERM) exits immediately."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: os._exit(130))
 
 
 def tune(
     spec: SearchSpec,
     progress: Callable[[TrialOutcome, float | None], None] | None = None,
+    resume: str | None = None,
 ) -> SearchResult:
-    """Run the search the spec describes; register the best model. Returns the outcome."""
+    """Run the search the spec describes (or continue the one ``resume`` names); register
+    the best model. Returns the outcome."""
     task = get_task(spec.task)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
     space = build_space(spec.space)
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
-    search = tracking.start_search(spec, data.fingerprint)
+    if resume:
+        search, state = resume_search(resume, spec, space, data.fingerprint)
+    else:
+        search, state = tracking.start_search(spec, data.fingerprint), ResumeState()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        tracker = _BestTracker(spec, search, progress)
-        objective = Objective(spec, task, data, search, device, tracker)
-        backend(objective, space, spec)
-        best = select_best(objective.outcomes, spec.metric, spec.mode)
+        with _signals_as_interrupts():
+            tracker = _BestTracker(spec, search, progress, state.outcomes)
+            objective = Objective(spec, task, data, search, device, tracker,
+                                  first_number=state.next_number)
+            backend(objective, space, spec, state, lambda: tracker.stop_reason)
+        outcomes = state.outcomes + objective.outcomes
+        best = select_best(outcomes, spec.metric, spec.mode)
         result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
-                              objective.outcomes, best)
+                              outcomes, best)
         _register(spec, search, result, data)
         search.log_summary(
             params={f"best.{k}": v for k, v in best.params.items()},
-            metrics={"trials_finished": result.finished, "trials_failed": result.failed},
-            tags={"mltune.best_run_id": best.run_id, "mltune.best_trial": best.number},
+            metrics={"trials_finished": result.finished, "trials_failed": result.failed,
+                     "trials_pruned": result.pruned},
+            tags={"mltune.best_run_id": best.run_id, "mltune.best_trial": best.number,
+                  "mltune.stop_reason": tracker.stop_reason or "max_evals reached"},
         )
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _exit_at_once_on_next_signal()
         search.end(RunStatus.to_string(RunStatus.KILLED))
-        raise
+        raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
     except BaseException:
         search.end(RunStatus.to_string(RunStatus.FAILED))
         raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
     search.end(RunStatus.to_string(RunStatus.FINISHED))
     return result
 
@@ -228,5 +287,5 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[s
     full = {**task.default_params(), **params}
     data = task.load(spec.data, spec.seed).to(device)
     with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train") as run:
-        metrics = train_trial(task, data, full, run, spec.epochs, spec.seed)
+        metrics = train_trial(task, data, full, run, spec, spec.seed)
         return run.run_id, metrics

@@ -43,6 +43,26 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class PruningSpec:
+    """Stopping losing trials early, judged across trials on the search's metric."""
+
+    rule: str = "none"  # none | median | asha
+    warmup_trials: int = 3  # median: trials that always run in full first
+    warmup_epochs: int = 1  # median: epochs before a trial can be judged
+    min_epochs: int = 1  # asha: the first rung
+    eta: int = 3  # asha: keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+
+
+@dataclass(frozen=True)
+class StopSpec:
+    """When the whole search stops before ``max_evals``."""
+
+    no_improvement: int | None = None  # trials in a row without a new best
+    time_budget_s: float | None = None  # wall-clock seconds for the search
+    target: float | None = None  # a metric value good enough to stop at
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """A validated search: what to tune, on which data, for how long, where to log it."""
 
@@ -61,6 +81,10 @@ class SearchSpec:
     registered_model: str
     space: Mapping[str, Any]
     min_delta: float = 0.0
+    patience: int | None = None  # early stopping: epochs without improvement of the metric
+    trial_timeout_s: float | None = None  # a trial running longer fails
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    stop: StopSpec = field(default_factory=StopSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in its YAML form: ``load_spec`` of it gives this spec back.
@@ -72,7 +96,8 @@ class SearchSpec:
         data = values.pop("data")
         options = data.pop("options")
         values["data"] = {k: v for k, v in {**data, **options}.items() if v is not None}
-        return values
+        values["stop"] = {k: v for k, v in values["stop"].items() if v is not None}
+        return {k: v for k, v in values.items() if v is not None}
 
     def fingerprint(self) -> str:
         """A short hash of the whole spec, for lineage tags."""
@@ -251,7 +276,65 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         registered_model=_str(raw, "registered_model", f"mltune-{task.name}"),
         space=space,
         min_delta=_non_negative(raw, "min_delta", 0.0),
+        patience=_optional_int(raw, "patience", minimum=1),
+        trial_timeout_s=_optional_positive(raw, "trial_timeout_s"),
+        pruning=_pruning_spec(raw.get("pruning")),
+        stop=_stop_spec(raw.get("stop")),
     )
+
+
+PRUNING_RULES = ("none", "median", "asha")
+
+
+def _section(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str) and name == "pruning":
+        value = {"rule": value}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{name}: expected a mapping with keys {', '.join(allowed)}, "
+                        f"got {value!r}")
+    for key in value:
+        if key not in allowed:
+            raise SpecError(f"{name}.{key}: unknown key; allowed: {', '.join(allowed)}")
+    return {f"{name}.{k}": v for k, v in value.items()}
+
+
+def _pruning_spec(value: Any) -> PruningSpec:
+    keys = tuple(PruningSpec.__dataclass_fields__)
+    raw = _section(value, "pruning", keys)
+    return PruningSpec(
+        rule=_str(raw, "pruning.rule", "none", PRUNING_RULES),
+        warmup_trials=_int(raw, "pruning.warmup_trials", 3, minimum=0),
+        warmup_epochs=_int(raw, "pruning.warmup_epochs", 1, minimum=0),
+        min_epochs=_int(raw, "pruning.min_epochs", 1, minimum=1),
+        eta=_int(raw, "pruning.eta", 3, minimum=2),
+    )
+
+
+def _stop_spec(value: Any) -> StopSpec:
+    raw = _section(value, "stop", tuple(StopSpec.__dataclass_fields__))
+    target = raw.get("stop.target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
+        raise SpecError(f"stop.target: expected a number, got {target!r}")
+    return StopSpec(
+        no_improvement=_optional_int(raw, "stop.no_improvement", minimum=1),
+        time_budget_s=_optional_positive(raw, "stop.time_budget_s"),
+        target=None if target is None else float(target),
+    )
+
+
+def _optional_int(raw: Mapping[str, Any], key: str, minimum: int) -> int | None:
+    return None if raw.get(key) is None else _int(raw, key, 0, minimum=minimum)
+
+
+def _optional_positive(raw: Mapping[str, Any], key: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SpecError(f"{key}: {value!r} is not allowed; expected a number of seconds > 0")
+    return float(value)
 
 
 def load_spec(

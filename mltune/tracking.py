@@ -34,6 +34,8 @@ MAX_TAG_LENGTH = 5000
 ROLE, SEARCH_ID, TRIAL, TASK, DEVICE = (
     "mltune.role", "mltune.search_id", "mltune.trial", "mltune.task", "mltune.device")
 ERROR, MODEL_URI = "mltune.error", "mltune.model_uri"
+VALS, OBJECTIVE, PRUNED = "mltune.hyperopt_vals", "mltune.objective", "mltune.pruned"
+EPOCHS_RUN, BEST_EPOCH, INTERRUPTED = "mltune.epochs_run", "mltune.best_epoch", "mltune.interrupted"
 PACKAGE_DIR = str(Path(mltune.__file__).parent)
 
 
@@ -186,6 +188,13 @@ class TrialRun:
         self.client.set_tag(self.run_id, MODEL_URI, info.model_uri)
         return info.model_uri
 
+    def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
+        """The value the search scored the trial by, and which epoch's weights were logged."""
+        tags = {EPOCHS_RUN: str(epochs_run), BEST_EPOCH: str(best_epoch)}
+        if value is not None:
+            tags[OBJECTIVE] = repr(float(value))
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
 
 @contextmanager
 def trial_run(
@@ -194,16 +203,22 @@ def trial_run(
     params: Mapping[str, Any],
     device: torch.device,
     run_name: str | None = None,
+    vals: Mapping[str, Any] | None = None,
 ) -> Iterator[TrialRun]:
     """A child run of ``search`` (or a standalone run without one), closed with its status.
 
     Opened with ``parent_run_id`` rather than fluent nesting, so it works the same from a
     thread or a worker process. An exception marks the run FAILED with ``mltune.error`` and is
-    re-raised; an interrupt marks it KILLED.
+    re-raised; an interrupt marks it KILLED, and so does a pruning rule (with ``mltune.pruned``).
+    ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its history.
     """
+    from mltune.pruning import TrialPruned
+
     tags = {ROLE: "trial" if search else "train", TRIAL: str(number), DEVICE: str(device)}
     if search is not None:
         tags[SEARCH_ID] = search.search_id
+    if vals is not None:
+        tags[VALS] = json.dumps(vals)
     run = mlflow.start_run(
         run_name=run_name or f"trial-{number:04d}",
         parent_run_id=search.run_id if search else None,
@@ -215,7 +230,14 @@ def trial_run(
                      params=[Param(k, param_value(v)) for k, v in params.items()])
     try:
         yield TrialRun(run.info.run_id, client)
+    except TrialPruned as pruned:
+        client.log_batch(run.info.run_id, tags=[
+            RunTag(PRUNED, "true"), RunTag(OBJECTIVE, repr(float(pruned.best))),
+            RunTag(EPOCHS_RUN, str(pruned.epoch)), RunTag(ERROR, str(pruned))])
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
     except (KeyboardInterrupt, SystemExit):
+        client.set_tag(run.info.run_id, INTERRUPTED, "true")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,15 +28,49 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class TrialTimeout(RuntimeError):
+    """The trial ran past ``trial_timeout_s``."""
+
+
 @dataclass
 class FitResult:
-    """What training produced: per-epoch metrics and the last epoch's values."""
+    """What training produced: per-epoch metrics, and which epoch the weights are from."""
 
     history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose weights the model holds (0: the last)
+    stopped_early: bool = False
 
     @property
     def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
+        """The metrics of the weights the model holds."""
+        if not self.history:
+            return {}
+        return self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
+
+
+@dataclass
+class EarlyStopping:
+    """Patience on the monitored metric; keeps a copy of the best epoch's weights."""
+
+    metric: str
+    mode: str
+    patience: int
+    best: float | None = None
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+    def step(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record the epoch; True when training should stop."""
+        value = metrics[self.metric]
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best, self.best_epoch = value, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, model: nn.Module) -> int:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return self.best_epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -76,8 +111,15 @@ def fit(
     epochs: int,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    early_stopping: EarlyStopping | None = None,
+    time_limit_s: float | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``data`` (a TaskData already on the model's device)."""
+    """Train ``model`` on ``data`` (a TaskData already on the model's device).
+
+    ``on_epoch`` may raise to stop training (a pruning rule does); ``early_stopping`` ends it
+    when the metric stops improving and restores the best epoch's weights.
+    """
+    started = time.monotonic()
     device = data.x_train.device
     model.to(device)
     optimizer = make_optimizer(model, dict(params))
@@ -106,4 +148,12 @@ def fit(
         result.history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        if early_stopping is not None and early_stopping.step(model, epoch, metrics):
+            result.stopped_early = True
+            break
+        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+            raise TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
+                               f"(stopped after epoch {epoch})")
+    if early_stopping is not None:
+        result.best_epoch = early_stopping.restore(model)
     return result

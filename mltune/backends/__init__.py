@@ -8,8 +8,9 @@ from typing import Any
 from mltune.catalog import Catalog
 from mltune.spec import SearchSpec
 
-# A backend runs ``objective`` over ``space`` for the spec's budget.
-Backend = Callable[[Callable[[dict[str, Any]], dict[str, Any]], dict[str, Any], SearchSpec], None]
+# A backend runs ``objective(sample, vals)`` over ``space`` until the spec's budget is spent or
+# ``stop_reason()`` returns a reason, starting from a resumed search's ``state``.
+Backend = Callable[[Any, dict[str, Any], SearchSpec, Any, Callable[[], str | None]], None]
 BACKENDS: Catalog[Backend] = Catalog("backend")
 
 from mltune.backends import local  # noqa: E402,F401  (registers the built-in backends)

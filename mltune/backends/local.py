@@ -1,4 +1,8 @@
-"""The local backend: hyperopt's ``fmin`` with in-memory ``Trials``, trials one after another."""
+"""The local backend: hyperopt's ``fmin`` with in-memory ``Trials``, trials one after another.
+
+A resumed search starts from a ``Trials`` rebuilt from MLflow (finished, failed and pruned
+trials as done documents, interrupted ones queued to run first), so TPE continues where it was.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from hyperopt import Trials, anneal, fmin, rand, tpe
+from hyperopt import JOB_STATE_DONE, Domain, Trials, anneal, fmin, rand, tpe
 from hyperopt.exceptions import AllTrialsFailed
+from hyperopt.fmin import generate_trials_to_calculate
+from hyperopt.pyll import rec_eval
 
 from mltune.backends import BACKENDS
 from mltune.spec import SearchSpec
@@ -30,19 +36,60 @@ def algorithm(name: str, budget: int) -> Callable[..., Any]:
     return {"rand": rand.suggest, "anneal": anneal.suggest}[name]
 
 
+def rebuilt_trials(space: dict[str, Any], state: Any, result_of: Callable[..., Any]) -> Trials:
+    """A ``Trials`` holding the resumed search's history, then its interrupted points."""
+    labels = list(Domain(lambda _: 0.0, space).params)
+
+    def full(vals: dict[str, Any]) -> dict[str, Any]:
+        return {label: vals[label] for label in labels if label in vals}
+
+    points = [full(v) for v in state.vals] + [full(v) for v in state.requeue]
+    trials = Trials()
+    if not points:
+        return trials
+    docs = generate_trials_to_calculate(points)._dynamic_trials
+    for doc, outcome in zip(docs, state.outcomes, strict=False):
+        doc["state"] = JOB_STATE_DONE
+        doc["result"] = result_of(outcome)
+    for doc in docs:
+        misc = doc["misc"]
+        for label in labels:  # inactive conditional params: present, empty (TPE needs them)
+            misc["vals"].setdefault(label, [])
+            misc["idxs"].setdefault(label, [])
+            if not misc["vals"][label]:
+                misc["idxs"][label] = []
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    return trials
+
+
 @BACKENDS.register("local")
-def run_local(objective: Callable[[dict[str, Any]], dict[str, Any]], space: dict[str, Any],
-              spec: SearchSpec) -> None:
+def run_local(objective: Any, space: dict[str, Any], spec: SearchSpec, state: Any,
+              stop_reason: Callable[[], str | None]) -> None:
+    from mltune.search import hyperopt_result
+
+    def evaluate(expr: Any, memo: Any, ctrl: Any) -> dict[str, Any]:
+        sample = rec_eval(expr, memo=memo, print_node_on_error=False)
+        vals = {k: v[0] for k, v in ctrl.current_trial["misc"]["vals"].items() if v}
+        return objective(sample, _native(vals))
+
+    trials = rebuilt_trials(space, state, lambda o: hyperopt_result(o, spec))
     try:
         fmin(
-            objective,
+            evaluate,
             space,
             algo=algorithm(spec.algo, spec.max_evals),
             max_evals=spec.max_evals,
-            trials=Trials(),
-            rstate=np.random.default_rng(spec.seed),
+            trials=trials,
+            rstate=np.random.default_rng(spec.seed + len(trials)),
             show_progressbar=False,
             return_argmin=False,
+            pass_expr_memo_ctrl=True,
+            early_stop_fn=lambda *_: (stop_reason() is not None, []),
         )
     except AllTrialsFailed:
         pass  # the search reports it, with the trials' errors
+
+
+def _native(vals: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in vals.items()}
