@@ -61,14 +61,6 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
     return result.final
 
 
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    lowered = text.lower()
-    if "out of memory" in lowered or "can't allocate memory" in lowered:
-        return f"out of memory: {text}"
-    return text
-
-
 def release_memory(device: torch.device) -> None:
     """Give back what a trial left, so trial 300 runs like trial 3."""
     gc.collect()
@@ -113,7 +105,7 @@ class Objective:
             outcome.status, outcome.error = "PRUNED", str(pruned)
             outcome.metrics = {self.spec.metric: pruned.best}
         except Exception as exc:  # a failed trial is recorded; the search goes on
-            outcome.error = _describe(exc)
+            outcome.error = tracking.describe_error(exc)
             log.warning("trial %d failed: %s", number, outcome.error)
         finally:
             self.pruner.finish(number)

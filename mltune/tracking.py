@@ -196,6 +196,15 @@ class TrialRun:
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, marked ``out of memory:`` when it is one (CUDA or host)."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "out of memory" in lowered or "can't allocate memory" in lowered:
+        return f"out of memory: {text}"
+    return text
+
+
 @contextmanager
 def trial_run(
     search: SearchRun | None,
@@ -241,7 +250,7 @@ def trial_run(
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:
-        client.set_tag(run.info.run_id, ERROR, f"{type(exc).__name__}: {exc}"[:MAX_TAG_LENGTH])
+        client.set_tag(run.info.run_id, ERROR, describe_error(exc)[:MAX_TAG_LENGTH])
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:

@@ -1,0 +1,93 @@
+"""A search that survives: kill -9 then resume, SIGTERM, refused resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import all_runs, children_of, env_for_subprocess
+from test_cli import run_cli
+
+import mltune
+
+
+def start_search(tracking_uri: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mltune", "tune", *args],
+                            env=env_for_subprocess(tracking_uri), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_finished_trials(client, count: int, process: subprocess.Popen,
+                             timeout: float = 240) -> str:
+    """Poll MLflow until ``count`` trials of the (only) search finished; return its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        runs = all_runs(client)
+        parents = [r for r in runs if r.data.tags.get("mltune.role") == "search"]
+        if parents:
+            done = [r for r in children_of(client, parents[0].info.run_id)
+                    if r.info.status == "FINISHED"]
+            if len(done) >= count:
+                return parents[0].info.run_id
+        time.sleep(0.2)
+    raise TimeoutError(f"{count} trials did not finish in time")
+
+
+def test_kill_9_then_resume_ends_with_max_evals_finished_trials(tracking_uri, client, capsys):
+    args = ["--max-evals", "4", "--epochs", "2", "--seed", "5"]
+    process = start_search(tracking_uri, *args)
+    parent_id = wait_for_finished_trials(client, 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    code, out, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
+    assert code == 0, err
+    assert f"parent run {parent_id}" in out
+
+    children = children_of(client, parent_id)
+    numbers = [int(c.data.tags["mltune.trial"]) for c in children]
+    assert len(numbers) == len(set(numbers))  # no duplicate trial numbers
+    assert [c.info.status for c in children].count("FINISHED") == 4
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    for child in children:
+        if child.info.status == "KILLED":  # the trial in flight at the kill
+            assert child.data.tags["mltune.interrupted"] == "true"
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mltune.resumed"] == "1"
+    best = max((c for c in children if c.info.status == "FINISHED"),
+               key=lambda c: c.data.metrics["val_accuracy"])
+    assert parent.data.tags["mltune.best_run_id"] == best.info.run_id
+
+
+def test_sigterm_marks_trial_and_search_killed_and_prints_resume_command(tracking_uri, client):
+    process = start_search(tracking_uri, "--max-evals", "30", "--epochs", "3")
+    parent_id = wait_for_finished_trials(client, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr.strip().splitlines()[-1] == (
+        "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
+        f"mltune tune --config examples/digits.yaml --resume {parent_id}")
+    assert "Traceback" not in stderr
+    assert client.get_run(parent_id).info.status == "KILLED"
+    runs = all_runs(client)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in children_of(client, parent_id) if r.info.status == "KILLED"]
+    assert all(r.data.tags["mltune.interrupted"] == "true" for r in killed)
+
+
+def test_resume_with_a_changed_space_or_unknown_run_is_refused(tracking_uri, client, capsys):
+    result = mltune.tune(mltune.load_spec(None, {"max_evals": 1, "epochs": 1}))
+    capsys.readouterr()
+    code, _, err = run_cli(["tune", "--max-evals", "2", "--epochs", "1", "--set",
+                            "space.dropout=0.3", "--resume", result.parent_run_id], capsys)
+    assert code == 2
+    assert "--resume: the spec differs from the search's in space.dropout" in err
+    code, _, err = run_cli(["tune", "--resume", "0" * 32], capsys)
+    assert code == 2 and "--resume: no run" in err
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert len(children_of(client, result.parent_run_id)) == 1
