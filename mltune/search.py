@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from hyperopt import STATUS_FAIL, STATUS_OK
 from mlflow.entities import RunStatus
 
-from mltune import registry, tracking
+from mltune import interrupts, registry, tracking
 from mltune.backends import BACKENDS
 from mltune.errors import MltuneError, SearchError, SearchInterrupted
 from mltune.outcome import SearchResult, TrialOutcome, better, select_best
@@ -81,6 +77,7 @@ class Objective:
         self.pruner = make_pruner(spec.pruning, spec.mode)
 
     def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
+        interrupts.check()
         number, self.next_number = self.next_number, self.next_number + 1
         params = decode(sample)
         started = time.perf_counter()
@@ -88,6 +85,7 @@ class Objective:
         best: list[float] = []
 
         def judge(epoch: int, metrics: dict[str, float]) -> None:
+            interrupts.check()
             value = metrics[self.spec.metric]
             if not best or better(value, best[0], self.spec.mode):
                 best[:] = [value]
@@ -167,30 +165,6 @@ class _BestTracker:
         return None
 
 
-@contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM stops a search like Ctrl-C does (main thread only; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _exit_at_once_on_next_signal() -> None:
-    """While a stopped search cleans up, a second Ctrl-C (or SIGTERM) exits immediately."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: os._exit(130))
-
-
 def tune(
     spec: SearchSpec,
     progress: Callable[[TrialOutcome, float | None], None] | None = None,
@@ -207,9 +181,8 @@ def tune(
         search, state = resume_search(resume, spec, space, data.fingerprint)
     else:
         search, state = tracking.start_search(spec, data.fingerprint), ResumeState()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with _signals_as_interrupts():
+        with interrupts.stop_on_signals():
             tracker = _BestTracker(spec, search, progress, state.outcomes)
             objective = Objective(spec, task, data, search, device, tracker,
                                   first_number=state.next_number)
@@ -227,16 +200,11 @@ def tune(
                   "mltune.stop_reason": tracker.stop_reason or "max_evals reached"},
         )
     except (KeyboardInterrupt, SystemExit) as exc:
-        _exit_at_once_on_next_signal()
         search.end(RunStatus.to_string(RunStatus.KILLED))
         raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
     except BaseException:
         search.end(RunStatus.to_string(RunStatus.FAILED))
         raise
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
     search.end(RunStatus.to_string(RunStatus.FINISHED))
     return result
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mltune import interrupts
 from mltune.errors import SpecError
 from mltune.optim import make_optimizer
 
@@ -132,6 +133,7 @@ def fit(
         order = torch.randperm(n, device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
         for start in range(0, n, batch_size):
+            interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
             index = order[start:start + batch_size]
             loss = loss_fn(model(data.x_train[index]), data.y_train[index])
             optimizer.zero_grad(set_to_none=True)

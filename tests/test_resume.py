@@ -68,7 +68,7 @@ def test_sigterm_marks_trial_and_search_killed_and_prints_resume_command(trackin
     parent_id = wait_for_finished_trials(client, 1, process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
+    assert process.returncode == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == (
         "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
         f"mltune tune --config examples/digits.yaml --resume {parent_id}")
