@@ -22,7 +22,7 @@ def binary_roc_auc(logits: torch.Tensor, targets: torch.Tensor) -> float:
     truth = targets.cpu().numpy()
     if len(np.unique(truth)) < 2:
         return float("nan")
-    positive = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+    positive = torch.softmax(logits.detach().float(), dim=1)[:, 1].cpu().numpy()
     return float(roc_auc_score(truth, positive))
 
 

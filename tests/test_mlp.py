@@ -11,15 +11,15 @@ from mltune.models.layers import ACTIVATIONS
 from mltune.models.mlp import MLP, NORMS
 
 
-@pytest.mark.parametrize("norm", NORMS.names())
-@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+@pytest.mark.parametrize(("norm", "activation"), [("none", "relu"), ("batch", "gelu"),
+                                                  ("layer", "tanh")])
 def test_every_norm_learns_a_simple_rule(norm, activation):
     torch.manual_seed(0)
-    x = torch.randn(256, 6)
+    x = torch.randn(128, 6)
     y = (x[:, 0] + x[:, 1] > 0).long()
     model = MLP(6, 2, num_layers=2, hidden_size=16, activation_name=activation, norm=norm)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
+    for _ in range(30):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()

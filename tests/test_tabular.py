@@ -224,6 +224,14 @@ def test_a_metric_of_the_other_problem_is_refused(churn_csv):
                                 "data.target": "churned", "metric": "val_rmse"})
 
 
+def test_a_loss_of_the_other_problem_fails_the_trial_with_a_clear_line():
+    task = get_task("tabular")
+    data = task.load(mltune.load_spec(None, {"task": "tabular"}).data, seed=0)
+    with pytest.raises(SpecError, match="loss: 'mse' does not suit a classification target; "
+                                        "allowed: cross_entropy, label_smoothing"):
+        task.make_loss({"loss": "mse"}, data)
+
+
 # --- bad input: one clear line each ---------------------------------------------------------
 
 def write(tmp_path: Path, name: str, frame: pd.DataFrame) -> str:

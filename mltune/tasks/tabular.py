@@ -212,7 +212,7 @@ class TabularTask(ClassificationMixin, Task):
                 metrics["roc_auc"] = binary_roc_auc(outputs, targets)
             return metrics
         mean, std = meta["target_mean"], meta["target_std"]
-        return regression_metrics(outputs.float().cpu().numpy() * std + mean,
+        return regression_metrics(outputs.detach().float().cpu().numpy() * std + mean,
                                   targets.float().cpu().numpy() * std + mean)
 
     def input_example(self, data: TaskData) -> Any:
