@@ -44,11 +44,14 @@ class Builtin:
     loader: str
     target: str
     label_names: bool  # map the integer target to the data set's own class names
+    kwargs: tuple[tuple[str, Any], ...] = ()
 
 
 BUILTINS = {
     "sklearn:breast_cancer": Builtin("load_breast_cancer", "diagnosis", label_names=True),
-    "sklearn:diabetes": Builtin("load_diabetes", "progression", label_names=False),
+    # scaled=False: the raw values (age in years, bmi...), as a user's own table has them
+    "sklearn:diabetes": Builtin("load_diabetes", "progression", label_names=False,
+                                kwargs=(("scaled", False),)),
 }
 
 
@@ -56,8 +59,7 @@ def _read_builtin(source: str) -> pd.DataFrame:
     import sklearn.datasets
 
     builtin = BUILTINS[source]
-    kwargs = {"scaled": False} if builtin.loader == "load_diabetes" else {}
-    bunch = getattr(sklearn.datasets, builtin.loader)(as_frame=True, **kwargs)
+    bunch = getattr(sklearn.datasets, builtin.loader)(as_frame=True, **dict(builtin.kwargs))
     frame = bunch.frame.rename(columns={"target": builtin.target})
     if builtin.label_names:
         frame[builtin.target] = np.asarray(bunch.target_names)[bunch.target.to_numpy()]
@@ -135,6 +137,11 @@ def read_target(data: DataSpec) -> pd.Series:
     return read_table(data.source, [target])[target]
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (so messages read ``3``, not ``np.int64(3)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _whole_numbers(values: pd.Series) -> bool:
     numbers = values.to_numpy(dtype=float)
     return bool(np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)))
@@ -178,7 +185,7 @@ def _resolve(source: str, target: str | None, problem: str,
         return problem, 0
     classes = int(values.nunique())
     if classes < 2:
-        only = values.iloc[0] if len(values) else None
+        only = plain(values.iloc[0]) if len(values) else None
         raise DataError(f"data.target: column {target_name(data)!r} has only one class "
                         f"({only!r}); classification needs at least 2")
     return problem, classes
@@ -215,7 +222,7 @@ def as_text(frame: Any) -> np.ndarray:
             return str(int(value))
         return str(value)
 
-    return pd.DataFrame(frame).map(text).to_numpy(dtype=object)
+    return np.vectorize(text, otypes=[object])(pd.DataFrame(frame).to_numpy(dtype=object))
 
 
 def feature_columns(frame: pd.DataFrame, target: str, data: DataSpec
@@ -235,7 +242,7 @@ def feature_columns(frame: pd.DataFrame, target: str, data: DataSpec
         if column.isna().all():
             dropped[name] = "all values missing"
         elif column.nunique(dropna=False) == 1:
-            dropped[name] = f"constant ({column.iloc[0]!r})"
+            dropped[name] = f"constant ({plain(column.iloc[0])!r})"
         elif name in forced or pd.api.types.is_bool_dtype(column) \
                 or not pd.api.types.is_numeric_dtype(column):
             categorical.append(name)
