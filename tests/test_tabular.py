@@ -194,6 +194,35 @@ def test_preprocessing_is_fitted_on_the_train_split_only(churn_csv, tmp_path, ca
     assert np.array_equal(again.y_val.numpy(), data.y_val.numpy())
 
 
+# --- the promotion gate: every model judged with its own fitted preprocessing ---------------
+
+def test_gate_scores_the_champion_with_its_own_preprocessing(client):
+    tuned = {"max_evals": 1, "data.source": "sklearn:diabetes", "registered_model": "diabetes",
+             **STEADY}
+    search(seed=0, **tuned)
+    second = search(seed=1, **tuned)  # another split: another fitted scaler, other target stats
+    v2 = client.get_model_version("diabetes", "2")
+    assert v2.tags["mltune.compared_with"] == "1"
+
+    # what the gate reported for the champion is what serving it on v2's raw holdout gives
+    data = get_task("tabular").load(second.spec.data, second.spec.seed)
+    champion = mlflow.pyfunc.load_model("models:/diabetes/1")
+    predicted = champion.predict(data.x_test_raw)["prediction"].to_numpy()
+    rmse = float(np.sqrt(np.mean((predicted - data.y_test[:, 0].numpy()) ** 2)))
+    assert float(v2.tags["mltune.champion_holdout_score"]) == pytest.approx(rmse, rel=1e-4)
+
+
+def test_gate_refuses_a_model_of_other_classes():
+    task = get_task("tabular")
+    data = task.load(mltune.load_spec(None, {"task": "tabular"}).data, seed=0)
+    other = {**data.meta, **data.artifacts, "classes": ["no", "yes"]}
+    with pytest.raises(DataError, match=r"holdout: the model was trained for classes "
+                                        r"\['no', 'yes'\], this data has \['benign', "):
+        task.holdout_inputs(data, other)
+    same = task.holdout_inputs(data, {**data.meta, **data.artifacts})
+    assert np.array_equal(same.numpy(), data.x_test.numpy())
+
+
 # --- problem type: inferred from the target, overridable ------------------------------------
 
 @pytest.mark.parametrize(("target", "problem", "metric", "mode", "roc_auc"), [

@@ -34,6 +34,8 @@ class TaskData:
     ``artifacts`` holds what serving needs that is not JSON (a fitted scikit-learn
     transformer): each is saved with the model as a file of its own, and at serving time
     ``Task.predict`` finds it in ``meta`` under the same name.
+    ``x_test_raw`` is for tasks whose tensors depend on preprocessing fitted on train: the
+    promotion gate re-encodes it with another model's preprocessing (``holdout_inputs``).
     """
 
     x_train: torch.Tensor
@@ -45,6 +47,7 @@ class TaskData:
     meta: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     artifacts: dict[str, Any] = field(default_factory=dict)
+    x_test_raw: Any = None  # the holdout inputs as the user has them; never logged
 
     def to(self, device: torch.device) -> TaskData:
         """The same data on ``device`` (moved once per search, not per trial)."""

@@ -27,6 +27,7 @@ from mltune.errors import DataError, SpecError
 from mltune.losses import make_loss
 from mltune.metrics import binary_roc_auc, classification_metrics, regression_metrics
 from mltune.models.init import init_weights
+from mltune.models.layers import Unstandardize
 from mltune.models.mlp import MLP
 from mltune.spec import DataSpec
 from mltune.tasks import TASKS
@@ -87,6 +88,21 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
              for k, v in row.items()} for row in rows.to_dict(orient="records")]
 
 
+class ScaledLoss(nn.Module):
+    """A regression loss on values divided by the target's train-split spread.
+
+    The network answers in the target's own units; the loss sees them standardised, so one
+    learning rate (and huber's delta) suits a target in millimetres or in millions.
+    """
+
+    def __init__(self, loss: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.loss, self.scale = loss, float(scale)
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(outputs / self.scale, targets / self.scale)
+
+
 def _input_frame(model_input: Any) -> pd.DataFrame:
     if isinstance(model_input, pd.DataFrame):
         return model_input
@@ -94,6 +110,20 @@ def _input_frame(model_input: Any) -> pd.DataFrame:
         return pd.DataFrame(model_input)
     raise DataError(f"input: expected a DataFrame of the feature columns (or records), got "
                     f"{type(model_input).__name__}")
+
+
+def encode(frame: pd.DataFrame, meta: Mapping[str, Any], where: str) -> torch.Tensor:
+    """Raw feature columns -> the network's input, through the model's fitted preprocessing."""
+    columns = meta["columns"]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(map(repr, missing))} that the "
+                        f"model needs; expected columns: {', '.join(map(str, columns))}")
+    features = numeric_frame(frame[columns], meta["numeric"], where)
+    with warnings.catch_warnings():  # unseen categories are expected, and handled
+        warnings.filterwarnings("ignore", message="Found unknown categories")
+        x = meta[PREPROCESSOR].transform(features)
+    return torch.from_numpy(np.asarray(x, dtype=np.float32))
 
 
 class TabularTask(ClassificationMixin, Task):
@@ -173,7 +203,7 @@ class TabularTask(ClassificationMixin, Task):
             values = _regression_target(frame[target], target)
             train, val, test = _random_split(len(frame), data, seed)
             mean, std = float(values[train].mean()), float(values[train].std()) or 1.0
-            y = torch.from_numpy(((values - mean) / std).astype(np.float32)).unsqueeze(1)
+            y = torch.from_numpy(values.astype(np.float32)).unsqueeze(1)
             meta.update(target_mean=mean, target_std=std)
         preprocessor = make_preprocessor(numeric, categorical).fit(features.iloc[train])
         x = torch.from_numpy(np.asarray(preprocessor.transform(features), dtype=np.float32))
@@ -182,19 +212,23 @@ class TabularTask(ClassificationMixin, Task):
         digest = fingerprint_arrays(pd.util.hash_pandas_object(frame, index=False).to_numpy(),
                                     np.asarray([str(c) for c in frame.columns]))
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
-                        fingerprint=digest, artifacts={PREPROCESSOR: preprocessor})
+                        fingerprint=digest, artifacts={PREPROCESSOR: preprocessor},
+                        x_test_raw=frame.iloc[test][columns].reset_index(drop=True))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        outputs = len(meta["classes"]) if meta["problem"] == "classification" else 1
-        model = MLP(
-            meta["n_features"], outputs,
+        regression = meta["problem"] == "regression"
+        model: nn.Module = MLP(
+            meta["n_features"], 1 if regression else len(meta["classes"]),
             num_layers=int(params.get("num_layers", 2)),
             hidden_size=int(params.get("hidden_size", 64)),
             activation_name=str(params.get("activation", "relu")),
             dropout=float(params.get("dropout", 0.0)),
             norm=str(params.get("norm", "none")),
         )
-        return init_weights(model, str(params.get("weight_init", "default")))
+        model = init_weights(model, str(params.get("weight_init", "default")))
+        if regression:  # answers in the target's units, learns on standardised ones
+            model = nn.Sequential(model, Unstandardize(meta["target_mean"], meta["target_std"]))
+        return model
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         problem = data.meta["problem"]
@@ -202,6 +236,8 @@ class TabularTask(ClassificationMixin, Task):
         if name not in LOSSES[problem]:
             raise SpecError(f"loss: {name!r} does not suit a {problem} target; allowed: "
                             f"{', '.join(LOSSES[problem])}")
+        if problem == "regression":
+            return ScaledLoss(make_loss(name), data.meta["target_std"])
         return make_loss(name)
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor,
@@ -211,9 +247,8 @@ class TabularTask(ClassificationMixin, Task):
             if len(meta["classes"]) == 2:
                 metrics["roc_auc"] = binary_roc_auc(outputs, targets)
             return metrics
-        mean, std = meta["target_mean"], meta["target_std"]
-        return regression_metrics(outputs.detach().float().cpu().numpy() * std + mean,
-                                  targets.float().cpu().numpy() * std + mean)
+        return regression_metrics(outputs.detach().double().cpu().numpy(),
+                                  targets.double().cpu().numpy())
 
     def input_example(self, data: TaskData) -> Any:
         return pd.DataFrame(data.meta["example"], columns=data.meta["columns"])
@@ -226,22 +261,22 @@ class TabularTask(ClassificationMixin, Task):
         return ModelSignature(inputs=None, outputs=Schema([ColSpec("double", "prediction")]))
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
-        frame = _input_frame(model_input)
-        columns = meta["columns"]
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"input: missing column(s) {', '.join(map(repr, missing))} that the "
-                            f"model needs; expected columns: {', '.join(map(str, columns))}")
-        features = numeric_frame(frame[columns], meta["numeric"], "input")
-        with warnings.catch_warnings():  # unseen categories are expected, and handled
-            warnings.filterwarnings("ignore", message="Found unknown categories")
-            x = np.asarray(meta[PREPROCESSOR].transform(features), dtype=np.float32)
         with torch.no_grad():
-            outputs = model(torch.from_numpy(x))
+            outputs = model(encode(_input_frame(model_input), meta, "input"))
         if meta["problem"] == "classification":
             return self.labelled(outputs, meta)
-        values = outputs[:, 0].double().numpy() * meta["target_std"] + meta["target_mean"]
-        return pd.DataFrame({"prediction": values})
+        return pd.DataFrame({"prediction": outputs[:, 0].double().numpy()})
+
+    def holdout_inputs(self, data: TaskData, meta: Mapping[str, Any]) -> torch.Tensor:
+        """The raw holdout rows encoded by ``meta``'s own fitted preprocessing (the champion
+        of another search has its own); a model of another target or classes is refused."""
+        if data.x_test_raw is None:
+            return data.x_test
+        for key in ("target", "problem", "classes"):
+            if meta.get(key) != data.meta.get(key):
+                raise DataError(f"holdout: the model was trained for {key} {meta.get(key)!r}, "
+                                f"this data has {data.meta.get(key)!r}; they cannot be compared")
+        return encode(data.x_test_raw, meta, "holdout")
 
 
 TASKS.add("tabular", TabularTask())
