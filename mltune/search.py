@@ -242,7 +242,7 @@ def _register(spec: SearchSpec, search: tracking.SearchRun, result: SearchResult
 
 def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
     """Train and log one configuration as a standalone run; return (run id, final metrics)."""
-    task = get_task(spec.task)
+    task = get_task(spec.task).for_data(spec.data)
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
     data = task.load(spec.data, spec.seed).to(device)

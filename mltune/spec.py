@@ -245,6 +245,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
             raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
+    task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
     user_space = raw.get("space") or {}
     if not isinstance(user_space, Mapping):
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")

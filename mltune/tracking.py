@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 import mltune
-from mltune.pyfunc import WEIGHTS, ServedModel
+from mltune.pyfunc import WEIGHTS, ServedModel, save_task_artifacts
 from mltune.spec import SearchSpec
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
@@ -175,10 +175,11 @@ class TrialRun:
         with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
             weights = os.path.join(tmp, "weights.pt")
             torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
+            artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=ServedModel(task.name, params, data.meta),
-                artifacts={WEIGHTS: weights},
+                artifacts=artifacts,
                 code_paths=[PACKAGE_DIR],
                 signature=task.signature(data),
                 input_example=task.input_example(data),

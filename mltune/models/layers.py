@@ -43,3 +43,19 @@ class Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class Unstandardize(nn.Module):
+    """y * std + mean: a network trained on standardised targets answers in their own units.
+
+    The statistics are the train split's, kept in the weights, so any two models of the same
+    target are compared on the same scale whatever split fitted them.
+    """
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std) if std > 0 else 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean

@@ -31,6 +31,11 @@ class TaskData:
 
     ``meta`` is plain JSON-able data (class labels, input shape, ...): it travels inside the
     logged model so that nothing from the training data is needed at load time.
+    ``artifacts`` holds what serving needs that is not JSON (a fitted scikit-learn
+    transformer): each is saved with the model as a file of its own, and at serving time
+    ``Task.predict`` finds it in ``meta`` under the same name.
+    ``x_test_raw`` is for tasks whose tensors depend on preprocessing fitted on train: the
+    promotion gate re-encodes it with another model's preprocessing (``holdout_inputs``).
     """
 
     x_train: torch.Tensor
@@ -41,6 +46,8 @@ class TaskData:
     y_test: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    x_test_raw: Any = None  # the holdout inputs as the user has them; never logged
 
     def to(self, device: torch.device) -> TaskData:
         """The same data on ``device`` (moved once per search, not per trial)."""
@@ -67,6 +74,15 @@ class Task(ABC):
 
     def default_mode(self, metric: str) -> str:
         return better_direction(metric)
+
+    def for_data(self, data: DataSpec) -> Task:
+        """This task as it applies to ``data`` (called where a spec is validated).
+
+        Most tasks are the same whatever the data. A task whose defaults depend on it (tabular:
+        classification or regression decides the default metric, losses and space) returns a
+        specialised instance here, so nothing downstream branches on the data.
+        """
+        return self
 
     @abstractmethod
     def metric_names(self, data: DataSpec) -> list[str]:
