@@ -34,6 +34,13 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         network.load_state_dict(state)
         self._network = network.eval()
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded network (eval mode), for code that needs more than ``predict``."""
+        if self._network is None:
+            raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model")
+        return self._network
+
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Raw input -> labelled output. Arrays and lists are taken too: MLflow treats a
