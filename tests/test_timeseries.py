@@ -3,7 +3,8 @@ sqlite stores, the served model as users call it, and every kind of bad input th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import children_of
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import mltune
@@ -50,20 +52,65 @@ def spec_for(source: str, **overrides) -> mltune.SearchSpec:
     raw = {"task": "timeseries", "name": "sales", "registered_model": "sales-forecast",
            "data": {"source": source, "time": "date", "target": "sales", "horizon": HORIZON},
            "max_evals": 2, "epochs": 4, "seed": 0, "space": SPACE}
-    return mltune.load_spec(None, {**{k: v for k, v in raw.items()}, **overrides})
+    return mltune.load_spec(None, {**raw, **overrides})
 
 
-def test_search_beats_the_naive_forecast_and_serves_forecasts_in_original_units(
-        client, tmp_path):
+@dataclass(frozen=True)
+class Searched:
+    """One search shared by the tests that read its runs and serve its champion (creating
+    an MLflow store and searching once keeps the module fast)."""
+
+    uri: str
+    result: mltune.SearchResult
+    known: pd.DataFrame  # the rows the search saw
+    future: pd.DataFrame  # the next HORIZON rows, never seen
+
+
+def _use_store(uri: str, patch: pytest.MonkeyPatch) -> None:
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        patch.delenv(name, raising=False)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searched]:
+    root = tmp_path_factory.mktemp("timeseries")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
     full = seasonal()
     known, future = full.iloc[:ROWS], full.iloc[ROWS:]
-    result = mltune.tune(spec_for(write(known, tmp_path / "sales.csv")))
+    with pytest.MonkeyPatch.context() as patch:
+        _use_store(uri, patch)
+        patch.chdir(root)
+        result = mltune.tune(spec_for(write(known, root / "sales.csv")))
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    yield Searched(uri, result, known, future)
 
+
+@pytest.fixture()
+def store(searched: Searched, monkeypatch: pytest.MonkeyPatch,
+          tmp_path: Path) -> Iterator[MlflowClient]:
+    """The shared search's store as the current tracking and registry store."""
+    _use_store(searched.uri, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    yield MlflowClient(searched.uri, searched.uri)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+
+
+def test_search_beats_the_naive_forecast_and_logs_the_forecast_plot(searched, store,
+                                                                     tmp_path):
+    client, result = store, searched.result
     children = children_of(client, result.parent_run_id)
     assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
     for child in children:
         assert METRICS <= set(child.data.metrics)
         assert child.data.params["window"] in {"12", "24"}
+        assert child.data.params["cell"] in {"lstm", "gru"}
         assert sorted(m.step for m in client.get_metric_history(child.info.run_id,
                                                                   "val_skill")) == [1, 2, 3, 4]
         metrics = child.data.metrics
@@ -85,8 +132,11 @@ def test_search_beats_the_naive_forecast_and_serves_forecasts_in_original_units(
     image = Image.open(client.download_artifacts(best.info.run_id, "forecast.png", tmp_path))
     assert image.size[0] > 600 and image.size[1] > 200
 
-    # served: the latest rows (more than the window; older rows are fine) -> the next 12 days
+
+def test_served_model_forecasts_the_next_horizon_in_original_units(searched, store):
+    known, future = searched.known, searched.future
     model = mlflow.pyfunc.load_model("models:/sales-forecast@champion")
+    # the latest rows (more than the window: older rows are fine) -> the next 12 days
     answer = model.predict(known.iloc[-100:])
     assert list(answer.columns) == ["step", "date", "forecast"]
     assert list(answer["step"]) == list(range(1, HORIZON + 1))
@@ -95,51 +145,52 @@ def test_search_beats_the_naive_forecast_and_serves_forecasts_in_original_units(
     error = np.abs(answer["forecast"].to_numpy() - truth).mean()
     naive_error = np.abs(known["sales"].iloc[-1] - truth).mean()
     assert error < 0.6 * naive_error  # in sales units, close to what happened next
-    # only the model's own window is read: the same rows, fewer of them, same forecast
-    window = int(best.data.params["window"])
+    # only the model's own window is read: fewer rows, timestamps typed, the same forecast
+    window = int(searched.result.best.params["window"])
     typed = known.iloc[-window:].assign(date=lambda f: pd.to_datetime(f["date"]))
     np.testing.assert_allclose(model.predict(typed)["forecast"], answer["forecast"], rtol=1e-6)
     with pytest.raises(mltune.DataError, match=f"input: {window - 1} row.*latest {window} rows"):
         model.predict(known.iloc[-(window - 1):])
+    with pytest.raises(mltune.DataError, match="input: column 'date' has a gap"):
+        model.predict(known.iloc[-100:].drop(index=known.index[-5]))
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_with_the_next_horizon(client, tracking_uri, tmp_path):
+def test_mlflow_models_serve_answers_with_the_next_horizon(searched, store):
     from serving import invoke, served
 
-    known = seasonal().iloc[:ROWS]
-    result = mltune.tune(spec_for(write(known, tmp_path / "sales.csv"), max_evals=1, epochs=1))
-    latest = known.iloc[-30:]
-    expected = mlflow.pyfunc.load_model(result.best.model_uri).predict(latest)
-    with served("models:/sales-forecast@champion", tracking_uri) as url:
+    latest = searched.known.iloc[-30:]
+    expected = mlflow.pyfunc.load_model("models:/sales-forecast@champion").predict(latest)
+    with served("models:/sales-forecast@champion", searched.uri) as url:
         answer = invoke(url, {"dataframe_split": latest.to_dict(orient="split")})
     rows = answer["predictions"]
     assert [row["step"] for row in rows] == list(range(1, HORIZON + 1))
-    assert rows[0]["date"].startswith("2021-02-24") and rows[-1]["date"].startswith("2021-03-07")
+    assert [row["date"][:10] for row in rows] == list(searched.future["date"])
     np.testing.assert_allclose([row["forecast"] for row in rows], expected["forecast"],
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("time", [None, "period"])
-def test_series_without_timestamps_forecasts_steps(client, tmp_path, time):
-    frame = seasonal().iloc[:300].drop(columns="date")
-    if time:  # whole-number steps: 10, 20, 30, ...
-        frame.insert(0, "period", np.arange(10, 10 * len(frame) + 1, 10))
-    source = write(frame, tmp_path / "series.csv")
-    spec = spec_for(source, **{"data.time": time, "data.covariates": ["temperature"],
-                               "epochs": 1})
-    run_id, metrics = mltune.train_once(spec, {"window": 12})
-    assert metrics["val_naive_rmse"] > 0
-    model = mlflow.pyfunc.load_model(client.get_run(run_id).data.tags["mltune.model_uri"])
-    answer = model.predict(frame.iloc[-20:])
-    if time:
-        assert list(answer.columns) == ["step", "period", "forecast"]
-        assert list(answer["period"]) == [10 * (300 + k) for k in range(1, HORIZON + 1)]
-    else:
-        assert list(answer.columns) == ["step", "forecast"]
-    assert answer["forecast"].between(LEVEL - 3 * AMPLITUDE, LEVEL + 3 * AMPLITUDE).all()
-    with pytest.raises(mltune.DataError, match="input: column 'temperature' is not in the input"):
-        model.predict(frame.iloc[-20:].drop(columns="temperature"))
+def test_series_without_timestamps_forecasts_steps(store, tmp_path):
+    base = seasonal().iloc[:300].drop(columns="date")
+    stepped = base.copy()
+    stepped.insert(0, "period", np.arange(10, 10 * len(base) + 1, 10))  # 10, 20, 30, ...
+    for time, frame in ((None, base), ("period", stepped)):
+        source = write(frame, tmp_path / f"series-{time}.csv")
+        spec = spec_for(source, **{"data.time": time, "data.covariates": ["temperature"],
+                                   "epochs": 1})
+        run_id, metrics = mltune.train_once(spec, {"window": 12})
+        assert metrics["val_naive_rmse"] > 0
+        model = mlflow.pyfunc.load_model(store.get_run(run_id).data.tags["mltune.model_uri"])
+        answer = model.predict(frame.iloc[-20:])
+        if time:
+            assert list(answer.columns) == ["step", "period", "forecast"]
+            assert list(answer["period"]) == [10 * (300 + k) for k in range(1, HORIZON + 1)]
+        else:
+            assert list(answer.columns) == ["step", "forecast"]
+        assert answer["forecast"].between(LEVEL - 3 * AMPLITUDE, LEVEL + 3 * AMPLITUDE).all()
+        with pytest.raises(mltune.DataError,
+                           match="input: column 'temperature' is not in the input"):
+            model.predict(frame.iloc[-20:].drop(columns="temperature"))
 
 
 def test_split_is_chronological_and_scaling_sees_only_the_train_segment(tmp_path):
@@ -224,6 +275,8 @@ def _bad_cases() -> dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], dict
                             ["data.horizon", "required"]),
         "window beyond max_window": (lambda f: f, {"data.max_window": 12},
                                      ["space.window", "24", "data.max_window=12"]),
+        "unbounded window": (lambda f: f, {"space.window": {"normal": [24, 4]}},
+                             ["space.window", "normal", "bounded distribution"]),
         "unknown fill": (lambda f: f, {"data.fill": "zero"},
                          ["data.fill", "'zero'", "none, interpolate, ffill"]),
         "classification loss": (lambda f: f, {"space.loss": {"choice": ["mse", "cross_entropy"]}},
@@ -253,3 +306,13 @@ def test_bad_input_is_one_clear_line_and_exit_2(tracking_uri, tmp_path, capsys, 
         assert fragment in lines[0]
     # refused before MLflow was touched: no run opened, not even the store created
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_example_spec_loads_its_bundled_series(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # where `mlflow run .` runs
+    spec = mltune.load_spec("examples/timeseries.yaml")
+    data = get_task("timeseries").load(spec.data, spec.seed)
+    assert spec.data.options["max_window"] == 56  # the largest window of its space
+    assert data.x_train.shape[1:] == (56, 2)  # sales and temperature
+    assert data.y_val.shape[1] == spec.data.horizon == 14
+    assert data.meta["val_naive_rmse"] > 0

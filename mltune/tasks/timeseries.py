@@ -129,6 +129,9 @@ class TimeseriesTask(Task):
         if data.horizon is None:
             raise SpecError("data.horizon: required for task 'timeseries'; the number of steps "
                             "to forecast, e.g. 12")
+        if data.time == data.target:
+            raise SpecError(f"data.time: {data.time!r} is also data.target; the time column "
+                            "cannot be the one to forecast")
         options = dict(data.options)
         covariates = options.get("covariates", [])
         if isinstance(covariates, str):
