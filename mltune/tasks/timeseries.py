@@ -39,6 +39,10 @@ from mltune.tasks.series import FILLS, Columns, check_freq, future, prepare, rea
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
 DEFAULT_WINDOWS = [12, 24, 48]
+DEFAULT_PARAMS = {"window": 24, "cell": "lstm", "num_layers": 1, "hidden_size": 64,
+                  "dropout": 0.0, "activation": "relu", "weight_init": "default",
+                  "loss": "mse", "learning_rate": 3e-3, "weight_decay": 1e-6,
+                  "optimizer": "adam", "batch_size": 32}
 FORECAST = "forecast"
 STEP = "step"
 
@@ -129,47 +133,24 @@ class TimeseriesTask(Task):
         if data.horizon is None:
             raise SpecError("data.horizon: required for task 'timeseries'; the number of steps "
                             "to forecast, e.g. 12")
-        if data.time == data.target:
-            raise SpecError(f"data.time: {data.time!r} is also data.target; the time column "
-                            "cannot be the one to forecast")
+        if data.time in (data.target, STEP, FORECAST):
+            raise SpecError(f"data.time: {data.time!r} is not allowed: it is the target or the "
+                            f"name of an output column ({STEP}, {FORECAST}); rename it")
         options = dict(data.options)
-        covariates = options.get("covariates", [])
-        if isinstance(covariates, str):
-            covariates = [covariates]
-        if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
-            raise SpecError(f"data.covariates: expected a list of column names, got "
-                            f"{covariates!r}")
-        clash = [c for c in covariates if c in (data.target, data.time)] or \
-            [c for c in covariates if covariates.count(c) > 1]
-        if clash:
-            raise SpecError(f"data.covariates: {clash[0]!r} is listed twice or is the target "
-                            "or time column; expected other numeric columns")
-        options["covariates"] = covariates
-        fill = options.get("fill", "none")
-        if fill not in FILLS:
-            raise SpecError(f"data.fill: {fill!r} is not allowed; expected one of: "
+        options["covariates"] = _covariates(options.get("covariates", []), data)
+        options["fill"] = options.get("fill", "none")
+        if options["fill"] not in FILLS:
+            raise SpecError(f"data.fill: {options['fill']!r} is not allowed; expected one of: "
                             f"{', '.join(FILLS)}")
-        options["fill"] = fill
         options["freq"] = check_freq(options.get("freq"))
         if options["freq"] is not None and not data.time:
             raise SpecError("data.freq: given without data.time; the step of a series needs "
                             "its time column")
-        largest = space_upper_bound(space.get("window", 24), "space.window")
-        max_window = options.get("max_window", largest)
-        if isinstance(max_window, bool) or not isinstance(max_window, int) or max_window < 1:
-            raise SpecError(f"data.max_window: {max_window!r} is not allowed; expected a whole "
-                            "number >= 1")
-        if largest > max_window:
-            raise SpecError(f"space.window: goes up to {largest}, beyond data.max_window="
-                            f"{max_window}; lower the window or raise data.max_window")
-        options["max_window"] = max_window
+        options["max_window"] = _max_window(options.get("max_window"), space)
         for loss in space_options(space.get("loss", "mse")):
             if loss not in FORECAST_LOSSES:
                 raise SpecError(f"space.loss: {loss!r} does not suit task 'timeseries'; "
                                 f"available: {', '.join(FORECAST_LOSSES)}")
-        if data.time in (STEP, FORECAST):
-            raise SpecError(f"data.time: {data.time!r} is the name of a forecast column; "
-                            "rename the time column")
         return replace(data, options=options)
 
     def metric_names(self, data: DataSpec) -> list[str]:
@@ -194,13 +175,12 @@ class TimeseriesTask(Task):
         }
 
     def default_params(self) -> dict[str, Any]:
-        return {"window": 24, "cell": "lstm", "num_layers": 1, "hidden_size": 64,
-                "dropout": 0.0, "activation": "relu", "weight_init": "default", "loss": "mse",
-                "learning_rate": 3e-3, "weight_decay": 1e-6, "optimizer": "adam",
-                "batch_size": 32}
+        return dict(DEFAULT_PARAMS)
 
     # -- the data -------------------------------------------------------------------------
     def load(self, data: DataSpec, seed: int) -> TaskData:
+        """Read and check the series, split it in time, scale it by the train segment, and
+        cut every window once (``seed`` is unused: nothing here is random)."""
         if "max_window" not in data.options:  # built without load_spec: resolve here
             data = self.resolve_data(data, self.default_space())
         options = data.options
@@ -253,7 +233,7 @@ class TimeseriesTask(Task):
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
         model = Forecaster(
             1 + len(meta["covariates"]),
-            window=int(round(params.get("window", 24))),
+            window=int(round(params.get("window", DEFAULT_PARAMS["window"]))),
             max_window=int(meta["max_window"]),
             horizon=int(meta["horizon"]),
             cell=str(params.get("cell", "lstm")),
@@ -317,10 +297,10 @@ class TimeseriesTask(Task):
         if not isinstance(model_input, pd.DataFrame):
             raise DataError(f"input: expected a DataFrame of the latest rows with columns "
                             f"{', '.join(_input_columns(meta))}; got {type(model_input).__name__}")
+        window = model.window
         columns = Columns(meta["target"], tuple(meta["covariates"]), meta["time"])
         series = prepare(model_input, columns, fill=meta["fill"], freq=meta["freq"],
-                         training=False)
-        window = model.window
+                         training=False)  # every row sent is checked, as in training
         if len(series.values) < window:
             raise DataError(f"input: {len(series.values)} row(s) given; this model reads the "
                             f"latest {window} rows of {', '.join(_input_columns(meta))}")
@@ -340,6 +320,33 @@ class TimeseriesTask(Task):
         from mltune.tasks.timeseries_plot import forecast_figure
 
         return {"forecast.png": forecast_figure(network, data)}
+
+
+def _covariates(covariates: Any, data: DataSpec) -> list[str]:
+    """``data.covariates`` as a list of distinct columns other than the target and time."""
+    if isinstance(covariates, str):
+        covariates = [covariates]
+    if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
+        raise SpecError(f"data.covariates: expected a list of column names, got {covariates!r}")
+    clash = [c for c in covariates if c in (data.target, data.time) or covariates.count(c) > 1]
+    if clash:
+        raise SpecError(f"data.covariates: {clash[0]!r} is listed twice or is the target or "
+                        "time column; expected other numeric columns")
+    return covariates
+
+
+def _max_window(given: Any, space: Mapping[str, Any]) -> int:
+    """``data.max_window``: the steps cut for every trial, by default the largest window."""
+    largest = space_upper_bound(space.get("window", DEFAULT_PARAMS["window"]), "space.window")
+    if given is None:
+        return largest
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise SpecError(f"data.max_window: {given!r} is not allowed; expected a whole number "
+                        ">= 1")
+    if largest > given:
+        raise SpecError(f"space.window: goes up to {largest}, beyond data.max_window={given}; "
+                        "lower the window or raise data.max_window")
+    return given
 
 
 def _input_columns(meta: Mapping[str, Any]) -> list[str]:
