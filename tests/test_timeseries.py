@@ -253,7 +253,7 @@ def _bad_cases() -> dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], dict
                                {"data.covariates": ["temperature"]},
                                ["data.covariates", "'temperature'", "infinite", "row 6"]),
         "duplicated timestamp": (set_cell(9, "date", "2020-01-09"), {},
-                                 ["data.time", "'2020-01-09' 2 times", "rows 9, 10",
+                                 ["data.time", "repeats '2020-01-09': rows 9, 10",
                                   "once"]),
         "unsorted timestamps": (swap, {},
                                 ["data.time", "not in time order", "row 9 ('2020-01-08')",
@@ -316,3 +316,13 @@ def test_example_spec_loads_its_bundled_series(monkeypatch):
     assert data.x_train.shape[1:] == (56, 2)  # sales and temperature
     assert data.y_val.shape[1] == spec.data.horizon == 14
     assert data.meta["val_naive_rmse"] > 0
+
+
+def test_timestamps_across_a_daylight_saving_change_are_read_on_one_clock():
+    from mltune.tasks.series import Columns, prepare
+
+    local = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/Berlin")
+    frame = pd.DataFrame({"t": [t.isoformat() for t in local], "y": np.arange(72.0)})
+    series = prepare(frame, Columns("y", (), "t"), fill="none", freq=None, training=True)
+    assert series.freq == "h" and len(series.values) == 72  # no gap where clocks jumped
+    assert str(series.times.tz) == "UTC"

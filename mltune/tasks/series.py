@@ -115,6 +115,12 @@ def check_freq(freq: Any) -> Freq | None:
                     "(D, h, 15min, W-MON, MS, ...) or a whole-number step")
 
 
+def cell(value: Any) -> str:
+    """A value from the user's file as they would write it in Python (``1990``, not
+    ``np.int64(1990)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def show(time: Any) -> str:
     """A time as a user wrote it: a date alone when it is midnight."""
     if isinstance(time, pd.Timestamp) and time == time.normalize() and time.tz is None:
@@ -123,7 +129,7 @@ def show(time: Any) -> str:
 
 
 def _row(i: int, raw_times: Sequence[Any] | None) -> str:
-    return f"row {i + 1}" + (f" ({raw_times[i]})" if raw_times is not None else "")
+    return f"row {i + 1}" + (f" ({show(raw_times[i])})" if raw_times is not None else "")
 
 
 def parse_times(raw: pd.Series, label: str) -> pd.Index:
@@ -138,20 +144,26 @@ def parse_times(raw: pd.Series, label: str) -> pd.Index:
         values = raw.to_numpy(dtype=float)
         if not np.all(np.isfinite(values) & (values == np.round(values))):
             bad = int(np.flatnonzero(~(np.isfinite(values) & (values == np.round(values))))[0])
-            raise DataError(f"{where} has {raw.iloc[bad]!r} at row {bad + 1}; numeric times "
+            raise DataError(f"{where} has {cell(raw.iloc[bad])} at row {bad + 1}; numeric times "
                             "must be whole-number steps (or use timestamps)")
         return pd.Index(values.astype(np.int64))
     if pd.api.types.is_datetime64_any_dtype(raw):
         return pd.DatetimeIndex(raw)
     try:
         parsed = pd.to_datetime(raw, errors="coerce")
-    except (ValueError, TypeError) as exc:  # e.g. mixed time zones
+    except ValueError:  # offsets that change (daylight saving): one clock, UTC
+        try:
+            parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{where} cannot be read as timestamps: {exc}") from None
+    except TypeError as exc:
         raise DataError(f"{where} cannot be read as timestamps: {exc}") from None
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         raise DataError(
-            f"{where} has {raw.iloc[bad[0]]!r} at row {bad[0] + 1}, which is not a timestamp in "
-            f"the format of the first row ({raw.iloc[0]!r}); {len(bad)} such value(s) in all")
+            f"{where} has {cell(raw.iloc[bad[0]])} at row {bad[0] + 1}, which is not a timestamp "
+            f"in the format of the first row ({cell(raw.iloc[0])}); {len(bad)} such value(s) in "
+            "all")
     return pd.DatetimeIndex(parsed)
 
 
@@ -163,15 +175,15 @@ def check_order(times: pd.Index, raw: pd.Series, label: str) -> None:
         first = times[duplicated[0]]
         rows = np.flatnonzero(times == first) + 1
         raise DataError(
-            f"{where} has {raw.iloc[duplicated[0]]!r} {len(rows)} times (rows "
-            f"{', '.join(map(str, rows[:5]))}); each time must appear once")
+            f"{where} repeats {cell(raw.iloc[duplicated[0]])}: rows "
+            f"{', '.join(map(str, rows[:5]))}; each time must appear once")
     steps = np.flatnonzero(np.diff(times.asi8 if isinstance(times, pd.DatetimeIndex)
                                    else times.to_numpy()) < 0)
     if len(steps):
         i = int(steps[0])
         raise DataError(
-            f"{where} is not in time order: row {i + 2} ({raw.iloc[i + 1]!r}) comes after row "
-            f"{i + 1} ({raw.iloc[i]!r}); sort the rows by {raw.name!r}")
+            f"{where} is not in time order: row {i + 2} ({cell(raw.iloc[i + 1])}) comes after row "
+            f"{i + 1} ({cell(raw.iloc[i])}); sort the rows by {raw.name!r}")
 
 
 def infer_freq(times: pd.Index) -> Freq:
@@ -180,8 +192,11 @@ def infer_freq(times: pd.Index) -> Freq:
         inferred = pd.infer_freq(times) if len(times) >= 3 else None
         if inferred:
             return to_offset(inferred).freqstr
-        deltas = pd.Series(times[1:] - times[:-1])
-        return to_offset(deltas.mode().iloc[0]).freqstr
+        delta = pd.Series(times[1:] - times[:-1]).mode().iloc[0]
+        days = delta / pd.Timedelta(days=1)
+        if days.is_integer():  # calendar days, as a user writes them (not 24h)
+            return "D" if days == 1 else f"{int(days)}D"
+        return to_offset(delta).freqstr
     deltas = pd.Series(np.diff(times.to_numpy()))
     return int(deltas.mode().iloc[0])
 
@@ -212,7 +227,7 @@ def numeric(frame: pd.DataFrame, columns: Columns, raw_times: Sequence[Any] | No
         bad = np.flatnonzero((values.isna() & raw.notna()).to_numpy())
         if len(bad):
             raise DataError(
-                f"{labels(role)}: column {column!r} has {raw.iloc[bad[0]]!r} at "
+                f"{labels(role)}: column {column!r} has {cell(raw.iloc[bad[0]])} at "
                 f"{_row(bad[0], raw_times)}, which is not a number; {len(bad)} such value(s) in "
                 "all")
         values = values.astype(float)
@@ -273,13 +288,13 @@ def _regular(values: pd.DataFrame, freq: Freq, raw_times: pd.Series, labels: Lab
     if isinstance(freq, int) == isinstance(times, pd.DatetimeIndex):
         kind = "a whole-number step" if isinstance(freq, int) else f"a frequency ({freq})"
         raise DataError(f"{labels('time')}: the step is {kind}, which does not fit the "
-                        f"times in column {raw_times.name!r} ({raw_times.iloc[0]!r}, ...)")
+                        f"times in column {raw_times.name!r} ({cell(raw_times.iloc[0])}, ...)")
     full = grid(times[0], times[-1], freq)
     off = np.flatnonzero(~times.isin(full))
     if len(off):
         raise DataError(
-            f"{labels('time')}: column {raw_times.name!r} has {raw_times.iloc[off[0]]!r} at "
-            f"row {off[0] + 1}, off the series' step of {freq} from {raw_times.iloc[0]!r}; "
+            f"{labels('time')}: column {raw_times.name!r} has {cell(raw_times.iloc[off[0]])} at "
+            f"row {off[0] + 1}, off the series' step of {freq} from {cell(raw_times.iloc[0])}; "
             f"{labels.freq_hint(freq)}")
     gaps = full.difference(times)
     if len(gaps) and fill == "none":
