@@ -93,22 +93,27 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
     _quiet_mlflow()
     from tqdm import tqdm
 
-    bar = tqdm(total=spec.max_evals, desc=spec.name, unit="trial", file=sys.stderr,
-               dynamic_ncols=True)
+    bars: list[Any] = []  # drawn once the data has loaded: never above a data error
+
+    def start() -> None:
+        bars.append(tqdm(total=spec.max_evals, desc=spec.name, unit="trial", file=sys.stderr,
+                         dynamic_ncols=True))
 
     def progress(outcome: TrialOutcome, best: float | None) -> None:
+        bar = bars[0]
         bar.set_postfix_str(f"best {spec.metric}={best:.4f}" if best is not None else "")
         bar.update(1)
         if bar.n >= bar.total:
             bar.close()  # before registration prints its own lines
 
     try:
-        result = tune(spec, progress=progress, resume=resume or None)
+        result = tune(spec, progress=progress, resume=resume or None, on_start=start)
     except SearchInterrupted as stopped:
         raise SearchInterrupted(stopped.parent_run_id, stopped.signal_name,
                                 config or "examples/digits.yaml") from None
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     click.echo(summary(result))
 
 

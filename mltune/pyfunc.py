@@ -75,6 +75,13 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         self.meta = {**self.meta, **extras}
         self._artifact_names = list(extras)
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded network (eval mode), for code that needs more than ``predict``."""
+        if self._network is None:
+            raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model")
+        return self._network
+
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Raw input -> labelled output. Arrays and lists are taken too: MLflow treats a
@@ -85,13 +92,6 @@ class ServedModel(mlflow.pyfunc.PythonModel):
             return get_task(self.task).predict(self.network, self.meta, model_input)
         except MltuneError as exc:
             raise BadInput(str(exc)) from None
-
-    @property
-    def network(self) -> torch.nn.Module:
-        """The loaded network (after ``mlflow.pyfunc.load_model``)."""
-        if self._network is None:
-            raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model")
-        return self._network
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -169,9 +169,14 @@ def tune(
     spec: SearchSpec,
     progress: Callable[[TrialOutcome, float | None], None] | None = None,
     resume: str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> SearchResult:
     """Run the search the spec describes (or continue the one ``resume`` names); register
-    the best model. Returns the outcome."""
+    the best model. Returns the outcome.
+
+    ``on_start`` is called once the data has loaded and the parent run is open, before the
+    first trial (so a progress display never appears above a data error).
+    """
     task = get_task(spec.task)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
@@ -182,6 +187,8 @@ def tune(
     else:
         search, state = tracking.start_search(spec, data.fingerprint), ResumeState()
     try:
+        if on_start is not None:
+            on_start()
         with interrupts.stop_on_signals():
             tracker = _BestTracker(spec, search, progress, state.outcomes)
             objective = Objective(spec, task, data, search, device, tracker,
@@ -192,6 +199,7 @@ def tune(
         result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
                               outcomes, best)
         _register(spec, search, result, data)
+        _log_best_figures(task, data, best, search)
         search.log_summary(
             params={f"best.{k}": v for k, v in best.params.items()},
             metrics={"trials_finished": result.finished, "trials_failed": result.failed,
@@ -207,6 +215,24 @@ def tune(
         raise
     search.end(RunStatus.to_string(RunStatus.FINISHED))
     return result
+
+
+def _log_best_figures(task: Task, data: TaskData, best: TrialOutcome,
+                      search: tracking.SearchRun) -> None:
+    """The task's figures for the best trial (a forecast plot...), on the best trial's run.
+
+    Rebuilt from the logged model, so it works whichever backend trained it. A figure that
+    cannot be drawn costs a warning, never the search.
+    """
+    if best.model_uri is None or type(task).best_trial_figures is Task.best_trial_figures:
+        return
+    try:
+        network = tracking.load_network(best.model_uri)
+        figures = task.best_trial_figures(network, best.params, data)
+        tracking.log_figures(search.client, best.run_id, figures)
+    except Exception as exc:
+        log.warning("figures of the best trial were not logged: %s: %s",
+                    type(exc).__name__, exc)
 
 
 def _register(spec: SearchSpec, search: tracking.SearchRun, result: SearchResult,

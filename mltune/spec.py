@@ -251,6 +251,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
     space = {**task.default_space(), **user_space}
     build_space(space)  # validates every distribution now, before anything runs
+    data = task.resolve_data(data, space)
     metric = _str(raw, "metric", task.default_metric)
     logged = task.metric_names(data)
     if metric not in logged:

@@ -206,6 +206,19 @@ def describe_error(exc: BaseException) -> str:
     return text
 
 
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The network of a logged mltune model, rebuilt on the CPU in eval mode."""
+    with quiet_model_io():
+        model = mlflow.pyfunc.load_model(model_uri)
+    return model.unwrap_python_model().network
+
+
+def log_figures(client: MlflowClient, run_id: str, figures: Mapping[str, Any]) -> None:
+    """Log matplotlib figures as image artifacts of ``run_id`` (which may have finished)."""
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)
+
+
 @contextmanager
 def trial_run(
     search: SearchRun | None,

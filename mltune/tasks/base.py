@@ -84,6 +84,23 @@ class Task(ABC):
         """
         return self
 
+    def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
+        """Check the task's ``data:`` keys against the whole space; fill in derived ones.
+
+        Called once when the spec is built, so bad settings fail before anything runs. The
+        default keeps ``data`` as it is.
+        """
+        return data
+
+    def best_trial_figures(self, network: nn.Module, params: Params,
+                           data: TaskData) -> dict[str, Any]:
+        """Figures (artifact file name -> matplotlib Figure) to log on the best trial's run.
+
+        Called once per search with the best trial's network rebuilt from its logged model.
+        The default has none.
+        """
+        return {}
+
     @abstractmethod
     def metric_names(self, data: DataSpec) -> list[str]:
         """Every metric a trial logs each epoch (what ``metric:`` may name)."""
