@@ -90,8 +90,10 @@ def tune_command(config: str, assignments: tuple[str, ...], **flags: Any) -> Non
     _quiet_mlflow()
     from tqdm import tqdm
 
+    # delay: drawn from the first finished trial on, so that data refused by task.load (before
+    # any trial) prints the one error line and no empty bar in front of it
     bar = tqdm(total=spec.max_evals, desc=spec.name, unit="trial", file=sys.stderr,
-               dynamic_ncols=True)
+               dynamic_ncols=True, delay=1e-3)
 
     def progress(outcome: TrialOutcome, best: float | None) -> None:
         bar.set_postfix_str(f"best {spec.metric}={best:.4f}" if best is not None else "")

@@ -96,6 +96,7 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
     result = fit(network, data, params, loss_fn=task.make_loss(params, data),
                  score=lambda out, y: task.score(out, y, data.meta), epochs=epochs, seed=seed,
                  on_epoch=run.log_epoch)
+    run.log_artifacts(task.trial_artifacts(network, data))
     run.log_model(task, network, params, data)
     del network
     return result.final

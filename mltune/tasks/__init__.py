@@ -12,6 +12,6 @@ def get_task(name: str) -> Task:
     return TASKS.get(name, field="task")
 
 
-from mltune.tasks import image  # noqa: E402,F401  (registers the built-in tasks)
+from mltune.tasks import image, text  # noqa: E402,F401  (registers the built-in tasks)
 
 __all__ = ["TASKS", "Task", "TaskData", "get_task"]
