@@ -261,6 +261,17 @@ def test_integer_labels_with_gaps_stay_integers(tmp_path):
     assert all(type(c) is int for c in data.meta["classes"])
 
 
+def test_parquet_and_csv_of_the_same_rows_give_the_same_data(tmp_path):
+    csv_path = topics_csv(tmp_path / "topics.csv", n=90)
+    parquet_path = tmp_path / "topics.parquet"
+    pd.read_csv(csv_path).to_parquet(parquet_path)
+    loaded = [TASK.load(DataSpec(source=str(path), text="body", target="topic"), seed=0)
+              for path in (csv_path, parquet_path)]
+    assert loaded[0].fingerprint == loaded[1].fingerprint
+    assert loaded[0].meta["vocabulary"] == loaded[1].meta["vocabulary"]
+    assert torch.equal(loaded[0].x_train, loaded[1].x_train)
+
+
 # -- tokenising and the network --------------------------------------------------------------
 
 def test_vocabulary_is_fitted_on_the_train_split_only(tmp_path):

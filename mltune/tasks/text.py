@@ -217,8 +217,18 @@ class TextTask(ClassificationMixin, Task):
     data_options = ("max_vocab", "min_freq", "max_length", "lowercase", "encoding",
                     "drop_missing")
 
+    def __init__(self) -> None:
+        self._cached: tuple[Mapping[str, Any], Vocabulary] | None = None
+
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
+
+    def _vocabulary(self, meta: Mapping[str, Any]) -> Vocabulary:
+        """The served model's vocabulary, rebuilt once, not per request (~15 ms at 20k)."""
+        cached = self._cached
+        if cached is None or cached[0] is not meta:
+            cached = self._cached = (meta, Vocabulary.from_meta(meta))
+        return cached[1]
 
     def default_space(self) -> dict[str, Any]:
         return {
@@ -339,7 +349,7 @@ class TextTask(ClassificationMixin, Task):
         texts = raw_texts(model_input, meta["text_column"])
         if not texts:
             return self.labelled(torch.empty(0, len(meta["classes"])), meta)
-        ids = Vocabulary.from_meta(meta["vocabulary"]).encode(texts)
+        ids = self._vocabulary(meta["vocabulary"]).encode(texts)
         device = next(model.parameters()).device
         return self.labelled(predict_batches(model, ids.to(device), batch_size=256), meta)
 
