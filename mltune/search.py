@@ -51,6 +51,7 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
                  score=lambda out, y: task.score(out, y, data.meta), epochs=spec.epochs,
                  seed=seed, on_epoch=epoch_done, early_stopping=stopper,
                  time_limit_s=spec.trial_timeout_s)
+    run.log_artifacts(task.trial_artifacts(network, data))
     run.log_model(task, network, params, data)
     run.log_outcome(result.final.get(spec.metric), epochs_run=len(result.history),
                     best_epoch=result.best_epoch or len(result.history))

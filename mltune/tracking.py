@@ -169,6 +169,16 @@ class TrialRun:
             self.run_id, metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]
         )
 
+    def log_artifacts(self, files: Mapping[str, Any]) -> None:
+        """Small files by name: dict/list -> JSON, str -> text, a matplotlib Figure -> image."""
+        for name, content in files.items():
+            if isinstance(content, (dict, list)):
+                self.client.log_dict(self.run_id, content, name)
+            elif isinstance(content, str):
+                self.client.log_text(self.run_id, content, name)
+            else:
+                self.client.log_figure(self.run_id, content, name)
+
     def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
                   data: Any) -> str:
         """Log the trained network as a pyfunc model named ``model``; return its URI."""

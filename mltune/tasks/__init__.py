@@ -12,6 +12,11 @@ def get_task(name: str) -> Task:
     return TASKS.get(name, field="task")
 
 
-from mltune.tasks import image, tabular, timeseries  # noqa: E402,F401  (registers the built-in tasks)
+from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)
+    image,
+    tabular,
+    text,
+    timeseries,
+)
 
 __all__ = ["TASKS", "Task", "TaskData", "get_task"]

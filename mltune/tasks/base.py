@@ -152,3 +152,10 @@ class Task(ABC):
     @abstractmethod
     def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
         """Raw user input -> the user's labels or values (the served model's ``predict``)."""
+
+    def trial_artifacts(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
+        """Extra files logged with each trained network, by file name (none by default).
+
+        Values: a dict or list (written as JSON), a str (text) or a matplotlib Figure (image).
+        """
+        return {}
