@@ -8,9 +8,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The test models are tiny: one intra-op thread is several times faster than two fighting over
+# two cores (and over the servers the tests start). Subprocesses inherit it through the env.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture()
