@@ -10,7 +10,7 @@ import mltune
 from mltune.tasks import get_task
 
 # half of the learning rates cannot learn in a few epochs: clearly losing trials
-LOSING = {"max_evals": 10, "epochs": 6, "algo": "rand", "seed": 2,
+LOSING = {"max_evals": 8, "epochs": 4, "algo": "rand", "seed": 2,
           "space.learning_rate": {"choice": [3.0e-3, 1.0e-6]}, "space.optimizer": "adam",
           "space.batch_norm": True, "space.weight_init": "default"}
 
@@ -38,16 +38,15 @@ def test_pruning_runs_markedly_fewer_epochs_for_the_same_best(client):
     assert client.get_run(pruned.best.run_id).info.status == "FINISHED"
 
 
-def test_median_rule_stops_losing_trials_and_tpe_still_learns_from_them(client):
+def test_median_rule_stops_losing_trials_with_their_value_so_far(client):
     result = mltune.tune(mltune.load_spec(None, {
-        **LOSING, "algo": "tpe", "pruning": {"rule": "median", "warmup_trials": 1,
-                                             "warmup_epochs": 1}}))
+        **LOSING, "pruning": {"rule": "median", "warmup_trials": 1, "warmup_epochs": 1}}))
     stopped = pruned_children(client, result.parent_run_id)
     assert stopped and all(c.info.status == "KILLED" for c in stopped)
     assert all(0 <= float(c.data.tags["mltune.objective"]) <= 1 for c in stopped)
-    assert all(int(c.data.tags["mltune.epochs_run"]) < 6 for c in stopped)
+    assert all(int(c.data.tags["mltune.epochs_run"]) < 4 for c in stopped)
     assert client.get_run(result.parent_run_id).data.metrics["trials_pruned"] == len(stopped)
-    assert len(result.trials) == 10  # pruned trials count toward the budget like any other
+    assert len(result.trials) == 8  # pruned trials count toward the budget like any other
 
 
 def test_early_stopping_logs_the_best_epochs_weights(client):
