@@ -51,11 +51,11 @@ def importance(params: pd.DataFrame, target: pd.Series, categorical: list[str],
     keep = target.notna().to_numpy()
     params, target = params[keep], target[keep]
     trials = len(target)
-    if params.shape[1] == 0:
-        return Importance(None, trials, "the search has no hyperparameters")
     if trials < MIN_TRIALS:
         return Importance(None, trials, f"needs at least {MIN_TRIALS} finished trials, "
                                         f"this search has {trials}")
+    if params.shape[1] == 0:
+        return Importance(None, trials, "the search has no hyperparameters")
     if target.nunique() < 2:
         return Importance(None, trials, "every finished trial has the same metric value")
     forest = RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=1)

@@ -1,7 +1,8 @@
 """The report's figures, drawn with matplotlib's object API (Agg canvas, no pyplot state).
 
 Every function takes plain pandas data and returns a ``Figure``; saving is the caller's job.
-Colours follow one rule everywhere: yellow is better (the colour map is reversed for ``min``).
+In the parallel coordinates yellow is better (the colour map is reversed for ``min``); in the
+slices, colour is the trial number.
 """
 
 from __future__ import annotations
@@ -47,30 +48,44 @@ def optimisation_history(frame: pd.DataFrame, metric: str, mode: str) -> Figure:
     fig = figure(8, 4)
     ax = fig.add_subplot()
     ordered = frame.sort_values("trial")
-    values = ordered[METRIC + metric] if METRIC + metric in ordered else pd.Series(dtype=float)
-    scored = ordered[values.notna()]
-    ax.scatter(scored["trial"], values[values.notna()], s=28, color="#4c72b0", zorder=3,
+    values = (ordered[METRIC + metric] if METRIC + metric in ordered
+              else pd.Series(np.nan, index=ordered.index))
+    final = values.notna() & (ordered["status"] == "FINISHED")
+    scored = ordered[final]
+    ax.scatter(scored["trial"], values[final], s=28, color="#4c72b0", zorder=3,
                label=f"trial's {metric}")
     if len(scored):
-        best = _best_so_far(values[values.notna()], mode)
+        best = _best_so_far(values[final], mode)
         ax.step(scored["trial"], best, where="post", color="#dd8452", linewidth=2,
                 label="best so far")
         top = scored.loc[(best == best.iloc[-1]).idxmax()]
+        right = top["trial"] > (ordered["trial"].min() + ordered["trial"].max()) / 2
         ax.annotate(f"best: trial {int(top['trial'])}\n{best.iloc[-1]:.4g}",
-                    (top["trial"], best.iloc[-1]), textcoords="offset points", xytext=(8, -24),
+                    (top["trial"], best.iloc[-1]), textcoords="offset points",
+                    xytext=(-8 if right else 8, -24), ha="right" if right else "left",
                     fontsize=9)
-    unscored = ordered[values.isna()]
-    if len(unscored):
-        ax.scatter(unscored["trial"], np.full(len(unscored), np.nan if not len(scored)
-                                              else float(values.min())),
-                   marker="x", color="#c44e52", s=36, zorder=3, label="failed / no metric")
+    unscored = ordered[~final]
+    if len(unscored):  # drawn on the lowest value shown, or on 0 when there is none
+        low = float(values[final].min()) if len(scored) else 0.0
+        ax.scatter(unscored["trial"], np.full(len(unscored), low), marker="x", color="#c44e52",
+                   s=36, zorder=3, label="not finished (failed, running, stopped)")
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title(f"Optimisation history ({mode} {metric})")
     ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _whole_ticks(ax, ordered["trial"])
     ax.legend(loc="best", fontsize=9)
     return fig
+
+
+def _whole_ticks(ax: Any, values: Any) -> None:
+    """Trials and epochs are whole numbers: tick them so, also for one or two of them."""
+    values = [v for v in values if pd.notna(v)]
+    if values and max(values) - min(values) < 10:
+        ax.set_xticks(range(int(min(values)), int(max(values)) + 1))
+        ax.set_xlim(min(values) - 0.5, max(values) + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _axis_positions(column: pd.Series, categorical: bool, log: bool
@@ -260,6 +275,7 @@ def learning_curves(histories: Mapping[int, Mapping[str, list[tuple[int, float]]
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        _whole_ticks(ax, [step for curves in histories.values() for points in curves.values()
+                          for step, _ in points])
     left.legend(fontsize=8, loc="best")
     return fig

@@ -68,10 +68,6 @@ class Report:
     importance: Importance
     artifact_uri: str
 
-    @property
-    def html(self) -> str:
-        return f"{REPORT_DIR}/report.html"
-
 
 def typed(text: str) -> Any:
     """A param back from MLflow's text: JSON where it parses (3, 0.01, true), else the text."""
@@ -200,10 +196,13 @@ def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
 
 
 def ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """Trials with the metric, best first (the earlier trial wins a tie)."""
+    """Finished trials with the metric, best first (the earlier trial wins a tie).
+
+    A running or stopped trial's metric is not final, so it is not ranked.
+    """
     if METRIC + metric not in frame:
         return frame[:0]
-    scored = frame[frame[METRIC + metric].notna()]
+    scored = frame[frame[METRIC + metric].notna() & (frame["status"] == "FINISHED")]
     return scored.sort_values([METRIC + metric, "trial"], ascending=[mode == "min", True],
                               kind="stable")
 
@@ -282,10 +281,10 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
     add(plots.optimisation_history(frame, metric, mode), "optimisation_history.png",
         "Optimisation history", "Did the search converge: each trial's final "
         f"{metric} and the best so far.")
-    target = (frame[METRIC + metric] if METRIC + metric in frame
-              else pd.Series(float("nan"), index=frame.index))
-    estimate = importance(frame[[PARAM + p for p in trials.params]].rename(
-        columns=lambda c: c.removeprefix(PARAM)), target, sorted(trials.categorical))
+    finished = ranked(frame, metric, mode).sort_values("trial")  # what the plots compare
+    estimate = importance(finished[[PARAM + p for p in trials.params]].rename(
+        columns=lambda c: c.removeprefix(PARAM)), finished[METRIC + metric]
+        if len(finished) else pd.Series(dtype=float), sorted(trials.categorical))
     if estimate.values is not None:
         values = estimate.values
         values.rename_axis("param").rename("importance").to_csv(directory / "importance.csv")
@@ -293,7 +292,7 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
         add(plots.importance_bars(values, metric, estimate.trials), "importance.png",
             "Hyperparameter importance", "A random forest fitted on the finished trials "
             "(impurity importance); with few trials, a hint rather than a measurement.")
-    add(plots.parallel_coordinates(frame, trials.params, trials.categorical, trials.log_scale,
+    add(plots.parallel_coordinates(finished, trials.params, trials.categorical, trials.log_scale,
                                    metric, mode), "parallel_coordinates.png",
         "Parallel coordinates", "What the best trials have in common.")
     top = ranked(frame, metric, mode).head(top_k)
@@ -302,7 +301,7 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
         add(plots.learning_curves(histories(client, top, metric), metric, losses),
             "learning_curves.png", f"Learning curves of the top {len(top)} trials")
     if trials.params:
-        add(plots.slice_plots(frame, trials.params, trials.categorical, trials.log_scale,
+        add(plots.slice_plots(finished, trials.params, trials.categorical, trials.log_scale,
                               metric, mode), "slices.png",
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "

@@ -132,6 +132,18 @@ def test_report_of_a_running_search_shows_the_trials_so_far(search):
     assert "needs at least 3 finished trials, this search has 2" in page
 
 
+def test_report_of_a_search_that_has_no_trial_yet(search, tmp_path):
+    started = tracking.start_search(mltune.load_spec(None, {"name": "just-started"}), "data")
+    report = build_report(started.run_id, tmp_path / "empty")
+    started.end("KILLED")
+    assert report.trials.frame.empty
+    assert {"trials.csv", "optimisation_history.png", "report.html"} <= set(report.files)
+    page = (report.directory / "report.html").read_text()
+    assert "0 trials" in page
+    assert "needs at least 3 finished trials, this search has 0" in page
+    assert pd.read_csv(report.directory / "trials.csv").columns[0] == "trial"
+
+
 def test_terminal_summary_names_the_report_and_tables_the_top_trials(search):
     result = search["result"]
     assert "Report: report/report.html among the parent run's artifacts" in summary(result)
