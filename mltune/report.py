@@ -2,7 +2,7 @@
 
 Everything is read back from MLflow, so the report can be rebuilt at any time (``mltune report
 PARENT_RUN_ID``), also while the search runs. MLflow is asked little: the parent run, one
-paged ``search_runs`` per way of finding the children (their final metrics come with it), and
+paged ``search_runs`` for the children (their params and final metrics come with it), and
 metric histories for the top trials only.
 
 The page embeds its images as data URIs: MLflow's artifact viewer shows HTML in a sandboxed
@@ -27,6 +27,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.errors import SpecError
 from mltune.tracking import ERROR, REPORT, REPORT_ERROR, ROLE, SEARCH_ID, TRIAL
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 REPORT_DIR = "report"  # artifact folder on the parent run
 PARAM, METRIC = "params.", "metrics."  # column prefixes, as in mlflow.search_runs' frame
+HEAD = ["trial", "run_id", "status", "duration_s", "epochs"]  # the table's first columns
 TOP_K = 5
 LOSSES = ("train_loss", "val_loss")
 LOG_DISTRIBUTIONS = {"loguniform", "qloguniform", "lognormal"}
@@ -67,6 +69,13 @@ class Report:
     files: list[str]
     importance: Importance
     artifact_uri: str
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def typed(text: str) -> Any:
@@ -103,9 +112,9 @@ def _parent(client: MlflowClient, run_id: str) -> Run:
         raise SpecError(f"run_id: no run {run_id!r} in the tracking store "
                         f"({client.tracking_uri}); give a search's parent run id") from exc
     tags = run.data.tags
-    if tags.get(ROLE) == "trial" and tags.get("mlflow.parentRunId"):
+    if tags.get(ROLE) == "trial" and tags.get(MLFLOW_PARENT_RUN_ID):
         raise SpecError(f"run_id: {run_id!r} is a trial; its search is "
-                        f"{tags['mlflow.parentRunId']!r}")
+                        f"{tags[MLFLOW_PARENT_RUN_ID]!r}")
     if "spec.metric" not in run.data.params:
         raise SpecError(f"run_id: {run_id!r} is not an mltune search (it has no spec.metric "
                         "param); give a search's parent run id")
@@ -123,17 +132,19 @@ def _search_all(client: MlflowClient, experiment_id: str, where: str) -> list[Ru
 
 
 def _children(client: MlflowClient, parent: Run) -> list[Run]:
-    """The trials of a search: children of the run, and runs carrying its search id."""
+    """The trials of a search: the parent's child runs (one paged query).
+
+    Runs that carry the search id without the parent link (none that mltune makes today) are
+    looked for only when there are no children, so the usual case stays one query.
+    """
     trial = f"tags.`{ROLE}` = 'trial'"
-    found = {r.info.run_id: r for r in _search_all(
-        client, parent.info.experiment_id,
-        f"{trial} and tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
+    experiment = parent.info.experiment_id
+    runs = _search_all(client, experiment, f"{trial} and tags.`{MLFLOW_PARENT_RUN_ID}` = "
+                                           f"'{parent.info.run_id}'")
     search_id = parent.data.tags.get(SEARCH_ID)
-    if search_id:
-        for run in _search_all(client, parent.info.experiment_id,
-                               f"{trial} and tags.`{SEARCH_ID}` = '{search_id}'"):
-            found.setdefault(run.info.run_id, run)
-    return list(found.values())
+    if not runs and search_id:
+        runs = _search_all(client, experiment, f"{trial} and tags.`{SEARCH_ID}` = '{search_id}'")
+    return runs
 
 
 def _row(run: Run) -> dict[str, Any]:
@@ -171,27 +182,23 @@ def _tidy(frame: pd.DataFrame, params: list[str]) -> set[str]:
 def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
     """The search's trials table, from the parent run and its children."""
     parent = _parent(client, parent_run_id)
-    params, tags = parent.data.params, parent.data.tags
+    params = parent.data.params
     metric, mode = params["spec.metric"], params.get("spec.mode", "max")
-    space = {k.removeprefix("spec.space."): typed(v) for k, v in params.items()
+    space = {k.removeprefix("spec.space."): _json(v) for k, v in params.items()
              if k.startswith("spec.space.")}
-    space = {k: json.loads(v) if isinstance(v, str) and v.startswith("{") else v
-             for k, v in space.items()}
     rows = [_row(run) for run in _children(client, parent)]
-    frame = pd.DataFrame(rows, columns=["trial", "run_id", "status", "duration_s", "epochs"]
-                         if not rows else None)
+    frame = pd.DataFrame(rows, columns=None if rows else HEAD)
     frame = frame.sort_values("trial", kind="stable").reset_index(drop=True)
     metric_columns = sorted(c for c in frame.columns if c.startswith(METRIC))
     if METRIC + metric in metric_columns:  # the search's metric first
         metric_columns.remove(METRIC + metric)
         metric_columns.insert(0, METRIC + metric)
     param_columns = sorted(c for c in frame.columns if c.startswith(PARAM))
-    head = ["trial", "run_id", "status", "duration_s", "epochs"]
-    frame = frame.reindex(columns=[*head, *metric_columns, *param_columns, "error"])
+    frame = frame.reindex(columns=[*HEAD, *metric_columns, *param_columns, "error"])
     names = [c.removeprefix(PARAM) for c in param_columns]
     categorical = _tidy(frame, names)
     log_scale = {n for n in log_scaled(space) if n in names and n not in categorical}
-    return SearchTrials(parent_run_id, tags.get("mlflow.runName", parent_run_id),
+    return SearchTrials(parent_run_id, parent.info.run_name or parent_run_id,
                         parent.info.status, metric, mode, frame, names, categorical, log_scale)
 
 
@@ -225,7 +232,8 @@ def _short(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    text = str(value)
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def top_trials_text(frame: pd.DataFrame, metric: str, mode: str, k: int = TOP_K) -> str:
@@ -234,9 +242,9 @@ def top_trials_text(frame: pd.DataFrame, metric: str, mode: str, k: int = TOP_K)
     top = ranked(frame, metric, mode).head(k)
     if top.empty:
         return f"No trial has {metric} yet."
-    rows = ["duration_s", METRIC + metric, *(c for c in frame.columns
-                                             if c.startswith(METRIC) and c != METRIC + metric),
-            *(c for c in frame.columns if c.startswith(PARAM))]
+    rows = ["duration_s", METRIC + metric,
+            *sorted(c for c in frame.columns if c.startswith(METRIC) and c != METRIC + metric),
+            *sorted(c for c in frame.columns if c.startswith(PARAM))]
     table = pd.DataFrame(
         {f"#{rank} trial {int(row['trial'])}": [_short(row.get(c)) for c in rows]
          for rank, (_, row) in enumerate(top.iterrows(), start=1)},
@@ -271,7 +279,7 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
     frame.to_csv(directory / "trials.csv", index=False)
     frame.to_parquet(directory / "trials.parquet", index=False)
     files = ["trials.csv", "trials.parquet"]
-    figures: list[tuple[str, str, str]] = []  # (file, title, caption)
+    figures: list[tuple[str, str, str]] = []  # (file or "" when not drawn, title, caption)
 
     def add(fig: Any, name: str, title: str, caption: str = "") -> None:
         _save(fig, directory / name)
@@ -292,6 +300,8 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
         add(plots.importance_bars(values, metric, estimate.trials), "importance.png",
             "Hyperparameter importance", "A random forest fitted on the finished trials "
             "(impurity importance); with few trials, a hint rather than a measurement.")
+    else:
+        figures.append(("", "Hyperparameter importance", f"Not estimated: {estimate.reason}."))
     add(plots.parallel_coordinates(finished, trials.params, trials.categorical, trials.log_scale,
                                    metric, mode), "parallel_coordinates.png",
         "Parallel coordinates", "What the best trials have in common.")
@@ -306,7 +316,7 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "
             "where the search went, and where the good trials are.")
-    page = render_html(trials, figures, directory, estimate)
+    page = render_html(trials, figures, directory)
     (directory / "report.html").write_text(page, encoding="utf-8")
     files.append("report.html")
     return files, estimate
@@ -330,7 +340,7 @@ text-align:right;white-space:nowrap} th{background:#f4f4f4} .scroll{overflow-x:a
 
 
 def render_html(trials: SearchTrials, figures: Sequence[tuple[str, str, str]],
-                directory: Path, estimate: Importance) -> str:
+                directory: Path) -> str:
     """One self-contained page: no script, no stylesheet or image fetched from anywhere."""
     frame, metric, mode = trials.frame, trials.metric, trials.mode
     esc = html.escape
@@ -358,9 +368,9 @@ def render_html(trials: SearchTrials, figures: Sequence[tuple[str, str, str]],
                      f"{shown}</p>")
     for name, title, caption in figures:
         parts.append(f"<h2>{esc(title)}</h2>")
-        if name == "parallel_coordinates.png" and estimate.values is None:
-            parts.append(f'<p class="note">Hyperparameter importance not estimated: '
-                         f"{esc(estimate.reason)}.</p>")
+        if not name:  # a plot that could not be drawn: the reason instead
+            parts.append(f'<p class="note">{esc(caption)}</p>')
+            continue
         parts.append(f'<figure><img src="{_image(directory, name)}" alt="{esc(title)}">'
                      f"<figcaption>{esc(caption)}</figcaption></figure>")
     order = ranked(frame, metric, mode)
