@@ -62,7 +62,8 @@ def optimisation_history(frame: pd.DataFrame, metric: str, mode: str) -> Figure:
         right = top["trial"] > (ordered["trial"].min() + ordered["trial"].max()) / 2
         ax.annotate(f"best: trial {int(top['trial'])}\n{best.iloc[-1]:.4g}",
                     (top["trial"], best.iloc[-1]), textcoords="offset points",
-                    xytext=(-8 if right else 8, -24), ha="right" if right else "left",
+                    xytext=(-8 if right else 8, -24 if mode == "max" else 10),
+                    ha="right" if right else "left",
                     fontsize=9)
     unscored = ordered[~final]
     if len(unscored):  # drawn on the lowest value shown, or on 0 when there is none
