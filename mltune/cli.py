@@ -116,7 +116,8 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
         for bar in bars:
             bar.close()
     click.echo(summary(result))
-    click.echo("\n" + top_trials_text(outcomes_frame(result.trials), spec.metric, spec.mode))
+    click.echo("\n" + top_trials_text(outcomes_frame(result.trials, spec.metric), spec.metric,
+                                          spec.mode))
 
 
 def summary(result: SearchResult) -> str:

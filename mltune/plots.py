@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mltune.report import METRIC, PARAM
+from mltune.report import OBJECTIVE, PARAM
 
 NA_LABEL = "n/a"
 
@@ -48,8 +48,7 @@ def optimisation_history(frame: pd.DataFrame, metric: str, mode: str) -> Figure:
     fig = figure(8, 4)
     ax = fig.add_subplot()
     ordered = frame.sort_values("trial")
-    values = (ordered[METRIC + metric] if METRIC + metric in ordered
-              else pd.Series(np.nan, index=ordered.index))
+    values = ordered[OBJECTIVE]
     final = values.notna() & (ordered["status"] == "FINISHED")
     scored = ordered[final]
     ax.scatter(scored["trial"], values[final], s=28, color="#4c72b0", zorder=3,
@@ -112,7 +111,7 @@ def _axis_positions(column: pd.Series, categorical: bool, log: bool
 def parallel_coordinates(frame: pd.DataFrame, params: Sequence[str], categorical: set[str],
                          log_scale: set[str], metric: str, mode: str) -> Figure:
     """One line per finished trial across every hyperparameter and the metric."""
-    scored = frame[frame[METRIC + metric].notna()] if METRIC + metric in frame else frame[:0]
+    scored = frame[frame[OBJECTIVE].notna()]
     axes_names = [*params, metric]
     fig = figure(max(6.0, 1.1 * len(axes_names) + 1.5), 4.8, left=0.3, right=1.3, bottom=0.7)
     ax = fig.add_subplot()
@@ -126,11 +125,11 @@ def parallel_coordinates(frame: pd.DataFrame, params: Sequence[str], categorical
                                                 name in log_scale)
         columns.append(scaled)
         ticks.append((spots, labels))
-    scaled, spots, labels = _axis_positions(scored[METRIC + metric], False, False)
+    scaled, spots, labels = _axis_positions(scored[OBJECTIVE], False, False)
     columns.append(scaled)
     ticks.append((spots, labels))
     matrix = np.column_stack(columns)
-    values = scored[METRIC + metric].to_numpy(dtype=float)
+    values = scored[OBJECTIVE].to_numpy(dtype=float)
     norm_low, norm_high = np.nanmin(values), np.nanmax(values)
     colours = _colours(values, norm_low, norm_high, mode)
     order = np.argsort(values if mode == "max" else -values)  # best drawn last, on top
@@ -198,7 +197,7 @@ def slice_plots(frame: pd.DataFrame, params: Sequence[str], categorical: set[str
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
     trials = frame["trial"].to_numpy(dtype=float)
     norm = (np.nanmin(trials), np.nanmax(trials)) if len(trials) else (0.0, 1.0)
-    values = frame[METRIC + metric] if METRIC + metric in frame else frame["trial"] * np.nan
+    values = frame[OBJECTIVE]
     points = None
     for ax, param in zip(axes, params, strict=False):
         points = _slice(ax, frame[PARAM + param], values, frame["trial"], norm,

@@ -30,7 +30,18 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.errors import SpecError
-from mltune.tracking import ERROR, REPORT, REPORT_ERROR, ROLE, SEARCH_ID, TRIAL
+from mltune.tracking import (
+    BEST_EPOCH,
+    EPOCHS_RUN,
+    ERROR,
+    PRUNED,
+    REPORT,
+    REPORT_ERROR,
+    ROLE,
+    SEARCH_ID,
+    TRIAL,
+)
+from mltune.tracking import OBJECTIVE as OBJECTIVE_TAG
 
 if TYPE_CHECKING:
     from mltune.importance import Importance
@@ -38,7 +49,10 @@ if TYPE_CHECKING:
 
 REPORT_DIR = "report"  # artifact folder on the parent run
 PARAM, METRIC = "params.", "metrics."  # column prefixes, as in mlflow.search_runs' frame
-HEAD = ["trial", "run_id", "status", "duration_s", "epochs"]  # the table's first columns
+# What the search ranked the trial by: its metric for the weights it logged (the best epoch's
+# under early stopping, the best seen before a pruned trial was stopped), not the last epoch's.
+OBJECTIVE = "objective"
+HEAD = ["trial", "run_id", "status", OBJECTIVE, "duration_s", "epochs", "best_epoch"]
 TOP_K = 5
 LOSSES = ("train_loss", "val_loss")
 LOG_DISTRIBUTIONS = {"loguniform", "qloguniform", "lognormal"}
@@ -147,20 +161,23 @@ def _children(client: MlflowClient, parent: Run) -> list[Run]:
     return runs
 
 
-def _row(run: Run) -> dict[str, Any]:
-    info, data = run.info, run.data
+def _row(run: Run, metric: str) -> dict[str, Any]:
+    info, data, tags = run.info, run.data, run.data.tags
     ended = info.end_time if info.status != "RUNNING" else None
     steps = [m.step for m in data.to_proto().metrics]  # final values and their epochs
+    objective = float(tags[OBJECTIVE_TAG]) if OBJECTIVE_TAG in tags else data.metrics.get(metric)
     row: dict[str, Any] = {
-        "trial": int(data.tags.get(TRIAL, 0)),
+        "trial": int(tags.get(TRIAL, 0)),
         "run_id": info.run_id,
-        "status": info.status,
+        "status": "PRUNED" if tags.get(PRUNED) == "true" else info.status,
+        OBJECTIVE: objective,
         "duration_s": round((ended - info.start_time) / 1000, 2) if ended else None,
-        "epochs": max(steps, default=0),
+        "epochs": int(tags[EPOCHS_RUN]) if EPOCHS_RUN in tags else max(steps, default=0),
+        "best_epoch": int(tags[BEST_EPOCH]) if BEST_EPOCH in tags else None,
     }
     row.update({METRIC + k: v for k, v in sorted(data.metrics.items())})
     row.update({PARAM + k: typed(v) for k, v in sorted(data.params.items())})
-    row["error"] = data.tags.get(ERROR)
+    row["error"] = tags.get(ERROR)
     return row
 
 
@@ -186,7 +203,7 @@ def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
     metric, mode = params["spec.metric"], params.get("spec.mode", "max")
     space = {k.removeprefix("spec.space."): _json(v) for k, v in params.items()
              if k.startswith("spec.space.")}
-    rows = [_row(run) for run in _children(client, parent)]
+    rows = [_row(run, metric) for run in _children(client, parent)]
     frame = pd.DataFrame(rows, columns=None if rows else HEAD)
     frame = frame.sort_values("trial", kind="stable").reset_index(drop=True)
     metric_columns = sorted(c for c in frame.columns if c.startswith(METRIC))
@@ -195,6 +212,8 @@ def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
         metric_columns.insert(0, METRIC + metric)
     param_columns = sorted(c for c in frame.columns if c.startswith(PARAM))
     frame = frame.reindex(columns=[*HEAD, *metric_columns, *param_columns, "error"])
+    frame[[OBJECTIVE, "duration_s"]] = frame[[OBJECTIVE, "duration_s"]].astype(float)
+    frame[["epochs", "best_epoch"]] = frame[["epochs", "best_epoch"]].astype("Int64")
     names = [c.removeprefix(PARAM) for c in param_columns]
     categorical = _tidy(frame, names)
     log_scale = {n for n in log_scaled(space) if n in names and n not in categorical}
@@ -207,10 +226,8 @@ def ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 
     A running or stopped trial's metric is not final, so it is not ranked.
     """
-    if METRIC + metric not in frame:
-        return frame[:0]
-    scored = frame[frame[METRIC + metric].notna() & (frame["status"] == "FINISHED")]
-    return scored.sort_values([METRIC + metric, "trial"], ascending=[mode == "min", True],
+    scored = frame[frame[OBJECTIVE].notna() & (frame["status"] == "FINISHED")]
+    return scored.sort_values([OBJECTIVE, "trial"], ascending=[mode == "min", True],
                               kind="stable")
 
 
@@ -242,24 +259,26 @@ def top_trials_text(frame: pd.DataFrame, metric: str, mode: str, k: int = TOP_K)
     top = ranked(frame, metric, mode).head(k)
     if top.empty:
         return f"No trial has {metric} yet."
-    rows = ["duration_s", METRIC + metric,
+    rows = [OBJECTIVE, "duration_s",
             *sorted(c for c in frame.columns if c.startswith(METRIC) and c != METRIC + metric),
             *sorted(c for c in frame.columns if c.startswith(PARAM))]
+    names = [metric if c == OBJECTIVE else c.removeprefix(METRIC).removeprefix(PARAM)
+             for c in rows]
     table = pd.DataFrame(
         {f"#{rank} trial {int(row['trial'])}": [_short(row.get(c)) for c in rows]
          for rank, (_, row) in enumerate(top.iterrows(), start=1)},
-        index=[c.removeprefix(METRIC).removeprefix(PARAM) for c in rows],
+        index=names,
     )
     title = f"Top {len(top)} of {len(frame)} trials by {metric} ({mode}):"
     return title + "\n" + table.to_string()
 
 
-def outcomes_frame(outcomes: Iterable[Any]) -> pd.DataFrame:
+def outcomes_frame(outcomes: Iterable[Any], metric: str) -> pd.DataFrame:
     """A search's in-memory outcomes (``TrialOutcome``) as rows shaped like the report's."""
     rows = []
     for t in outcomes:
         rows.append({"trial": t.number, "run_id": t.run_id, "status": t.status,
-                     "duration_s": round(t.seconds, 2),
+                     OBJECTIVE: t.metrics.get(metric), "duration_s": round(t.seconds, 2),
                      **{METRIC + k: v for k, v in t.metrics.items()},
                      **{PARAM + k: v for k, v in t.params.items()}})
     return pd.DataFrame(rows)
@@ -291,8 +310,7 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
         f"{metric} and the best so far.")
     finished = ranked(frame, metric, mode).sort_values("trial")  # what the plots compare
     estimate = importance(finished[[PARAM + p for p in trials.params]].rename(
-        columns=lambda c: c.removeprefix(PARAM)), finished[METRIC + metric]
-        if len(finished) else pd.Series(dtype=float), sorted(trials.categorical))
+        columns=lambda c: c.removeprefix(PARAM)), finished[OBJECTIVE], sorted(trials.categorical))
     if estimate.values is not None:
         values = estimate.values
         values.rename_axis("param").rename("importance").to_csv(directory / "importance.csv")
@@ -364,7 +382,7 @@ def render_html(trials: SearchTrials, figures: Sequence[tuple[str, str, str]],
         shown = ", ".join(f"{esc(p)}={esc(_short(row[PARAM + p]))}" for p in trials.params
                           if pd.notna(row[PARAM + p]))
         parts.append(f"<p><b>Best:</b> trial {int(row['trial'])}, {esc(metric)} = "
-                     f"{row[METRIC + metric]:.4g} (run <code>{esc(row['run_id'])}</code>)<br>"
+                     f"{row[OBJECTIVE]:.4g} (run <code>{esc(row['run_id'])}</code>)<br>"
                      f"{shown}</p>")
     for name, title, caption in figures:
         parts.append(f"<h2>{esc(title)}</h2>")

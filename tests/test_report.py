@@ -92,8 +92,9 @@ def test_search_logs_table_plots_and_page_on_parent(search, tmp_path):
         child = children[row["run_id"]]
         assert row["status"] == "FINISHED" and row["epochs"] == 1 and row["duration_s"] > 0
         assert row["metrics.val_accuracy"] == pytest.approx(child.data.metrics["val_accuracy"])
-    assert list(table.columns[:6]) == ["trial", "run_id", "status", "duration_s", "epochs",
-                                       "metrics.val_accuracy"]
+        assert row["objective"] == pytest.approx(float(child.data.tags["mltune.objective"]))
+    assert list(table.columns[:8]) == ["trial", "run_id", "status", "objective", "duration_s",
+                                       "epochs", "best_epoch", "metrics.val_accuracy"]
     # decoded params: names, not choice indices; momentum only where the optimizer is sgd
     assert set(table["params.optimizer"]) <= {"adam", "adamw", "sgd"}
     sgd = table["params.optimizer"] == "sgd"
@@ -147,7 +148,7 @@ def test_report_of_a_search_that_has_no_trial_yet(search, tmp_path):
 def test_terminal_summary_names_the_report_and_tables_the_top_trials(search):
     result = search["result"]
     assert "Report: report/report.html among the parent run's artifacts" in summary(result)
-    text = top_trials_text(outcomes_frame(result.trials), "val_accuracy", "max")
+    text = top_trials_text(outcomes_frame(result.trials, "val_accuracy"), "val_accuracy", "max")
     lines = text.splitlines()
     assert lines[0] == "Top 4 of 4 trials by val_accuracy (max):"
     ranked = sorted(result.trials, key=lambda t: (-t.metrics["val_accuracy"], t.number))
