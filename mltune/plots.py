@@ -64,11 +64,15 @@ def optimisation_history(frame: pd.DataFrame, metric: str, mode: str) -> Figure:
                     xytext=(-8 if right else 8, -24 if mode == "max" else 10),
                     ha="right" if right else "left",
                     fontsize=9)
-    unscored = ordered[~final]
-    if len(unscored):  # drawn on the lowest value shown, or on 0 when there is none
-        low = float(values[final].min()) if len(scored) else 0.0
-        ax.scatter(unscored["trial"], np.full(len(unscored), low), marker="x", color="#c44e52",
-                   s=36, zorder=3, label="not finished (failed, running, stopped)")
+    partial = values.notna() & ~final  # pruned or still running: the value so far
+    if partial.any():
+        ax.scatter(ordered["trial"][partial], values[partial], s=34, facecolors="none",
+                   edgecolors="#8c8c8c", zorder=3, label="pruned / running: value so far")
+    failed = values.isna()
+    if failed.any():  # no value: drawn on the lowest value shown, or on 0 when there is none
+        low = float(values.min()) if values.notna().any() else 0.0
+        ax.scatter(ordered["trial"][failed], np.full(int(failed.sum()), low), marker="x",
+                   color="#c44e52", s=36, zorder=3, label="failed (no value)")
     ax.set_xlabel("trial")
     ax.set_ylabel(metric)
     ax.set_title(f"Optimisation history ({mode} {metric})")
