@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mltune.report import OBJECTIVE, PARAM
-
-NA_LABEL = "n/a"
 
 
 def figure(width: float, height: float, **margins: float) -> Figure:
@@ -103,7 +103,10 @@ def _axis_positions(column: pd.Series, categorical: bool, log: bool
         scaled = column.map(lambda v: spots.get(str(v), np.nan) if pd.notna(v) else np.nan)
         return scaled.to_numpy(dtype=float), list(spots.values()), list(spots)
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-    shown = np.log10(values) if log else values
+    present = values[~np.isnan(values)]
+    if present.size == 0:  # a conditional param no trial shown here used
+        return values, [], []
+    shown = np.log10(values) if log and (present > 0).all() else values
     low, high = np.nanmin(shown), np.nanmax(shown)
     span = high - low
     scaled = (shown - low) / span if span > 0 else np.where(np.isnan(shown), np.nan, 0.5)
@@ -158,10 +161,7 @@ def parallel_coordinates(frame: pd.DataFrame, params: Sequence[str], categorical
     return fig
 
 
-def _mappable(low: float, high: float, mode: str):  # noqa: ANN202 (matplotlib type)
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
+def _mappable(low: float, high: float, mode: str) -> ScalarMappable:
     return ScalarMappable(Normalize(low, high if high > low else low + 1e-12), _cmap(mode))
 
 
