@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mltune import __version__
 from mltune.errors import MltuneError, SearchInterrupted, SpecError
 from mltune.promote import promote, rollback
+from mltune.report import REPORT_DIR, build_report, outcomes_frame, top_trials_text
 from mltune.search import SearchResult, TrialOutcome, train_once, tune
 from mltune.spec import load_spec, parse_assignment
 
@@ -115,6 +116,8 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
         for bar in bars:
             bar.close()
     click.echo(summary(result))
+    click.echo("\n" + top_trials_text(outcomes_frame(result.trials, spec.metric), spec.metric,
+                                          spec.mode))
 
 
 def summary(result: SearchResult) -> str:
@@ -136,6 +139,8 @@ def summary(result: SearchResult) -> str:
         lines.append(f"Gate: {result.decision.line()}")
     if result.gate_error:
         lines.append(f"Gate not run: {result.gate_error}")
+    lines.append(f"Report not made: {result.report_error}" if result.report_error else
+                 f"Report: {REPORT_DIR}/report.html among the parent run's artifacts")
     lines.append(f"Browse: {ui}   then open experiment {result.experiment_id}")
     return "\n".join(lines)
 
@@ -190,6 +195,21 @@ def rollback_command(model: str) -> None:
     _quiet_mlflow()
     version = rollback(model)
     click.echo(f"{model}: champion is v{version} again (rolled back)")
+
+
+@cli.command("report")
+@click.argument("run_id", metavar="PARENT_RUN_ID")
+@click.option("--out", default="", help="Also write the report into this folder.")
+def report_command(run_id: str, out: str) -> None:
+    """(Re)build a search's report on its parent run: table, plots, report.html."""
+    _quiet_mlflow()
+    report = build_report(run_id, out_dir=out or None)
+    trials = report.trials
+    click.echo(f"Report of search {trials.name!r} ({len(trials.frame)} trials, "
+               f"{trials.status.lower()}): {report.artifact_uri}/report.html")
+    if report.directory is not None:
+        click.echo(f"Written to {report.directory / 'report.html'}")
+    click.echo(top_trials_text(trials.frame, trials.metric, trials.mode))
 
 
 def main(args: list[str] | None = None) -> None:

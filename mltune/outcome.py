@@ -38,6 +38,7 @@ class SearchResult:
     aliases: list[str] = field(default_factory=list)
     decision: Decision | None = None  # the promotion gate's, for the registered version
     gate_error: str | None = None  # why the gate could not run, when it could not
+    report_error: str | None = None  # why the report could not be made, when it could not
 
     @property
     def best_value(self) -> float:

@@ -208,6 +208,7 @@ def tune(
             tags={"mltune.best_run_id": best.run_id, "mltune.best_trial": best.number,
                   "mltune.stop_reason": tracker.stop_reason or "max_evals reached"},
         )
+        result.report_error = _report(search)
     except (KeyboardInterrupt, SystemExit) as exc:
         search.end(RunStatus.to_string(RunStatus.KILLED))
         raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
@@ -265,6 +266,25 @@ def _register(spec: SearchSpec, search: tracking.SearchRun, result: SearchResult
         return
     if result.decision.moved:
         result.aliases.append(registry.CHAMPION)
+
+
+def _report(search: tracking.SearchRun) -> str | None:
+    """The report on the parent run. Its failure is a warning and a tag, never a failed search:
+    the trials and the registered model are what the search is for."""
+    try:
+        from mltune.report import build_report  # matplotlib is imported only now
+
+        build_report(search.run_id, client=search.client)
+        return None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("search report not made: %s", error)
+        try:
+            search.client.set_tag(search.run_id, tracking.REPORT_ERROR,
+                                  error[:tracking.MAX_TAG_LENGTH])
+        except Exception:  # the store itself is failing: the warning has said it
+            pass
+        return error
 
 
 def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:

@@ -36,6 +36,7 @@ ROLE, SEARCH_ID, TRIAL, TASK, DEVICE = (
 ERROR, MODEL_URI = "mltune.error", "mltune.model_uri"
 VALS, OBJECTIVE, PRUNED = "mltune.hyperopt_vals", "mltune.objective", "mltune.pruned"
 EPOCHS_RUN, BEST_EPOCH, INTERRUPTED = "mltune.epochs_run", "mltune.best_epoch", "mltune.interrupted"
+REPORT, REPORT_ERROR = "mltune.report", "mltune.report_error"  # on the parent run
 PACKAGE_DIR = str(Path(mltune.__file__).parent)
 
 
