@@ -115,11 +115,16 @@ class SearchRun:
 
     def log_summary(self, params: Mapping[str, Any], metrics: Mapping[str, float],
                     tags: Mapping[str, Any]) -> None:
+        """The search's result. Params MLflow already holds with another value (a resumed
+        search that found a new best) go to tags of the same name: params cannot change."""
+        logged = self.client.get_run(self.run_id).data.params
+        values = {k: param_value(v) for k, v in params.items()}
+        changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
         self.client.log_batch(
             self.run_id,
             metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
-            params=[Param(k, param_value(v)) for k, v in params.items()],
-            tags=[RunTag(k, str(v)[:MAX_TAG_LENGTH]) for k, v in tags.items()],
+            params=[Param(k, v) for k, v in values.items() if k not in logged],
+            tags=[RunTag(k, str(v)[:MAX_TAG_LENGTH]) for k, v in {**tags, **changed}.items()],
         )
 
     def end(self, status: str) -> None:

@@ -91,3 +91,16 @@ def test_resume_with_a_changed_space_or_unknown_run_is_refused(tracking_uri, cli
     assert code == 2 and "--resume: no run" in err
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
     assert len(children_of(client, result.parent_run_id)) == 1
+
+
+def test_a_finished_search_extended_by_resume_continues_its_numbers(tracking_uri, client):
+    first = mltune.tune(mltune.load_spec(None, {"max_evals": 1, "epochs": 1, "seed": 1}))
+    more = mltune.tune(mltune.load_spec(None, {"max_evals": 3, "epochs": 1, "seed": 1}),
+                       resume=first.parent_run_id)
+    assert more.parent_run_id == first.parent_run_id
+    assert [t.number for t in more.trials] == [1, 2, 3]
+    children = children_of(client, first.parent_run_id)
+    assert [c.info.status for c in children] == ["FINISHED"] * 3
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mltune.best_run_id"] == more.best.run_id
