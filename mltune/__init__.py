@@ -16,6 +16,7 @@ from mltune.errors import (  # noqa: E402
     SpecError,
 )
 from mltune.outcome import SearchResult, TrialOutcome  # noqa: E402
+from mltune.promote import promote, rollback  # noqa: E402
 from mltune.search import train_once, tune  # noqa: E402
 from mltune.spec import DataSpec, SearchSpec, load_spec  # noqa: E402
 
@@ -31,6 +32,8 @@ __all__ = [
     "TrialOutcome",
     "__version__",
     "load_spec",
+    "promote",
+    "rollback",
     "train_once",
     "tune",
 ]
