@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import children_of
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageDraw
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw
 import mltune
 from mltune.cli import main
 from mltune.errors import DataError
+from mltune.models.augment import Augment
 from mltune.search import SearchResult
 from mltune.spec import DataSpec, load_spec
 from mltune.tasks import get_task
@@ -78,7 +80,9 @@ SEARCH = {"task": "image", "data.image_size": 16, "max_evals": 2, "epochs": 2, "
           "space.num_blocks": 2, "space.channels": 16, "space.hidden_size": 64,
           "space.learning_rate": {"loguniform": [3.0e-3, 1.0e-2]}, "space.optimizer": "adam",
           "space.batch_size": 16, "space.dropout": 0.0, "space.loss": "cross_entropy",
-          "space.weight_init": "default", "space.batch_norm": True}
+          "space.weight_init": "default", "space.batch_norm": True,
+          # augmentation on: it must train, log and leave the served model deterministic
+          "space.augment_shift": 0.1, "space.augment_rotation": 10.0}
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +153,7 @@ def test_two_trial_search_logs_metrics_and_registers(search, store):
     for child in children:
         history = store.get_metric_history(child.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == [1, 2]
+        assert child.data.params["augment_shift"] == "0.1"
     best = max(children, key=lambda c: c.data.metrics["val_accuracy"])
     version = store.get_model_version_by_alias("mltune-shapes", "champion")
     assert version.run_id == best.info.run_id
@@ -166,7 +171,7 @@ def test_served_model_classifies_encoded_bytes_and_base64(search, store):
 
     as_base64 = model.predict(pd.DataFrame(
         {"image": [base64.b64encode(encoded(i)).decode() for i in images]}))
-    assert list(as_base64["label"]) == list(as_bytes["label"])
+    assert as_base64.equals(as_bytes)  # same answer, and augmentation is off when serving
     # an array of pixels at another size and a grey JPEG are resized/converted, not refused
     pixels = np.stack([np.asarray(i.resize((40, 40))) for i in images]).astype(np.float32)
     assert len(model.predict(pixels)) == 30
@@ -239,3 +244,20 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
 def test_bad_image_size_is_refused(tmp_path):
     with pytest.raises(Exception, match="data.image_size: 2 is not allowed"):
         TASK.load(DataSpec(source=str(tmp_path), options={"image_size": 2}), seed=0)
+
+
+def test_augmentation_moves_images_while_training_and_is_off_when_serving():
+    torch.manual_seed(0)
+    images = torch.zeros(8, 1, 16, 16)
+    images[:, :, 6:10, 2:6] = 1.0  # a block left of centre
+    layer = Augment(shift=0.2, rotation=15.0)
+    moved = layer.train()(images)
+    assert moved.shape == images.shape and not moved.equal(images)
+    assert layer.eval()(images).equal(images)
+    # without flip the block stays on the left; with flip (and nothing else) some go right
+    assert moved[..., :8].sum() > moved[..., 8:].sum()
+    flipped = Augment(flip=True).train()(images)
+    right = flipped[..., 8:].sum(dim=(1, 2, 3)) > 0
+    assert 0 < int(right.sum()) < 8
+    assert torch.allclose(flipped[right], images[right].flip(-1), atol=1e-5)
+    assert Augment().train()(images) is images  # all off: the identity, no resampling

@@ -24,6 +24,7 @@ from PIL import Image
 from torch import nn
 
 from mltune.errors import DataError, SpecError
+from mltune.models.augment import Augment
 from mltune.models.cnn import ConvNet
 from mltune.models.init import init_weights
 from mltune.spec import DataSpec
@@ -150,7 +151,9 @@ class ImageTask(ClassificationMixin, Task):
         return {"num_blocks": 2, "channels": 32, "kernel_size": 3, "hidden_size": 128,
                 "activation": "relu", "batch_norm": True, "dropout": 0.1,
                 "learning_rate": 3e-3, "weight_decay": 1e-4, "loss": "cross_entropy",
-                "weight_init": "default", "optimizer": "adam", "batch_size": 64}
+                "weight_init": "default", "optimizer": "adam", "batch_size": 64,
+                # augmentation is opt-in (space.augment_*): a flip or a shift can change a class
+                "augment_shift": 0.0, "augment_rotation": 0.0, "augment_flip": False}
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
         size = image_size(data.options)
@@ -184,7 +187,11 @@ class ImageTask(ClassificationMixin, Task):
             dropout=float(params.get("dropout", 0.0)),
             hidden_size=int(params.get("hidden_size", 128)),
         )
-        return init_weights(model, str(params.get("weight_init", "default")))
+        model = init_weights(model, str(params.get("weight_init", "default")))
+        augment = Augment(shift=float(params.get("augment_shift", 0.0)),
+                          rotation=float(params.get("augment_rotation", 0.0)),
+                          flip=bool(params.get("augment_flip", False)))
+        return nn.Sequential(augment, model) if augment.active else model
 
     def input_example(self, data: TaskData) -> Any:
         if data.meta.get("mode"):  # a folder: the example is what users send, base64 images
