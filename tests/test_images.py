@@ -172,6 +172,8 @@ def test_served_model_classifies_encoded_bytes_and_base64(search, store):
     as_base64 = model.predict(pd.DataFrame(
         {"image": [base64.b64encode(encoded(i)).decode() for i in images]}))
     assert as_base64.equals(as_bytes)  # same answer, and augmentation is off when serving
+    as_list = model.predict([base64.b64encode(encoded(i)).decode() for i in images])
+    assert list(as_list["label"]) == list(as_bytes["label"])  # a plain list of base64 strings
     # an array of pixels at another size and a grey JPEG are resized/converted, not refused
     pixels = np.stack([np.asarray(i.resize((40, 40))) for i in images]).astype(np.float32)
     assert len(model.predict(pixels)) == 30
@@ -199,8 +201,10 @@ def test_mlflow_models_serve_answers_base64_images(search, store):
     with served("models:/mltune-shapes@champion", uri) as url:
         answer = invoke(url, {"dataframe_split": {"columns": ["image"],
                                                   "data": [[s] for s in strings]}})
+        columns = invoke(url, {"inputs": {"image": strings}})
     rows = answer["predictions"]
     assert [row["label"] for row in rows] == list(expected["label"])
+    assert [row["label"] for row in columns["predictions"]] == list(expected["label"])
     assert rows[0]["proba_circle"] == pytest.approx(expected["proba_circle"][0], rel=1e-5)
 
 

@@ -81,6 +81,11 @@ def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
     height, width, channels = meta["height"], meta["width"], meta["channels"]
     if isinstance(model_input, pd.DataFrame) and "image" in model_input.columns:
         model_input = model_input["image"]
+    elif isinstance(model_input, Mapping) and "image" in model_input:  # JSON {"inputs": {...}}
+        model_input = model_input["image"]
+    if isinstance(model_input, (list, tuple, np.ndarray)) and len(model_input) and \
+            isinstance(model_input[0], (str, bytes)):
+        model_input = pd.Series(list(model_input), dtype=object)
     if isinstance(model_input, pd.Series) and not pd.api.types.is_numeric_dtype(model_input):
         first = next(iter(model_input), None)
         if not isinstance(first, (np.ndarray, list)):

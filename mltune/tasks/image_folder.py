@@ -77,8 +77,10 @@ def load_folder(source: str, size: int) -> tuple[np.ndarray, list[str], str]:
             image = _open(path)
             if image is None:
                 skipped.append(path)
-            else:
-                decoded.append((image, folder.name))
+            else:  # kept small at once: a folder of large photos never sits decoded in memory
+                small = to_array(image, target_mode(image.mode), (size, size))
+                decoded.append((Image.fromarray(small[..., 0] if small.shape[2] == 1 else small),
+                                folder.name))
         if len(decoded) == before:
             raise DataError(f"data.source: class folder {folder.name!r} has no readable images "
                             f"({len(files)} files, none PNG/JPEG/... Pillow can read)")
