@@ -1,13 +1,18 @@
 """Image classification with a CNN.
 
-Built-in source: ``sklearn:digits`` (8x8 grey digits, values 0..16). The served model takes raw
-pixels as the user has them: (N, H*W*C) rows, (N, H, W) or (N, H, W, C) arrays, on the data's
-own scale; standardisation is the network's first layer and other sizes are resized.
+Sources: the built-in ``sklearn:digits`` (8x8 grey digits, values 0..16), or a folder with one
+sub-folder of images per class (PNG/JPEG, any size and mode; resized to ``data.image_size``).
+The served model takes images as the user has them: a DataFrame column ``image`` of encoded bytes
+or base64 strings, or raw pixels as (N, H*W*C) rows, (N, H, W) or (N, H, W, C) arrays on the
+data's own scale; standardisation is the network's first layer and other sizes are resized.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,9 +20,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from mlflow.models import ModelSignature
+from PIL import Image
 from torch import nn
 
-from mltune.errors import DataError
+from mltune.errors import DataError, SpecError
+from mltune.models.augment import Augment
 from mltune.models.cnn import ConvNet
 from mltune.models.init import init_weights
 from mltune.spec import DataSpec
@@ -29,8 +36,10 @@ from mltune.tasks.classification import (
     encode_labels,
     stratified_split,
 )
+from mltune.tasks.image_folder import decode, load_folder, to_array
 
 BUILTINS = ("sklearn:digits",)
+DEFAULT_IMAGE_SIZE = 32
 
 
 def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,15 +50,51 @@ def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray]:
         digits = load_digits()
         return digits.images.astype(np.float32)[..., None], digits.target
     raise DataError(
-        f"data.source: {source!r} is not a built-in image data set; available: "
-        f"{', '.join(BUILTINS)}"
+        f"data.source: {source!r} is not a built-in image data set nor a folder; available: "
+        f"{', '.join(BUILTINS)}, or a folder with one sub-folder per class"
     )
+
+
+def image_size(options: Mapping[str, Any]) -> int:
+    """``data.image_size``: the side, in pixels, every image is resized to."""
+    value = options.get("image_size", DEFAULT_IMAGE_SIZE)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 1024:
+        raise SpecError(f"data.image_size: {value!r} is not allowed; expected a whole number "
+                        "from 4 to 1024 (pixels per side)")
+    return value
+
+
+def _decoded(column: pd.Series, meta: Mapping[str, Any]) -> np.ndarray:
+    """A column of encoded images -> float32 (N, H, W, C) in the training mode and size."""
+    mode = meta.get("mode") or ("L" if meta["channels"] == 1 else "RGB")
+    size = (meta["width"], meta["height"])
+    arrays = [to_array(decode(value, i), mode, size) for i, value in enumerate(column)]
+    if not arrays:
+        return np.zeros((0, meta["height"], meta["width"], meta["channels"]), np.float32)
+    return np.stack(arrays).astype(np.float32)
 
 
 def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
     """Raw input -> float tensor (N, C, H, W) at the training size."""
     height, width, channels = meta["height"], meta["width"], meta["channels"]
-    if isinstance(model_input, pd.DataFrame):
+    if isinstance(model_input, pd.DataFrame) and "image" in model_input.columns:
+        model_input = model_input["image"]
+    elif isinstance(model_input, Mapping) and "image" in model_input:  # JSON {"inputs": {...}}
+        model_input = model_input["image"]
+    if isinstance(model_input, (list, tuple, np.ndarray)) and len(model_input) and \
+            isinstance(model_input[0], (str, bytes)):
+        model_input = pd.Series(list(model_input), dtype=object)
+    if isinstance(model_input, pd.Series) and not pd.api.types.is_numeric_dtype(model_input):
+        first = next(iter(model_input), None)
+        if not isinstance(first, (np.ndarray, list)):
+            model_input = _decoded(model_input, meta)
+        else:
+            model_input = np.stack([np.asarray(v, dtype=np.float32) for v in model_input])
+    elif isinstance(model_input, (bytes, str)):
+        model_input = _decoded(pd.Series([model_input]), meta)
+    if isinstance(model_input, (pd.DataFrame, pd.Series)):
         model_input = model_input.to_numpy()
     array = np.asarray(model_input, dtype=np.float32)
     if array.ndim == 2 and array.shape[1] == height * width * channels:
@@ -69,10 +114,20 @@ def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
     return images.contiguous()
 
 
+def _encoded(image: torch.Tensor, meta: Mapping[str, Any]) -> str:
+    """One (C, H, W) tensor of 0..255 pixels -> a base64 PNG string."""
+    pixels = image.permute(1, 2, 0).cpu().numpy().clip(0, 255).astype(np.uint8)
+    picture = Image.fromarray(pixels[..., 0] if meta["mode"] == "L" else pixels, meta["mode"])
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 class ImageTask(ClassificationMixin, Task):
     name = "image"
     default_source = "sklearn:digits"
     default_metric = "val_accuracy"
+    data_options = ("image_size",)
 
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
@@ -101,11 +156,19 @@ class ImageTask(ClassificationMixin, Task):
         return {"num_blocks": 2, "channels": 32, "kernel_size": 3, "hidden_size": 128,
                 "activation": "relu", "batch_norm": True, "dropout": 0.1,
                 "learning_rate": 3e-3, "weight_decay": 1e-4, "loss": "cross_entropy",
-                "weight_init": "default", "optimizer": "adam", "batch_size": 64}
+                "weight_init": "default", "optimizer": "adam", "batch_size": 64,
+                # augmentation is opt-in (space.augment_*): a flip or a shift can change a class
+                "augment_shift": 0.0, "augment_rotation": 0.0, "augment_flip": False}
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
-        images, labels = _load_builtin(data.source)
-        codes, classes = encode_labels(labels, "data.target")
+        size = image_size(data.options)
+        mode = None
+        if data.source in BUILTINS or (":" in data.source and not Path(data.source).exists()):
+            images, labels = _load_builtin(data.source)
+        else:
+            pixels, labels, mode = load_folder(data.source, size)
+            images = pixels.astype(np.float32)
+        codes, classes = encode_labels(labels, "data.source (class folders)")
         train, val, test = stratified_split(len(images), codes, data, seed)
         mean = images[train].mean(axis=(0, 1, 2)).tolist()
         std = images[train].std(axis=(0, 1, 2)).tolist()
@@ -113,7 +176,7 @@ class ImageTask(ClassificationMixin, Task):
         x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         y = torch.from_numpy(codes)
         meta = {"classes": classes, "height": height, "width": width, "channels": channels,
-                "mean": mean, "std": std, "source": data.source}
+                "mean": mean, "std": std, "source": data.source, "mode": mode}
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=fingerprint_arrays(images, codes))
 
@@ -129,9 +192,15 @@ class ImageTask(ClassificationMixin, Task):
             dropout=float(params.get("dropout", 0.0)),
             hidden_size=int(params.get("hidden_size", 128)),
         )
-        return init_weights(model, str(params.get("weight_init", "default")))
+        model = init_weights(model, str(params.get("weight_init", "default")))
+        augment = Augment(shift=float(params.get("augment_shift", 0.0)),
+                          rotation=float(params.get("augment_rotation", 0.0)),
+                          flip=bool(params.get("augment_flip", False)))
+        return nn.Sequential(augment, model) if augment.active else model
 
     def input_example(self, data: TaskData) -> Any:
+        if data.meta.get("mode"):  # a folder: the example is what users send, base64 images
+            return pd.DataFrame({"image": [_encoded(x, data.meta) for x in data.x_val[:2]]})
         pixels = data.x_val[:2].permute(0, 2, 3, 1).reshape(2, -1).cpu().numpy()
         return pixels.astype(np.float64)
 
