@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import children_of
+from conftest import children_of, tracking_store
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageDraw
 
@@ -90,27 +90,17 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchRes
     """One 2-trial search shared by the tests that read its runs and serve its model."""
     folder = tmp_path_factory.mktemp("image-search")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    with tracking_store(uri):
         source = shapes_folder(folder / "shapes", per_class=40)
         result = mltune.tune(load_spec(None, {**SEARCH, "data.source": str(source)}))
         yield result, uri
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
 
 
 @pytest.fixture()
-def store(search: tuple[SearchResult, str], monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+def store(search: tuple[SearchResult, str]) -> Iterator[MlflowClient]:
     _, uri = search
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield MlflowClient(tracking_uri=uri, registry_uri=uri)
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    with tracking_store(uri):
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def test_folder_loads_mixed_sizes_and_modes_and_skips_the_corrupt_file(tmp_path, caplog):

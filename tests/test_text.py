@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import children_of
+from conftest import children_of, tracking_store
 from mlflow.tracking import MlflowClient
 
 import mltune
@@ -75,27 +75,17 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchRes
     """One 2-trial search shared by the tests that read its runs and serve its model."""
     folder = tmp_path_factory.mktemp("text-search")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    with tracking_store(uri):
         source = topics_csv(folder / "topics.csv")
         result = mltune.tune(load_spec(None, {**SEARCH, "data.source": str(source)}))
         yield result, uri
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
 
 
 @pytest.fixture()
-def store(search: tuple[SearchResult, str], monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+def store(search: tuple[SearchResult, str]) -> Iterator[MlflowClient]:
     _, uri = search
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield MlflowClient(tracking_uri=uri, registry_uri=uri)
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    with tracking_store(uri):
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def test_two_trial_search_logs_metrics_confusion_matrix_and_registers(search, store):
