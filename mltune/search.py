@@ -11,6 +11,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,22 +22,56 @@ from mltune import interrupts, registry, tracking
 from mltune.backends import BACKENDS
 from mltune.errors import MltuneError, SearchError, SearchInterrupted
 from mltune.outcome import SearchResult, TrialOutcome, better, select_best
+from mltune.precision import resolve_precision
 from mltune.promote import promote
 from mltune.pruning import TrialPruned, make_pruner
 from mltune.resume import ResumeState, resume_search
 from mltune.space import build_space, decode
 from mltune.spec import SearchSpec
 from mltune.tasks import Task, TaskData, get_task
-from mltune.train import EarlyStopping, fit, resolve_device, seed_everything
+from mltune.train import EarlyStopping, FitResult, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedTrial:
+    """A trained network whose run is still open: ``log`` records it and ends the run."""
+
+    task: Task
+    data: TaskData
+    network: torch.nn.Module
+    params: Mapping[str, Any]
+    run: tracking.TrialRun
+    result: FitResult
+    metric: str
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.result.final
+
+    def log(self) -> str:
+        """Artifacts, model and outcome; the run ends FINISHED (FAILED, re-raised, if not)."""
+        run, result = self.run, self.result
+        try:
+            run.log_artifacts(self.task.trial_artifacts(self.network, self.data))
+            run.log_model(self.task, self.network, self.params, self.data)
+            run.log_outcome(result.final.get(self.metric), epochs_run=len(result.history),
+                            best_epoch=result.best_epoch or len(result.history))
+            run.end(RunStatus.FINISHED)
+        except Exception as exc:
+            run.fail(exc)
+            raise
+        assert run.model_uri is not None
+        return run.model_uri
 
 
 def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: tracking.TrialRun,
                 spec: SearchSpec, seed: int,
                 on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-                ) -> dict[str, float]:
-    """Build, train and log one network; return the metrics of the weights logged."""
+                ) -> TrainedTrial:
+    """Build and train one network; its logging is left to the caller (``TrainedTrial.log``),
+    so a search can log it in the background while the next trial trains."""
     seed_everything(seed)
     network = task.build_model(params, data.meta)
 
@@ -50,12 +85,10 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
     result = fit(network, data, params, loss_fn=task.make_loss(params, data),
                  score=lambda out, y: task.score(out, y, data.meta), epochs=spec.epochs,
                  seed=seed, on_epoch=epoch_done, early_stopping=stopper,
-                 time_limit_s=spec.trial_timeout_s)
-    run.log_artifacts(task.trial_artifacts(network, data))
-    run.log_model(task, network, params, data)
-    run.log_outcome(result.final.get(spec.metric), epochs_run=len(result.history),
-                    best_epoch=result.best_epoch or len(result.history))
-    return result.final
+                 time_limit_s=spec.trial_timeout_s, precision=spec.precision,
+                 compile_model=spec.compile)
+    run.deferred = True
+    return TrainedTrial(task, data, network, params, run, result, spec.metric)
 
 
 def release_memory(device: torch.device) -> None:
@@ -76,6 +109,8 @@ class Objective:
         self.next_number = first_number
         self.outcomes: list[TrialOutcome] = []
         self.pruner = make_pruner(spec.pruning, spec.mode)
+        self.finisher = tracking.Finisher()
+        self.precision = resolve_precision(spec.precision, device).name
 
     def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
         interrupts.check()
@@ -94,12 +129,14 @@ class Objective:
                 raise TrialPruned(epoch, best[0], self.pruner.rule)
 
         try:
-            with tracking.trial_run(self.search, number, params, self.device, vals=vals) as run:
+            with tracking.trial_run(self.search, number, params, self.device, vals=vals,
+                                    precision=self.precision) as run:
                 outcome.run_id = run.run_id
-                outcome.metrics = train_trial(self.task, self.data, params, run, self.spec,
-                                              self.spec.seed + number, on_epoch=judge)
-                outcome.model_uri = run.model_uri
+                trained = train_trial(self.task, self.data, params, run, self.spec,
+                                      self.spec.seed + number, on_epoch=judge)
+                outcome.metrics = trained.metrics
             outcome.status = "FINISHED"
+            self.finisher.submit(lambda: self._log(trained, outcome))
         except TrialPruned as pruned:
             outcome.status, outcome.error = "PRUNED", str(pruned)
             outcome.metrics = {self.spec.metric: pruned.best}
@@ -113,6 +150,17 @@ class Objective:
         self.outcomes.append(outcome)
         self.on_trial(outcome)
         return hyperopt_result(outcome, self.spec)
+
+
+    @staticmethod
+    def _log(trained: TrainedTrial, outcome: TrialOutcome) -> None:
+        """The background half of a trial: its model. A failure here fails the trial."""
+        try:
+            outcome.model_uri = trained.log()
+        except Exception as exc:
+            outcome.status, outcome.error = "FAILED", tracking.describe_error(exc)
+            log.warning("trial %d failed while its model was logged: %s", outcome.number,
+                        outcome.error)
 
 
 def hyperopt_result(outcome: TrialOutcome, spec: SearchSpec) -> dict[str, Any]:
@@ -194,7 +242,10 @@ def tune(
             tracker = _BestTracker(spec, search, progress, state.outcomes)
             objective = Objective(spec, task, data, search, device, tracker,
                                   first_number=state.next_number)
-            backend(objective, space, spec, state, lambda: tracker.stop_reason)
+            try:
+                backend(objective, space, spec, state, lambda: tracker.stop_reason)
+            finally:
+                objective.finisher.close()  # every finished trial's model is logged
         outcomes = state.outcomes + objective.outcomes
         best = select_best(outcomes, spec.metric, spec.mode)
         result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
@@ -293,6 +344,8 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[s
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
     data = task.load(spec.data, spec.seed).to(device)
-    with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train") as run:
-        metrics = train_trial(task, data, full, run, spec, spec.seed)
-        return run.run_id, metrics
+    with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train",
+                            precision=resolve_precision(spec.precision, device).name) as run:
+        trained = train_trial(task, data, full, run, spec, spec.seed)
+        trained.log()
+    return run.run_id, trained.metrics

@@ -85,6 +85,8 @@ class SearchSpec:
     trial_timeout_s: float | None = None  # a trial running longer fails
     pruning: PruningSpec = field(default_factory=PruningSpec)
     stop: StopSpec = field(default_factory=StopSpec)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
+    compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in its YAML form: ``load_spec`` of it gives this spec back.
@@ -176,6 +178,13 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None, allowed=None) ->
         raise SpecError(f"{key}: expected a non-empty string, got {value!r}")
     if allowed is not None and value not in allowed:
         raise SpecError(f"{key}: {value!r} is not allowed; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{key}: {value!r} is not allowed; expected true or false")
     return value
 
 
@@ -282,10 +291,13 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         trial_timeout_s=_optional_positive(raw, "trial_timeout_s"),
         pruning=_pruning_spec(raw.get("pruning")),
         stop=_stop_spec(raw.get("stop")),
+        precision=_str(raw, "precision", "auto", PRECISIONS),
+        compile=_bool(raw, "compile", False),
     )
 
 
 PRUNING_RULES = ("none", "median", "asha")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _section(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
