@@ -231,6 +231,8 @@ def tune(
     backend = BACKENDS.get(spec.backend, field="backend")
     space = build_space(spec.space)
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
+    if device.type == "cuda" and not tracking.gpu_metrics_available():
+        log.warning(tracking.GPU_METRICS_NOTICE)
     if resume:
         search, state = resume_search(resume, spec, space, data.fingerprint)
     else:

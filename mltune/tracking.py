@@ -326,6 +326,29 @@ def log_figures(client: MlflowClient, run_id: str, figures: Mapping[str, Any]) -
         client.log_figure(run_id, figure, name)
 
 
+def gpu_metrics_available() -> bool:
+    """MLflow's system metrics read GPUs through NVML (nvidia-ml-py) and the host via psutil."""
+    from importlib.util import find_spec
+
+    return find_spec("pynvml") is not None and find_spec("psutil") is not None
+
+
+GPU_METRICS_NOTICE = ("GPU utilisation and memory are not logged per trial: "
+                      "pip install nvidia-ml-py psutil")
+
+
+def _system_metrics(run_id: str, device: torch.device) -> Any:
+    """MLflow's system metrics monitor (GPU utilisation, memory...) for a trial on CUDA, sampled
+    every second while it trains; None on the CPU or without NVML."""
+    if device.type != "cuda" or not gpu_metrics_available():
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=1.0)
+    monitor.start()
+    return monitor
+
+
 @contextmanager
 def trial_run(
     search: SearchRun | None,
@@ -362,8 +385,13 @@ def trial_run(
                              tags=resolve_tags(tags)).info
     client.log_batch(info.run_id, params=[Param(k, param_value(v)) for k, v in params.items()])
     run = TrialRun(info.run_id, client)
+    monitor = _system_metrics(info.run_id, device)
     try:
-        yield run
+        try:
+            yield run
+        finally:
+            if monitor is not None:
+                monitor.finish()
     except TrialPruned as pruned:
         run.end(RunStatus.KILLED, {PRUNED: "true", OBJECTIVE: repr(float(pruned.best)),
                                    EPOCHS_RUN: str(pruned.epoch), ERROR: str(pruned)})
