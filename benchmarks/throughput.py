@@ -153,7 +153,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=PARAMS["channels"])
+    parser.add_argument("--batch-size", type=int, default=PARAMS["batch_size"])
     args = parser.parse_args()
+    PARAMS.update(channels=args.channels, batch_size=args.batch_size)
     device = resolve_device(args.device)
     data = synthetic_images(args.samples, args.size, device)
     mlflow.set_tracking_uri(f"sqlite:///{Path(tempfile.mkdtemp()) / 'throughput.db'}")
@@ -162,7 +165,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device={device} ({name}) samples={len(data.x_train)} image={args.size}x{args.size}x3 "
-          f"batch={PARAMS['batch_size']} epochs timed={args.epochs}")
+          f"batch={PARAMS['batch_size']} channels={PARAMS['channels']} epochs timed={args.epochs}")
     for precision in precisions:
         row: dict[str, float] = {}
         bare_util: dict[str, float] = {}
