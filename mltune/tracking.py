@@ -27,6 +27,7 @@ from mlflow.tracking.context.registry import resolve_tags
 
 import mltune
 from mltune.pyfunc import WEIGHTS, ServedModel, save_task_artifacts
+from mltune.remote import best_effort, is_outage
 from mltune.spec import SearchSpec
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
@@ -280,6 +281,10 @@ def trial_run(
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:
+        if is_outage(exc):  # the server is gone: a resume re-runs this trial; don't wait again
+            best_effort(client.set_tag, run.info.run_id, INTERRUPTED, "true")
+            best_effort(mlflow.end_run, RunStatus.to_string(RunStatus.KILLED))
+            raise
         client.set_tag(run.info.run_id, ERROR, describe_error(exc)[:MAX_TAG_LENGTH])
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
