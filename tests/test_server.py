@@ -33,8 +33,7 @@ from test_cli import run_cli
 from test_tabular import churn_table
 
 import mltune
-
-pytestmark = pytest.mark.slow
+from mltune.errors import SpecError
 
 SECRET = f"tok-{uuid.uuid4().hex}"  # a secret-looking value the spec refers to as ${VAR}
 EXPERIMENT = f"team-churn-{uuid.uuid4().hex[:8]}"
@@ -58,6 +57,7 @@ def team_search(team_server: MlflowServer, tmp_path_factory: pytest.TempPathFact
         return mltune.tune(mltune.load_spec(config))
 
 
+@pytest.mark.slow
 def test_whole_path_through_an_authenticated_server(team_server, team_search, tmp_path):
     from serving import invoke, served
 
@@ -83,6 +83,29 @@ def test_whole_path_through_an_authenticated_server(team_server, team_search, tm
     assert len(answer["predictions"]) == 3
 
 
+def test_environment_references_are_expanded_for_use_and_logged_as_written(monkeypatch,
+                                                                           tmp_path):
+    (tmp_path / "tok-1234").mkdir()
+    churn_table(rows=40).to_csv(tmp_path / "tok-1234" / "t.csv", index=False)
+    monkeypatch.setenv("MLTUNE_ROOT", str(tmp_path / "tok-1234"))
+    spec = mltune.load_spec(None, {"task": "tabular", "data.source": "${MLTUNE_ROOT}/t.csv",
+                                   "data.target": "churned"})
+    assert spec.data.source == str(tmp_path / "tok-1234" / "t.csv")  # what the task reads
+    assert spec.to_dict()["data"]["source"] == "${MLTUNE_ROOT}/t.csv"  # what MLflow gets
+    assert spec.data.shown(spec.data.source) == "${MLTUNE_ROOT}/t.csv"
+    assert "tok-1234" not in yaml.safe_dump(spec.to_dict())
+    assert mltune.load_spec(None, spec.to_dict()) == spec  # spec.yaml reads back (resume)
+
+    monkeypatch.delenv("MLTUNE_ROOT")
+    with pytest.raises(SpecError) as missing:
+        mltune.load_spec(None, {"task": "tabular", "data.source": "${MLTUNE_ROOT}/t.csv"})
+    assert str(missing.value) == ("data.source: environment variable MLTUNE_ROOT is not set "
+                                  "(referenced as ${MLTUNE_ROOT} in '${MLTUNE_ROOT}/t.csv')")
+    with pytest.raises(SpecError, match=r"^registered_model: '\$\{TEAM\}-m': environment "
+                       r"references \(\$\{VAR\}\) are expanded only in data: values"):
+        mltune.load_spec(None, {"registered_model": "${TEAM}-m"})
+
+
 def _files_holding(root: Path, secrets: list[str]) -> list[str]:
     found = []
     for path in root.rglob("*"):
@@ -93,6 +116,7 @@ def _files_holding(root: Path, secrets: list[str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_the_server(team_server, team_search, tmp_path):
     secrets = [SECRET, TEAM_PASSWORD]
     with team_login(team_server, EXPERIMENT):
@@ -125,6 +149,7 @@ def test_no_secret_reaches_the_server(team_server, team_search, tmp_path):
     assert _files_holding(team_server.root / "artifacts", secrets) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["wrong password", "no permission", "unreachable"])
 def test_a_refused_or_missing_server_costs_one_line_and_seconds(
         case, team_server, team_search, tmp_path, monkeypatch, capsys):
@@ -165,6 +190,7 @@ STORES = ["postgresql"] if postgres_bin() is not None else [pytest.param(
                                          "installs it: apt-get install postgresql")), "sqlite"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", STORES)
 def test_server_lost_mid_search_then_back_then_resume(store, tmp_path, capsys, monkeypatch):
     """A team's server (PostgreSQL behind it where installed, as in CI) crashes mid-search;
