@@ -11,7 +11,7 @@ import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from servers import MlflowServer
+from servers import MlflowServer, Postgres, postgres_bin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,15 +90,25 @@ READER, READER_PASSWORD = "reader", "reader-pw-84f2a6"  # reads everything, writ
 @pytest.fixture(scope="session")
 def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """One real ``mlflow server --app-name basic-auth`` for the test session (default
-    permission READ), with the users ``alice`` and ``reader``."""
-    server = MlflowServer(tmp_path_factory.mktemp("team-server"), auth=True)
+    permission READ), with the users ``alice`` and ``reader``; PostgreSQL behind it where it is
+    installed (CI installs it), else sqlite. ``server.database``: the PostgreSQL URI or None."""
+    bin_dir = postgres_bin()
+    postgres = Postgres(bin_dir) if bin_dir is not None else None
+    server = None
     try:
+        database = postgres.start() if postgres is not None else None
+        server = MlflowServer(tmp_path_factory.mktemp("team-server"), auth=True,
+                              backend_store_uri=database and Postgres.sqlalchemy_uri(database))
+        server.database = database
         server.start()
         server.add_user(TEAM_USER, TEAM_PASSWORD)
         server.add_user(READER, READER_PASSWORD)
         yield server
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        if postgres is not None:
+            postgres.stop()
 
 
 def team_login(server: MlflowServer, experiment: str, user: str = TEAM_USER,

@@ -32,7 +32,10 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (with SO_REUSEADDR, as uvicorn does:
+    connections of the server that ended may linger in TIME_WAIT)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
             return True
@@ -75,6 +78,7 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.root / "server.log"
         self.process: subprocess.Popen | None = None
+        self.database: str | None = None  # a PostgreSQL store's URI (libpq form), if any
 
     def start(self, timeout: float = 180.0) -> MlflowServer:
         command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -118,7 +122,7 @@ class MlflowServer:
             return
         try:
             os.killpg(self.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()

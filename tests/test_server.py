@@ -28,7 +28,7 @@ from conftest import (
     tracking_store,
 )
 from mlflow.tracking import MlflowClient
-from servers import MlflowServer, Postgres, free_port, postgres_bin
+from servers import MlflowServer, free_port, postgres_bin
 from test_cli import run_cli
 from test_tabular import churn_table
 
@@ -185,89 +185,93 @@ def test_a_refused_or_missing_server_costs_one_line_and_seconds(
         assert len(all_runs(MlflowClient(team_server.url))) == before
 
 
-STORES = ["postgresql"] if postgres_bin() is not None else [pytest.param(
-    "postgresql", marks=pytest.mark.skip(reason="PostgreSQL is not installed (no initdb); CI "
-                                         "installs it: apt-get install postgresql")), "sqlite"]
+@pytest.mark.slow
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed (no initdb); "
+                    "CI installs it: apt-get install postgresql")
+def test_the_team_server_keeps_its_runs_in_postgresql(team_server, team_search):
+    assert team_server.database is not None
+    assert _run_statuses(team_server.database, team_search.parent_run_id) == ["FINISHED"] * 2
+
+
+OUTAGE = f"team-outage-{uuid.uuid4().hex[:8]}"
+OUTAGE_ARGS = ["--max-evals", "3", "--epochs", "1", "--seed", "3",
+               "--registered-model", OUTAGE]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", STORES)
-def test_server_lost_mid_search_then_back_then_resume(store, tmp_path, capsys, monkeypatch):
-    """A team's server (PostgreSQL behind it where installed, as in CI) crashes mid-search;
-    the search stops with the resume command; the server comes back; the resume completes."""
-    postgres = Postgres(postgres_bin()) if store == "postgresql" else None
-    try:
-        database = postgres.start() if postgres else None
-        server = MlflowServer(tmp_path / "server", backend_store_uri=database and
-                              Postgres.sqlalchemy_uri(database)).start()
-        stopped_after, parent_id, kept, process = _lose_server_mid_search(server, tmp_path)
+def test_server_lost_mid_search_then_back_then_resume(team_server, tmp_path, capsys,
+                                                      monkeypatch):
+    """The team's server crashes mid-search: the search stops with the resume command; the
+    server comes back (same port, store, artifacts); the resume completes the search."""
+    monkeypatch.chdir(tmp_path)
+    with team_login(team_server, OUTAGE):
+        client = MlflowClient()
+        stopped_after, parent_id, kept, code = _lose_server_mid_search(team_server, tmp_path,
+                                                                       client)
         stderr = (tmp_path / "search.err").read_text()
-        assert process.returncode == 75, stderr[-3000:]
-        assert "Traceback" not in stderr
-        assert stderr.strip().splitlines()[-1] == (
-            "mltune: error: the tracking server stopped answering (ConnectionError); finished "
-            "trials are kept on it, the trial in flight will run again. Once the server is "
-            "back, resume with: mltune tune --config examples/digits.yaml --resume "
-            f"{parent_id}")
-        assert stopped_after < 60  # MLflow's (shortened) retries, then one line
+        team_server.start()  # back on the same port, store and artifacts
+        resumed, out, err = run_cli(["tune", *OUTAGE_ARGS, "--resume", parent_id], capsys)
+        children = children_of(client, parent_id)
+        ours = [r for r in all_runs(client) if r.info.experiment_id ==
+                children[0].info.experiment_id]
+        parent = client.get_run(parent_id)
+    assert code == 75, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "mltune: error: the tracking server stopped answering (ConnectionError); finished "
+        "trials are kept on it, the trial in flight will run again. Once the server is "
+        f"back, resume with: mltune tune --config examples/digits.yaml --resume {parent_id}")
+    assert stopped_after < 60  # MLflow's (shortened) retries, then one line
 
-        server.start()  # back on the same port, store and artifacts
-        monkeypatch.chdir(tmp_path)
-        with tracking_store(server.url):
-            code, out, err = run_cli(["tune", *OUTAGE_ARGS, "--resume", parent_id], capsys)
-            client = MlflowClient(server.url)
-            children = children_of(client, parent_id)
-            runs = all_runs(client)
-            parent = client.get_run(parent_id)
-        server.stop()
-        stored = _run_statuses(database) if postgres else None
-    finally:
-        if postgres is not None:
-            postgres.stop()
-    assert code == 0, err
+    assert resumed == 0, err
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert len(finished) == 3
     assert kept <= {c.info.run_id for c in finished}  # nothing lost
-    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert not [r for r in ours if r.info.status == "RUNNING"]
     for child in children:
         if child.info.status != "FINISHED":  # the trial in flight, run again on resume
             assert child.info.status == "KILLED"
             assert child.data.tags["mltune.interrupted"] == "true"
     assert parent.info.status == "FINISHED" and parent.data.tags["mltune.resumed"] == "1"
-    assert "Registered: mltune-image version 1 (aliases: challenger, champion)" in out
-    if postgres:  # the runs are rows in PostgreSQL, not in some local store
-        assert stored == sorted(r.info.status for r in runs)
+    assert f"Registered: {OUTAGE} version 1 (aliases: challenger, champion)" in out
 
 
-OUTAGE_ARGS = ["--max-evals", "3", "--epochs", "1", "--seed", "3"]
-
-
-def _lose_server_mid_search(server: MlflowServer, tmp_path: Path):
+def _lose_server_mid_search(server: MlflowServer, tmp_path: Path, client: MlflowClient):
     """Start a search in a subprocess, SIGKILL the server after its first finished trial."""
-    from test_resume import wait_for_finished_trials
-
-    client = MlflowClient(server.url)
     env = {**env_for_subprocess(server.url), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     with open(tmp_path / "search.err", "w") as err:
         process = subprocess.Popen([sys.executable, "-m", "mltune", "tune", *OUTAGE_ARGS],
                                    env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
     try:
-        parent_id = wait_for_finished_trials(client, 1, process, timeout=180)
-        kept = {r.info.run_id for r in children_of(client, parent_id)
-                if r.info.status == "FINISHED"}
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "search.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no trial finished in time"
+            experiment = client.get_experiment_by_name(OUTAGE)
+            runs = client.search_runs([experiment.experiment_id]) if experiment else []
+            kept = {r.info.run_id for r in runs if r.info.status == "FINISHED"
+                    and r.data.tags.get("mltune.role") == "trial"}
+            if kept:
+                break
+            time.sleep(0.5)
+        parent_id = next(r.info.run_id for r in runs if r.data.tags.get("mltune.role") ==
+                         "search")
         server.stop(kill=True)  # the server crashes mid-search
         lost_at = time.monotonic()
         process.wait(timeout=180)
-        return time.monotonic() - lost_at, parent_id, kept, process
-    except BaseException:
-        process.kill()
-        raise
+        return time.monotonic() - lost_at, parent_id, kept, process.returncode
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
-def _run_statuses(uri: str) -> list[str]:
+def _run_statuses(uri: str, parent_id: str) -> list[str]:
+    """Straight from PostgreSQL: the statuses of a search's runs (parent and trials)."""
     import psycopg2
 
     with psycopg2.connect(uri) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT status FROM runs")
+        cursor.execute("SELECT status FROM runs WHERE run_uuid = %s OR run_uuid IN (SELECT "
+                       "run_uuid FROM tags WHERE key = 'mlflow.parentRunId' AND value = %s)",
+                       (parent_id, parent_id))
         return sorted(row[0] for row in cursor.fetchall())
