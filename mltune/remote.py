@@ -79,8 +79,13 @@ def check_tracking_server(resume: str | None = None) -> str | None:
     "no such tag"."""
     if not is_remote():
         return None
-    _refused(_request("experiments/search", "GET", params={"max_results": 1}),
-             "use this server")
+    response = _request("experiments/search", "GET", params={"max_results": 1})
+    _refused(response, "use this server")
+    if response.status_code != 200:
+        raise TrackingServerError(
+            f"tracking server {mlflow.get_tracking_uri()} answered HTTP {response.status_code} "
+            "to a search of experiments; is MLFLOW_TRACKING_URI the address of an MLflow "
+            "tracking server?")
     if resume:
         response = _request("runs/get", "GET", params={"run_id": resume})
         _refused(response, f"read run {resume}")
@@ -99,6 +104,11 @@ def check_tracking_server(resume: str | None = None) -> str | None:
     response = _request("experiments/delete-experiment-tag", "POST",
                         json={"experiment_id": experiment_id, "key": WRITE_PROBE_TAG})
     _refused(response, f"write to experiment {experiment_id}")
+    if response.status_code not in (200, 404):  # 404: "no such tag", after the write check
+        raise TrackingServerError(
+            f"tracking server {mlflow.get_tracking_uri()}: writing to experiment "
+            f"{experiment_id} failed (HTTP {response.status_code}: "
+            f"{response.text.strip()[:200]})")
     return experiment_id
 
 
