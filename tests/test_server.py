@@ -225,7 +225,8 @@ def test_server_lost_mid_search_then_back_then_resume(team_server, tmp_path, cap
 
     assert resumed == 0, err
     finished = [c for c in children if c.info.status == "FINISHED"]
-    assert len(finished) == 3
+    statuses = [(c.info.status, c.data.tags.get("mltune.interrupted")) for c in children]
+    assert len(finished) == 3, (statuses, out[-1500:])
     assert kept <= {c.info.run_id for c in finished}  # nothing lost
     assert not [r for r in ours if r.info.status == "RUNNING"]
     for child in children:
