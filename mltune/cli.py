@@ -17,7 +17,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from mltune import __version__
-from mltune.errors import MltuneError, SearchInterrupted, SpecError
+from mltune.errors import MltuneError, SearchInterrupted, SpecError, TrackingLost
 from mltune.promote import promote, rollback
 from mltune.report import REPORT_DIR, build_report, outcomes_frame, top_trials_text
 from mltune.search import SearchResult, TrialOutcome, train_once, tune
@@ -114,6 +114,9 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
     except SearchInterrupted as stopped:
         raise SearchInterrupted(stopped.parent_run_id, stopped.signal_name,
                                 config or "examples/digits.yaml") from None
+    except TrackingLost as lost:
+        raise TrackingLost(lost.parent_run_id, lost.reason,
+                           config or "examples/digits.yaml") from None
     finally:
         for bar in bars:
             bar.close()

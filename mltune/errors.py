@@ -40,3 +40,23 @@ class SearchInterrupted(MltuneError):
         self.parent_run_id, self.signal_name = parent_run_id, signal_name
         if signal_name == "SIGTERM":
             self.exit_code = 143
+
+
+class TrackingServerError(MltuneError):
+    """The tracking server cannot be used: unreachable, credentials refused, no permission."""
+
+
+class TrackingLost(MltuneError):
+    """The tracking server stopped answering during a search (after MLflow's retries).
+
+    Exit code 75 (EX_TEMPFAIL: try again later): the search can be resumed once it is back.
+    """
+
+    exit_code = 75
+
+    def __init__(self, parent_run_id: str, reason: str, config: str = "<spec>") -> None:
+        super().__init__(f"the tracking server stopped answering ({reason}); finished trials "
+                         "are kept on it, the trial in flight will run again. Once the server "
+                         f"is back, resume with: mltune tune --config {config} "
+                         f"--resume {parent_run_id}")
+        self.parent_run_id, self.reason = parent_run_id, reason

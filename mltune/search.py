@@ -18,9 +18,9 @@ import torch
 from hyperopt import STATUS_FAIL, STATUS_OK
 from mlflow.entities import RunStatus
 
-from mltune import interrupts, registry, tracking
+from mltune import interrupts, registry, remote, tracking
 from mltune.backends import BACKENDS
-from mltune.errors import MltuneError, SearchError, SearchInterrupted
+from mltune.errors import MltuneError, SearchError, SearchInterrupted, TrackingLost
 from mltune.outcome import SearchResult, TrialOutcome, better, select_best
 from mltune.precision import resolve_precision
 from mltune.promote import promote
@@ -60,7 +60,10 @@ class TrainedTrial:
                             best_epoch=result.best_epoch or len(result.history))
             run.end(RunStatus.FINISHED)
         except Exception as exc:
-            run.fail(exc)
+            if remote.is_outage(exc):  # not FAILED: a resume runs this trial again
+                remote.best_effort(run.end, RunStatus.KILLED, {tracking.INTERRUPTED: "true"})
+            else:
+                run.fail(exc)
             raise
         assert run.model_uri is not None
         return run.model_uri
@@ -89,6 +92,12 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
                  compile_model=spec.compile)
     run.deferred = True
     return TrainedTrial(task, data, network, params, run, result, spec.metric)
+
+
+def hide_references(data: TaskData, spec: SearchSpec) -> None:
+    """The task's metadata (logged with every model) names ``${VAR}`` data as written."""
+    if spec.data.references:
+        data.meta.update({k: spec.data.shown(v) for k, v in data.meta.items()})
 
 
 def release_memory(device: torch.device) -> None:
@@ -141,6 +150,8 @@ class Objective:
             outcome.status, outcome.error = "PRUNED", str(pruned)
             outcome.metrics = {self.spec.metric: pruned.best}
         except Exception as exc:  # a failed trial is recorded; the search goes on
+            if remote.is_outage(exc):  # ...unless the tracking server is gone: stop
+                raise
             outcome.error = tracking.describe_error(exc)
             log.warning("trial %d failed: %s", number, outcome.error)
         finally:
@@ -151,14 +162,14 @@ class Objective:
         self.on_trial(outcome)
         return hyperopt_result(outcome, self.spec)
 
-
     @staticmethod
     def _log(trained: TrainedTrial, outcome: TrialOutcome) -> None:
         """The background half of a trial: its model. A failure here fails the trial."""
         try:
             outcome.model_uri = trained.log()
-        except Exception as exc:
-            outcome.status, outcome.error = "FAILED", tracking.describe_error(exc)
+        except Exception as exc:  # an outage leaves it KILLED on the server, to be re-run
+            outcome.status = "KILLED" if remote.is_outage(exc) else "FAILED"
+            outcome.error = tracking.describe_error(exc)
             log.warning("trial %d failed while its model was logged: %s", outcome.number,
                         outcome.error)
 
@@ -230,7 +241,9 @@ def tune(
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
     space = build_space(spec.space)
+    remote.check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
+    hide_references(data, spec)
     if device.type == "cuda" and not tracking.gpu_metrics_available():
         log.warning(tracking.GPU_METRICS_NOTICE)
     if resume:
@@ -265,7 +278,10 @@ def tune(
     except (KeyboardInterrupt, SystemExit) as exc:
         search.end(RunStatus.to_string(RunStatus.KILLED))
         raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
-    except BaseException:
+    except BaseException as exc:
+        if remote.is_outage(exc):  # finished trials are on the server; say how to go on
+            remote.best_effort(search.end, RunStatus.to_string(RunStatus.FAILED))
+            raise TrackingLost(search.run_id, remote.outage_reason(exc)) from None
         search.end(RunStatus.to_string(RunStatus.FAILED))
         raise
     search.end(RunStatus.to_string(RunStatus.FINISHED))
@@ -330,6 +346,8 @@ def _report(search: tracking.SearchRun) -> str | None:
         build_report(search.run_id, client=search.client)
         return None
     except Exception as exc:
+        if remote.is_outage(exc):
+            raise
         error = f"{type(exc).__name__}: {exc}"
         log.warning("search report not made: %s", error)
         try:
@@ -345,7 +363,9 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[s
     task = get_task(spec.task).for_data(spec.data)
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
+    remote.check_tracking_server()
     data = task.load(spec.data, spec.seed).to(device)
+    hide_references(data, spec)
     with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train",
                             precision=resolve_precision(spec.precision, device).name) as run:
         trained = train_trial(task, data, full, run, spec, spec.seed)

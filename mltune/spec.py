@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ MODES = ("max", "min")
 ALGOS = ("tpe", "rand", "anneal")
 BACKENDS = ("local", "ray")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
 
@@ -40,6 +42,15 @@ class DataSpec:
     val_size: float = 0.15
     test_size: float = 0.15
     options: Mapping[str, Any] = field(default_factory=dict)
+    references: Mapping[str, str] = field(default_factory=dict)  # key -> "${VAR}..." as written
+
+    def shown(self, value: Any) -> Any:
+        """``value`` as it may be logged: an expanded ``${VAR}`` goes back to its reference."""
+        for key, template in self.references.items():
+            expanded = getattr(self, key) if key in COMMON_DATA_KEYS else self.options.get(key)
+            if isinstance(value, str) and value == expanded:
+                return template
+        return value
 
 
 @dataclass(frozen=True)
@@ -96,8 +107,9 @@ class SearchSpec:
         """
         values = json.loads(json.dumps(asdict(self)))
         data = values.pop("data")
-        options = data.pop("options")
-        values["data"] = {k: v for k, v in {**data, **options}.items() if v is not None}
+        options, references = data.pop("options"), data.pop("references")
+        merged = {**data, **options, **references}  # ${VAR} as written, never its value
+        values["data"] = {k: v for k, v in merged.items() if v is not None}
         values["stop"] = {k: v for k, v in values["stop"].items() if v is not None}
         return {k: v for k, v in values.items() if v is not None}
 
@@ -209,6 +221,7 @@ def _data_spec(raw: Any, task: Any) -> DataSpec:
         raw = {"source": raw}
     if not isinstance(raw, Mapping):
         raise SpecError(f"data: expected a mapping with at least 'source', got {raw!r}")
+    raw, references = expand_references(raw)
     allowed = COMMON_DATA_KEYS + tuple(task.data_options)
     for key in raw:
         if key not in allowed:
@@ -241,7 +254,29 @@ def _data_spec(raw: Any, task: Any) -> DataSpec:
         val_size=val_size,
         test_size=test_size,
         options=options,
+        references=references,
     )
+
+
+def expand_references(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``${VAR}`` in the string values of ``data:`` -> the environment's value.
+
+    Returns the expanded mapping and, per key, the text as written: that is what the search
+    logs (params, spec.yaml, the model's metadata), so a path or URL can carry a secret from
+    the environment without it reaching the tracking server.
+    """
+
+    expanded, references = dict(raw), {}
+    for key, value in raw.items():
+        if not isinstance(value, str) or not _REFERENCE.search(value):
+            continue
+        for name in _REFERENCE.findall(value):
+            if name not in os.environ:
+                raise SpecError(f"data.{key}: environment variable {name} is not set "
+                                f"(referenced as ${{{name}}} in {value!r})")
+        expanded[key] = _REFERENCE.sub(lambda m: os.environ[m.group(1)], value)
+        references[key] = value
+    return expanded, references
 
 
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
@@ -252,6 +287,9 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+        if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
+            raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
+                            "expanded only in data: values; MLflow shows this one as written")
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)

@@ -30,6 +30,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import mltune
 from mltune.pyfunc import WEIGHTS, ServedModel, save_task_artifacts
+from mltune.remote import best_effort, is_outage
 from mltune.spec import SearchSpec
 
 MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
@@ -400,6 +401,9 @@ def trial_run(
         run.end(RunStatus.KILLED, {INTERRUPTED: "true"})
         raise
     except BaseException as exc:
+        if is_outage(exc):  # the server is gone: a resume re-runs this trial; don't wait again
+            best_effort(run.end, RunStatus.KILLED, {INTERRUPTED: "true"})
+            raise
         run.fail(exc)
         raise
     else:

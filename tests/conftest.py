@@ -11,6 +11,7 @@ import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from servers import MlflowServer, Postgres, postgres_bin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,11 +62,16 @@ def env_for_subprocess(uri: str) -> dict[str, str]:
 
 
 @contextmanager
-def tracking_store(uri: str) -> Iterator[None]:
-    """Point MLflow (and subprocesses) at ``uri`` for a block: for module-scoped searches."""
+def tracking_store(uri: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    """Point MLflow (and subprocesses) at ``uri`` for a block: for module-scoped searches.
+
+    ``env``: more variables for the block (credentials, ``MLFLOW_EXPERIMENT_NAME``...).
+    """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("MLFLOW_RUN_ID", raising=False)
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         try:
@@ -73,6 +79,44 @@ def tracking_store(uri: str) -> Iterator[None]:
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
+
+
+# --- a team's tracking server: basic-auth, sqlite behind it, artifacts proxied ---------------
+
+TEAM_USER, TEAM_PASSWORD = "alice", "alice-pw-5e1d7c0b9a"  # writes her own experiments
+READER, READER_PASSWORD = "reader", "reader-pw-84f2a6"  # reads everything, writes nothing
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real ``mlflow server --app-name basic-auth`` for the test session (default
+    permission READ), with the users ``alice`` and ``reader``; PostgreSQL behind it where it is
+    installed (CI installs it), else sqlite. ``server.database``: the PostgreSQL URI or None."""
+    bin_dir = postgres_bin()
+    postgres = Postgres(bin_dir) if bin_dir is not None else None
+    server = None
+    try:
+        database = postgres.start() if postgres is not None else None
+        server = MlflowServer(tmp_path_factory.mktemp("team-server"), auth=True,
+                              backend_store_uri=database and Postgres.sqlalchemy_uri(database))
+        server.database = database
+        server.start()
+        server.add_user(TEAM_USER, TEAM_PASSWORD)
+        server.add_user(READER, READER_PASSWORD)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def team_login(server: MlflowServer, experiment: str, user: str = TEAM_USER,
+               password: str = TEAM_PASSWORD, **env: str):
+    """Log in to ``server`` as ``user`` and log into ``experiment``, for a block."""
+    return tracking_store(server.url, {"MLFLOW_TRACKING_USERNAME": user,
+                                       "MLFLOW_TRACKING_PASSWORD": password,
+                                       "MLFLOW_EXPERIMENT_NAME": experiment, **env})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

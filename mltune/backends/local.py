@@ -74,21 +74,32 @@ def run_local(objective: Any, space: dict[str, Any], spec: SearchSpec, state: An
         return objective(sample, _native(vals))
 
     trials = rebuilt_trials(space, state, lambda o: hyperopt_result(o, spec))
+
+    def budget_spent(trials: Trials, *_: Any) -> tuple[bool, list[Any]]:
+        return stop_reason() is not None or _done(trials) >= spec.max_evals, []
+
     try:
         fmin(
             evaluate,
             space,
             algo=algorithm(spec.algo, spec.max_evals),
-            max_evals=spec.max_evals,
+            # fmin runs ``max_evals - len(trials)`` more, and ``len`` counts the interrupted
+            # points queued to re-run: with as many queued as trials left it would run none.
+            # The budget is enforced by ``budget_spent`` instead.
+            max_evals=spec.max_evals + len(state.requeue),
             trials=trials,
             rstate=np.random.default_rng(spec.seed + len(trials)),
             show_progressbar=False,
             return_argmin=False,
             pass_expr_memo_ctrl=True,
-            early_stop_fn=lambda *_: (stop_reason() is not None, []),
+            early_stop_fn=budget_spent,
         )
     except AllTrialsFailed:
         pass  # the search reports it, with the trials' errors
+
+
+def _done(trials: Trials) -> int:
+    return sum(t["state"] == JOB_STATE_DONE for t in trials.trials)
 
 
 def _native(vals: dict[str, Any]) -> dict[str, Any]:
