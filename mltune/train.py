@@ -1,9 +1,11 @@
 """The training loop: one screen, top to bottom.
 
 Data is already on the device; batches are index slices of it (no DataLoader, no worker
-processes). The loop never reads a value back from the device inside an epoch: the loss sum is
-accumulated on the device and read once per epoch, where NaN/inf is also caught. On CUDA the
-forward pass runs under autocast (``precision``), CNN inputs in ``channels_last``.
+processes), unless the data set is too large for memory: then the split is ``Streamed`` from
+disk by worker processes (``mltune.streaming``). The loop never reads a value back from the
+device inside an epoch: the loss sum is accumulated on the device and read once per epoch,
+where NaN/inf is also caught. On CUDA the forward pass runs under autocast (``precision``),
+CNN inputs in ``channels_last``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mltune import interrupts
 from mltune.errors import SpecError
 from mltune.optim import make_optimizer
 from mltune.precision import Precision, resolve_precision
+from mltune.streaming import Streamed, batches
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -99,17 +102,24 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def predict_batches(model: nn.Module, x: torch.Tensor | Streamed, batch_size: int = 1024,
                     precision: Precision | None = None) -> torch.Tensor:
     """Model outputs for ``x`` in eval mode, in batches (fp32 outputs whatever the precision)."""
     model.eval()
+    if isinstance(x, Streamed):
+        chunks = x.batches(torch.arange(len(x)), batch_size)
+    else:
+        chunks = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
     with precision.autocast() if precision else nullcontext():
-        outputs = [model(_layout(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+        outputs = [model(_layout(chunk)) for chunk in chunks]
     return torch.cat(outputs).float()
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
-    """Image batches in channels_last on CUDA (what its convolution kernels are fastest on)."""
+    """Image batches in channels_last on CUDA (what its convolution kernels are fastest on);
+    streamed pixels (uint8, a quarter of the bytes to copy) become floats on the device."""
+    if not x.is_floating_point():
+        x = x.float()
     if x.is_cuda and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
@@ -153,11 +163,12 @@ def fit(
         network.train()
         order = torch.randperm(n, device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, batch_size):
+        inputs = batches(data.x_train, order, batch_size)
+        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
             interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
             index = order[start:start + batch_size]
             with amp.autocast():
-                loss = loss_fn(network(_layout(data.x_train[index])), data.y_train[index])
+                loss = loss_fn(network(_layout(x)), data.y_train[index])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

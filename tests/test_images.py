@@ -23,6 +23,7 @@ from mltune.errors import DataError
 from mltune.models.augment import Augment
 from mltune.search import SearchResult
 from mltune.spec import DataSpec, load_spec
+from mltune.streaming import Streamed
 from mltune.tasks import get_task
 
 TASK = get_task("image")
@@ -255,3 +256,21 @@ def test_augmentation_moves_images_while_training_and_is_off_when_serving():
     assert 0 < int(right.sum()) < 8
     assert torch.allclose(flipped[right], images[right].flip(-1), atol=1e-5)
     assert Augment().train()(images) is images  # all off: the identity, no resampling
+
+
+def test_a_folder_over_the_memory_budget_streams_from_disk_and_trains_the_same(search, store):
+    in_memory, _ = search
+    streamed = mltune.tune(load_spec(None, {
+        **SEARCH, "data.source": in_memory.spec.data.source, "data.workers": 2,
+        "data.memory_budget_mb": 0.05, "registered_model": "mltune-shapes-streamed"}))
+
+    data = TASK.load(streamed.spec.data, streamed.spec.seed)
+    assert isinstance(data.x_train, Streamed) and data.meta["streamed"] is True
+    # the same trials, trained on the same pixels read another way
+    for kept, read in zip(in_memory.trials, streamed.trials, strict=True):
+        assert read.status == "FINISHED" and read.params == kept.params
+        assert abs(read.metrics["val_accuracy"] - kept.metrics["val_accuracy"]) <= 0.12
+    model = mlflow.pyfunc.load_model("models:/mltune-shapes-streamed@champion")
+    images, truth = fresh(30, seed=7)
+    labels = model.predict(pd.DataFrame({"image": [encoded(i) for i in images]}))["label"]
+    assert float(np.mean(labels.to_numpy() == np.array(truth))) > 0.5  # chance: 1/3

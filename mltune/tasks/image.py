@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ import torch.nn.functional as F
 from mlflow.models import ModelSignature
 from PIL import Image
 from torch import nn
+from torch.utils.data import Subset
 
 from mltune.errors import DataError, SpecError
 from mltune.models.augment import Augment
 from mltune.models.cnn import ConvNet
 from mltune.models.init import init_weights
 from mltune.spec import DataSpec
+from mltune.streaming import Streamed, default_workers
 from mltune.tasks import TASKS
 from mltune.tasks.base import Params, Task, TaskData, fingerprint_arrays
 from mltune.tasks.classification import (
@@ -36,10 +39,20 @@ from mltune.tasks.classification import (
     encode_labels,
     stratified_split,
 )
-from mltune.tasks.image_folder import decode, load_folder, to_array
+from mltune.tasks.image_folder import (
+    ImageFiles,
+    class_files,
+    decode,
+    load_folder,
+    scan_folder,
+    to_array,
+)
 
 BUILTINS = ("sklearn:digits",)
 DEFAULT_IMAGE_SIZE = 32
+DEFAULT_MEMORY_BUDGET_MB = 2048  # decoded folders larger than this stream from disk
+STATS_SAMPLE = 512  # train images whose pixels give a streamed folder's mean and std
+log = logging.getLogger(__name__)
 
 
 def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +77,15 @@ def image_size(options: Mapping[str, Any]) -> int:
         raise SpecError(f"data.image_size: {value!r} is not allowed; expected a whole number "
                         "from 4 to 1024 (pixels per side)")
     return value
+
+
+def memory_budget_mb(options: Mapping[str, Any]) -> float:
+    """``data.memory_budget_mb``: the most a decoded folder may take in memory."""
+    value = options.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SpecError(f"data.memory_budget_mb: {value!r} is not allowed; expected a number of "
+                        "megabytes > 0")
+    return float(value)
 
 
 def _decoded(column: pd.Series, meta: Mapping[str, Any]) -> np.ndarray:
@@ -127,7 +149,7 @@ class ImageTask(ClassificationMixin, Task):
     name = "image"
     default_source = "sklearn:digits"
     default_metric = "val_accuracy"
-    data_options = ("image_size",)
+    data_options = ("image_size", "memory_budget_mb", "workers")
 
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
@@ -162,10 +184,15 @@ class ImageTask(ClassificationMixin, Task):
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
         size = image_size(data.options)
+        budget = memory_budget_mb(data.options)
         mode = None
         if data.source in BUILTINS or (":" in data.source and not Path(data.source).exists()):
             images, labels = _load_builtin(data.source)
         else:
+            files = sum(len(f) for f in class_files(data.source).values())
+            decoded_mb = files * size * size * 3 * 4 / 2**20  # float32 RGB, the largest case
+            if decoded_mb > budget:
+                return self._load_streamed(data, seed, size, decoded_mb, budget)
             pixels, labels, mode = load_folder(data.source, size)
             images = pixels.astype(np.float32)
         codes, classes = encode_labels(labels, "data.source (class folders)")
@@ -179,6 +206,38 @@ class ImageTask(ClassificationMixin, Task):
                 "mean": mean, "std": std, "source": data.source, "mode": mode}
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=fingerprint_arrays(images, codes))
+
+    def _load_streamed(self, data: DataSpec, seed: int, size: int, decoded_mb: float,
+                       budget: float) -> TaskData:
+        """A folder too large to decode at once: splits read from disk by worker processes.
+
+        Mean and std come from a seeded sample of the train split's images."""
+        paths, labels, mode = scan_folder(data.source)
+        codes, classes = encode_labels(labels, "data.source (class folders)")
+        train, val, test = stratified_split(len(paths), codes, data, seed)
+        files = ImageFiles(paths, mode, size)
+        sample = np.random.default_rng(seed).permutation(train)[:STATS_SAMPLE]
+        pixels = torch.stack([files[int(i)] for i in sample]).float()
+        mean = pixels.mean(dim=(0, 2, 3)).tolist()
+        std = pixels.std(dim=(0, 2, 3)).tolist()
+        workers = data.options.get("workers", default_workers())
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise SpecError(f"data.workers: {workers!r} is not allowed; expected a whole number "
+                            ">= 0 of decoding processes (0: decode in the training process)")
+        log.info("data.source: %d images (~%.0f MB decoded) exceed data.memory_budget_mb=%g: "
+                 "streamed from disk by %d worker process(es) per split", len(paths),
+                 decoded_mb, budget, workers)
+
+        def split(index: np.ndarray) -> Streamed:
+            return Streamed(Subset(files, index.tolist()), workers=workers)
+
+        y = torch.from_numpy(codes)
+        stats = [f"{p.relative_to(data.source)}:{p.stat().st_size}" for p in paths]
+        meta = {"classes": classes, "height": size, "width": size,
+                "channels": 1 if mode == "L" else 3, "mean": mean, "std": std,
+                "source": data.source, "mode": mode, "streamed": True}
+        return TaskData(split(train), y[train], split(val), y[val], split(test), y[test],
+                        meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
         model = ConvNet(

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
 
 from mltune.errors import DataError
 
@@ -54,8 +56,8 @@ def _open(path: Path) -> Image.Image | None:
         return None
 
 
-def load_folder(source: str, size: int) -> tuple[np.ndarray, list[str], str]:
-    """(images uint8 (N, size, size, C), class names per image, mode) of an ImageFolder."""
+def class_files(source: str) -> dict[str, list[Path]]:
+    """The files of each class sub-folder of ``source`` (validated: a folder, 2+ classes)."""
     root = Path(source)
     if not root.exists():
         raise DataError(f"data.source: folder {source!r} does not exist")
@@ -68,10 +70,28 @@ def load_folder(source: str, size: int) -> tuple[np.ndarray, list[str], str]:
     if len(classes) < 2:
         raise DataError(f"data.source: folder {source!r} has only one class sub-folder "
                         f"({classes[0].name!r}); classification needs at least 2")
+    return {folder.name: sorted(p for p in folder.rglob("*")
+                                if p.is_file() and not p.name.startswith("."))
+            for folder in classes}
+
+
+def _no_readable(name: str, files: list[Path]) -> DataError:
+    return DataError(f"data.source: class folder {name!r} has no readable images "
+                     f"({len(files)} files, none PNG/JPEG/... Pillow can read)")
+
+
+def _report_skipped(skipped: list[Path], kept: int) -> None:
+    if skipped:
+        log.warning("data.source: skipped %d unreadable file(s) of %d: %s%s", len(skipped),
+                    len(skipped) + kept, ", ".join(str(p) for p in skipped[:SHOWN]),
+                    ", ..." if len(skipped) > SHOWN else "")
+
+
+def load_folder(source: str, size: int) -> tuple[np.ndarray, list[str], str]:
+    """(images uint8 (N, size, size, C), class names per image, mode) of an ImageFolder."""
     decoded: list[tuple[Image.Image, str]] = []
     skipped: list[Path] = []
-    for folder in classes:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for name, files in class_files(source).items():
         before = len(decoded)
         for path in files:
             image = _open(path)
@@ -80,18 +100,55 @@ def load_folder(source: str, size: int) -> tuple[np.ndarray, list[str], str]:
             else:  # kept small at once: a folder of large photos never sits decoded in memory
                 small = to_array(image, target_mode(image.mode), (size, size))
                 decoded.append((Image.fromarray(small[..., 0] if small.shape[2] == 1 else small),
-                                folder.name))
+                                name))
         if len(decoded) == before:
-            raise DataError(f"data.source: class folder {folder.name!r} has no readable images "
-                            f"({len(files)} files, none PNG/JPEG/... Pillow can read)")
-    if skipped:
-        log.warning("data.source: skipped %d unreadable file(s) of %d: %s%s", len(skipped),
-                    len(skipped) + len(decoded), ", ".join(str(p) for p in skipped[:SHOWN]),
-                    ", ..." if len(skipped) > SHOWN else "")
+            raise _no_readable(name, files)
+    _report_skipped(skipped, len(decoded))
     votes = Counter(target_mode(image.mode) for image, _ in decoded)
     mode = "RGB" if votes["RGB"] >= votes["L"] else "L"
     images = np.stack([to_array(image, mode, (size, size)) for image, _ in decoded])
     return images, [label for _, label in decoded], mode
+
+
+def scan_folder(source: str) -> tuple[list[Path], list[str], str]:
+    """(paths, class names, mode) of an ImageFolder, reading only each file's header: for
+    folders streamed from disk rather than decoded at once."""
+    paths: list[Path] = []
+    labels: list[str] = []
+    modes: Counter[str] = Counter()
+    skipped: list[Path] = []
+    for name, files in class_files(source).items():
+        before = len(paths)
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    modes[target_mode(image.mode)] += 1
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+                skipped.append(path)
+                continue
+            paths.append(path)
+            labels.append(name)
+        if len(paths) == before:
+            raise _no_readable(name, files)
+    _report_skipped(skipped, len(paths))
+    return paths, labels, "RGB" if modes["RGB"] >= modes["L"] else "L"
+
+
+class ImageFiles(Dataset):
+    """Image files decoded one at a time (in DataLoader workers): uint8 (C, size, size)."""
+
+    def __init__(self, paths: list[Path], mode: str, size: int) -> None:
+        self.paths, self.mode, self.size = paths, mode, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = _open(self.paths[index])
+        if image is None:  # its header read, its pixels not: a truncated or corrupt file
+            raise DataError(f"data.source: {self.paths[index]} cannot be decoded")
+        array = to_array(image, self.mode, (self.size, self.size))
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def decode(value: Any, index: int) -> Image.Image:
