@@ -12,38 +12,22 @@ The last line is JSON with mltune_s_per_trial and baseline_s_per_trial.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import mlflow
-from tracking_overhead import baseline_search, pure_training
+from tracking_overhead import baseline_search, pure_training, setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import MlflowServer  # noqa: E402  (the tests' real-server helper)
 
 import mltune
-from mltune.tasks import get_task
-from mltune.train import resolve_device
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=2)
-    args = parser.parse_args()
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
-
-    workdir = Path(tempfile.mkdtemp(prefix="mltune-server-bench-"))
-    spec = mltune.load_spec(None, {"max_evals": args.trials, "epochs": args.epochs,
-                                   "algo": "rand", "seed": 0, "device": "cpu"})
-    data = get_task(spec.task).load(spec.data, spec.seed).to(resolve_device(spec.device))
+    args, workdir, spec, data = setup(__doc__)
     server = MlflowServer(workdir).start()
     try:
         mlflow.set_tracking_uri(server.url)

@@ -27,7 +27,8 @@ import mlflow
 import mlflow.pytorch
 
 import mltune
-from mltune.tasks import get_task
+from mltune.spec import SearchSpec
+from mltune.tasks import TaskData, get_task
 from mltune.train import fit, resolve_device, seed_everything
 
 
@@ -66,18 +67,24 @@ def baseline_search(spec, configs, data) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(description: str) -> tuple[argparse.Namespace, Path, SearchSpec, TaskData]:
+    """The overhead benchmarks' common start: arguments, a work folder, the random search's
+    spec (so its configs can be trained again untracked) and its data."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
-
     workdir = Path(tempfile.mkdtemp(prefix="mltune-bench-"))
     spec = mltune.load_spec(None, {"max_evals": args.trials, "epochs": args.epochs,
                                    "algo": "rand", "seed": 0, "device": "cpu"})
     data = get_task(spec.task).load(spec.data, spec.seed).to(resolve_device(spec.device))
+    return args, workdir, spec, data
+
+
+def main() -> None:
+    args, workdir, spec, data = setup(__doc__)
 
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mltune.db'}")
     mlflow.MlflowClient().search_experiments()  # create the store outside the timing

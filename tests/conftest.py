@@ -61,6 +61,19 @@ def env_for_subprocess(uri: str) -> dict[str, str]:
     return env
 
 
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``mltune ARGS`` in this process: (exit code, stdout, stderr)."""
+    from mltune.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @contextmanager
 def tracking_store(uri: str, env: dict[str, str] | None = None) -> Iterator[None]:
     """Point MLflow (and subprocesses) at ``uri`` for a block: for module-scoped searches.

@@ -9,20 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, all_runs, children_of, env_for_subprocess
-
-from mltune.cli import main
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
+from conftest import REPO, all_runs, children_of, env_for_subprocess, run_cli
 
 BAD_SPECS = {
     "unknown task": ("task: audio\n", r"task: unknown task 'audio'; available: image"),

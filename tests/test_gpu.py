@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import children_of, env_for_subprocess
+from conftest import children_of, run_cli
 
 import mltune
 from mltune.tracking import load_network
@@ -64,15 +61,14 @@ def test_compiled_trial_trains_on_cuda(client):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
-def test_without_cuda_auto_trains_on_the_cpu_and_cuda_is_refused(client, tracking_uri):
+def test_without_cuda_auto_trains_on_the_cpu_and_cuda_is_refused(client, tracking_uri, capsys):
     result = mltune.tune(mltune.load_spec(None, {**TINY, "max_evals": 1, "epochs": 1}))
     (child,) = children_of(client, result.parent_run_id)
     assert child.data.tags["mltune.device"] == "cpu"
+    capsys.readouterr()  # what the search printed
 
-    done = subprocess.run(
-        [sys.executable, "-m", "mltune", "tune", "--device", "cuda", "--max-evals", "1"],
-        capture_output=True, text=True, env=env_for_subprocess(tracking_uri), timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    code, _, err = run_cli(["tune", "--device", "cuda", "--max-evals", "1"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
         "mltune: error: device: 'cuda' asked for, but this machine has no CUDA device; "
         "use device: auto or cpu"]

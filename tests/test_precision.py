@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import children_of, env_for_subprocess
+from conftest import children_of, run_cli
 
 import mltune
 from mltune.errors import SpecError
@@ -59,11 +56,9 @@ def test_bad_precision_or_compile_is_one_clear_line(key, value, expected):
         mltune.load_spec(None, {key: value})
 
 
-def test_cli_refuses_a_bad_precision_with_exit_2(tracking_uri):
-    done = subprocess.run(
-        [sys.executable, "-m", "mltune", "tune", "--precision", "fp8", "--max-evals", "1"],
-        capture_output=True, text=True, env=env_for_subprocess(tracking_uri), timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+def test_cli_refuses_a_bad_precision_with_exit_2(tracking_uri, capsys):
+    code, _, err = run_cli(["tune", "--precision", "fp8", "--max-evals", "1"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
         "mltune: error: precision: 'fp8' is not allowed; expected one of: auto, fp32, bf16, "
         "fp16"]
