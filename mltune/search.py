@@ -65,8 +65,53 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def run_trial(task: Task, data: TaskData, search: tracking.SearchRun, device: torch.device,
+              spec: SearchSpec, number: int, sample: dict[str, Any], vals: dict[str, Any],
+              prune: Callable[[int, int, float], bool]) -> TrialOutcome:
+    """Train and log trial ``number`` as a child of ``search``; never raises for a failed trial.
+
+    Self-contained (no search-wide state), so a backend can run it in a worker process;
+    ``prune(number, epoch, value)`` is asked after every epoch whether to stop the trial.
+    """
+    params = decode(sample)
+    started = time.perf_counter()
+    outcome = TrialOutcome(number, "", params, "FAILED")
+    best: list[float] = []
+
+    def judge(epoch: int, metrics: dict[str, float]) -> None:
+        interrupts.check()
+        value = metrics[spec.metric]
+        if not best or better(value, best[0], spec.mode):
+            best[:] = [value]
+        if prune(number, epoch, value):
+            raise TrialPruned(epoch, best[0], spec.pruning.rule)
+
+    try:
+        with tracking.trial_run(search, number, params, device, vals=vals) as run:
+            outcome.run_id = run.run_id
+            outcome.metrics = train_trial(task, data, params, run, spec, spec.seed + number,
+                                          on_epoch=judge)
+            outcome.model_uri = run.model_uri
+        outcome.status = "FINISHED"
+    except TrialPruned as pruned:
+        outcome.status, outcome.error = "PRUNED", str(pruned)
+        outcome.metrics = {spec.metric: pruned.best}
+    except Exception as exc:  # a failed trial is recorded; the search goes on
+        outcome.error = tracking.describe_error(exc)
+        log.warning("trial %d failed: %s", number, outcome.error)
+    finally:
+        release_memory(device)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
 class Objective:
-    """hyperopt's objective: one sample -> one child run -> a loss."""
+    """hyperopt's objective: one sample -> one child run -> a loss.
+
+    Holds the search-wide bookkeeping (trial numbers, outcomes, pruning rule, ``on_trial``);
+    the training itself is ``run_trial``, which the ray backend calls in its workers and
+    reports back through ``record``.
+    """
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: tracking.SearchRun,
                  device: torch.device, on_trial: Callable[[TrialOutcome], None],
@@ -80,39 +125,18 @@ class Objective:
     def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
         interrupts.check()
         number, self.next_number = self.next_number, self.next_number + 1
-        params = decode(sample)
-        started = time.perf_counter()
-        outcome = TrialOutcome(number, "", params, "FAILED")
-        best: list[float] = []
-
-        def judge(epoch: int, metrics: dict[str, float]) -> None:
-            interrupts.check()
-            value = metrics[self.spec.metric]
-            if not best or better(value, best[0], self.spec.mode):
-                best[:] = [value]
-            if self.pruner.report(number, epoch, value):
-                raise TrialPruned(epoch, best[0], self.pruner.rule)
-
         try:
-            with tracking.trial_run(self.search, number, params, self.device, vals=vals) as run:
-                outcome.run_id = run.run_id
-                outcome.metrics = train_trial(self.task, self.data, params, run, self.spec,
-                                              self.spec.seed + number, on_epoch=judge)
-                outcome.model_uri = run.model_uri
-            outcome.status = "FINISHED"
-        except TrialPruned as pruned:
-            outcome.status, outcome.error = "PRUNED", str(pruned)
-            outcome.metrics = {self.spec.metric: pruned.best}
-        except Exception as exc:  # a failed trial is recorded; the search goes on
-            outcome.error = tracking.describe_error(exc)
-            log.warning("trial %d failed: %s", number, outcome.error)
+            outcome = run_trial(self.task, self.data, self.search, self.device, self.spec,
+                                number, sample, vals, self.pruner.report)
         finally:
             self.pruner.finish(number)
-            release_memory(self.device)
-        outcome.seconds = time.perf_counter() - started
+        self.record(outcome)
+        return hyperopt_result(outcome, self.spec)
+
+    def record(self, outcome: TrialOutcome) -> None:
+        """A trial ended (here or in a worker): keep it, update the best, progress, stop rules."""
         self.outcomes.append(outcome)
         self.on_trial(outcome)
-        return hyperopt_result(outcome, self.spec)
 
 
 def hyperopt_result(outcome: TrialOutcome, spec: SearchSpec) -> dict[str, Any]:
@@ -181,6 +205,7 @@ def tune(
     task = get_task(spec.task)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
+    getattr(backend, "preflight", lambda _: None)(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
     if resume:
