@@ -247,7 +247,9 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
         return
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
-    ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False,
+    auth_mode = os.environ.get("RAY_AUTH_MODE")  # a local start sets it for this process
+    ray.init(address=spec.ray_address or "local",  # "local": never a stray cluster
+             include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, runtime_env={"env_vars": worker_env(tracking_uri)})
     if main:
         signal.signal(signal.SIGTERM, sigterm)  # ray.init replaced ours (interrupts)
@@ -255,6 +257,8 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
 
 
 @contextlib.contextmanager

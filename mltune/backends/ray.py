@@ -11,6 +11,7 @@ This module imports without Ray; everything that needs it lives in ``_ray_tune``
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,30 @@ def preflight(spec: SearchSpec) -> None:
     if spec.algo not in ("tpe", "rand"):
         raise SpecError(f"algo: {spec.algo!r} is not available with backend ray; expected "
                         "tpe or rand (Ray's HyperOptSearch runs TPE)")
+    if spec.ray_address is not None:
+        check_reachable(spec.ray_address)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster to join must answer: Ray itself would retry for minutes, printing warnings."""
+    if address.startswith("ray://"):
+        return  # Ray Client: it reports an unreachable server itself
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        target = canonicalize_bootstrap_address(address)
+    except Exception as exc:  # "auto" and no cluster recorded on this machine, a bad form
+        raise SpecError(f"ray_address: {address!r}: {str(exc).splitlines()[0]}") from None
+    if target is None:
+        raise SpecError(f"ray_address: {address!r}: no running Ray cluster found on this "
+                        "machine; start one with `ray start --head` or give host:port")
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SpecError(f"ray_address: {address!r}: nothing answers at {target} "
+                        f"({exc.strerror or exc}); start the head with `ray start --head` "
+                        "or check the address") from None
 
 
 def is_local_store(uri: str) -> bool:
