@@ -32,6 +32,7 @@ from hyperopt import Trials
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.experimental import internal_kv
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.hyperopt import HyperOptSearch
 
@@ -104,13 +105,42 @@ def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
         return pruner is not None and ray.get(pruner.report.remote(trial, epoch, value))
 
     try:
-        outcome = run_trial(context.task, data.to(device), search, device, spec, number,
-                            config["sample"], config["vals"], prune)
+        with stop_when_told(stop_key(context.search_id)):
+            outcome = run_trial(context.task, data.to(device), search, device, spec, number,
+                                config["sample"], config["vals"], prune)
+    except KeyboardInterrupt:
+        return  # the search was interrupted: the run is KILLED, nothing to report
     finally:
         if pruner is not None:
             pruner.finish.remote(number)
     result = hyperopt_result(outcome, spec)
     tune.report({LOSS: result.get("loss"), OUTCOME: json.dumps(asdict(outcome))})
+
+
+def stop_key(search_id: str) -> bytes:
+    return f"mltune-stop-{search_id}".encode()
+
+
+@contextlib.contextmanager
+def stop_when_told(key: bytes, every_s: float = 0.5) -> Iterator[None]:
+    """In a worker: when the driver is interrupted (it sets ``key`` in Ray's key-value store),
+    the trial stops at its next batch, as a local trial does on Ctrl-C, and ends KILLED."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            if internal_kv._internal_kv_get(key):
+                interrupts.request("SIGINT")
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="mltune-stop-watch")
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        interrupts.clear()  # this worker process may train the next search's trials
 
 
 class NumberedHyperOpt(HyperOptSearch):
@@ -204,7 +234,10 @@ class Outcomes(tune.Callback):
 
 
 class Interrupted(tune.Stopper):
-    """Ctrl-C / SIGTERM (noted by ``interrupts``): stop every trial now."""
+    """Ctrl-C / SIGTERM (noted by ``interrupts``): stop every trial now, workers told too."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
@@ -213,6 +246,7 @@ class Interrupted(tune.Stopper):
         try:
             interrupts.check()
         except KeyboardInterrupt:
+            internal_kv._internal_kv_put(self.key, b"1")
             return True
         return False
 
@@ -306,9 +340,13 @@ def run_search(objective: Any, space: dict[str, Any], spec: SearchSpec, state: A
                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
                 run_config=tune.RunConfig(
                     name=f"mltune-{search.search_id}", storage_path=storage, verbose=0,
-                    stop=Interrupted(), callbacks=[Outcomes(objective)], log_to_file=False),
+                    stop=Interrupted(stop_key(search.search_id)),
+                    callbacks=[Outcomes(objective)], log_to_file=False),
             )
-            tuner.fit()
+            try:
+                tuner.fit()
+            finally:
+                internal_kv._internal_kv_del(stop_key(search.search_id))
             objective.next_number = searcher.next_number
         interrupts.check()  # Ctrl-C stopped the trials: now stop the search
     finally:
