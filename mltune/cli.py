@@ -59,6 +59,8 @@ spec_options = [
     click.option("--epochs", type=OptionalInt, help="Epochs per trial."),
     click.option("--seed", type=OptionalInt, help="Seed of the search and of every trial."),
     click.option("--device", default="", help="auto | cpu | cuda | cuda:N"),
+    click.option("--precision", default="",
+                 help="auto | fp32 | bf16 | fp16 (auto: bf16 on a GPU that has it, else fp32)."),
     click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
                  help="Override any spec key, e.g. --set data.val_size=0.2 (repeatable)."),
 ]

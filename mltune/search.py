@@ -11,6 +11,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,22 +22,56 @@ from mltune import interrupts, registry, tracking
 from mltune.backends import BACKENDS
 from mltune.errors import MltuneError, SearchError, SearchInterrupted
 from mltune.outcome import SearchResult, TrialOutcome, better, select_best
+from mltune.precision import resolve_precision
 from mltune.promote import promote
 from mltune.pruning import TrialPruned, make_pruner
 from mltune.resume import ResumeState, resume_search
 from mltune.space import build_space, decode
 from mltune.spec import SearchSpec
 from mltune.tasks import Task, TaskData, get_task
-from mltune.train import EarlyStopping, fit, resolve_device, seed_everything
+from mltune.train import EarlyStopping, FitResult, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedTrial:
+    """A trained network whose run is still open: ``log`` records it and ends the run."""
+
+    task: Task
+    data: TaskData
+    network: torch.nn.Module
+    params: Mapping[str, Any]
+    run: tracking.TrialRun
+    result: FitResult
+    metric: str
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.result.final
+
+    def log(self) -> str:
+        """Artifacts, model and outcome; the run ends FINISHED (FAILED, re-raised, if not)."""
+        run, result = self.run, self.result
+        try:
+            run.log_artifacts(self.task.trial_artifacts(self.network, self.data))
+            run.log_model(self.task, self.network, self.params, self.data)
+            run.log_outcome(result.final.get(self.metric), epochs_run=len(result.history),
+                            best_epoch=result.best_epoch or len(result.history))
+            run.end(RunStatus.FINISHED)
+        except Exception as exc:
+            run.fail(exc)
+            raise
+        assert run.model_uri is not None
+        return run.model_uri
 
 
 def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: tracking.TrialRun,
                 spec: SearchSpec, seed: int,
                 on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-                ) -> dict[str, float]:
-    """Build, train and log one network; return the metrics of the weights logged."""
+                ) -> TrainedTrial:
+    """Build and train one network; its logging is left to the caller (``TrainedTrial.log``),
+    so a search can log it in the background while the next trial trains."""
     seed_everything(seed)
     network = task.build_model(params, data.meta)
 
@@ -50,12 +85,10 @@ def train_trial(task: Task, data: TaskData, params: Mapping[str, Any], run: trac
     result = fit(network, data, params, loss_fn=task.make_loss(params, data),
                  score=lambda out, y: task.score(out, y, data.meta), epochs=spec.epochs,
                  seed=seed, on_epoch=epoch_done, early_stopping=stopper,
-                 time_limit_s=spec.trial_timeout_s)
-    run.log_artifacts(task.trial_artifacts(network, data))
-    run.log_model(task, network, params, data)
-    run.log_outcome(result.final.get(spec.metric), epochs_run=len(result.history),
-                    best_epoch=result.best_epoch or len(result.history))
-    return result.final
+                 time_limit_s=spec.trial_timeout_s, precision=spec.precision,
+                 compile_model=spec.compile)
+    run.deferred = True
+    return TrainedTrial(task, data, network, params, run, result, spec.metric)
 
 
 def release_memory(device: torch.device) -> None:
@@ -67,11 +100,15 @@ def release_memory(device: torch.device) -> None:
 
 def run_trial(task: Task, data: TaskData, search: tracking.SearchRun, device: torch.device,
               spec: SearchSpec, number: int, sample: dict[str, Any], vals: dict[str, Any],
-              prune: Callable[[int, int, float], bool]) -> TrialOutcome:
-    """Train and log trial ``number`` as a child of ``search``; never raises for a failed trial.
+              prune: Callable[[int, int, float], bool], precision: str | None = None,
+              finish: Callable[[Callable[[], None]], Any] = lambda job: job(),
+              ) -> TrialOutcome:
+    """Train trial ``number`` as a child of ``search``; never raises for a failed trial.
 
     Self-contained (no search-wide state), so a backend can run it in a worker process;
-    ``prune(number, epoch, value)`` is asked after every epoch whether to stop the trial.
+    ``prune(number, epoch, value)`` is asked after every epoch whether to stop the trial, and
+    ``finish`` runs the logging of the trained model (inline by default; the local backend
+    hands it to a background thread so it overlaps the next trial).
     """
     params = decode(sample)
     started = time.perf_counter()
@@ -87,12 +124,14 @@ def run_trial(task: Task, data: TaskData, search: tracking.SearchRun, device: to
             raise TrialPruned(epoch, best[0], spec.pruning.rule)
 
     try:
-        with tracking.trial_run(search, number, params, device, vals=vals) as run:
+        with tracking.trial_run(search, number, params, device, vals=vals,
+                                precision=precision) as run:
             outcome.run_id = run.run_id
-            outcome.metrics = train_trial(task, data, params, run, spec, spec.seed + number,
-                                          on_epoch=judge)
-            outcome.model_uri = run.model_uri
+            trained = train_trial(task, data, params, run, spec, spec.seed + number,
+                                  on_epoch=judge)
+            outcome.metrics = trained.metrics
         outcome.status = "FINISHED"
+        finish(lambda: log_trained(trained, outcome))
     except TrialPruned as pruned:
         outcome.status, outcome.error = "PRUNED", str(pruned)
         outcome.metrics = {spec.metric: pruned.best}
@@ -103,6 +142,16 @@ def run_trial(task: Task, data: TaskData, search: tracking.SearchRun, device: to
         release_memory(device)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def log_trained(trained: TrainedTrial, outcome: TrialOutcome) -> None:
+    """The second half of a trial: its model. A failure here fails the trial."""
+    try:
+        outcome.model_uri = trained.log()
+    except Exception as exc:
+        outcome.status, outcome.error = "FAILED", tracking.describe_error(exc)
+        log.warning("trial %d failed while its model was logged: %s", outcome.number,
+                    outcome.error)
 
 
 class Objective:
@@ -121,13 +170,16 @@ class Objective:
         self.next_number = first_number
         self.outcomes: list[TrialOutcome] = []
         self.pruner = make_pruner(spec.pruning, spec.mode)
+        self.finisher = tracking.Finisher()
+        self.precision = resolve_precision(spec.precision, device).name
 
     def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
         interrupts.check()
         number, self.next_number = self.next_number, self.next_number + 1
         try:
             outcome = run_trial(self.task, self.data, self.search, self.device, self.spec,
-                                number, sample, vals, self.pruner.report)
+                                number, sample, vals, self.pruner.report,
+                                precision=self.precision, finish=self.finisher.submit)
         finally:
             self.pruner.finish(number)
         self.record(outcome)
@@ -208,6 +260,8 @@ def tune(
     getattr(backend, "preflight", lambda _: None)(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
+    if device.type == "cuda" and not tracking.gpu_metrics_available():
+        log.warning(tracking.GPU_METRICS_NOTICE)
     if resume:
         search, state = resume_search(resume, spec, space, data.fingerprint)
     else:
@@ -219,7 +273,10 @@ def tune(
             tracker = _BestTracker(spec, search, progress, state.outcomes)
             objective = Objective(spec, task, data, search, device, tracker,
                                   first_number=state.next_number)
-            backend(objective, space, spec, state, lambda: tracker.stop_reason)
+            try:
+                backend(objective, space, spec, state, lambda: tracker.stop_reason)
+            finally:
+                objective.finisher.close()  # every finished trial's model is logged
         outcomes = state.outcomes + objective.outcomes
         best = select_best(outcomes, spec.metric, spec.mode)
         result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
@@ -318,6 +375,8 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[s
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
     data = task.load(spec.data, spec.seed).to(device)
-    with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train") as run:
-        metrics = train_trial(task, data, full, run, spec, spec.seed)
-        return run.run_id, metrics
+    with tracking.trial_run(None, 0, full, device, run_name=f"{spec.name}-train",
+                            precision=resolve_precision(spec.precision, device).name) as run:
+        trained = train_trial(task, data, full, run, spec, spec.seed)
+        trained.log()
+    return run.run_id, trained.metrics

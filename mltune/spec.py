@@ -85,6 +85,8 @@ class SearchSpec:
     trial_timeout_s: float | None = None  # a trial running longer fails
     pruning: PruningSpec = field(default_factory=PruningSpec)
     stop: StopSpec = field(default_factory=StopSpec)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
+    compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
     cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
     gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins
@@ -179,6 +181,13 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None, allowed=None) ->
         raise SpecError(f"{key}: expected a non-empty string, got {value!r}")
     if allowed is not None and value not in allowed:
         raise SpecError(f"{key}: {value!r} is not allowed; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{key}: {value!r} is not allowed; expected true or false")
     return value
 
 
@@ -285,6 +294,8 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         trial_timeout_s=_optional_positive(raw, "trial_timeout_s"),
         pruning=_pruning_spec(raw.get("pruning")),
         stop=_stop_spec(raw.get("stop")),
+        precision=_str(raw, "precision", "auto", PRECISIONS),
+        compile=_bool(raw, "compile", False),
         **_ray_keys(raw, device),
     )
 
@@ -311,6 +322,7 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
 
 
 PRUNING_RULES = ("none", "median", "asha")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _section(value: Any, name: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:

@@ -11,7 +11,8 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -22,8 +23,10 @@ import mlflow
 import torch
 import yaml
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import mltune
 from mltune.pyfunc import WEIGHTS, ServedModel, save_task_artifacts
@@ -37,6 +40,7 @@ ERROR, MODEL_URI = "mltune.error", "mltune.model_uri"
 VALS, OBJECTIVE, PRUNED = "mltune.hyperopt_vals", "mltune.objective", "mltune.pruned"
 EPOCHS_RUN, BEST_EPOCH, INTERRUPTED = "mltune.epochs_run", "mltune.best_epoch", "mltune.interrupted"
 REPORT, REPORT_ERROR = "mltune.report", "mltune.report_error"  # on the parent run
+PRECISION = "mltune.precision"
 PACKAGE_DIR = str(Path(mltune.__file__).parent)
 
 
@@ -101,6 +105,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@cache
+def _sender() -> ThreadPoolExecutor:
+    """One thread that sends metrics in the order they were logged, while training goes on.
+
+    mltune's own rather than MLflow's async logging: MLflow's queue is shared by every run of
+    the store and torn down by any ``set_terminated``, which races with a search that ends one
+    trial's run in the background while the next trial logs.
+    """
+    return ThreadPoolExecutor(1, thread_name_prefix="mltune-metrics")
+
+
+def send_later(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+    """Queue a tracking call; its future raises what the server answered."""
+    return _sender().submit(call, *args, **kwargs)
+
+
 @dataclass
 class SearchRun:
     """The parent run of one search."""
@@ -111,7 +131,7 @@ class SearchRun:
     client: MlflowClient
 
     def log_best(self, metric: str, value: float, trial: int) -> None:
-        self.client.log_metric(self.run_id, f"best_{metric}", value, step=trial)
+        send_later(self.client.log_metric, self.run_id, f"best_{metric}", value, step=trial)
 
     def log_summary(self, params: Mapping[str, Any], metrics: Mapping[str, float],
                     tags: Mapping[str, Any]) -> None:
@@ -128,6 +148,7 @@ class SearchRun:
         )
 
     def end(self, status: str) -> None:
+        send_later(lambda: None).result()  # what was queued before is sent
         self.client.set_terminated(self.run_id, status)
 
 
@@ -162,18 +183,31 @@ def start_search(spec: SearchSpec, data_fingerprint: str) -> SearchRun:
 
 
 class TrialRun:
-    """One trial's run: params at the start, one batched call per epoch, the model at the end."""
+    """One trial's run: params at the start, one batched call per epoch, the model at the end.
+
+    Epoch metrics are sent in the background (``send_later``), so a slow tracking server
+    never holds up training; they are flushed before the run ends.
+    """
 
     def __init__(self, run_id: str, client: MlflowClient) -> None:
         self.run_id = run_id
         self.client = client
         self.model_uri: str | None = None
+        self.deferred = False  # the run is ended by a background job, not by ``trial_run``
+        self.ended = False
+        self._pending: list[Future[Any]] = []
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         stamp = _now_ms()
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]
-        )
+        self._pending.append(send_later(
+            self.client.log_batch, self.run_id,
+            metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
+
+    def flush(self) -> None:
+        """Wait until every metric sent so far is stored (raises what the server answered)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def log_artifacts(self, files: Mapping[str, Any]) -> None:
         """Small files by name: dict/list -> JSON, str -> text, a matplotlib Figure -> image."""
@@ -187,13 +221,20 @@ class TrialRun:
 
     def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
                   data: Any) -> str:
-        """Log the trained network as a pyfunc model named ``model``; return its URI."""
+        """Log the trained network as a pyfunc model named ``model``; return its URI.
+
+        ``Model.log`` with the run id rather than the fluent ``log_model``: it works from any
+        thread (a background job logs it), with no active fluent run.
+        """
         with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
             weights = os.path.join(tmp, "weights.pt")
             torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
             artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
-            info = mlflow.pyfunc.log_model(
+            info = Model.log(
+                artifact_path=None,  # required positionally; ``name`` is MLflow 3's way
                 name="model",
+                flavor=mlflow.pyfunc,
+                run_id=self.run_id,
                 python_model=ServedModel(task.name, params, data.meta),
                 artifacts=artifacts,
                 code_paths=[PACKAGE_DIR],
@@ -211,6 +252,56 @@ class TrialRun:
         if value is not None:
             tags[OBJECTIVE] = repr(float(value))
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def end(self, status: RunStatus | int, tags: Mapping[str, str] | None = None) -> None:
+        """Close the run with ``status`` after its metrics are stored (once: later calls are
+        no-ops, so a run a background job closed is not closed again)."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.flush()
+        finally:
+            if tags:
+                self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+
+    def fail(self, exc: BaseException) -> None:
+        """FAILED with ``mltune.error``; the metrics already sent are kept when they can be."""
+        if self.ended:
+            return
+        try:
+            self.flush()
+        except Exception:  # the error being recorded matters more than a lost metric
+            pass
+        self.end(RunStatus.FAILED, {ERROR: describe_error(exc)[:MAX_TAG_LENGTH]})
+
+
+class Finisher:
+    """Logs finished trials' models in one background thread, overlapping the next trial.
+
+    A model is dozens of files; against a tracking server that is dozens of HTTP calls
+    (1-2 s a trial on 127.0.0.1). Jobs run in order, one at a time; ``drain`` waits for them
+    (the search does before it picks the best trial).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-finish")
+        self._pending: list[Future[None]] = []
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(job))
+
+    def drain(self) -> None:
+        """Wait for every job submitted so far (a job records its own failure)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        self.drain()
+        self._pool.shutdown()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -235,6 +326,29 @@ def log_figures(client: MlflowClient, run_id: str, figures: Mapping[str, Any]) -
         client.log_figure(run_id, figure, name)
 
 
+def gpu_metrics_available() -> bool:
+    """MLflow's system metrics read GPUs through NVML (nvidia-ml-py) and the host via psutil."""
+    from importlib.util import find_spec
+
+    return find_spec("pynvml") is not None and find_spec("psutil") is not None
+
+
+GPU_METRICS_NOTICE = ("GPU utilisation and memory are not logged per trial: "
+                      "pip install nvidia-ml-py psutil")
+
+
+def _system_metrics(run_id: str, device: torch.device) -> Any:
+    """MLflow's system metrics monitor (GPU utilisation, memory...) for a trial on CUDA, sampled
+    every second while it trains; None on the CPU or without NVML."""
+    if device.type != "cuda" or not gpu_metrics_available():
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=1.0)
+    monitor.start()
+    return monitor
+
+
 @contextmanager
 def trial_run(
     search: SearchRun | None,
@@ -243,45 +357,51 @@ def trial_run(
     device: torch.device,
     run_name: str | None = None,
     vals: Mapping[str, Any] | None = None,
+    precision: str | None = None,
 ) -> Iterator[TrialRun]:
     """A child run of ``search`` (or a standalone run without one), closed with its status.
 
-    Opened with ``parent_run_id`` rather than fluent nesting, so it works the same from a
-    thread or a worker process. An exception marks the run FAILED with ``mltune.error`` and is
-    re-raised; an interrupt marks it KILLED, and so does a pruning rule (with ``mltune.pruned``).
-    ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its history.
+    Created with the client and an explicit parent id rather than fluent nesting, so it works
+    the same from a thread or a worker process and can be finished by a background job (the
+    run stays open when the body sets ``run.deferred``). An exception marks the run FAILED
+    with ``mltune.error`` and is re-raised; an interrupt marks it KILLED, and so does a pruning
+    rule (with ``mltune.pruned``). ``vals`` (hyperopt's raw point) is kept as a tag so a
+    resumed search can rebuild its history.
     """
     from mltune.pruning import TrialPruned
 
+    client = MlflowClient()
     tags = {ROLE: "trial" if search else "train", TRIAL: str(number), DEVICE: str(device)}
     if search is not None:
         tags[SEARCH_ID] = search.search_id
+        tags[MLFLOW_PARENT_RUN_ID] = search.run_id
     if vals is not None:
         tags[VALS] = json.dumps(vals)
-    run = mlflow.start_run(
-        run_name=run_name or f"trial-{number:04d}",
-        parent_run_id=search.run_id if search else None,
-        experiment_id=search.experiment_id if search else None,
-        tags=tags,
-    )
-    client = MlflowClient()
-    client.log_batch(run.info.run_id,
-                     params=[Param(k, param_value(v)) for k, v in params.items()])
+    if precision is not None:
+        tags[PRECISION] = precision
+    experiment_id = (search.experiment_id if search
+                     else mlflow.tracking.fluent._get_experiment_id())
+    info = client.create_run(experiment_id, run_name=run_name or f"trial-{number:04d}",
+                             tags=resolve_tags(tags)).info
+    client.log_batch(info.run_id, params=[Param(k, param_value(v)) for k, v in params.items()])
+    run = TrialRun(info.run_id, client)
+    monitor = _system_metrics(info.run_id, device)
     try:
-        yield TrialRun(run.info.run_id, client)
+        try:
+            yield run
+        finally:
+            if monitor is not None:
+                monitor.finish()
     except TrialPruned as pruned:
-        client.log_batch(run.info.run_id, tags=[
-            RunTag(PRUNED, "true"), RunTag(OBJECTIVE, repr(float(pruned.best))),
-            RunTag(EPOCHS_RUN, str(pruned.epoch)), RunTag(ERROR, str(pruned))])
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        run.end(RunStatus.KILLED, {PRUNED: "true", OBJECTIVE: repr(float(pruned.best)),
+                                   EPOCHS_RUN: str(pruned.epoch), ERROR: str(pruned)})
         raise
     except (KeyboardInterrupt, SystemExit):
-        client.set_tag(run.info.run_id, INTERRUPTED, "true")
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        run.end(RunStatus.KILLED, {INTERRUPTED: "true"})
         raise
     except BaseException as exc:
-        client.set_tag(run.info.run_id, ERROR, describe_error(exc)[:MAX_TAG_LENGTH])
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        run.fail(exc)
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        if not run.deferred:
+            run.end(RunStatus.FINISHED)

@@ -40,6 +40,7 @@ from mltune import interrupts, tracking
 from mltune.backends.local import _native, rebuilt_trials, startup_trials
 from mltune.backends.ray import check_tracking_store, worker_env, worker_tracking_uri
 from mltune.outcome import TrialOutcome
+from mltune.precision import resolve_precision
 from mltune.pruning import make_pruner
 from mltune.space import decode
 from mltune.spec import PruningSpec, SearchSpec
@@ -107,7 +108,8 @@ def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
     try:
         with stop_when_told(stop_key(context.search_id)):
             outcome = run_trial(context.task, data.to(device), search, device, spec, number,
-                                config["sample"], config["vals"], prune)
+                                config["sample"], config["vals"], prune,
+                                precision=resolve_precision(spec.precision, device).name)
     except KeyboardInterrupt:
         return  # the search was interrupted: the run is KILLED, nothing to report
     finally:

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# On a machine with a GPU: the gpu-marked tests and the GPU benchmarks, figures printed, in
+# under 5 minutes. Run from anywhere: bash benchmarks/gpu_check.sh
+# mltune's dependencies must be importable. On a machine that reaches no package registry,
+# put their wheels in .whl/ (see the README's GPU notes): they are installed into /tmp/site.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -c "import mlflow, hyperopt" 2>/dev/null; then
+  [ -d .whl ] || { echo "mlflow/hyperopt missing and no .whl/ folder of wheels"; exit 1; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+LOG=${OUT:-/tmp}/gpu_check.log
+: >"$LOG"
+step() {
+  echo "== $*" | tee -a "$LOG"
+  local began=$SECONDS
+  "$@" 2>&1 | grep -v -E "INFO mlflow|View run|View experiment|Successfully registered|Created version|already exists" | tee -a "$LOG"
+  echo "-- ${PIPESTATUS[0]} (exit) in $((SECONDS - began)) s" | tee -a "$LOG"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
+step python3 -c "import torch, mlflow; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'bf16', torch.cuda.is_bf16_supported(), 'mlflow', mlflow.__version__)"
+step python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+step python3 benchmarks/throughput.py --device cuda --epochs 3
+step python3 benchmarks/gpu_sharing.py --workers 4 --epochs 3
+step python3 benchmarks/memory_growth.py --trials 200 --device cuda
+step python3 benchmarks/trials_per_hour.py --device cuda --trials 20 --epochs 5
+if [ -f benchmarks/ray_gpu_check.py ]; then step python3 benchmarks/ray_gpu_check.py; fi
+echo "gpu_check done in ${SECONDS} s" | tee -a "$LOG"
