@@ -86,6 +86,11 @@ def cli() -> None:
 @click.option("--mode", default="", help="max | min")
 @click.option("--backend", default="", help="local | ray")
 @click.option("--parallelism", type=OptionalInt, help="Concurrent trials.")
+@click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per trial.")
+@click.option("--gpus-per-trial", type=_Optional(float),
+              help="ray: GPUs per trial (0.25: four trials share one GPU).")
+@click.option("--ray-address", default="", help="ray: join this cluster (auto | host:port); "
+              "default: start a local Ray for the search.")
 @click.option("--name", default="", help="Name of the search (the parent run).")
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
 @click.option("--resume", default="", metavar="PARENT_RUN_ID",

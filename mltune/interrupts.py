@@ -24,6 +24,16 @@ def check() -> None:
         raise KeyboardInterrupt(_requested[0])
 
 
+def request(name: str) -> None:
+    """Ask for a stop as a signal would (a Ray worker, when the driver was interrupted)."""
+    if not _requested:
+        _requested.append(name)
+
+
+def clear() -> None:
+    _requested.clear()
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within: SIGINT and SIGTERM request a stop (main thread only; elsewhere a no-op)."""

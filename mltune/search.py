@@ -107,8 +107,73 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def run_trial(task: Task, data: TaskData, search: tracking.SearchRun, device: torch.device,
+              spec: SearchSpec, number: int, sample: dict[str, Any], vals: dict[str, Any],
+              prune: Callable[[int, int, float], bool], precision: str | None = None,
+              finish: Callable[[Callable[[], None]], Any] = lambda job: job(),
+              ) -> TrialOutcome:
+    """Train trial ``number`` as a child of ``search``; never raises for a failed trial.
+
+    Self-contained (no search-wide state), so a backend can run it in a worker process;
+    ``prune(number, epoch, value)`` is asked after every epoch whether to stop the trial, and
+    ``finish`` runs the logging of the trained model (inline by default; the local backend
+    hands it to a background thread so it overlaps the next trial).
+    """
+    params = decode(sample)
+    started = time.perf_counter()
+    outcome = TrialOutcome(number, "", params, "FAILED")
+    best: list[float] = []
+
+    def judge(epoch: int, metrics: dict[str, float]) -> None:
+        interrupts.check()
+        value = metrics[spec.metric]
+        if not best or better(value, best[0], spec.mode):
+            best[:] = [value]
+        if prune(number, epoch, value):
+            raise TrialPruned(epoch, best[0], spec.pruning.rule)
+
+    try:
+        with tracking.trial_run(search, number, params, device, vals=vals,
+                                precision=precision) as run:
+            outcome.run_id = run.run_id
+            trained = train_trial(task, data, params, run, spec, spec.seed + number,
+                                  on_epoch=judge)
+            outcome.metrics = trained.metrics
+        outcome.status = "FINISHED"
+        finish(lambda: log_trained(trained, outcome))
+    except TrialPruned as pruned:
+        outcome.status, outcome.error = "PRUNED", str(pruned)
+        outcome.metrics = {spec.metric: pruned.best}
+    except Exception as exc:  # a failed trial is recorded; the search goes on
+        if remote.is_outage(exc):  # ...unless the tracking server is gone: stop
+            raise
+        outcome.error = tracking.describe_error(exc)
+        log.warning("trial %d failed: %s", number, outcome.error)
+    finally:
+        release_memory(device)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def log_trained(trained: TrainedTrial, outcome: TrialOutcome) -> None:
+    """The second half of a trial: its model. A failure here fails the trial (an outage
+    leaves it KILLED on the server, to be re-run by a resume)."""
+    try:
+        outcome.model_uri = trained.log()
+    except Exception as exc:
+        outcome.status = "KILLED" if remote.is_outage(exc) else "FAILED"
+        outcome.error = tracking.describe_error(exc)
+        log.warning("trial %d failed while its model was logged: %s", outcome.number,
+                    outcome.error)
+
+
 class Objective:
-    """hyperopt's objective: one sample -> one child run -> a loss."""
+    """hyperopt's objective: one sample -> one child run -> a loss.
+
+    Holds the search-wide bookkeeping (trial numbers, outcomes, pruning rule, ``on_trial``);
+    the training itself is ``run_trial``, which the ray backend calls in its workers and
+    reports back through ``record``.
+    """
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: tracking.SearchRun,
                  device: torch.device, on_trial: Callable[[TrialOutcome], None],
@@ -124,54 +189,19 @@ class Objective:
     def __call__(self, sample: dict[str, Any], vals: dict[str, Any]) -> dict[str, Any]:
         interrupts.check()
         number, self.next_number = self.next_number, self.next_number + 1
-        params = decode(sample)
-        started = time.perf_counter()
-        outcome = TrialOutcome(number, "", params, "FAILED")
-        best: list[float] = []
-
-        def judge(epoch: int, metrics: dict[str, float]) -> None:
-            interrupts.check()
-            value = metrics[self.spec.metric]
-            if not best or better(value, best[0], self.spec.mode):
-                best[:] = [value]
-            if self.pruner.report(number, epoch, value):
-                raise TrialPruned(epoch, best[0], self.pruner.rule)
-
         try:
-            with tracking.trial_run(self.search, number, params, self.device, vals=vals,
-                                    precision=self.precision) as run:
-                outcome.run_id = run.run_id
-                trained = train_trial(self.task, self.data, params, run, self.spec,
-                                      self.spec.seed + number, on_epoch=judge)
-                outcome.metrics = trained.metrics
-            outcome.status = "FINISHED"
-            self.finisher.submit(lambda: self._log(trained, outcome))
-        except TrialPruned as pruned:
-            outcome.status, outcome.error = "PRUNED", str(pruned)
-            outcome.metrics = {self.spec.metric: pruned.best}
-        except Exception as exc:  # a failed trial is recorded; the search goes on
-            if remote.is_outage(exc):  # ...unless the tracking server is gone: stop
-                raise
-            outcome.error = tracking.describe_error(exc)
-            log.warning("trial %d failed: %s", number, outcome.error)
+            outcome = run_trial(self.task, self.data, self.search, self.device, self.spec,
+                                number, sample, vals, self.pruner.report,
+                                precision=self.precision, finish=self.finisher.submit)
         finally:
             self.pruner.finish(number)
-            release_memory(self.device)
-        outcome.seconds = time.perf_counter() - started
-        self.outcomes.append(outcome)
-        self.on_trial(outcome)
+        self.record(outcome)
         return hyperopt_result(outcome, self.spec)
 
-    @staticmethod
-    def _log(trained: TrainedTrial, outcome: TrialOutcome) -> None:
-        """The background half of a trial: its model. A failure here fails the trial."""
-        try:
-            outcome.model_uri = trained.log()
-        except Exception as exc:  # an outage leaves it KILLED on the server, to be re-run
-            outcome.status = "KILLED" if remote.is_outage(exc) else "FAILED"
-            outcome.error = tracking.describe_error(exc)
-            log.warning("trial %d failed while its model was logged: %s", outcome.number,
-                        outcome.error)
+    def record(self, outcome: TrialOutcome) -> None:
+        """A trial ended (here or in a worker): keep it, update the best, progress, stop rules."""
+        self.outcomes.append(outcome)
+        self.on_trial(outcome)
 
 
 def hyperopt_result(outcome: TrialOutcome, spec: SearchSpec) -> dict[str, Any]:
@@ -240,6 +270,7 @@ def tune(
     task = get_task(spec.task)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
+    getattr(backend, "preflight", lambda _: None)(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
     remote.check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens

@@ -98,6 +98,9 @@ class SearchSpec:
     stop: StopSpec = field(default_factory=StopSpec)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
     compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
+    cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
+    gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
+    ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins
 
     def to_dict(self) -> dict[str, Any]:
         """The spec in its YAML form: ``load_spec`` of it gives this spec back.
@@ -331,7 +334,29 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         stop=_stop_spec(raw.get("stop")),
         precision=_str(raw, "precision", "auto", PRECISIONS),
         compile=_bool(raw, "compile", False),
+        **_ray_keys(raw, device),
     )
+
+
+def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """Resources per trial and the cluster to join (used by ``backend: ray``)."""
+    cpus = raw.get("cpus_per_trial", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
+        raise SpecError(f"cpus_per_trial: {cpus!r} is not allowed; expected a number > 0")
+    gpus = raw.get("gpus_per_trial", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (
+            gpus > 1 and not float(gpus).is_integer()):
+        raise SpecError(f"gpus_per_trial: {gpus!r} is not allowed; expected a number >= 0, "
+                        "a fraction up to 1 (0.25: four trials share a GPU) or a whole number")
+    if raw.get("backend") == "ray" and device.startswith("cuda") and not gpus:
+        raise SpecError(f"device: {device!r} with backend ray needs gpus_per_trial > 0 "
+                        "(Ray gives a trial a GPU only when it reserves one)")
+    address = raw.get("ray_address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise SpecError(f"ray_address: {address!r} is not allowed; expected auto, host:port "
+                        "or ray://host:port (or leave it out to start a local Ray)")
+    return {"cpus_per_trial": float(cpus), "gpus_per_trial": float(gpus),
+            "ray_address": address.strip() if address else None}
 
 
 PRUNING_RULES = ("none", "median", "asha")

@@ -1,4 +1,4 @@
-"""Where trials run: ``local`` (hyperopt fmin in this process); more backends register here."""
+"""Where trials run: ``local`` (hyperopt fmin in this process), ``ray`` (Ray Tune workers)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ from mltune.spec import SearchSpec
 Backend = Callable[[Any, dict[str, Any], SearchSpec, Any, Callable[[], str | None]], None]
 BACKENDS: Catalog[Backend] = Catalog("backend")
 
-from mltune.backends import local  # noqa: E402,F401  (registers the built-in backends)
+from mltune.backends import local, ray  # noqa: E402,F401  (registers the built-in backends)

@@ -1,0 +1,282 @@
+"""The ray backend on a real local Ray: trials in parallel, the same MLflow record as local.
+
+Most tests join one Ray started for the module (``ray start --head --num-cpus 2``) through
+``ray_address``, as a user joins a cluster; one test lets the search start and stop its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import REPO, all_runs, children_of, env_for_subprocess, tracking_store
+from mlflow.tracking import MlflowClient
+from serving import free_port
+from sklearn.datasets import load_digits
+
+import mltune
+from mltune.backends.ray import check_tracking_store, is_local_store, worker_tracking_uri
+from mltune.errors import SpecError
+from mltune.spec import build_spec, load_spec
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="ray is not installed (pip install 'mltune[ray]')")
+
+TINY = {"epochs": 1, "seed": 7, "backend": "ray", "parallelism": 2, "device": "cpu"}
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited early with code {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} did not listen on port {port}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head with 2 CPUs, as `ray start --head` makes one; its workers import this tree."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}  # no token on CI runners
+    env.pop("MLFLOW_TRACKING_URI", None)  # the workers get it from the search, not from here
+    log = (tmp_path_factory.mktemp("ray") / "head.log").open("w")
+    process = subprocess.Popen(
+        ["ray", "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
+         "--include-dashboard", "false", "--disable-usage-stats", "--block"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process, "ray start --head")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)  # --block: SIGTERM stops the head's processes
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (sqlite behind it, artifacts proxied)."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+         f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env_for_subprocess(""), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=root)
+    try:
+        wait_for_port(port, process, "mlflow server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def overlapping(runs: list) -> bool:
+    """Some two runs were running at the same time."""
+    return any(a.info.start_time < b.info.end_time and b.info.start_time < a.info.end_time
+               for a, b in itertools.combinations(runs, 2))
+
+
+@pytest.mark.slow
+@needs_ray
+def test_parallel_trials_leave_the_record_of_a_local_search(cluster, client):
+    result = mltune.tune(load_spec(None, {**TINY, "max_evals": 4, "ray_address": cluster}))
+
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mltune.role"] == "search"
+    assert parent.data.params["spec.backend"] == "ray"
+    assert parent.data.metrics["trials_finished"] == 4
+
+    children = children_of(client, result.parent_run_id)
+    assert [c.info.run_name for c in children] == [f"trial-000{n}" for n in (1, 2, 3, 4)]
+    assert overlapping(children), "2 trials on 2 CPUs should have run at the same time"
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["mltune.search_id"] == parent.data.tags["mltune.search_id"]
+        assert child.data.tags["mltune.device"] == "cpu"
+        assert "mltune.hyperopt_vals" in child.data.tags  # what --resume rebuilds TPE from
+        assert child.data.params["activation"] in {"relu", "gelu", "tanh", "silu", "leaky_relu",
+                                                   "elu"}
+        assert child.data.params["num_blocks"] in {"1", "2", "3"}  # decoded, not '2.0'
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == [1]
+    steps = sorted(m.step for m in client.get_metric_history(parent.info.run_id,
+                                                             "best_val_accuracy"))
+    assert steps == [1, 2, 3, 4]  # each outcome reached the driver as it arrived
+
+    best_child = max(children, key=lambda c: c.data.metrics["val_accuracy"])
+    champion = client.get_model_version_by_alias("mltune-image", "champion")
+    assert champion.run_id == best_child.info.run_id == result.best.run_id
+    assert all(c.data.tags["mltune.model_uri"].startswith("models:/") for c in children)
+    model = mlflow.pyfunc.load_model("models:/mltune-image@champion")
+    assert set(model.predict(load_digits().data[:5])["label"]) <= set(range(10))
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_on_a_tracking_server_a_crashed_search_resumes_from_the_cli_on_its_own_ray(
+        cluster, server):
+    """Trials on the cluster log to a real `mlflow server`; after a crash the search is resumed
+    as `mlflow run -P resume=...` does it: MLFLOW_RUN_ID set, a local Ray started and stopped."""
+    client = MlflowClient(server, server)
+    with tracking_store(server):
+        first = mltune.tune(load_spec(None, {**TINY, "max_evals": 2, "ray_address": cluster,
+                                             "registered_model": "ray-served"}))
+        # the model went through the server's artifact proxy
+        served = mlflow.pyfunc.load_model("models:/ray-served@champion")
+        assert len(served.predict(load_digits().data[:3])) == 3
+    children = children_of(client, first.parent_run_id)
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert overlapping(children)
+    champion = client.get_model_version_by_alias("ray-served", "champion")
+    assert champion.run_id in {c.info.run_id for c in children}
+
+    crashed = children[1]  # a crash mid-trial leaves its run RUNNING
+    client.set_terminated(crashed.info.run_id, "RUNNING")
+    launcher = client.create_run(first.experiment_id)
+    env = {**env_for_subprocess(server), "MLFLOW_RUN_ID": launcher.info.run_id}
+    before, temp_before = ray_processes(), ray_temp_dirs()
+    process = subprocess.run(
+        [sys.executable, "-m", "mltune", "tune", "--backend", "ray", "--parallelism", "2",
+         "--max-evals", "3", "--epochs", "1", "--seed", "7", "--device", "cpu",
+         "--cpus-per-trial", "1", "--registered-model", "ray-served",
+         "--resume", first.parent_run_id], env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"parent run {first.parent_run_id}" in process.stdout
+    noise = [line for line in process.stderr.splitlines() if "Ray" in line or "WARN" in line]
+    assert noise == []  # Ray started and stopped without a word
+
+    children = children_of(client, first.parent_run_id)
+    assert [int(c.data.tags["mltune.trial"]) for c in children] == [1, 2, 3, 4]
+    assert [c.info.status for c in children] == ["FINISHED", "KILLED", "FINISHED", "FINISHED"]
+    assert children[1].data.tags["mltune.interrupted"] == "true"
+    vals = [c.data.tags["mltune.hyperopt_vals"] for c in children]
+    assert vals[2] == vals[1], "the interrupted trial's point runs again, first"
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mltune.resumed"] == "1"
+    launched = client.get_run(launcher.info.run_id)
+    assert launched.data.tags["mltune.resumes"] == first.parent_run_id
+    assert launched.data.metrics == {}  # no worker logged into the launcher's run
+    assert all(c.data.tags["mlflow.parentRunId"] == first.parent_run_id for c in children)
+    assert ray_processes() - before == set()  # the search's own Ray is gone
+    assert ray_temp_dirs() - temp_before == set()
+    client.set_terminated(launcher.info.run_id)
+    assert [r.info.run_id for r in all_runs(client) if r.info.status == "RUNNING"] == []
+
+
+def ray_processes() -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid,comm"], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()[1:]
+            if line.split()[-1] in ("raylet", "gcs_server")}
+
+
+def ray_temp_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("mltune-ray-*"))
+
+
+@pytest.mark.slow
+def test_without_ray_the_ray_backend_is_one_line_with_the_install_command(tracking_uri,
+                                                                          client):
+    code = ("import sys; sys.modules['ray'] = None; from mltune.cli import main; "
+            "main(['tune', '--backend', 'ray', '--max-evals', '2'])")
+    process = subprocess.run([sys.executable, "-c", code], env=env_for_subprocess(tracking_uri),
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1, process.stderr
+    assert lines[0].startswith("mltune: error: backend: 'ray' needs Ray Tune")
+    assert "pip install 'mltune[ray]'" in lines[0]
+    assert all_runs(client) == []  # refused before any run opened
+
+
+def test_a_cluster_needs_a_tracking_server_not_a_local_store():
+    for store in ("sqlite:////data/mlflow.db", "file:///data/mlruns", "/data/mlruns"):
+        assert is_local_store(store)
+        check_tracking_store(store, nodes=1)  # one machine: the workers write the same file
+        with pytest.raises(SpecError, match=r"local store, which workers on the other 2 Ray "
+                                            r"node\(s\) cannot write; start `mlflow server`"):
+            check_tracking_store(store, nodes=3)
+    check_tracking_store("http://10.0.0.5:5000", nodes=3)
+    assert not is_local_store("https://mlflow.example.com")
+
+
+def test_worker_tracking_uri_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert worker_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert worker_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert worker_tracking_uri("mlruns") == str(tmp_path / "mlruns")
+    assert worker_tracking_uri("http://h:5000") == "http://h:5000"
+
+
+BAD_RAY_KEYS = {
+    "gpus_per_trial": (-1, "gpus_per_trial: -1 is not allowed; expected a number >= 0"),
+    "gpus_per_trial ": (1.5, "gpus_per_trial: 1.5 is not allowed"),
+    "cpus_per_trial": (0, "cpus_per_trial: 0 is not allowed; expected a number > 0"),
+    "ray_address": ("", "ray_address: '' is not allowed; expected auto, host:port"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(BAD_RAY_KEYS))
+def test_bad_ray_keys_are_one_line(key):
+    value, message = BAD_RAY_KEYS[key]
+    with pytest.raises(SpecError, match=message):
+        load_spec(None, {"backend": "ray", key.strip(): value})
+
+
+def test_cuda_with_ray_needs_a_gpu_per_trial():
+    with pytest.raises(SpecError, match="device: 'cuda' with backend ray needs gpus_per_trial"):
+        load_spec(None, {"backend": "ray", "device": "cuda"})
+
+
+def test_ray_keys_round_trip_through_the_spec_file():
+    spec = load_spec(None, {"backend": "ray", "parallelism": 4, "gpus_per_trial": 0.25,
+                            "cpus_per_trial": 2, "ray_address": "auto"})
+    assert (spec.gpus_per_trial, spec.cpus_per_trial, spec.ray_address) == (0.25, 2.0, "auto")
+    assert build_spec(spec.to_dict()) == spec
+    assert load_spec(None, {}).ray_address is None
+
+
+@needs_ray
+def test_anneal_is_refused_on_ray():
+    from mltune.backends.ray import preflight
+
+    with pytest.raises(SpecError, match="algo: 'anneal' is not available with backend ray"):
+        preflight(load_spec(None, {"backend": "ray", "algo": "anneal"}))
+
+
+@needs_ray
+def test_a_cluster_address_where_nothing_answers_is_one_line():
+    from mltune.backends.ray import preflight
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SpecError, match=rf"ray_address: '{address}': nothing answers at "):
+        preflight(load_spec(None, {"backend": "ray", "ray_address": address}))
