@@ -118,7 +118,7 @@ def predict_batches(model: nn.Module, x: torch.Tensor | Streamed, batch_size: in
 def _layout(x: torch.Tensor) -> torch.Tensor:
     """Image batches in channels_last on CUDA (what its convolution kernels are fastest on);
     streamed pixels (uint8, a quarter of the bytes to copy) become floats on the device."""
-    if not x.is_floating_point():
+    if x.dtype == torch.uint8:  # pixels; token ids (int64) stay as they are
         x = x.float()
     if x.is_cuda and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
