@@ -124,11 +124,13 @@ def bare_loop(data: TaskData, precision: str, epochs: int) -> float:
     return n * epochs / (time.perf_counter() - started)
 
 
-def mltune_trial(data: TaskData, precision: str, epochs: int, run: tracking.TrialRun) -> float:
+def mltune_trial(data: TaskData, precision: str, epochs: int, run: tracking.TrialRun,
+                 compile_model: bool = False) -> float:
     """Samples/s of ``fit`` as a trial runs it (epoch 1 is the warm-up, not timed)."""
     task = get_task("image")
     torch.manual_seed(0)
     model = task.build_model(PARAMS, data.meta)
+    started = time.perf_counter()
     times: list[float] = []
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -137,8 +139,10 @@ def mltune_trial(data: TaskData, precision: str, epochs: int, run: tracking.Tria
 
     fit(model, data, PARAMS, loss_fn=task.make_loss(PARAMS, data),
         score=lambda out, y: task.score(out, y, data.meta), epochs=epochs + 1, seed=0,
-        on_epoch=on_epoch, precision=precision)
+        on_epoch=on_epoch, precision=precision, compile_model=compile_model)
     run.flush()
+    if compile_model:
+        print(f"  compiled: first epoch (compiling) {times[0] - started:.1f} s")
     return len(data.x_train) * epochs / (times[-1] - times[0])
 
 
@@ -155,6 +159,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=PARAMS["channels"])
     parser.add_argument("--batch-size", type=int, default=PARAMS["batch_size"])
+    parser.add_argument("--compile", action="store_true",
+                        help="also time a torch.compile'd trial (compile time printed apart)")
     args = parser.parse_args()
     PARAMS.update(channels=args.channels, batch_size=args.batch_size)
     device = resolve_device(args.device)
@@ -179,6 +185,12 @@ def main() -> None:
         if bare_util:
             row["bare_gpu_util_pct"] = bare_util["gpu_util_pct"]
             row["mltune_gpu_util_pct"] = trial_util["gpu_util_pct"]
+        if args.compile:
+            with tracking.trial_run(None, 0, PARAMS, device, precision=precision) as run:
+                row["compiled"] = mltune_trial(data, precision, args.epochs, run, True)
+            row["compile_speedup"] = row["compiled"] / row["mltune"]
+            print(f"{precision:5} compiled {row['compiled']:10.0f} samples/s after compiling: "
+                  f"{row['compile_speedup']:.2f}x the uncompiled trial")
         results[precision] = row
         util = (f"  GPU util bare {row['bare_gpu_util_pct']:.0f}% / mltune "
                 f"{row['mltune_gpu_util_pct']:.0f}%" if bare_util else "")
