@@ -202,6 +202,8 @@ def main() -> None:
         summary["bf16_speedup"] = round(results["bf16"]["mltune"] / results["fp32"]["mltune"], 3)
         print(f"bf16 vs fp32 inside a trial: {summary['bf16_speedup']:.2f}x samples/s")
     summary.update({f"{p}_mltune_samples_per_s": round(r["mltune"]) for p, r in results.items()})
+    summary.update({f"{p}_compile_speedup": round(r["compile_speedup"], 3)
+                    for p, r in results.items() if "compile_speedup" in r})
     print(json.dumps(summary))
 
 
