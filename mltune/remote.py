@@ -9,7 +9,6 @@ out restarts and rate limits) apply to everything after that. Local stores need 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlparse
@@ -21,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request
 
+from mltune.environ import temporarily
 from mltune.errors import TrackingServerError
 
 API = "/api/2.0/mlflow"
@@ -135,16 +135,8 @@ def is_outage(exc: BaseException) -> bool:
 @contextmanager
 def short_retries() -> Iterator[None]:
     """MLflow calls within fail at once: for best-effort writes once the server is gone."""
-    previous = {k: os.environ.get(k) for k in _RETRY_VARS}
-    os.environ.update(_RETRY_VARS)
-    try:
+    with temporarily(_RETRY_VARS):
         yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def best_effort(call: object, *args: object) -> None:

@@ -29,6 +29,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import mltune
+from mltune.environ import temporarily
 from mltune.pyfunc import WEIGHTS, ServedModel, save_task_artifacts
 from mltune.remote import best_effort, is_outage
 from mltune.spec import SearchSpec
@@ -88,18 +89,13 @@ def quiet_model_io() -> Iterator[None]:
     logger = logging.getLogger("mlflow.pyfunc")
     level = logger.level
     logger.setLevel(logging.ERROR)
-    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        with warnings.catch_warnings():
+        with temporarily({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         logger.setLevel(level)
-        if previous is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
 
 
 def _now_ms() -> int:

@@ -39,6 +39,7 @@ from ray.tune.search.hyperopt import HyperOptSearch
 from mltune import interrupts, tracking
 from mltune.backends.local import _native, rebuilt_trials, startup_trials
 from mltune.backends.ray import check_tracking_store, worker_env, worker_tracking_uri
+from mltune.environ import temporarily
 from mltune.outcome import TrialOutcome
 from mltune.precision import resolve_precision
 from mltune.pruning import make_pruner
@@ -297,20 +298,6 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
             os.environ.pop("RAY_AUTH_MODE", None)
 
 
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    previous = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_search(objective: Any, space: dict[str, Any], spec: SearchSpec, state: Any,
                stop_reason: Callable[[], str | None]) -> None:
     """Run the rest of the search's budget on Ray Tune; outcomes go to ``objective.record``."""
@@ -320,8 +307,9 @@ def run_search(objective: Any, space: dict[str, Any], spec: SearchSpec, state: A
     search = objective.search
     uri = worker_tracking_uri(mlflow.get_tracking_uri())
     storage = tempfile.mkdtemp(prefix="mltune-ray-")
-    quiet = _environ(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", TUNE_DISABLE_SIGINT_HANDLER="1",
-                     RAY_AIR_NEW_OUTPUT="0", RAY_DEDUP_LOGS="0")
+    quiet = temporarily({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                         "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0",
+                         "RAY_DEDUP_LOGS": "0"})
     try:
         with quiet, ray_session(spec, uri):
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
