@@ -94,6 +94,14 @@ def tracking_store(uri: str, env: dict[str, str] | None = None) -> Iterator[None
             mlflow.set_registry_uri(None)
 
 
+
+@contextmanager
+def client_of(uri: str) -> Iterator[MlflowClient]:
+    """A client of the store ``uri``, with MLflow pointed at it for the block (module-scoped
+    searches: each test reads the one search's store)."""
+    with tracking_store(uri):
+        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+
 # --- a team's tracking server: basic-auth, sqlite behind it, artifacts proxied ---------------
 
 TEAM_USER, TEAM_PASSWORD = "alice", "alice-pw-5e1d7c0b9a"  # writes her own experiments

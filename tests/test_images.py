@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import children_of, tracking_store
+from conftest import children_of, client_of, tracking_store
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageDraw
 
@@ -99,9 +99,8 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchRes
 
 @pytest.fixture()
 def store(search: tuple[SearchResult, str]) -> Iterator[MlflowClient]:
-    _, uri = search
-    with tracking_store(uri):
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with client_of(search[1]) as client:
+        yield client
 
 
 def test_folder_loads_mixed_sizes_and_modes_and_skips_the_corrupt_file(tmp_path, caplog):

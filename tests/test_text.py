@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import children_of, tracking_store
+from conftest import children_of, client_of, tracking_store
 from mlflow.tracking import MlflowClient
 
 import mltune
@@ -83,9 +83,8 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SearchRes
 
 @pytest.fixture()
 def store(search: tuple[SearchResult, str]) -> Iterator[MlflowClient]:
-    _, uri = search
-    with tracking_store(uri):
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with client_of(search[1]) as client:
+        yield client
 
 
 def test_two_trial_search_logs_metrics_confusion_matrix_and_registers(search, store):
