@@ -26,10 +26,13 @@ from pathlib import Path
 import mlflow
 import torch
 
-from mltune import tracking
-from mltune.precision import resolve_precision
-from mltune.tasks import TaskData, get_task
-from mltune.train import fit, resolve_device
+from mltune.core.terms import TrialStatus
+from mltune.data.splits import TaskData
+from mltune.tasks import get_task
+from mltune.tracking.runs import TrialRun
+from mltune.training.device import resolve_device
+from mltune.training.fit import fit
+from mltune.training.precision import resolve_precision
 
 PARAMS = {"num_blocks": 3, "channels": 32, "kernel_size": 3, "hidden_size": 128,
           "activation": "relu", "batch_norm": True, "dropout": 0.1, "lr": 0.001,
@@ -124,7 +127,7 @@ def bare_loop(data: TaskData, precision: str, epochs: int) -> float:
     return n * epochs / (time.perf_counter() - started)
 
 
-def mltune_trial(data: TaskData, precision: str, epochs: int, run: tracking.TrialRun,
+def mltune_trial(data: TaskData, precision: str, epochs: int, run: TrialRun,
                  compile_model: bool = False) -> float:
     """Samples/s of ``fit`` as a trial runs it (epoch 1 is the warm-up, not timed)."""
     task = get_task("image")
@@ -178,16 +181,18 @@ def main() -> None:
         with utilisation.measure(bare_util):
             row["bare"] = bare_loop(data, precision, args.epochs)
         trial_util: dict[str, float] = {}
-        with tracking.trial_run(None, 0, PARAMS, device, precision=precision) as run, \
-                utilisation.measure(trial_util):
+        run = TrialRun.open(None, 0, PARAMS, device, precision=precision)
+        with utilisation.measure(trial_util):
             row["mltune"] = mltune_trial(data, precision, args.epochs, run)
+        run.end(TrialStatus.FINISHED)
         row["ratio"] = row["mltune"] / row["bare"]
         if bare_util:
             row["bare_gpu_util_pct"] = bare_util["gpu_util_pct"]
             row["mltune_gpu_util_pct"] = trial_util["gpu_util_pct"]
         if args.compile:
-            with tracking.trial_run(None, 0, PARAMS, device, precision=precision) as run:
-                row["compiled"] = mltune_trial(data, precision, args.epochs, run, True)
+            run = TrialRun.open(None, 0, PARAMS, device, precision=precision)
+            row["compiled"] = mltune_trial(data, precision, args.epochs, run, True)
+            run.end(TrialStatus.FINISHED)
             row["compile_speedup"] = row["compiled"] / row["mltune"]
             print(f"{precision:5} compiled {row['compiled']:10.0f} samples/s after compiling: "
                   f"{row['compile_speedup']:.2f}x the uncompiled trial")

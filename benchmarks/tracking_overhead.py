@@ -27,9 +27,11 @@ import mlflow
 import mlflow.pytorch
 
 import mltune
-from mltune.spec import SearchSpec
-from mltune.tasks import TaskData, get_task
-from mltune.train import fit, resolve_device, seed_everything
+from mltune.data.splits import TaskData
+from mltune.spec.model import SearchSpec
+from mltune.tasks import get_task
+from mltune.training.device import resolve_device, seed_everything
+from mltune.training.fit import fit
 
 
 def pure_training(spec, configs, data) -> float:

@@ -24,7 +24,7 @@ from tracking_overhead import pure_training
 
 import mltune
 from mltune.tasks import get_task
-from mltune.train import resolve_device
+from mltune.training.device import resolve_device
 
 
 def main() -> None:

@@ -2,35 +2,49 @@
 
     import mltune
     result = mltune.tune(mltune.load_spec("examples/digits.yaml", {"max_evals": 10}))
+
+The package root is the public API; importing it also registers the built-in tasks, model
+families and backends in their catalogs. No module of the package imports the root.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from mltune.errors import (  # noqa: E402
+from mltune import backends, tasks  # noqa: F401  (register the built-in tasks and backends)
+from mltune.core._version import __version__
+from mltune.core.errors import (
     DataError,
     MltuneError,
     SearchError,
     SearchInterrupted,
     SpecError,
+    TrackingLost,
+    TrackingServerError,
 )
-from mltune.outcome import SearchResult, TrialOutcome  # noqa: E402
-from mltune.promote import promote, rollback  # noqa: E402
-from mltune.search import train_once, tune  # noqa: E402
-from mltune.spec import DataSpec, SearchSpec, load_spec  # noqa: E402
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction, TrialStatus
+from mltune.registry.gate import Decision, promote, rollback
+from mltune.search.loop import train_once, tune
+from mltune.search.result import SearchResult
+from mltune.spec.build import build_spec, load_spec
+from mltune.spec.model import DataSpec, SearchSpec
 
 __all__ = [
     "DataError",
     "DataSpec",
+    "Decision",
+    "Direction",
     "MltuneError",
     "SearchError",
     "SearchInterrupted",
     "SearchResult",
     "SearchSpec",
     "SpecError",
+    "TrackingLost",
+    "TrackingServerError",
     "TrialOutcome",
+    "TrialStatus",
     "__version__",
+    "build_spec",
     "load_spec",
     "promote",
     "rollback",

@@ -16,12 +16,72 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from mltune import __version__
-from mltune.errors import MltuneError, SearchInterrupted, SpecError, TrackingLost
-from mltune.promote import promote, rollback
-from mltune.report import REPORT_DIR, build_report, outcomes_frame, top_trials_text
-from mltune.search import SearchResult, TrialOutcome, train_once, tune
-from mltune.spec import load_spec, parse_assignment
+from mltune import promote, rollback, train_once, tune
+from mltune.core._version import __version__
+from mltune.core.errors import (
+    DataError,
+    MltuneError,
+    SearchError,
+    SearchInterrupted,
+    SpecError,
+    TrackingLost,
+    TrackingServerError,
+)
+from mltune.core.outcomes import TrialOutcome
+from mltune.report.build import REPORT_DIR, build_report, outcomes_frame, top_trials_text
+from mltune.search.result import SearchResult
+from mltune.spec.build import load_spec
+
+DEFAULT_CONFIG = "examples/digits.yaml"
+# A library error's ``field`` as the flag a user of the command types.
+FLAGS = {"resume": "--resume", "model": "--model", "min_delta": "--min-delta",
+         "overrides": "--set", "params": "--params"}
+
+
+def exit_code(error: MltuneError) -> int:
+    """2 for bad input (spec, data, server access), 1 for a search that ran without a result,
+    75 (EX_TEMPFAIL: try again later) for a lost tracking server, 130/143 for SIGINT/SIGTERM."""
+    if isinstance(error, SearchInterrupted):
+        return 143 if error.signal_name == "SIGTERM" else 130
+    if isinstance(error, TrackingLost):
+        return 75
+    if isinstance(error, SearchError):
+        return 1
+    if isinstance(error, (SpecError, DataError, TrackingServerError)):
+        return 2
+    return 2
+
+
+def message(error: MltuneError, config: str = DEFAULT_CONFIG) -> str:
+    """The one line the command prints: library facts worded with this command's flags."""
+    if isinstance(error, SearchInterrupted):
+        return (f"search interrupted ({error.signal_name}); finished trials are kept. Resume "
+                f"with: mltune tune --config {config} --resume {error.parent_run_id}")
+    if isinstance(error, TrackingLost):
+        return (f"the tracking server stopped answering ({error.reason}); finished trials are "
+                "kept on it, the trial in flight will run again. Once the server is back, "
+                f"resume with: mltune tune --config {config} --resume {error.parent_run_id}")
+    if error.field in FLAGS:
+        return f"{FLAGS[error.field]}: {error.detail}"
+    return str(error)
+
+
+def fail(error: MltuneError, config: str = DEFAULT_CONFIG) -> None:
+    """Print the error as one line and exit with its code (no traceback)."""
+    click.echo(f"mltune: error: {message(error, config)}", err=True)
+    sys.exit(exit_code(error))
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"data.val_size=0.2"`` -> ``("data.val_size", 0.2)``; values are read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"expected key=value, got {text!r}", field="overrides")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
 
 
 class _Optional(click.ParamType):
@@ -116,12 +176,8 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
 
     try:
         result = tune(spec, progress=progress, resume=resume or None, on_start=start)
-    except SearchInterrupted as stopped:
-        raise SearchInterrupted(stopped.parent_run_id, stopped.signal_name,
-                                config or "examples/digits.yaml") from None
-    except TrackingLost as lost:
-        raise TrackingLost(lost.parent_run_id, lost.reason,
-                           config or "examples/digits.yaml") from None
+    except (SearchInterrupted, TrackingLost) as stopped:
+        fail(stopped, config or DEFAULT_CONFIG)  # its resume hint names this spec file
     finally:
         for bar in bars:
             bar.close()
@@ -169,8 +225,8 @@ def train_command(config: str, assignments: tuple[str, ...], params_text: str,
     spec = load_spec(config or None, _overrides(flags, assignments))
     params = yaml.safe_load(params_text) if params_text.strip() else {}
     if not isinstance(params, dict):
-        raise SpecError(f"--params: expected a mapping like {{learning_rate: 0.01}}, "
-                        f"got {params_text!r}")
+        raise SpecError(f"expected a mapping like {{learning_rate: 0.01}}, got "
+                        f"{params_text!r}", field="params")
     _quiet_mlflow()
     run_id, metrics = train_once(spec, params)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
@@ -191,7 +247,7 @@ def promote_command(model: str, version: str, alias: str, min_delta: float | Non
                     dry_run: bool, force: bool) -> None:
     """Gate a version against the champion on the holdout; move `champion` if it is better."""
     if version and alias:
-        raise SpecError("--version and --alias: give one of them, not both")
+        raise SpecError("--version and --alias: give one of them, not both")  # flags: CLI
     _quiet_mlflow()
     decision = promote(model, version or None, alias or None, min_delta=min_delta or 0.0,
                        dry_run=dry_run, force=force)
@@ -227,8 +283,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         cli.main(args=args, prog_name="mltune", standalone_mode=False)
     except MltuneError as exc:
-        click.echo(f"mltune: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     except click.exceptions.Abort:
         click.echo("mltune: interrupted", err=True)
         sys.exit(130)

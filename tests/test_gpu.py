@@ -7,7 +7,7 @@ import torch
 from conftest import children_of, run_cli
 
 import mltune
-from mltune.tracking import load_network
+from mltune.tracking.model import load_network
 
 TINY = {"max_evals": 2, "epochs": 2, "seed": 4, "algo": "rand",
         "space": {"batch_size": 64, "lr": 0.003, "optimizer": "adam"}}

@@ -19,11 +19,12 @@ from PIL import Image, ImageDraw
 
 import mltune
 from mltune.cli import main
-from mltune.errors import DataError
+from mltune.core.errors import DataError
+from mltune.data.streaming import Streamed
 from mltune.models.augment import Augment
-from mltune.search import SearchResult
-from mltune.spec import DataSpec, load_spec
-from mltune.streaming import Streamed
+from mltune.search.result import SearchResult
+from mltune.spec.build import load_spec
+from mltune.spec.model import DataSpec
 from mltune.tasks import get_task
 
 TASK = get_task("image")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mltune.errors import SpecError
+from mltune.core.errors import SpecError
 from mltune.models.init import INITS, init_weights
 from mltune.models.layers import ACTIVATIONS
 from mltune.models.mlp import MLP, NORMS

@@ -7,10 +7,10 @@ import torch
 from conftest import children_of, run_cli
 
 import mltune
-from mltune.errors import SpecError
+from mltune.core.errors import SpecError
 from mltune.tasks import get_task
-from mltune.tracking import load_network
-from mltune.train import fit
+from mltune.tracking.model import load_network
+from mltune.training.fit import fit
 
 TINY = {"max_evals": 1, "epochs": 2, "seed": 1, "algo": "rand", "device": "cpu",
         "space": {"batch_size": 64, "lr": 0.003, "optimizer": "adam"}}

@@ -10,8 +10,8 @@ from conftest import all_runs
 from test_cli import run_cli
 
 import mltune
-from mltune import registry
-from mltune.promote import promote
+from mltune.registry.gate import promote
+from mltune.registry.versions import register
 
 WEAK = {"max_evals": 1, "epochs": 1, "space.learning_rate": 1e-4, "space.optimizer": "sgd",
         "space.batch_norm": False, "space.weight_init": "normal"}
@@ -95,7 +95,7 @@ def test_racing_promotions_end_with_the_better_champion(client):
     versions = {}
     for label, result in (("weak", weak), ("strong", strong)):
         source = client.get_model_version("mltune-image", result.registered_version)
-        versions[label] = registry.register(result.best.model_uri, name, source.tags,
+        versions[label] = register(result.best.model_uri, name, source.tags,
                                             "race").version
     for order in (("weak", "strong"), ("strong", "weak")):
         for alias in ("champion", "previous"):

@@ -26,8 +26,8 @@ from sklearn.datasets import load_digits
 
 import mltune
 from mltune.backends.ray import check_tracking_store, is_local_store, worker_tracking_uri
-from mltune.errors import SpecError
-from mltune.spec import build_spec, load_spec
+from mltune.core.errors import SpecError
+from mltune.spec.build import build_spec, load_spec
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install 'mltune[ray]')")

@@ -22,10 +22,10 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import mltune
-from mltune import tracking
 from mltune.cli import main, summary
-from mltune.report import build_report, outcomes_frame, top_trials_text
-from mltune.search import _report
+from mltune.report.build import build_report, outcomes_frame, top_trials_text
+from mltune.search.finish import make_report
+from mltune.tracking.runs import SearchRun, start_search
 
 # Cheap nets; the varied params still cover a categorical, a log-scaled float and a
 # conditional one (momentum exists only for sgd).
@@ -137,7 +137,7 @@ def test_report_of_a_running_search_shows_the_trials_so_far(search):
 
 
 def test_report_of_a_search_that_has_no_trial_yet(search, tmp_path):
-    started = tracking.start_search(mltune.load_spec(None, {"name": "just-started"}), "data")
+    started = start_search(mltune.load_spec(None, {"name": "just-started"}), "data")
     report = build_report(started.run_id, tmp_path / "empty")
     started.end("KILLED")
     assert report.trials.frame.empty
@@ -194,7 +194,7 @@ def test_report_failure_is_a_warning_and_a_tag_not_a_failed_search(search, caplo
     client = search["client"]
     run = client.create_run("0", run_name="not-a-search")  # a run without a spec
     caplog.set_level(logging.WARNING, logger="mltune.search")
-    error = _report(tracking.SearchRun(run.info.run_id, "0", "x", client))
+    error = make_report(SearchRun(run.info.run_id, "0", "x", client))
     assert error is not None and "is not an mltune search" in error
     assert "search report not made" in caplog.text
     assert "is not an mltune search" in client.get_run(run.info.run_id).data.tags[

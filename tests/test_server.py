@@ -33,7 +33,7 @@ from test_cli import run_cli
 from test_tabular import churn_table
 
 import mltune
-from mltune.errors import SpecError
+from mltune.core.errors import SpecError
 
 SECRET = f"tok-{uuid.uuid4().hex}"  # a secret-looking value the spec refers to as ${VAR}
 EXPERIMENT = f"team-churn-{uuid.uuid4().hex[:8]}"

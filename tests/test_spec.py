@@ -12,9 +12,9 @@ import yaml
 from hyperopt import Trials, fmin, rand
 from hyperopt.pyll.stochastic import sample
 
-from mltune.errors import SpecError
-from mltune.space import build_space, decode
-from mltune.spec import load_spec
+from mltune.core.errors import SpecError
+from mltune.spec.build import load_spec
+from mltune.spec.space import build_space, decode
 
 REPO = Path(__file__).resolve().parents[1]
 

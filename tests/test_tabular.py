@@ -18,7 +18,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 
 import mltune
 from mltune.cli import main
-from mltune.errors import DataError, SpecError
+from mltune.core.errors import DataError, SpecError
 from mltune.tasks import get_task
 
 TINY = {"task": "tabular", "max_evals": 2, "epochs": 2, "seed": 0}

@@ -17,12 +17,13 @@ from mlflow.tracking import MlflowClient
 
 import mltune
 from mltune.cli import main
-from mltune.errors import DataError
+from mltune.core.errors import DataError
 from mltune.models.rnn import CELLS, POOLINGS
-from mltune.search import SearchResult
-from mltune.spec import DataSpec, load_spec
+from mltune.models.text_rnn import UNK
+from mltune.search.result import SearchResult
+from mltune.spec.build import load_spec
+from mltune.spec.model import DataSpec
 from mltune.tasks import get_task
-from mltune.tasks.vocab import UNK
 
 TASK = get_task("text")
 KEYWORDS = {

@@ -319,7 +319,7 @@ def test_example_spec_loads_its_bundled_series(monkeypatch):
 
 
 def test_timestamps_across_a_daylight_saving_change_are_read_on_one_clock():
-    from mltune.tasks.series import Columns, prepare
+    from mltune.tasks.timeseries.series import Columns, prepare
 
     local = pd.date_range("2021-03-27", periods=72, freq="h", tz="Europe/Berlin")
     frame = pd.DataFrame({"t": [t.isoformat() for t in local], "y": np.arange(72.0)})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mltune.errors import SpecError
+from mltune.core.errors import SpecError
 from mltune.models.layers import activation
 from mltune.models.rnn import RecurrentEncoder
 

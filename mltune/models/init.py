@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from mltune.catalog import Catalog
+from mltune.core.catalog import Catalog
 
 Initializer = Callable[..., object]
 INITS: Catalog[Initializer | None] = Catalog("weight_init")

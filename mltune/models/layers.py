@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mltune.catalog import Catalog
+from mltune.core.catalog import Catalog
 
 ACTIVATIONS: Catalog[type[nn.Module]] = Catalog("activation")
 for _name, _cls in {

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mltune.catalog import Catalog
+from mltune.core.catalog import Catalog
 from mltune.models.layers import activation
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mltune.catalog import Catalog
+from mltune.core.catalog import Catalog
 
 CELLS: Catalog[type[nn.RNNBase]] = Catalog("cell")
 CELLS.add("lstm", nn.LSTM)
@@ -27,7 +27,7 @@ class RecurrentEncoder(nn.Module):
                  pool: str = "last") -> None:
         super().__init__()
         if pool not in POOLINGS:
-            from mltune.errors import SpecError
+            from mltune.core.errors import SpecError
 
             raise SpecError(f"pool: unknown pooling {pool!r}; available: {', '.join(POOLINGS)}")
         self.rnn = CELLS.get(cell, field="cell")(

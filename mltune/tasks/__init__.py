@@ -1,15 +1,22 @@
-"""The tasks mltune can tune, by name. A new task is one module that registers itself here."""
+"""The tasks mltune can tune, by name. A new task is one subpackage that registers itself in
+``TASKS`` (the catalog a spec is validated against)."""
 
 from __future__ import annotations
 
-from mltune.catalog import Catalog
-from mltune.tasks.base import Task, TaskData
-
-TASKS: Catalog[Task] = Catalog("task")
+from mltune.data.splits import TaskData
+from mltune.spec.model import SearchSpec
+from mltune.spec.tasks import TASKS
+from mltune.tasks.base import Task
 
 
 def get_task(name: str) -> Task:
+    """The task called ``name``, whatever the data (a served model rebuilds its network so)."""
     return TASKS.get(name, field="task")
+
+
+def task_for(spec: SearchSpec) -> Task:
+    """The task as it applies to the spec's data: the one place a search looks its task up."""
+    return get_task(spec.task).for_data(spec.data)
 
 
 from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)
@@ -19,4 +26,4 @@ from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)
     timeseries,
 )
 
-__all__ = ["TASKS", "Task", "TaskData", "get_task"]
+__all__ = ["TASKS", "Task", "TaskData", "get_task", "task_for"]

@@ -7,61 +7,20 @@ tracking and registry code only ever talk to this interface.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from torch import nn
 
-from mltune.metrics import better_direction
-from mltune.spec import DataSpec
+from mltune.core.terms import direction_of
+from mltune.data.splits import TaskData
+from mltune.spec.model import DataSpec
 
 Params = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """Splits as tensors, prepared once per search, plus the metadata serving needs.
-
-    ``meta`` is plain JSON-able data (class labels, input shape, ...): it travels inside the
-    logged model so that nothing from the training data is needed at load time.
-    ``artifacts`` holds what serving needs that is not JSON (a fitted scikit-learn
-    transformer): each is saved with the model as a file of its own, and at serving time
-    ``Task.predict`` finds it in ``meta`` under the same name.
-    ``x_test_raw`` is for tasks whose tensors depend on preprocessing fitted on train: the
-    promotion gate re-encodes it with another model's preprocessing (``holdout_inputs``).
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    meta: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str = ""
-    artifacts: dict[str, Any] = field(default_factory=dict)
-    x_test_raw: Any = None  # the holdout inputs as the user has them; never logged
-
-    def to(self, device: torch.device) -> TaskData:
-        """The same data on ``device`` (moved once per search, not per trial)."""
-        move = {name: getattr(self, name).to(device) for name in
-                ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
-        return replace(self, **move)
-
-
-def fingerprint_arrays(*arrays: np.ndarray) -> str:
-    """A short content hash of the data: same data, same fingerprint."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
 
 
 class Task(ABC):
@@ -73,7 +32,7 @@ class Task(ABC):
     data_options: ClassVar[tuple[str, ...]] = ()
 
     def default_mode(self, metric: str) -> str:
-        return better_direction(metric)
+        return direction_of(metric).value
 
     def for_data(self, data: DataSpec) -> Task:
         """This task as it applies to ``data`` (called where a spec is validated).

@@ -12,11 +12,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from sklearn.model_selection import train_test_split
 
-from mltune.errors import DataError
-from mltune.losses import make_loss
-from mltune.metrics import classification_metrics
-from mltune.spec import DataSpec
-from mltune.tasks.base import Params, TaskData
+from mltune.core.errors import DataError
+from mltune.data.splits import TaskData
+from mltune.spec.model import DataSpec
+from mltune.tasks.base import Params
+from mltune.training.losses import make_loss
+from mltune.training.metrics import classification_metrics
 
 CLASSIFICATION_LOSSES = ["cross_entropy", "label_smoothing"]
 

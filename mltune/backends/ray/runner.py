@@ -1,0 +1,356 @@
+"""The Ray Tune side of the ray backend (imported only when Ray is installed).
+
+Driver: ``run_search`` starts (or joins) Ray, hands Tune a ``HyperOptSearch`` that numbers its
+trials from the search's ``Session``, and records each outcome through ``Session.record`` as it
+arrives, so the parent's ``best_<metric>``, the progress bar and the stop rules work as with the
+local backend. Workers: ``train_in_worker`` trains one trial with ``TrialRunner`` (the same code
+the local backend runs) and reports the outcome back.
+
+Pruning uses mltune's own rules (median, asha) in a small actor that every trial asks after each
+epoch: the worker then ends its run KILLED with ``mltune.pruned`` itself, as a local trial does.
+(Ray's schedulers would kill the worker instead, leaving its run to be closed from outside.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mlflow
+import ray
+import torch
+from hyperopt import Trials
+from mlflow.entities import RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.experimental import internal_kv
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.hyperopt import HyperOptSearch
+
+from mltune.backends.ray import check_tracking_store, worker_env, worker_tracking_uri
+from mltune.core import interrupts
+from mltune.core.environ import temporarily
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction, TrialStatus
+from mltune.data.splits import TaskData
+from mltune.search.hyperopt import point_of, rebuilt_trials, result_of, startup_trials
+from mltune.search.pruning import make_pruner
+from mltune.search.session import Session
+from mltune.search.trial import TrialRunner
+from mltune.spec.model import PruningSpec, SearchSpec
+from mltune.spec.space import decode
+from mltune.tasks.base import Task
+from mltune.tracking import tags as T
+from mltune.tracking.runs import SearchRun
+from mltune.training.device import resolve_device
+from mltune.training.precision import resolve_precision
+
+log = logging.getLogger(__name__)
+OUTCOME, LOSS = "mltune_outcome", "loss"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What a worker needs besides the data: plain values, so it pickles."""
+
+    spec: SearchSpec
+    task: Task
+    tracking_uri: str
+    parent_run_id: str
+    experiment_id: str
+    search_id: str
+
+
+class PrunerActor:
+    """The search's pruning rule, shared by all workers (it judges across trials)."""
+
+    def __init__(self, spec: PruningSpec, direction: Direction) -> None:
+        self.pruner = make_pruner(spec, direction)
+
+    def report(self, trial: int, epoch: int, value: float) -> bool:
+        return self.pruner.report(trial, epoch, value)
+
+    def finish(self, trial: int) -> None:
+        self.pruner.finish(trial)
+
+
+def worker_device(spec: SearchSpec) -> torch.device:
+    """The GPU Ray gave this trial (Ray sets CUDA_VISIBLE_DEVICES to it), else the CPU."""
+    if spec.device == "cpu":
+        return torch.device("cpu")
+    if spec.gpus_per_trial > 0 and ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    if spec.device == "auto":
+        return torch.device("cpu")
+    return resolve_device(spec.device)
+
+
+class ActorJudge:
+    """The pruning actor as a trial asks it (``search.trial.Judge``)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def report(self, trial: int, epoch: int, value: float) -> bool:
+        return bool(ray.get(self.actor.report.remote(trial, epoch, value)))
+
+    def finish(self, trial: int) -> None:
+        self.actor.finish.remote(trial)
+
+
+def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
+                    context: TrialContext | None = None, pruner: Any = None) -> None:
+    """One trial in a Ray worker: a child run opened here, the outcome reported to the driver."""
+    assert data is not None and context is not None
+    os.environ.pop("MLFLOW_RUN_ID", None)  # never log into the parent (mlflow#15713)
+    mlflow.set_tracking_uri(context.tracking_uri)
+    spec = context.spec
+    torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
+    device = worker_device(spec)
+    search = SearchRun(context.parent_run_id, context.experiment_id, context.search_id,
+                       MlflowClient())
+    runner = TrialRunner(spec, context.task, data.to(device), search, device,
+                         resolve_precision(spec.precision, device).name,
+                         judge=ActorJudge(pruner) if pruner is not None else None)
+    try:
+        with stop_when_told(stop_key(context.search_id)):
+            outcome = runner.run(config["number"], config["sample"], config["vals"])
+    except KeyboardInterrupt:
+        return  # the search was interrupted: the run is KILLED, nothing to report
+    result = result_of(outcome, spec.metric, spec.direction)
+    tune.report({LOSS: result.get("loss"), OUTCOME: json.dumps(asdict(outcome))})
+
+
+def stop_key(search_id: str) -> bytes:
+    return f"mltune-stop-{search_id}".encode()
+
+
+@contextlib.contextmanager
+def stop_when_told(key: bytes, every_s: float = 0.5) -> Iterator[None]:
+    """In a worker: when the driver is interrupted (it sets ``key`` in Ray's key-value store),
+    the trial stops at its next batch, as a local trial does on Ctrl-C, and ends KILLED."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            if internal_kv._internal_kv_get(key):
+                interrupts.request("SIGINT")
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True, name="mltune-stop-watch")
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        interrupts.clear()  # this worker process may train the next search's trials
+
+
+class NumberedHyperOpt(HyperOptSearch):
+    """HyperOptSearch that gives each trial its number and hyperopt's raw point.
+
+    The raw point (``vals``) is what a resumed search rebuilds TPE's history from; the number
+    is given here, in the driver, so numbers stay unique however trials interleave. When a stop
+    rule fires, no new trial starts; the ones running finish.
+    """
+
+    def __init__(self, space: dict[str, Any], session: Session) -> None:
+        spec, state = session.spec, session.history
+        history = rebuilt_trials(space, state,
+                                 lambda o: result_of(o, spec.metric, spec.direction))
+        budget = spec.max_evals
+        super().__init__(space=space, metric=LOSS, mode="min",
+                         n_initial_points=startup_trials(budget) if spec.algo == "tpe"
+                         else budget + 1,
+                         random_state_seed=spec.seed + len(history))
+        if len(history):
+            self._hpopt_trials = _requeued_first(history, len(state.requeue))
+            self._points_to_evaluate = len(state.requeue)
+        self.session: Session | None = session
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        assert self.session is not None
+        if self.session.stop_reason() is not None:
+            return Searcher.FINISHED
+        sample = super().suggest(trial_id)
+        if sample is None:
+            return None
+        doc = self._live_trial_mapping[trial_id][1]
+        return {"number": self.session.take_number(), "sample": sample,
+                "vals": point_of(doc)}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        # a failed trial (no loss) is a failed point for TPE, not a crash of the searcher
+        failed = error or not result or result.get(LOSS) is None
+        super().on_trial_complete(trial_id, result=None if failed else result, error=failed)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing: a search resumes from MLflow (``--resume``), not from Tune's files."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # Tune pickles its config: leave the driver's links out
+        state["session"] = None
+        return state
+
+
+def _requeued_first(trials: Trials, requeued: int) -> Trials:
+    """HyperOptSearch evaluates its queued points from index ``n-1`` down to 0: put the
+    interrupted points (last in ``rebuilt_trials``) first, in reverse, so they run in order."""
+    docs = trials._dynamic_trials
+    if requeued:
+        docs[:] = list(reversed(docs[-requeued:])) + docs[:-requeued]
+    trials.refresh()
+    return trials
+
+
+class Outcomes(tune.Callback):
+    """In the driver: each trial's outcome, recorded as it arrives."""
+
+    def __init__(self, session: Session) -> None:
+        self.session: Session | None = session
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if OUTCOME not in result:
+            return
+        outcome = TrialOutcome(**json.loads(result[OUTCOME]))
+        if outcome.status == TrialStatus.FAILED:
+            log.warning("trial %d failed: %s", outcome.number, outcome.error)
+        assert self.session is not None
+        self.session.record(outcome)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """The worker itself died (killed, out of host memory, node lost): a FAILED trial."""
+        number = trial.config["number"]
+        error = f"the Ray worker of trial {number} died: {_first_line(trial.get_error())}"
+        assert self.session is not None
+        run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
+        log.warning("trial %d failed: %s", number, error)
+        self.session.record(TrialOutcome(number, run_id or "", decode(trial.config["sample"]),
+                                         TrialStatus.FAILED, error=error))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"session": None}
+
+
+class Interrupted(tune.Stopper):
+    """Ctrl-C / SIGTERM (noted by ``interrupts``): stop every trial now, workers told too."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        try:
+            interrupts.check()
+        except KeyboardInterrupt:
+            internal_kv._internal_kv_put(self.key, b"1")
+            return True
+        return False
+
+
+def _first_line(error: Any) -> str:
+    text = str(error or "no error recorded").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else text
+
+
+def _close_runs(search: SearchRun, status: str, tag: str, value: str,
+                number: int | None = None) -> str | None:
+    """End this search's trial runs still RUNNING (all, or trial ``number``'s)."""
+    query = (f"tags.`{T.SEARCH_ID}` = '{search.search_id}' and "
+             f"tags.`{T.ROLE}` = 'trial' and attributes.status = 'RUNNING'")
+    if number is not None:
+        query += f" and tags.`{T.TRIAL}` = '{number}'"
+    found = None
+    for run in search.client.search_runs([search.experiment_id], filter_string=query):
+        search.client.log_batch(run.info.run_id, tags=[RunTag(tag, value)])
+        search.client.set_terminated(run.info.run_id, status)
+        found = run.info.run_id
+    return found
+
+
+@contextlib.contextmanager
+def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
+    """Ray for the search: started here (and stopped after) unless it already runs in this
+    process; joined when ``ray_address`` names a cluster. Quiet: no dashboard, no worker logs."""
+    if ray.is_initialized():
+        yield
+        return
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
+    auth_mode = os.environ.get("RAY_AUTH_MODE")  # a local start sets it for this process
+    ray.init(address=spec.ray_address or "local",  # "local": never a stray cluster
+             include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, runtime_env={"env_vars": worker_env(tracking_uri)})
+    if main:
+        signal.signal(signal.SIGTERM, sigterm)  # ray.init replaced ours (interrupts)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def run_search(session: Session, space: dict[str, Any]) -> None:
+    """Run the rest of the search's budget on Ray Tune; outcomes go to ``session.record``."""
+    spec = session.spec
+    samples = spec.max_evals - len(session.history.outcomes)
+    if samples <= 0:
+        return
+    search = session.search
+    uri = worker_tracking_uri(mlflow.get_tracking_uri())
+    storage = tempfile.mkdtemp(prefix="mltune-ray-")
+    quiet = temporarily({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                         "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0",
+                         "RAY_DEDUP_LOGS": "0"})
+    try:
+        with quiet, ray_session(spec, uri):
+            check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
+            pruner = None
+            if spec.pruning.rule != "none":
+                pruner = ray.remote(num_cpus=0)(PrunerActor).remote(spec.pruning,
+                                                                    spec.direction)
+            context = TrialContext(spec, session.task, uri, search.run_id,
+                                   search.experiment_id, search.search_id)
+            trainable = tune.with_parameters(train_in_worker, data=session.data.to("cpu"),
+                                             context=context, pruner=pruner)
+            searcher = NumberedHyperOpt(space, session)
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": spec.cpus_per_trial,
+                                                "gpu": spec.gpus_per_trial}),
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.parallelism),
+                    num_samples=samples, reuse_actors=True,
+                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+                run_config=tune.RunConfig(
+                    name=f"mltune-{search.search_id}", storage_path=storage, verbose=0,
+                    stop=Interrupted(stop_key(search.search_id)),
+                    callbacks=[Outcomes(session)], log_to_file=False),
+            )
+            try:
+                tuner.fit()
+            finally:
+                internal_kv._internal_kv_del(stop_key(search.search_id))
+        interrupts.check()  # Ctrl-C stopped the trials: now stop the search
+    finally:
+        _close_runs(search, "KILLED", T.INTERRUPTED, "true")  # none after a clean run
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial-{trial.config['number']:04d}"

@@ -1,0 +1,28 @@
+"""What a backend is (where trials run), and the catalog of backends by name.
+
+The catalog lives here, where the search looks a backend up; each backend module adds itself
+(``mltune.backends``, imported by the package root), so the search never imports a backend and
+a new one is one module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from mltune.core.catalog import Catalog
+from mltune.search.session import Session
+from mltune.spec.model import SearchSpec
+
+
+class Backend(Protocol):
+    """Runs a search's trials until its budget is spent or a stop rule fires."""
+
+    def preflight(self, spec: SearchSpec) -> None:
+        """Refuse what cannot run (a missing library, an unreachable cluster) before any data
+        is read or any run is opened."""
+
+    def run(self, session: Session, space: dict[str, Any]) -> None:
+        """Run trials of ``space`` (hyperopt's) through ``session``, resumed history first."""
+
+
+BACKENDS: Catalog[Backend] = Catalog("backend")

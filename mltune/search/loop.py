@@ -1,0 +1,136 @@
+"""The search from end to end, in the order the data flows.
+
+spec -> task and device -> backend preflight -> space -> tracking server check -> data loaded
+once -> parent run (new or resumed) -> the backend runs trials through a ``Session`` -> best
+trial -> registration and gate -> figures, summary, report.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mlflow.entities import RunStatus
+
+from mltune.core import interrupts
+from mltune.core.errors import SearchInterrupted, TrackingLost
+from mltune.core.outcomes import TrialOutcome
+from mltune.data.splits import TaskData
+from mltune.search.backend import BACKENDS
+from mltune.search.finish import log_best_figures, make_report, register_best
+from mltune.search.pruning import make_pruner
+from mltune.search.result import SearchResult, select_best
+from mltune.search.resume import ResumeState, resume_search
+from mltune.search.session import Session
+from mltune.search.stopping import Progress
+from mltune.search.trial import TrialRunner
+from mltune.spec.model import SearchSpec
+from mltune.spec.space import build_space
+from mltune.tasks import task_for
+from mltune.tracking import tags as T
+from mltune.tracking.background import Finisher
+from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
+from mltune.tracking.runs import start_search
+from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
+from mltune.training.device import resolve_device
+from mltune.training.precision import resolve_precision
+
+log = logging.getLogger(__name__)
+
+Display = Callable[[TrialOutcome, float | None], None]
+
+
+def hide_references(data: TaskData, spec: SearchSpec) -> None:
+    """The task's metadata (logged with every model) names ``${VAR}`` data as written."""
+    if spec.data.references:
+        data.meta.update({k: spec.data.shown(v) for k, v in data.meta.items()})
+
+
+def tune(
+    spec: SearchSpec,
+    progress: Display | None = None,
+    resume: str | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> SearchResult:
+    """Run the search the spec describes (or continue the one ``resume`` names); register
+    the best model. Returns the outcome.
+
+    ``progress(outcome, best)`` is called after each trial; ``on_start`` once the data has
+    loaded and the parent run is open, before the first trial (so a progress display never
+    appears above a data error).
+    """
+    task = task_for(spec)
+    device = resolve_device(spec.device)
+    backend = BACKENDS.get(spec.backend, field="backend")
+    backend.preflight(spec)  # e.g. ray: is it installed?
+    space = build_space(spec.space)
+    check_tracking_server(resume)  # a refused password costs seconds, not a data load
+    data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
+    hide_references(data, spec)
+    if device.type == "cuda" and not gpu_metrics_available():
+        log.warning(GPU_METRICS_NOTICE)
+    if resume:
+        search, history = resume_search(resume, spec, space, data.fingerprint)
+    else:
+        search, history = start_search(spec, data.fingerprint), ResumeState()
+    try:
+        if on_start is not None:
+            on_start()
+        with interrupts.stop_on_signals():
+            finisher = Finisher()
+            runner = TrialRunner(spec, task, data, search, device,
+                                 resolve_precision(spec.precision, device).name,
+                                 judge=make_pruner(spec.pruning, spec.direction),
+                                 finish=finisher.submit)
+            session = Session(spec, task, data, search, device, runner,
+                              Progress(spec, search.log_best, progress, history.outcomes),
+                              history)
+            try:
+                backend.run(session, space)
+            finally:
+                finisher.close()  # every finished trial's model is logged
+        result = _result(spec, session)
+        register_best(result, search, data)
+        log_best_figures(task, data, result, search)
+        search.log_summary(
+            params={f"best.{k}": v for k, v in result.best.params.items()},
+            metrics={"trials_finished": result.finished, "trials_failed": result.failed,
+                     "trials_pruned": result.pruned},
+            tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
+                  T.STOP_REASON: session.stop_reason() or "max_evals reached"},
+        )
+        result.report_error = make_report(search)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        search.end(RunStatus.to_string(RunStatus.KILLED))
+        raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
+    except BaseException as exc:
+        if is_outage(exc):  # finished trials are on the server; say how to go on
+            best_effort(search.end, RunStatus.to_string(RunStatus.FAILED))
+            raise TrackingLost(search.run_id, outage_reason(exc)) from None
+        search.end(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    search.end(RunStatus.to_string(RunStatus.FINISHED))
+    return result
+
+
+def _result(spec: SearchSpec, session: Session) -> SearchResult:
+    outcomes = session.all_outcomes
+    best = select_best(outcomes, spec.metric, spec.direction)
+    search = session.search
+    return SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
+                        outcomes, best)
+
+
+def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    """Train and log one configuration as a standalone run; return (run id, final metrics)."""
+    task = task_for(spec)
+    device = resolve_device(spec.device)
+    full = {**task.default_params(), **params}
+    check_tracking_server()
+    data = task.load(spec.data, spec.seed).to(device)
+    hide_references(data, spec)
+    runner = TrialRunner(spec, task, data, None, device,
+                         resolve_precision(spec.precision, device).name, raise_failures=True)
+    outcome = runner.run_params(0, full, run_name=f"{spec.name}-train")
+    return outcome.run_id, outcome.metrics

@@ -1,0 +1,60 @@
+"""What a search leaves behind, and how its best trial is chosen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mltune.core.errors import SearchError
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction, TrialStatus
+from mltune.registry.gate import Decision
+from mltune.spec.model import SearchSpec
+
+
+@dataclass
+class SearchResult:
+    """What a search leaves behind: its runs, its best trial, the registered version."""
+
+    spec: SearchSpec
+    parent_run_id: str
+    experiment_id: str
+    search_id: str
+    trials: list[TrialOutcome]
+    best: TrialOutcome
+    registered_version: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    decision: Decision | None = None  # the promotion gate's, for the registered version
+    gate_error: str | None = None  # why the gate could not run, when it could not
+    report_error: str | None = None  # why the report could not be made, when it could not
+
+    @property
+    def best_value(self) -> float:
+        return self.best.metrics[self.spec.metric]
+
+    def count(self, status: TrialStatus) -> int:
+        return sum(t.status == status for t in self.trials)
+
+    @property
+    def finished(self) -> int:
+        return self.count(TrialStatus.FINISHED)
+
+    @property
+    def failed(self) -> int:
+        return self.count(TrialStatus.FAILED)
+
+    @property
+    def pruned(self) -> int:
+        return self.count(TrialStatus.PRUNED)
+
+
+def select_best(outcomes: list[TrialOutcome], metric: str, direction: Direction) -> TrialOutcome:
+    """The best finished trial by ``metric``; the earliest wins a tie."""
+    finished = [t for t in outcomes if t.status == TrialStatus.FINISHED and metric in t.metrics]
+    best = direction.best_of(finished, key=lambda t: t.metrics[metric])
+    if best is None:
+        errors = {t.error for t in outcomes if t.error}
+        detail = f" (errors: {'; '.join(sorted(errors))[:500]})" if errors else ""
+        failed = sum(t.status == TrialStatus.FAILED for t in outcomes)
+        raise SearchError(f"no trial finished with metric {metric!r}: "
+                          f"{failed} of {len(outcomes)} trials failed{detail}")
+    return best

@@ -1,0 +1,118 @@
+"""Resuming a search from what MLflow holds: no pickle, no side files.
+
+Each trial run carries hyperopt's raw point (tag ``mltune.hyperopt_vals``) and the value it was
+scored by (``mltune.objective``), so the history TPE learns from is rebuilt from the finished,
+failed and pruned children. Children left RUNNING by a crash are marked KILLED and their points
+are evaluated again first; trial numbers continue after the highest one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+import yaml
+from hyperopt import space_eval
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mltune.core.errors import SpecError
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import TrialStatus
+from mltune.spec.build import build_spec
+from mltune.spec.model import SearchSpec
+from mltune.spec.space import decode
+from mltune.tracking import tags as T
+from mltune.tracking.model import quiet_model_io
+from mltune.tracking.runs import SearchRun
+
+
+@dataclass
+class ResumeState:
+    """The part of a search that already ran."""
+
+    outcomes: list[TrialOutcome] = field(default_factory=list)  # finished, failed, pruned
+    vals: list[dict[str, Any]] = field(default_factory=list)  # hyperopt points of outcomes
+    requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted: run again
+    next_number: int = 1
+
+
+def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
+    found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
+    keys = sorted(set(original.space) | set(spec.space))
+    found += [f"space.{k}" for k in keys if original.space.get(k) != spec.space.get(k)]
+    return found
+
+
+def _status(run: Any) -> TrialStatus:
+    if run.data.tags.get(T.PRUNED) == "true":
+        return TrialStatus.PRUNED
+    return TrialStatus(run.info.status)
+
+
+def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
+                  data_fingerprint: str) -> tuple[SearchRun, ResumeState]:
+    """Re-open ``parent_run_id`` and rebuild the search's history from its children."""
+    client = MlflowClient()
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run -P resume=...` made one
+    if launcher and launcher != parent_run_id:
+        client.set_tag(launcher, T.RESUMES, parent_run_id)
+    try:
+        parent = client.get_run(parent_run_id)
+    except MlflowException:
+        raise SpecError(f"no run {parent_run_id!r} in this tracking store",
+                        field="resume") from None
+    if parent.data.tags.get(T.ROLE) != "search":
+        raise SpecError(f"run {parent_run_id} is not an mltune search (no tag "
+                        f"{T.ROLE}=search)", field="resume")
+    with quiet_model_io():
+        text = mlflow.artifacts.load_text(f"runs:/{parent_run_id}/spec.yaml")
+    differences = _differences(build_spec(yaml.safe_load(text)), spec)
+    if differences:
+        raise SpecError(f"the spec differs from the search's in {', '.join(differences)}; a "
+                        "resumed search keeps its task, data and space", field="resume")
+    recorded = parent.data.tags.get(T.DATA_FINGERPRINT)
+    if recorded and recorded != data_fingerprint:
+        raise SpecError(f"the data changed since the search started (fingerprint "
+                        f"{recorded} -> {data_fingerprint})", field="resume")
+
+    search_id = parent.data.tags[T.SEARCH_ID]
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{T.SEARCH_ID}` = '{search_id}' "
+                      f"and tags.`{T.ROLE}` = 'trial'",
+        max_results=50000)
+    children.sort(key=lambda r: int(r.data.tags.get(T.TRIAL, 0)))
+    state = ResumeState()
+    interrupted: list[dict[str, Any]] = []
+    for run in children:
+        number = int(run.data.tags.get(T.TRIAL, 0))
+        state.next_number = max(state.next_number, number + 1)
+        vals = json.loads(run.data.tags.get(T.VALS, "null") or "null")
+        status = _status(run)
+        if status == TrialStatus.RUNNING:
+            client.set_tag(run.info.run_id, T.INTERRUPTED, "true")
+            client.set_terminated(run.info.run_id, "KILLED")
+            status = TrialStatus.KILLED
+        if vals is None:
+            continue
+        if status == TrialStatus.KILLED:
+            interrupted.append(vals)
+            continue
+        objective = run.data.tags.get(T.OBJECTIVE)
+        outcome = TrialOutcome(
+            number, run.info.run_id, decode(space_eval(space, vals)), status,
+            metrics={spec.metric: float(objective)} if objective else {},
+            model_uri=run.data.tags.get(T.MODEL_URI),
+            error=run.data.tags.get(T.ERROR))
+        state.outcomes.append(outcome)
+        state.vals.append(vals)
+    state.requeue = [v for v in interrupted if v not in state.vals]
+    client.set_terminated(parent_run_id, "RUNNING")
+    resumed = int(parent.data.tags.get(T.RESUMED, "0")) + 1
+    client.set_tag(parent_run_id, T.RESUMED, str(resumed))
+    search = SearchRun(parent_run_id, parent.info.experiment_id, search_id, client)
+    return search, state

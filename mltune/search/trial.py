@@ -1,0 +1,190 @@
+"""One trial's whole life, from a sampled point to a logged model, and the one place its status
+is decided.
+
+A trial is FINISHED when its network trained; its model is then logged (in the background by
+the local backend, while the next trial trains), and only a failure to log it can still turn it
+FAILED (or KILLED, when the tracking server went away: a resume runs it again). What TPE learns
+is the measured metric either way (``search.hyperopt.result_of``), so hyperopt's view and a
+resumed search's view of a trial agree.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from mltune.core import interrupts
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import TrialStatus
+from mltune.data.splits import TaskData
+from mltune.search.pruning import TrialPruned
+from mltune.spec.model import SearchSpec
+from mltune.spec.space import decode
+from mltune.tasks.base import Task
+from mltune.tracking import tags as T
+from mltune.tracking.background import inline
+from mltune.tracking.remote import best_effort, is_outage
+from mltune.tracking.runs import SearchRun, TrialRun, describe_error
+from mltune.training.device import seed_everything
+from mltune.training.fit import EarlyStopping, FitResult, fit
+
+log = logging.getLogger(__name__)
+Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now or later)
+
+
+class Judge(Protocol):
+    """A pruning rule as a trial sees it (the local ``Pruner``, or a Ray actor's proxy)."""
+
+    def report(self, trial: int, epoch: int, value: float) -> bool: ...
+
+    def finish(self, trial: int) -> None: ...
+
+
+class NoPruning:
+    def report(self, trial: int, epoch: int, value: float) -> bool:
+        return False
+
+    def finish(self, trial: int) -> None:
+        pass
+
+
+@dataclass
+class Trained:
+    """A trained network whose run is still open, waiting for its model to be logged."""
+
+    run: TrialRun
+    network: nn.Module
+    params: Mapping[str, Any]
+    result: FitResult
+
+
+class TrialRunner:
+    """Runs trials of one search (or the single run of ``mltune train``): decode, open the run,
+    train, log, close with a status.
+
+    Self-contained (no search-wide state but the pruning rule), so a backend can run it in a
+    worker process.
+    """
+
+    def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun | None,
+                 device: torch.device, precision: str, judge: Judge | None = None,
+                 finish: Finish = inline, raise_failures: bool = False) -> None:
+        self.spec, self.task, self.data, self.search = spec, task, data, search
+        self.device, self.precision = device, precision
+        self.judge = judge or NoPruning()
+        self.finish = finish
+        self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
+
+    def run(self, number: int, sample: Mapping[str, Any],
+            vals: Mapping[str, Any] | None = None) -> TrialOutcome:
+        """Trial ``number`` for hyperopt's ``sample``; never raises for a failed trial (an
+        interrupt and a lost tracking server do raise: they stop the search)."""
+        try:
+            return self.run_params(number, decode(sample), vals)
+        finally:
+            self.judge.finish(number)
+
+    def run_params(self, number: int, params: dict[str, Any],
+                   vals: Mapping[str, Any] | None = None,
+                   run_name: str | None = None) -> TrialOutcome:
+        started = time.perf_counter()
+        outcome = TrialOutcome(number, "", params, TrialStatus.RUNNING)
+        run: TrialRun | None = None
+        try:
+            run = TrialRun.open(self.search, number, params, self.device, run_name=run_name,
+                                vals=vals, precision=self.precision)
+            outcome.run_id = run.run_id
+            trained = self._train(number, params, run)
+        except TrialPruned as pruned:
+            outcome.status, outcome.error = TrialStatus.PRUNED, str(pruned)
+            outcome.metrics = {self.spec.metric: pruned.best}
+            assert run is not None
+            run.end(TrialStatus.PRUNED, {T.OBJECTIVE: repr(float(pruned.best)),
+                                         T.EPOCHS_RUN: str(pruned.epoch), T.ERROR: str(pruned)})
+        except (KeyboardInterrupt, SystemExit):
+            if run is not None:
+                run.end(TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+            raise
+        except Exception as exc:
+            if is_outage(exc):  # the server is gone: a resume re-runs this trial
+                if run is not None:
+                    best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+                raise
+            outcome.status, outcome.error = TrialStatus.FAILED, describe_error(exc)
+            if run is not None:
+                run.fail(outcome.error)
+            if self.raise_failures:
+                raise
+            log.warning("trial %d failed: %s", number, outcome.error)
+        else:
+            outcome.status, outcome.metrics = TrialStatus.FINISHED, trained.result.final
+            self.finish(lambda: self._log(trained, outcome))
+        finally:
+            release_memory(self.device)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _train(self, number: int, params: Mapping[str, Any], run: TrialRun) -> Trained:
+        spec = self.spec
+        seed = spec.seed + number
+        seed_everything(seed)
+        network = self.task.build_model(params, self.data.meta)
+        best: list[float] = []
+
+        def epoch_done(epoch: int, metrics: dict[str, float]) -> None:
+            run.log_epoch(epoch, metrics)
+            interrupts.check()
+            value = metrics[spec.metric]
+            if not best or spec.direction.better(value, best[0]):
+                best[:] = [value]
+            if self.judge.report(number, epoch, value):
+                raise TrialPruned(epoch, best[0], spec.pruning.rule)
+
+        stopper = (EarlyStopping(spec.metric, spec.direction, spec.patience)
+                   if spec.patience else None)
+        result = fit(network, self.data, params,
+                     loss_fn=self.task.make_loss(params, self.data),
+                     score=lambda out, y: self.task.score(out, y, self.data.meta),
+                     epochs=spec.epochs, seed=seed, on_epoch=epoch_done,
+                     early_stopping=stopper, time_limit_s=spec.trial_timeout_s,
+                     precision=spec.precision, compile_model=spec.compile)
+        run.stop_monitor()
+        return Trained(run, network, params, result)
+
+    def _log(self, trained: Trained, outcome: TrialOutcome) -> None:
+        """The second half of a trial: the value it is scored by, its files, its model. A
+        failure here fails the trial (an outage leaves it KILLED, to be re-run by a resume)."""
+        run, result = trained.run, trained.result
+        try:
+            run.log_outcome(result.final.get(self.spec.metric), epochs_run=len(result.history),
+                            best_epoch=result.best_epoch or len(result.history))
+            run.log_artifacts(self.task.trial_artifacts(trained.network, self.data))
+            outcome.model_uri = run.log_model(self.task, trained.network, trained.params,
+                                              self.data)
+            run.end(TrialStatus.FINISHED)
+        except Exception as exc:
+            outcome.error = describe_error(exc)
+            if is_outage(exc):
+                outcome.status = TrialStatus.KILLED
+                best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+            else:
+                outcome.status = TrialStatus.FAILED
+                run.fail(outcome.error)
+            if self.raise_failures:
+                raise
+            log.warning("trial %d failed while its model was logged: %s", outcome.number,
+                        outcome.error)
+
+
+def release_memory(device: torch.device) -> None:
+    """Give back what a trial left, so trial 300 runs like trial 3."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,7 @@
+"""The search spec: frozen dataclasses (``model``), built and validated from YAML and overrides
+(``build``) with shared validators (``options``); the YAML space as hyperopt's (``space``)."""
+
+from mltune.spec.build import build_spec, load_spec
+from mltune.spec.model import DataSpec, PruningSpec, SearchSpec, StopSpec
+
+__all__ = ["DataSpec", "PruningSpec", "SearchSpec", "StopSpec", "build_spec", "load_spec"]

@@ -1,0 +1,257 @@
+"""The search spec: one YAML file, overridable key by key, validated into frozen dataclasses.
+
+Everything a search needs is decided here, at the edge; the rest of mltune receives a
+``SearchSpec`` and never a raw dict or argparse namespace. Every rejection names the field, the
+value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mltune.core.errors import SpecError
+from mltune.spec.model import COMMON_DATA_KEYS, DataSpec, PruningSpec, SearchSpec, StopSpec
+from mltune.spec.options import (
+    boolean,
+    fraction,
+    integer,
+    non_negative,
+    optional_integer,
+    optional_positive,
+    section,
+    string,
+)
+from mltune.spec.space import build_space
+from mltune.spec.tasks import TASKS
+
+MODES = ("max", "min")
+ALGOS = ("tpe", "rand", "anneal")
+BACKENDS = ("local", "ray")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+
+TOP_LEVEL_KEYS = tuple(f.name for f in SearchSpec.__dataclass_fields__.values())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a spec file; a missing file or malformed YAML is a SpecError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"config: file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"config: {str(path)!r} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"config: {str(path)!r} is not UTF-8 text") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"config: {str(path)!r} must hold a mapping of keys, got {raw!r}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``space.dropout``) in a copy of the raw spec."""
+    merged = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parents[: i + 1])
+                raise SpecError(f"{dotted}: {where} is {child!r}, not a mapping",
+                                field="overrides")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def _data_spec(raw: Any, task: Any) -> DataSpec:
+    if raw is None:
+        raw = {}
+    if isinstance(raw, str):
+        raw = {"source": raw}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"data: expected a mapping with at least 'source', got {raw!r}")
+    raw, references = expand_references(raw)
+    allowed = COMMON_DATA_KEYS + tuple(task.data_options)
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(
+                f"data.{key}: unknown key for task {task.name!r}; allowed: {', '.join(allowed)}"
+            )
+    source = raw.get("source", task.default_source)
+    if not isinstance(source, str) or not source:
+        raise SpecError(f"data.source: expected a built-in name or a path, got {source!r}")
+    val_size, test_size = fraction(raw, "val_size", 0.15), fraction(raw, "test_size", 0.15)
+    if val_size + test_size >= 0.9:
+        raise SpecError(
+            f"data.val_size + data.test_size: {val_size + test_size:g} leaves too little to "
+            "train on; expected a sum below 0.9"
+        )
+    horizon = raw.get("horizon")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
+                                or horizon < 1):
+        raise SpecError(f"data.horizon: {horizon!r} is not allowed; expected a whole number >= 1")
+    for key in ("target", "text", "time"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise SpecError(f"data.{key}: expected a column name, got {raw[key]!r}")
+    options = {k: v for k, v in raw.items() if k not in COMMON_DATA_KEYS}
+    return DataSpec(
+        source=source,
+        target=raw.get("target"),
+        text=raw.get("text"),
+        time=raw.get("time"),
+        horizon=horizon,
+        val_size=val_size,
+        test_size=test_size,
+        options=options,
+        references=references,
+    )
+
+
+def expand_references(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``${VAR}`` in the string values of ``data:`` -> the environment's value.
+
+    Returns the expanded mapping and, per key, the text as written: that is what the search
+    logs (params, spec.yaml, the model's metadata), so a path or URL can carry a secret from
+    the environment without it reaching the tracking server.
+    """
+
+    expanded, references = dict(raw), {}
+    for key, value in raw.items():
+        if not isinstance(value, str) or not _REFERENCE.search(value):
+            continue
+        for name in _REFERENCE.findall(value):
+            if name not in os.environ:
+                raise SpecError(f"data.{key}: environment variable {name} is not set "
+                                f"(referenced as ${{{name}}} in {value!r})")
+        expanded[key] = _REFERENCE.sub(lambda m: os.environ[m.group(1)], value)
+        references[key] = value
+    return expanded, references
+
+
+def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+        if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
+            raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
+                            "expanded only in data: values; MLflow shows this one as written")
+    task = TASKS.get(raw.get("task", "image"), field="task")
+    data = _data_spec(raw.get("data"), task)
+    task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
+    user_space = raw.get("space") or {}
+    if not isinstance(user_space, Mapping):
+        raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
+    space = {**task.default_space(), **user_space}
+    build_space(space)  # validates every distribution now, before anything runs
+    data = task.resolve_data(data, space)
+    metric = string(raw, "metric", task.default_metric)
+    logged = task.metric_names(data)
+    if metric not in logged:
+        raise SpecError(
+            f"metric: {metric!r} is not logged by task {task.name!r}; available: "
+            f"{', '.join(logged)}"
+        )
+    device = string(raw, "device", "auto")
+    if not _DEVICE.match(device):
+        raise SpecError(f"device: {device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    return SearchSpec(
+        name=string(raw, "name", f"{task.name}-search"),
+        task=task.name,
+        data=data,
+        metric=metric,
+        mode=string(raw, "mode", task.default_mode(metric), MODES),
+        max_evals=integer(raw, "max_evals", 20, minimum=1),
+        algo=string(raw, "algo", "tpe", ALGOS),
+        seed=integer(raw, "seed", 0, minimum=0),
+        epochs=integer(raw, "epochs", 10, minimum=1),
+        device=device,
+        backend=string(raw, "backend", "local", BACKENDS),
+        parallelism=integer(raw, "parallelism", 1, minimum=1),
+        registered_model=string(raw, "registered_model", f"mltune-{task.name}"),
+        space=space,
+        min_delta=non_negative(raw, "min_delta", 0.0),
+        patience=optional_integer(raw, "patience", minimum=1),
+        trial_timeout_s=optional_positive(raw, "trial_timeout_s"),
+        pruning=_pruning_spec(raw.get("pruning")),
+        stop=_stop_spec(raw.get("stop")),
+        precision=string(raw, "precision", "auto", PRECISIONS),
+        compile=boolean(raw, "compile", False),
+        **_ray_keys(raw, device),
+    )
+
+
+def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
+    """Resources per trial and the cluster to join (used by ``backend: ray``)."""
+    cpus = raw.get("cpus_per_trial", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
+        raise SpecError(f"cpus_per_trial: {cpus!r} is not allowed; expected a number > 0")
+    gpus = raw.get("gpus_per_trial", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (
+            gpus > 1 and not float(gpus).is_integer()):
+        raise SpecError(f"gpus_per_trial: {gpus!r} is not allowed; expected a number >= 0, "
+                        "a fraction up to 1 (0.25: four trials share a GPU) or a whole number")
+    if raw.get("backend") == "ray" and device.startswith("cuda") and not gpus:
+        raise SpecError(f"device: {device!r} with backend ray needs gpus_per_trial > 0 "
+                        "(Ray gives a trial a GPU only when it reserves one)")
+    address = raw.get("ray_address")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise SpecError(f"ray_address: {address!r} is not allowed; expected auto, host:port "
+                        "or ray://host:port (or leave it out to start a local Ray)")
+    return {"cpus_per_trial": float(cpus), "gpus_per_trial": float(gpus),
+            "ray_address": address.strip() if address else None}
+
+
+PRUNING_RULES = ("none", "median", "asha")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _pruning_spec(value: Any) -> PruningSpec:
+    keys = tuple(PruningSpec.__dataclass_fields__)
+    raw = section(value, "pruning", keys)
+    return PruningSpec(
+        rule=string(raw, "pruning.rule", "none", PRUNING_RULES),
+        warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
+        warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
+        min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),
+        eta=integer(raw, "pruning.eta", 3, minimum=2),
+    )
+
+
+def _stop_spec(value: Any) -> StopSpec:
+    raw = section(value, "stop", tuple(StopSpec.__dataclass_fields__))
+    target = raw.get("stop.target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
+        raise SpecError(f"stop.target: expected a number, got {target!r}")
+    return StopSpec(
+        no_improvement=optional_integer(raw, "stop.no_improvement", minimum=1),
+        time_budget_s=optional_positive(raw, "stop.time_budget_s"),
+        target=None if target is None else float(target),
+    )
+
+
+def load_spec(
+    config: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> SearchSpec:
+    """Read ``config`` (or start from the defaults), apply dotted overrides, validate."""
+    raw = read_yaml(config) if config else {}
+    return build_spec(apply_overrides(raw, overrides or {}))

@@ -1,0 +1,114 @@
+"""The search spec as frozen dataclasses: what a search is, built once at the edge.
+
+Everything a search needs is decided when the spec is built (``mltune.spec.build``); the rest of
+mltune receives a ``SearchSpec`` and never a raw dict or argparse namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mltune.core.terms import Direction
+
+COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data is and how it is split; task-specific keys live in ``options``."""
+
+    source: str
+    target: str | None = None
+    text: str | None = None
+    time: str | None = None
+    horizon: int | None = None
+    val_size: float = 0.15
+    test_size: float = 0.15
+    options: Mapping[str, Any] = field(default_factory=dict)
+    references: Mapping[str, str] = field(default_factory=dict)  # key -> "${VAR}..." as written
+
+    def shown(self, value: Any) -> Any:
+        """``value`` as it may be logged: an expanded ``${VAR}`` goes back to its reference."""
+        for key, template in self.references.items():
+            expanded = getattr(self, key) if key in COMMON_DATA_KEYS else self.options.get(key)
+            if isinstance(value, str) and value == expanded:
+                return template
+        return value
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """Stopping losing trials early, judged across trials on the search's metric."""
+
+    rule: str = "none"  # none | median | asha
+    warmup_trials: int = 3  # median: trials that always run in full first
+    warmup_epochs: int = 1  # median: epochs before a trial can be judged
+    min_epochs: int = 1  # asha: the first rung
+    eta: int = 3  # asha: keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+
+
+@dataclass(frozen=True)
+class StopSpec:
+    """When the whole search stops before ``max_evals``."""
+
+    no_improvement: int | None = None  # trials in a row without a new best
+    time_budget_s: float | None = None  # wall-clock seconds for the search
+    target: float | None = None  # a metric value good enough to stop at
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated search: what to tune, on which data, for how long, where to log it."""
+
+    name: str
+    task: str
+    data: DataSpec
+    metric: str
+    mode: str
+    max_evals: int
+    algo: str
+    seed: int
+    epochs: int
+    device: str
+    backend: str
+    parallelism: int
+    registered_model: str
+    space: Mapping[str, Any]
+    min_delta: float = 0.0
+    patience: int | None = None  # early stopping: epochs without improvement of the metric
+    trial_timeout_s: float | None = None  # a trial running longer fails
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    stop: StopSpec = field(default_factory=StopSpec)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
+    compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
+    cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
+    gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
+    ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins
+
+    @property
+    def direction(self) -> Direction:
+        """``mode`` as the enum that compares values (``better``, ``as_loss``...)."""
+        return Direction(self.mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec in its YAML form: ``load_spec`` of it gives this spec back.
+
+        It is what the parent run keeps as ``spec.yaml``, so a search can be re-read later
+        (promotion re-loads the holdout split from it).
+        """
+        values = json.loads(json.dumps(asdict(self)))
+        data = values.pop("data")
+        options, references = data.pop("options"), data.pop("references")
+        merged = {**data, **options, **references}  # ${VAR} as written, never its value
+        values["data"] = {k: v for k, v in merged.items() if v is not None}
+        values["stop"] = {k: v for k, v in values["stop"].items() if v is not None}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def fingerprint(self) -> str:
+        """A short hash of the whole spec, for lineage tags."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

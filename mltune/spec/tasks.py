@@ -1,0 +1,36 @@
+"""What building a spec asks of a task, and the catalog of tasks by name.
+
+The catalog lives here, where a spec is validated, and each task module adds itself to it
+(``mltune.tasks``, imported by the package root): so the spec layer never imports a task, and a
+new task is one module that registers itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from mltune.core.catalog import Catalog
+from mltune.spec.model import DataSpec
+
+
+class TaskRules(Protocol):
+    """The part of a task that validating a spec needs (``mltune.tasks.base.Task`` has it)."""
+
+    name: str
+    default_source: str | None
+    default_metric: str
+    data_options: tuple[str, ...]
+
+    def for_data(self, data: DataSpec) -> TaskRules: ...
+
+    def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec: ...
+
+    def default_space(self) -> dict[str, Any]: ...
+
+    def metric_names(self, data: DataSpec) -> list[str]: ...
+
+    def default_mode(self, metric: str) -> str: ...
+
+
+TASKS: Catalog[Any] = Catalog("task")

@@ -1,0 +1,375 @@
+"""Forecasting one series with a recurrent network: ``window`` past steps -> ``horizon`` steps.
+
+The series is read and checked once (``series.py`` states the rules), split in time order
+(train, then validation, then test: the last two are the last segments of the series), and
+scaled with statistics of the train segment only. A window's inputs may reach back into the
+segment before its targets (that past is known when forecasting); its targets never cross a
+segment boundary.
+
+Windows of every size a trial may sample are cut once, ``data.max_window`` steps long (by
+default the largest ``window`` of the space); each network reads its own last ``window`` steps.
+So the training loop stays generic, and every trial, whatever its window, is scored on the same
+validation targets as every other trial and as the naive forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from pandas.tseries.frequencies import to_offset
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from mltune.core.errors import DataError, SpecError
+from mltune.data.splits import TaskData, fingerprint_arrays
+from mltune.models.forecaster import Forecaster
+from mltune.models.init import init_weights
+from mltune.spec.model import DataSpec
+from mltune.spec.tasks import TASKS
+from mltune.tasks.base import Params, Task
+from mltune.tasks.timeseries.series import FILLS, Columns, check_freq, future, prepare, read_table
+from mltune.training.losses import make_loss
+
+FORECAST_LOSSES = ["mse", "mae", "huber"]
+DEFAULT_WINDOWS = [12, 24, 48]
+DEFAULT_PARAMS = {"window": 24, "cell": "lstm", "num_layers": 1, "hidden_size": 64,
+                  "dropout": 0.0, "activation": "relu", "weight_init": "default",
+                  "loss": "mse", "learning_rate": 3e-3, "weight_decay": 1e-6,
+                  "optimizer": "adam", "batch_size": 32}
+FORECAST = "forecast"
+STEP = "step"
+
+
+def space_upper_bound(value: Any, path: str) -> int:
+    """The largest whole value a YAML-form hyperparameter can take (for ``window``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(round(value))
+    if isinstance(value, Mapping) and len(value) == 1:
+        (name, args), = value.items()
+        if name == "choice":
+            return max(space_upper_bound(v, path) for v in args)
+        if name == "pchoice":
+            return max(space_upper_bound(pair[1], path) for pair in args)
+        if name in ("uniform", "loguniform"):
+            return int(math.floor(args[1]))
+        if name in ("quniform", "qloguniform"):
+            return int(round(args[1] / args[2]) * args[2])
+        if name == "randint":
+            return int(args[-1]) - 1
+    raise SpecError(f"{path}: {value!r} is not allowed; expected a whole number or a bounded "
+                    "distribution (choice, quniform, randint, uniform)")
+
+
+def space_options(value: Any) -> list[Any]:
+    """The literal values a YAML-form hyperparameter may take (empty when not a choice)."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        (name, args), = value.items()
+        if name == "choice":
+            return list(args)
+        if name == "pchoice":
+            return [pair[1] for pair in args]
+        return []
+    return [value]
+
+
+def segment_sizes(n: int, data: DataSpec) -> tuple[int, int, int]:
+    """Rows of the train, validation and test segments, in time order."""
+    n_val, n_test = round(data.val_size * n), round(data.test_size * n)
+    return n - n_val - n_test, n_val, n_test
+
+
+def rows_needed(data: DataSpec, window: int, horizon: int) -> int:
+    """The shortest series whose segments fit: validation and test at least one horizon each,
+    train at least one window followed by one horizon."""
+    n = window + 3 * horizon
+    while True:
+        n_train, n_val, n_test = segment_sizes(n, data)
+        if n_val >= horizon and n_test >= horizon and n_train >= window + horizon:
+            return n
+        n += 1
+
+
+def _time_text(value: Any) -> Any:
+    """A time as JSON holds it: ISO text for timestamps (a date alone at midnight), an int for
+    steps."""
+    if not isinstance(value, pd.Timestamp):
+        return int(value)
+    if value.tz is None and value == value.normalize():
+        return value.date().isoformat()
+    return value.isoformat()
+
+
+def times_around(meta: Mapping[str, Any], start: int, count: int) -> pd.Index | None:
+    """Times of ``count`` rows from row ``start`` (counted from the validation start)."""
+    if meta["time"] is None:
+        return None
+    freq = meta["freq"]
+    if isinstance(freq, int):
+        return pd.Index(meta["val_start"] + freq * np.arange(start, start + count))
+    anchor = pd.Timestamp(meta["val_start"])
+    first = anchor + start * to_offset(freq)
+    return pd.date_range(first, periods=count, freq=freq)
+
+
+class TimeseriesTask(Task):
+    name = "timeseries"
+    default_metric = "val_rmse"
+    data_options = ("covariates", "max_window", "fill", "freq")
+
+    # -- the spec -------------------------------------------------------------------------
+    def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
+        """Require target and horizon, check the options and the losses of the space, and
+        size the windows from the space's largest ``window``."""
+        if not data.target:
+            raise SpecError("data.target: required for task 'timeseries'; name the column to "
+                            "forecast")
+        if data.horizon is None:
+            raise SpecError("data.horizon: required for task 'timeseries'; the number of steps "
+                            "to forecast, e.g. 12")
+        if data.time in (data.target, STEP, FORECAST):
+            raise SpecError(f"data.time: {data.time!r} is not allowed: it is the target or the "
+                            f"name of an output column ({STEP}, {FORECAST}); rename it")
+        options = dict(data.options)
+        options["covariates"] = _covariates(options.get("covariates", []), data)
+        options["fill"] = options.get("fill", "none")
+        if options["fill"] not in FILLS:
+            raise SpecError(f"data.fill: {options['fill']!r} is not allowed; expected one of: "
+                            f"{', '.join(FILLS)}")
+        options["freq"] = check_freq(options.get("freq"))
+        if options["freq"] is not None and not data.time:
+            raise SpecError("data.freq: given without data.time; the step of a series needs "
+                            "its time column")
+        options["max_window"] = _max_window(options.get("max_window"), space)
+        for loss in space_options(space.get("loss", "mse")):
+            if loss not in FORECAST_LOSSES:
+                raise SpecError(f"space.loss: {loss!r} does not suit task 'timeseries'; "
+                                f"available: {', '.join(FORECAST_LOSSES)}")
+        return replace(data, options=options)
+
+    def metric_names(self, data: DataSpec) -> list[str]:
+        return ["train_loss", "val_loss", "val_rmse", "val_mae", "val_smape", "val_mase",
+                "val_naive_rmse", "val_skill"]
+
+    def default_space(self) -> dict[str, Any]:
+        return {
+            "window": {"choice": DEFAULT_WINDOWS},
+            "cell": {"choice": ["lstm", "gru", "rnn"]},
+            "num_layers": {"quniform": [1, 2, 1]},
+            "hidden_size": {"choice": [32, 64, 128]},
+            "dropout": {"uniform": [0.0, 0.3]},
+            "activation": {"choice": ["relu", "gelu", "tanh"]},
+            "weight_init": {"choice": ["default", "xavier_uniform", "orthogonal"]},
+            "loss": {"choice": FORECAST_LOSSES},
+            "learning_rate": {"loguniform": [3.0e-4, 1.0e-2]},
+            "weight_decay": {"loguniform": [1.0e-7, 1.0e-3]},
+            "optimizer": {"choice": [{"name": "adam"}, {"name": "adamw"},
+                                     {"name": "sgd", "momentum": {"uniform": [0.5, 0.99]}}]},
+            "batch_size": {"choice": [32, 64, 128]},
+        }
+
+    def default_params(self) -> dict[str, Any]:
+        return dict(DEFAULT_PARAMS)
+
+    # -- the data -------------------------------------------------------------------------
+    def load(self, data: DataSpec, seed: int) -> TaskData:
+        """Read and check the series, split it in time, scale it by the train segment, and
+        cut every window once (``seed`` is unused: nothing here is random)."""
+        if "max_window" not in data.options:  # built without load_spec: resolve here
+            data = self.resolve_data(data, self.default_space())
+        options = data.options
+        horizon, window = int(data.horizon), int(options["max_window"])
+        columns = Columns(data.target, tuple(options["covariates"]), data.time)
+        series = prepare(read_table(data.source), columns, fill=options["fill"],
+                         freq=options["freq"], training=True)
+        values = series.values
+        n = len(values)
+        needed = rows_needed(data, window, horizon)
+        if n < needed:
+            raise DataError(
+                f"data.source: the series has {n} rows; with horizon {horizon}, windows up to "
+                f"{window} steps, val_size {data.val_size:g} and test_size {data.test_size:g} "
+                f"it needs at least {needed} (validation and test one horizon each, training "
+                "one window plus one horizon)")
+        n_train, n_val, n_test = segment_sizes(n, data)
+        scaler = StandardScaler().fit(values[:n_train])
+        scaled = torch.from_numpy(scaler.transform(values).astype(np.float32))
+        # windows[k] covers rows k .. k+window+horizon-1; its targets start at row k + window
+        windows = scaled.unfold(0, window + horizon, 1)
+        x_all = windows[:, :, :window].transpose(1, 2)  # (N, window, features), a view
+        y_all = windows[:, 0, window:]  # (N, horizon)
+
+        def cut(first_target: int, end: int) -> slice:
+            return slice(first_target - window, end - horizon - window + 1)
+
+        train = cut(window, n_train)
+        val = cut(n_train, n_train + n_val)
+        test = cut(n_train + n_val, n)
+        target = values[:, 0]
+        meta = {
+            "target": data.target, "covariates": list(columns.covariates), "time": data.time,
+            "freq": series.freq, "fill": options["fill"], "horizon": horizon,
+            "max_window": window, "mean": scaler.mean_.tolist(),
+            "scale": scaler.scale_.tolist(),
+            "val_start": None if series.times is None else _time_text(series.times[n_train]),
+            "val_rows": n_val,
+            "val_naive_rmse": naive_rmse(target, n_train, n_train + n_val, horizon),
+            "test_naive_rmse": naive_rmse(target, n_train + n_val, n, horizon),
+            "mase_scale": float(np.mean(np.abs(np.diff(target[:n_train])))) or 1.0,
+            "source": data.source,
+        }
+        stamps = [] if series.times is None else [np.asarray(
+            series.times.asi8 if isinstance(series.times, pd.DatetimeIndex) else series.times)]
+        return TaskData(x_all[train], y_all[train], x_all[val], y_all[val], x_all[test],
+                        y_all[test], meta=meta, fingerprint=fingerprint_arrays(values, *stamps))
+
+    # -- the network and its training -----------------------------------------------------
+    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        model = Forecaster(
+            1 + len(meta["covariates"]),
+            window=int(round(params.get("window", DEFAULT_PARAMS["window"]))),
+            max_window=int(meta["max_window"]),
+            horizon=int(meta["horizon"]),
+            cell=str(params.get("cell", "lstm")),
+            hidden_size=int(params.get("hidden_size", 64)),
+            num_layers=int(params.get("num_layers", 1)),
+            dropout=float(params.get("dropout", 0.0)),
+            activation_name=str(params.get("activation", "relu")),
+        )
+        return init_weights(model, str(params.get("weight_init", "default")))
+
+    def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
+        name = str(params.get("loss", "mse"))
+        if name not in FORECAST_LOSSES:
+            raise SpecError(f"loss: {name!r} does not suit task 'timeseries'; available: "
+                            f"{', '.join(FORECAST_LOSSES)}")
+        return make_loss(name)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor,
+              meta: Mapping[str, Any]) -> dict[str, float]:
+        """Errors in the target's own units on the validation windows, and the skill over
+        the naive last-value forecast of the same windows."""
+        predicted = unscale(outputs.float().cpu().numpy(), meta)
+        actual = unscale(targets.float().cpu().numpy(), meta)
+        error = predicted - actual
+        rmse = float(np.sqrt(np.mean(error ** 2)))
+        mae = float(np.mean(np.abs(error)))
+        denominator = np.abs(predicted) + np.abs(actual)
+        ratio = np.divide(2 * np.abs(error), denominator, out=np.zeros_like(denominator),
+                          where=denominator > 0)
+        naive = meta["val_naive_rmse"]
+        return {"rmse": rmse, "mae": mae, "smape": float(100 * np.mean(ratio)),
+                "mase": mae / meta["mase_scale"], "naive_rmse": naive,
+                "skill": 1.0 - rmse / max(naive, 1e-12)}
+
+    # -- the served model -----------------------------------------------------------------
+    def input_example(self, data: TaskData) -> Any:
+        """The last validation window's inputs, as the user's rows."""
+        meta = data.meta
+        values = unscale_rows(data.x_val[-1].cpu().numpy(), meta)
+        frame = pd.DataFrame(values, columns=[meta["target"], *meta["covariates"]])
+        times = times_around(meta, meta["val_rows"] - meta["horizon"] - len(frame), len(frame))
+        if times is not None:
+            frame.insert(0, meta["time"], [_time_text(t) for t in times])
+        return frame
+
+    def signature(self, data: TaskData) -> ModelSignature:
+        # No input schema: timestamps arrive as text over HTTP and as datetimes from Python,
+        # and extra columns are fine; ``predict`` checks the rows by the training rules.
+        meta = data.meta
+        columns = [ColSpec("long", STEP)]
+        if meta["time"] is not None:
+            columns.append(ColSpec("long" if isinstance(meta["freq"], int) else "datetime",
+                                   meta["time"]))
+        columns.append(ColSpec("double", FORECAST))
+        return ModelSignature(inputs=None, outputs=Schema(columns))
+
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
+        """The latest rows of the series -> the next ``horizon`` values, in original units."""
+        if isinstance(model_input, Mapping):
+            model_input = pd.DataFrame(model_input)
+        if not isinstance(model_input, pd.DataFrame):
+            raise DataError(f"input: expected a DataFrame of the latest rows with columns "
+                            f"{', '.join(_input_columns(meta))}; got {type(model_input).__name__}")
+        window = model.window
+        columns = Columns(meta["target"], tuple(meta["covariates"]), meta["time"])
+        series = prepare(model_input, columns, fill=meta["fill"], freq=meta["freq"],
+                         training=False)  # every row sent is checked, as in training
+        if len(series.values) < window:
+            raise DataError(f"input: {len(series.values)} row(s) given; this model reads the "
+                            f"latest {window} rows of {', '.join(_input_columns(meta))}")
+        recent = (series.values[-window:] - meta["mean"]) / meta["scale"]
+        with torch.no_grad():
+            model.eval()
+            outputs = model(torch.tensor(recent, dtype=torch.float32)[None])
+        forecast = unscale(outputs.numpy(), meta)[0]
+        frame = pd.DataFrame({STEP: np.arange(1, len(forecast) + 1, dtype=np.int64)})
+        if series.times is not None:
+            frame[meta["time"]] = future(series.times[-1], series.freq, len(forecast))
+        frame[FORECAST] = forecast.astype(np.float64)
+        return frame
+
+    def best_trial_figures(self, network: nn.Module, params: Params,
+                           data: TaskData) -> dict[str, Any]:
+        from mltune.tasks.timeseries.plot import forecast_figure
+
+        return {"forecast.png": forecast_figure(network, data)}
+
+
+def _covariates(covariates: Any, data: DataSpec) -> list[str]:
+    """``data.covariates`` as a list of distinct columns other than the target and time."""
+    if isinstance(covariates, str):
+        covariates = [covariates]
+    if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
+        raise SpecError(f"data.covariates: expected a list of column names, got {covariates!r}")
+    clash = [c for c in covariates if c in (data.target, data.time) or covariates.count(c) > 1]
+    if clash:
+        raise SpecError(f"data.covariates: {clash[0]!r} is listed twice or is the target or "
+                        "time column; expected other numeric columns")
+    return covariates
+
+
+def _max_window(given: Any, space: Mapping[str, Any]) -> int:
+    """``data.max_window``: the steps cut for every trial, by default the largest window."""
+    largest = space_upper_bound(space.get("window", DEFAULT_PARAMS["window"]), "space.window")
+    if given is None:
+        return largest
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise SpecError(f"data.max_window: {given!r} is not allowed; expected a whole number "
+                        ">= 1")
+    if largest > given:
+        raise SpecError(f"space.window: goes up to {largest}, beyond data.max_window={given}; "
+                        "lower the window or raise data.max_window")
+    return given
+
+
+def _input_columns(meta: Mapping[str, Any]) -> list[str]:
+    return [c for c in [meta["time"], meta["target"], *meta["covariates"]] if c]
+
+
+def unscale(scaled: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
+    """Scaled target values -> the target's own units."""
+    return scaled.astype(np.float64) * meta["scale"][0] + meta["mean"][0]
+
+
+def unscale_rows(scaled: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
+    """Scaled rows (target and covariates) -> original units."""
+    return scaled.astype(np.float64) * np.asarray(meta["scale"]) + np.asarray(meta["mean"])
+
+
+def naive_rmse(target: np.ndarray, first: int, end: int, horizon: int) -> float:
+    """RMSE of repeating the last known value over each window whose targets lie in
+    ``[first, end)``: the baseline every trial must beat (``val_skill > 0``)."""
+    starts = np.arange(first, end - horizon + 1)
+    actual = target[starts[:, None] + np.arange(horizon)]
+    return float(np.sqrt(np.mean((actual - target[starts - 1][:, None]) ** 2)))
+
+
+TASKS.add("timeseries", TimeseriesTask())

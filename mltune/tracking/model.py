@@ -1,0 +1,171 @@
+"""The served model: raw user input -> the task's preprocessing -> network -> user-facing output.
+
+The logged model carries the weights (a state dict, loaded with ``weights_only=True``), the
+decoded params, the task's metadata (class labels, input shape...) and the task's extra
+artifacts (a fitted scikit-learn transformer...), one joblib file each. Rebuilding the network
+goes through the task, so every task is served by this one class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow.pyfunc
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from mltune.core.environ import temporarily
+from mltune.core.errors import DataError, MltuneError
+
+WEIGHTS = "weights"
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # mltune/: travels with every model
+TASK_ARTIFACT = "task."  # prefix of a task's own artifacts among the model's artifacts
+
+
+def save_task_artifacts(objects: Mapping[str, Any], folder: str) -> dict[str, str]:
+    """Write a task's extra objects with joblib; return MLflow artifact names -> paths.
+
+    joblib (pickle) is what scikit-learn documents for its estimators; it adds no trust
+    boundary here, since the pyfunc model itself is a cloudpickle.
+    """
+    paths = {}
+    for name, value in objects.items():
+        path = os.path.join(folder, f"{name}.joblib")
+        joblib.dump(value, path)
+        paths[f"{TASK_ARTIFACT}{name}"] = path
+    return paths
+
+
+def load_task_artifacts(artifacts: Mapping[str, str]) -> dict[str, Any]:
+    """The task's objects back from the model's artifacts, under their own names."""
+    return {name[len(TASK_ARTIFACT):]: joblib.load(path) for name, path in artifacts.items()
+            if name.startswith(TASK_ARTIFACT)}
+
+
+class BadInput(DataError, MlflowException):
+    """Input a served model cannot use: a DataError in Python, and for ``mlflow models serve``
+    an MlflowException, so the HTTP answer is a 400 that carries the one clear line."""
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class ServedModel(mlflow.pyfunc.PythonModel):
+    """An mltune network as an MLflow pyfunc model."""
+
+    def __init__(self, task: str, params: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        self.task = task
+        self.params = dict(params)
+        self.meta = dict(meta)
+        self._network: torch.nn.Module | None = None
+        self._artifact_names: list[str] = []
+
+    def load_context(self, context: Any) -> None:
+        """Rebuild the network from params and meta; add the task's artifacts to ``meta``."""
+        from mltune.tasks import get_task
+
+        network = get_task(self.task).build_model(self.params, self.meta)
+        state = torch.load(context.artifacts[WEIGHTS], map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+        self._network = network.eval()
+        extras = load_task_artifacts(context.artifacts)
+        self.meta = {**self.meta, **extras}
+        self._artifact_names = list(extras)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded network (eval mode), for code that needs more than ``predict``."""
+        if self._network is None:
+            raise RuntimeError("the model was not loaded through mlflow.pyfunc.load_model")
+        return self._network
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Raw input -> labelled output. Arrays and lists are taken too: MLflow treats a
+        DataFrame hint as "no schema from hints", which is what a multi-form input needs."""
+        from mltune.tasks import get_task
+
+        try:
+            return get_task(self.task).predict(self.network, self.meta, model_input)
+        except MltuneError as exc:
+            raise BadInput(str(exc)) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_network"] = None  # weights travel as an artifact, never pickled
+        names = set(state.get("_artifact_names", ()))  # so do the task's artifacts
+        state["meta"] = {k: v for k, v in self.meta.items() if k not in names}
+        state["_artifact_names"] = []
+        return state
+
+
+@cache
+def pip_requirements() -> tuple[str, ...]:
+    """Pinned requirements of the served model (never inferred: that costs seconds a trial)."""
+    from importlib.metadata import version
+
+    names = ("mlflow", "torch", "numpy", "pandas", "scikit-learn", "cloudpickle", "pyyaml")
+    return tuple(f"{name}=={version(name).split('+')[0]}" for name in names)
+
+
+@contextmanager
+def quiet_model_io() -> Iterator[None]:
+    """Silence what MLflow says on every model logged or loaded that is no news to a user.
+
+    (cloudpickle advice, type-hint advice, an artifact progress bar per model)
+    """
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with temporarily({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
+              data: Any) -> str:
+    """Log a trained network of ``task`` as a pyfunc model named ``model``; return its URI.
+
+    ``Model.log`` with the run id rather than the fluent ``log_model``: it works from any
+    thread (a background job logs it), with no active fluent run.
+    """
+    with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
+        weights = os.path.join(tmp, "weights.pt")
+        torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
+        artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
+        info = Model.log(
+            artifact_path=None,  # required positionally; ``name`` is MLflow 3's way
+            name="model",
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            python_model=ServedModel(task.name, params, data.meta),
+            artifacts=artifacts,
+            code_paths=[PACKAGE_DIR],
+            signature=task.signature(data),
+            input_example=task.input_example(data),
+            pip_requirements=list(pip_requirements()),
+        )
+    return info.model_uri
+
+
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The network of a logged mltune model, rebuilt on the CPU in eval mode."""
+    with quiet_model_io():
+        model = mlflow.pyfunc.load_model(model_uri)
+    return model.unwrap_python_model().network

@@ -1,0 +1,262 @@
+"""The runs mltune writes: a search's parent run and one run per trial.
+
+MLflow's limits (param length, batching) are known here and nowhere else. These classes record
+what they are told; which status a trial ends with is decided by the search (``TrialRunner``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import torch
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from mltune.core._version import __version__
+from mltune.core.terms import TrialStatus
+from mltune.spec.model import SearchSpec
+from mltune.tracking import tags as T
+from mltune.tracking.background import send_later, sent
+from mltune.tracking.model import log_model
+from mltune.tracking.system import start_monitor
+
+
+def param_value(value: Any) -> str:
+    """A param as MLflow stores it: plain text, JSON for structures, cut to MLflow's limit."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:T.MAX_PARAM_LENGTH]
+
+
+def tag_value(value: Any) -> str:
+    return str(value)[:T.MAX_TAG_LENGTH]
+
+
+def flat_spec(spec: SearchSpec) -> dict[str, str]:
+    """The spec as dotted params under ``spec.`` (``spec.data.source``...).
+
+    The prefix keeps them apart from the params ``mlflow run`` logs for its entry point.
+    """
+    values = spec.to_dict()
+    flat = {f"spec.space.{k}": param_value(v) for k, v in values.pop("space").items()}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}", child)
+        elif value is not None:
+            flat[prefix] = param_value(value)
+
+    walk("spec", values)
+    return flat
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, marked ``out of memory:`` when it is one (CUDA or host)."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "out of memory" in lowered or "can't allocate memory" in lowered:
+        return f"out of memory: {text}"
+    return text
+
+
+@dataclass
+class SearchRun:
+    """The parent run of one search."""
+
+    run_id: str
+    experiment_id: str
+    search_id: str
+    client: MlflowClient
+
+    def log_best(self, metric: str, value: float, trial: int) -> None:
+        send_later(self.client.log_metric, self.run_id, f"best_{metric}", value, step=trial)
+
+    def log_summary(self, params: Mapping[str, Any], metrics: Mapping[str, float],
+                    tags: Mapping[str, Any]) -> None:
+        """The search's result. Params MLflow already holds with another value (a resumed
+        search that found a new best) go to tags of the same name: params cannot change."""
+        logged = self.client.get_run(self.run_id).data.params
+        values = {k: param_value(v) for k, v in params.items()}
+        changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in values.items() if k not in logged],
+            tags=[RunTag(k, tag_value(v)) for k, v in {**tags, **changed}.items()],
+        )
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.client.set_tag(self.run_id, key, tag_value(value))
+
+    def end(self, status: str) -> None:
+        sent()  # what was queued before is sent
+        self.client.set_terminated(self.run_id, status)
+
+
+def start_search(spec: SearchSpec, data_fingerprint: str) -> SearchRun:
+    """Open (or, under ``mlflow run``, adopt) the search's parent run and record the spec.
+
+    ``mlflow run`` passes its run in ``MLFLOW_RUN_ID``; it becomes the parent, and the variable
+    is removed so that nothing started later (workers, children) logs into it by mistake.
+    """
+    client = MlflowClient()
+    search_id = uuid.uuid4().hex[:12]
+    tags = {T.ROLE: "search", T.SEARCH_ID: search_id, T.TASK: spec.task,
+            T.VERSION: __version__, T.DATA_FINGERPRINT: data_fingerprint,
+            T.SPEC_HASH: spec.fingerprint()}
+    existing = os.environ.pop("MLFLOW_RUN_ID", None)
+    if existing:
+        run = client.get_run(existing)
+        experiment_id = run.info.experiment_id
+        run_id = existing
+        tags["mlflow.runName"] = spec.name
+    else:
+        experiment_id = mlflow.tracking.fluent._get_experiment_id()
+        run = client.create_run(experiment_id, run_name=spec.name, tags=resolve_tags(tags))
+        run_id = run.info.run_id
+    client.log_batch(
+        run_id,
+        params=[Param(k, v) for k, v in flat_spec(spec).items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    client.log_text(run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False), "spec.yaml")
+    return SearchRun(run_id, experiment_id, search_id, client)
+
+
+class TrialRun:
+    """One trial's run: params at the start, one batched call per epoch, the model at the end.
+
+    Created with the client and an explicit parent id rather than fluent nesting, so it works
+    the same from a thread or a worker process and can be finished by a background job. Epoch
+    metrics are sent in the background (``send_later``), so a slow tracking server never holds
+    up training; they are flushed before the run ends.
+    """
+
+    def __init__(self, run_id: str, client: MlflowClient, monitor: Any = None) -> None:
+        self.run_id = run_id
+        self.client = client
+        self.model_uri: str | None = None
+        self.ended = False
+        self._monitor = monitor
+        self._pending: list[Future[Any]] = []
+
+    @classmethod
+    def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
+             device: torch.device, run_name: str | None = None,
+             vals: Mapping[str, Any] | None = None, precision: str | None = None,
+             pack: int | None = None) -> TrialRun:
+        """A child run of ``search`` (or a standalone run without one), params logged.
+
+        ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its
+        history.
+        """
+        client = MlflowClient()
+        tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number),
+                T.DEVICE: str(device)}
+        if search is not None:
+            tags[T.SEARCH_ID] = search.search_id
+            tags[MLFLOW_PARENT_RUN_ID] = search.run_id
+        if vals is not None:
+            tags[T.VALS] = json.dumps(vals)
+        if precision is not None:
+            tags[T.PRECISION] = precision
+        if pack is not None:
+            tags[T.PACK] = str(pack)
+        experiment_id = (search.experiment_id if search
+                         else mlflow.tracking.fluent._get_experiment_id())
+        info = client.create_run(experiment_id, run_name=run_name or f"trial-{number:04d}",
+                                 tags=resolve_tags(tags)).info
+        client.log_batch(info.run_id,
+                         params=[Param(k, param_value(v)) for k, v in params.items()])
+        return cls(info.run_id, client, start_monitor(info.run_id, device))
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        stamp = _now_ms()
+        self._pending.append(send_later(
+            self.client.log_batch, self.run_id,
+            metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
+
+    def flush(self) -> None:
+        """Wait until every metric sent so far is stored (raises what the server answered)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def stop_monitor(self) -> None:
+        """Training is over: stop sampling system metrics."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.finish()
+
+    def log_artifacts(self, files: Mapping[str, Any]) -> None:
+        """Small files by name: dict/list -> JSON, str -> text, a matplotlib Figure -> image."""
+        for name, content in files.items():
+            if isinstance(content, (dict, list)):
+                self.client.log_dict(self.run_id, content, name)
+            elif isinstance(content, str):
+                self.client.log_text(self.run_id, content, name)
+            else:
+                self.client.log_figure(self.run_id, content, name)
+
+    def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
+                  data: Any) -> str:
+        """The trained network as the run's pyfunc model; its URI is also a tag."""
+        self.model_uri = log_model(self.run_id, task, network, params, data)
+        self.client.set_tag(self.run_id, T.MODEL_URI, self.model_uri)
+        return self.model_uri
+
+    def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
+        """The value the search scored the trial by, and which epoch's weights were logged."""
+        tags = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
+        if value is not None:
+            tags[T.OBJECTIVE] = repr(float(value))
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def end(self, status: TrialStatus, tags: Mapping[str, str] | None = None) -> None:
+        """Close the run with ``status`` after its metrics are stored (once: later calls are
+        no-ops). A pruned trial's run is KILLED with ``mltune.pruned``."""
+        if self.ended:
+            return
+        self.ended = True
+        self.stop_monitor()
+        try:
+            self.flush()
+        finally:
+            tags = dict(tags or {})
+            if status is TrialStatus.PRUNED:
+                tags[T.PRUNED] = "true"
+            if tags:
+                self.client.log_batch(self.run_id,
+                                      tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
+            self.client.set_terminated(self.run_id, status.run_status)
+
+    def fail(self, error: str) -> None:
+        """FAILED with ``mltune.error``; the metrics already sent are kept when they can be."""
+        if self.ended:
+            return
+        try:
+            self.flush()
+        except Exception:  # the error being recorded matters more than a lost metric
+            pass
+        self.end(TrialStatus.FAILED, {T.ERROR: error})
+
+
+def log_figures(client: MlflowClient, run_id: str, figures: Mapping[str, Any]) -> None:
+    """Log matplotlib figures as image artifacts of ``run_id`` (which may have finished)."""
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)

@@ -1,0 +1,59 @@
+"""Every ``mltune.*`` key a tracking store holds, once (tags on runs and model versions).
+
+Records outlive code: a search logged today is resumed, reported and promoted by later
+versions, so these names are a contract. Add keys; never rename one.
+"""
+
+from __future__ import annotations
+
+# -- on every run mltune opens --------------------------------------------------------------
+ROLE = "mltune.role"  # search | trial | train
+SEARCH_ID = "mltune.search_id"
+TASK = "mltune.task"
+VERSION = "mltune.version"  # the mltune that wrote it
+
+# -- on the search's parent run ---------------------------------------------------------------
+DATA_FINGERPRINT = "mltune.data_fingerprint"
+SPEC_HASH = "mltune.spec_hash"
+BEST_RUN_ID = "mltune.best_run_id"
+BEST_TRIAL = "mltune.best_trial"
+STOP_REASON = "mltune.stop_reason"
+REGISTERED_MODEL = "mltune.registered_model"  # name/version
+GATE = "mltune.gate"  # the gate's decision (also on versions), or why it did not run
+REPORT = "mltune.report"
+REPORT_ERROR = "mltune.report_error"
+RESUMED = "mltune.resumed"  # how many times the search was resumed
+RESUMES = "mltune.resumes"  # on a launcher run of `mlflow run -P resume=...`: the search it resumed
+
+# -- on each trial's run ----------------------------------------------------------------------
+TRIAL = "mltune.trial"  # the trial number
+PACK = "mltune.pack"  # the pack it trained in (packed searches)
+DEVICE = "mltune.device"
+PRECISION = "mltune.precision"
+VALS = "mltune.hyperopt_vals"  # hyperopt's raw point: what resume rebuilds TPE's history from
+OBJECTIVE = "mltune.objective"  # the value the search scored the trial by
+MODEL_URI = "mltune.model_uri"
+EPOCHS_RUN = "mltune.epochs_run"
+BEST_EPOCH = "mltune.best_epoch"  # which epoch's weights were logged
+ERROR = "mltune.error"  # why a FAILED trial failed
+PRUNED = "mltune.pruned"  # "true" on a KILLED run a pruning rule stopped
+INTERRUPTED = "mltune.interrupted"  # "true" on a KILLED run a resume must run again
+
+# -- on registered model versions -------------------------------------------------------------
+PARENT_RUN_ID = "mltune.parent_run_id"
+RUN_ID = "mltune.run_id"
+METRIC = "mltune.metric"
+METRIC_VALUE = "mltune.metric_value"
+MODE = "mltune.mode"
+HOLDOUT_METRIC = "mltune.holdout_metric"
+HOLDOUT_SCORE = "mltune.holdout_score"
+GATE_REASON = "mltune.gate_reason"
+COMPARED_WITH = "mltune.compared_with"
+CHAMPION_HOLDOUT_SCORE = "mltune.champion_holdout_score"
+ROLLED_BACK = "mltune.rolled_back"
+
+# -- never set ----------------------------------------------------------------------------------
+WRITE_CHECK = "mltune.write_check"  # the server write probe deletes it (it is never there)
+
+MAX_PARAM_LENGTH = 6000  # MLflow refuses longer param values
+MAX_TAG_LENGTH = 5000
