@@ -177,6 +177,8 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
     try:
         result = tune(spec, progress=progress, resume=resume or None, on_start=start)
     except (SearchInterrupted, TrackingLost) as stopped:
+        for bar in bars:
+            bar.close()  # before the error line, which must be the last one
         fail(stopped, config or DEFAULT_CONFIG)  # its resume hint names this spec file
     finally:
         for bar in bars:
