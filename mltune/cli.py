@@ -16,7 +16,6 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from mltune import promote, rollback, train_once, tune
 from mltune.core._version import __version__
 from mltune.core.errors import (
     DataError,
@@ -28,7 +27,9 @@ from mltune.core.errors import (
     TrackingServerError,
 )
 from mltune.core.outcomes import TrialOutcome
+from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report, outcomes_frame, top_trials_text
+from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
 
