@@ -13,7 +13,9 @@ demo: install
 	mlflow run . --env-manager local
 
 test: install
+	lint-imports  # the layers contract in pyproject.toml: dependencies run one way
 	$(PYTHON) -m pytest -q
 
 lint:
 	ruff check mltune tests benchmarks
+	lint-imports

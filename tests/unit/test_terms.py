@@ -1,0 +1,53 @@
+"""Direction and TrialStatus: the comparisons every layer relies on, in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from mltune.core.terms import Direction, TrialStatus, direction_of
+
+
+@pytest.mark.parametrize(("direction", "a", "b", "better"), [
+    (Direction.MAX, 0.9, 0.8, True), (Direction.MAX, 0.8, 0.9, False),
+    (Direction.MIN, 0.1, 0.2, True), (Direction.MIN, 0.2, 0.1, False),
+    (Direction.MAX, 0.5, 0.5, False), (Direction.MIN, 0.5, 0.5, False),
+])
+def test_better_is_strict_and_follows_the_direction(direction, a, b, better):
+    assert direction.better(a, b) is better
+    assert direction.at_least(a, b) is (better or a == b)
+
+
+def test_as_loss_turns_every_metric_into_something_to_minimise():
+    assert Direction.MAX.as_loss(0.9) == -0.9
+    assert Direction.MIN.as_loss(0.2) == 0.2
+    assert Direction.MAX.gain(0.9, 0.8) == pytest.approx(0.1)
+    assert Direction.MIN.gain(0.1, 0.3) == pytest.approx(0.2)
+
+
+def test_best_of_takes_the_earliest_of_equals_and_none_of_nothing():
+    items = [("a", 0.5), ("b", 0.7), ("c", 0.7), ("d", 0.1)]
+    assert Direction.MAX.best_of(items, key=lambda i: i[1]) == ("b", 0.7)
+    assert Direction.MIN.best_of(items, key=lambda i: i[1]) == ("d", 0.1)
+    assert Direction.MAX.best_of([], key=lambda i: i) is None
+    values = [0.3, 0.9, 0.1]
+    assert sorted(values, key=Direction.MAX.sort_key) == [0.9, 0.3, 0.1]
+    assert sorted(values, key=Direction.MIN.sort_key) == [0.1, 0.3, 0.9]
+
+
+@pytest.mark.parametrize(("metric", "direction"), [
+    ("val_accuracy", Direction.MAX), ("val_f1_macro", Direction.MAX), ("val_r2", Direction.MAX),
+    ("val_loss", Direction.MIN), ("val_rmse", Direction.MIN), ("val_mase", Direction.MIN),
+    ("val_skill", Direction.MAX),
+])
+def test_a_metric_name_says_its_usual_direction(metric, direction):
+    assert direction_of(metric) is direction
+
+
+def test_statuses_compare_as_mlflow_text_and_pruned_is_a_killed_run():
+    assert TrialStatus("FINISHED") is TrialStatus.FINISHED
+    assert TrialStatus.FAILED == "FAILED"
+    assert TrialStatus.PRUNED.run_status == "KILLED"
+    assert TrialStatus.FINISHED.run_status == "FINISHED"
+    assert {s for s in TrialStatus if s.scored} == {TrialStatus.FINISHED, TrialStatus.PRUNED}
+    with pytest.raises(ValueError):
+        TrialStatus("DONE")
