@@ -1,0 +1,168 @@
+"""Optimizers for a pack: every member with its own learning rate, weight decay, momentum and
+betas, over the stacked weights (first dimension: the member).
+
+PyTorch's optimizers take one value per parameter group and refuse a tensor of per-member
+learning rates, so the updates are written here, with the same arithmetic as ``torch.optim``
+(a member's weights move exactly as they would alone, up to float rounding). A member that has
+stopped (pruned, diverged, early-stopped) gets ``active[j] = False``: its gradients are zeroed
+and its weights stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from mltune.core.catalog import Catalog
+
+
+def optimizer_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``optimizer.momentum`` -> ``momentum``: the chosen optimizer's own options."""
+    return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("optimizer.")}
+
+
+def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """(K,) values shaped (K, 1, 1, ...) to broadcast over a stacked weight."""
+    column = torch.tensor(values, dtype=torch.float64)
+    return column.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class PackedOptimizer:
+    """Base: per-member hyperparameters, state per stacked weight, ``zero_grad``/``step``."""
+
+    defaults: dict[str, float] = {}
+
+    def __init__(self, weights: Sequence[torch.nn.Parameter],
+                 members: Sequence[Mapping[str, Any]]) -> None:
+        self.weights = list(weights)
+        self.size = len(members)
+        self.active = torch.ones(self.size, dtype=torch.bool)
+        lrs = [float(m.get("learning_rate", 1e-3)) for m in members]
+        decays = [float(m.get("weight_decay", 0.0)) for m in members]
+        options = [optimizer_options(dict(m)) for m in members]
+        self.hyper = {"lr": lrs, "weight_decay": decays}
+        for key, default in self.defaults.items():
+            self.hyper[key] = [float(o.get(key, default)) for o in options]
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.weights]
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for w in self.weights:
+            w.grad = None
+
+    def stop(self, j: int) -> None:
+        """Member ``j`` trains no more."""
+        self.active[j] = False
+
+    def _value(self, key: str, w: torch.Tensor, masked: bool = False) -> torch.Tensor:
+        values = self.hyper[key]
+        if masked:
+            values = [v if a else 0.0 for v, a in zip(values, self.active.tolist(), strict=True)]
+        return _per_member(values, w)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        keep = None if bool(self.active.all()) else self.active
+        for w, state in zip(self.weights, self.state, strict=True):
+            if w.grad is None:
+                continue
+            grad = w.grad
+            if keep is not None:  # a stopped member's gradient may be NaN: it must not spread
+                grad = torch.where(_per_member(keep.tolist(), grad) > 0, grad,
+                                   torch.zeros_like(grad))
+            self.update(w, grad, state)
+
+    def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+               ) -> None:
+        raise NotImplementedError
+
+
+class PackedSGD(PackedOptimizer):
+    defaults = {"momentum": 0.9, "nesterov": 0.0}
+
+    def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+               ) -> None:
+        lr = self._value("lr", w, masked=True)
+        grad = grad + self._value("weight_decay", w) * w
+        momentum = self._value("momentum", w)
+        if "buf" not in state:
+            state["buf"] = grad.clone()
+        else:
+            state["buf"].mul_(momentum).add_(grad)
+        buf = state["buf"]
+        nesterov = self._value("nesterov", w) * (momentum > 0)
+        direction = torch.where(nesterov > 0, grad + momentum * buf, buf)
+        direction = torch.where(momentum > 0, direction, grad)
+        w.sub_(lr * direction)
+
+
+class PackedAdam(PackedOptimizer):
+    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    decoupled = False  # AdamW: weight decay applied to the weights, not the gradient
+
+    def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+               ) -> None:
+        lr = self._value("lr", w, masked=True)
+        decay = self._value("weight_decay", w)
+        if self.decoupled:
+            w.mul_(1 - lr * decay)
+        else:
+            grad = grad + decay * w
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(w)
+            state["exp_avg_sq"] = torch.zeros_like(w)
+        beta1, beta2 = self._value("beta1", w), self._value("beta2", w)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
+        step = self.steps
+        b1 = torch.tensor(self.hyper["beta1"], dtype=torch.float64)
+        b2 = torch.tensor(self.hyper["beta2"], dtype=torch.float64)
+        step_size = _per_member((1.0 / (1 - b1 ** step)).tolist(), w) * lr
+        correction2_sqrt = _per_member(((1 - b2 ** step) ** 0.5).tolist(), w)
+        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self._value("eps", w))
+        w.sub_(step_size * exp_avg / denom)
+
+
+class PackedAdamW(PackedAdam):
+    decoupled = True
+
+
+class PackedRMSprop(PackedOptimizer):
+    defaults = {"momentum": 0.0, "alpha": 0.99, "eps": 1e-8}
+
+    def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
+               ) -> None:
+        lr = self._value("lr", w, masked=True)
+        grad = grad + self._value("weight_decay", w) * w
+        if "square_avg" not in state:
+            state["square_avg"] = torch.zeros_like(w)
+            state["buf"] = torch.zeros_like(w)
+        alpha = self._value("alpha", w)
+        square_avg = state["square_avg"]
+        square_avg.mul_(alpha).addcmul_(grad, grad * (1 - alpha))
+        avg = square_avg.sqrt().add_(self._value("eps", w))
+        momentum = self._value("momentum", w)
+        buf = state["buf"]
+        buf.mul_(momentum).add_(grad / avg)
+        w.sub_(lr * torch.where(momentum > 0, buf, grad / avg))
+
+
+# optimizer name (the ``optimizer`` hyperparameter) -> its packed form
+PACKED_OPTIMIZERS: Catalog[type[PackedOptimizer]] = Catalog("packed optimizer")
+PACKED_OPTIMIZERS.add("adam", PackedAdam)
+PACKED_OPTIMIZERS.add("adamw", PackedAdamW)
+PACKED_OPTIMIZERS.add("sgd", PackedSGD)
+PACKED_OPTIMIZERS.add("rmsprop", PackedRMSprop)
+
+
+def make_packed_optimizer(weights: Sequence[torch.nn.Parameter],
+                          members: Sequence[Mapping[str, Any]]) -> PackedOptimizer:
+    """The packed form of the members' optimizer (one type per pack: it is in the shape key)."""
+    names = {str(m.get("optimizer", "adam")) for m in members}
+    if len(names) != 1:
+        raise ValueError(f"members of a pack share one optimizer type, got {sorted(names)}")
+    return PACKED_OPTIMIZERS.get(names.pop(), field="optimizer")(weights, members)
