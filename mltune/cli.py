@@ -147,6 +147,8 @@ def cli() -> None:
 @click.option("--mode", default="", help="max | min")
 @click.option("--backend", default="", help="local | ray")
 @click.option("--parallelism", type=OptionalInt, help="Concurrent trials.")
+@click.option("--pack", default="", help="Trials trained at once as one fused network: auto "
+              "(default: sized by the device) | N (1: one at a time).")
 @click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per trial.")
 @click.option("--gpus-per-trial", type=_Optional(float),
               help="ray: GPUs per trial (0.25: four trials share one GPU).")

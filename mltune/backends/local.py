@@ -1,27 +1,40 @@
-"""The local backend: hyperopt's ``fmin`` with in-memory ``Trials``, trials one after another.
+"""The local backend: hyperopt suggests, this process trains, one pack after another.
 
-A resumed search starts from a ``Trials`` rebuilt from MLflow (finished, failed and pruned
-trials as done documents, interrupted ones queued to run first), so TPE continues where it was.
+A pack is one trial when the search is unpacked (``pack: 1``, or a network that cannot be
+packed); then this loop makes exactly the calls hyperopt's ``fmin`` makes (one suggestion per
+trial, seeds drawn in the same order). A resumed search starts from a ``Trials`` rebuilt from
+MLflow (finished, failed and pruned trials as done documents, interrupted ones queued), and its
+interrupted points run first, in packs of one shape.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
-from hyperopt import Trials, fmin
-from hyperopt.exceptions import AllTrialsFailed
-from hyperopt.pyll import rec_eval
+from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, space_eval
+from hyperopt.base import spec_from_misc
 
+from mltune.core.outcomes import TrialOutcome
 from mltune.search.backend import BACKENDS
-from mltune.search.hyperopt import algorithm, done, point_of, rebuilt_trials, result_of
+from mltune.search.hyperopt import (
+    algorithm,
+    done,
+    point_of,
+    rebuilt_trials,
+    result_of,
+    suggest_pack,
+)
+from mltune.search.packs import is_free
 from mltune.search.session import Session
 from mltune.spec.model import SearchSpec
+from mltune.spec.space import decode
 
 
 class LocalBackend:
-    """Trials one after another in this process (the model of the previous one is logged in
-    the background while the next trains)."""
+    """Packs of trials one after another in this process (the models of one pack are logged
+    in the background while the next trains)."""
 
     def preflight(self, spec: SearchSpec) -> None:
         """Nothing to check: hyperopt is a dependency."""
@@ -29,37 +42,43 @@ class LocalBackend:
     def run(self, session: Session, space: dict[str, Any]) -> None:
         spec = session.spec
 
-        def result(outcome: Any) -> dict[str, Any]:
+        def result(outcome: TrialOutcome) -> dict[str, Any]:
             return result_of(outcome, spec.metric, spec.direction)
 
-        def evaluate(expr: Any, memo: Any, ctrl: Any) -> dict[str, Any]:
-            sample = rec_eval(expr, memo=memo, print_node_on_error=False)
-            return result(session.run_trial(sample, point_of(ctrl.current_trial)))
+        trials = rebuilt_trials(space, session.history, result)
+        rng = np.random.default_rng(spec.seed + len(trials))
+        algo = algorithm(spec.algo, spec.max_evals)
+        queued = [doc for doc in trials.trials if doc["state"] == JOB_STATE_NEW]
 
-        history = session.history
-        trials = rebuilt_trials(space, history, result)
+        def sized(point: dict[str, Any]) -> int:  # the pack of the shape a point fixes
+            return session.pack_size(decode(space_eval(space, point)))
 
-        def budget_spent(trials: Trials, *_: Any) -> tuple[bool, list[Any]]:
-            return session.stop_reason() is not None or done(trials) >= spec.max_evals, []
+        while session.stop_reason() is None and done(trials) < spec.max_evals:
+            if queued:
+                docs = _same_shape(queued, space, session.pack_limit)
+            else:
+                docs = suggest_pack(space, trials, algo, rng, sized, is_free)
+            points = [(space_eval(space, spec_from_misc(d["misc"])), point_of(d)) for d in docs]
+            for doc, outcome in zip(docs, session.run_pack(points), strict=True):
+                doc["state"], doc["result"] = JOB_STATE_DONE, result(outcome)
+                doc["refresh_time"] = time.time()
+            trials.refresh()
 
-        try:
-            fmin(
-                evaluate,
-                space,
-                algo=algorithm(spec.algo, spec.max_evals),
-                # fmin runs ``max_evals - len(trials)`` more, and ``len`` counts the points
-                # queued to re-run: with as many queued as trials left it would run none.
-                # The budget is enforced by ``budget_spent`` instead.
-                max_evals=spec.max_evals + len(history.requeue),
-                trials=trials,
-                rstate=np.random.default_rng(spec.seed + len(trials)),
-                show_progressbar=False,
-                return_argmin=False,
-                pass_expr_memo_ctrl=True,
-                early_stop_fn=budget_spent,
-            )
-        except AllTrialsFailed:
-            pass  # the search reports it, with the trials' errors
+
+def _same_shape(queued: list[dict[str, Any]], space: dict[str, Any], limit: int
+                ) -> list[dict[str, Any]]:
+    """The next interrupted points to run again: the first, and those of its shape, up to
+    ``limit`` (taken off ``queued``)."""
+    def shape(doc: dict[str, Any]) -> dict[str, Any]:
+        params = decode(space_eval(space, spec_from_misc(doc["misc"])))
+        return {k: v for k, v in params.items() if not is_free(k.split(".")[0])
+                and "." not in k}
+
+    first = shape(queued[0])
+    chosen = [d for d in queued if shape(d) == first][:max(1, limit)]
+    for doc in chosen:
+        queued.remove(doc)
+    return chosen
 
 
 BACKENDS.add("local", LocalBackend())

@@ -12,7 +12,17 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, anneal, rand, tpe
+from hyperopt import (
+    JOB_STATE_DONE,
+    STATUS_FAIL,
+    STATUS_OK,
+    Domain,
+    Trials,
+    anneal,
+    rand,
+    space_eval,
+    tpe,
+)
 from hyperopt.fmin import generate_trials_to_calculate
 
 from mltune.core.outcomes import TrialOutcome
@@ -88,3 +98,90 @@ def rebuilt_trials(space: dict[str, Any], history: Any,
 def done(trials: Trials) -> int:
     """Trials that ran (not the ones queued to run again)."""
     return sum(t["state"] == JOB_STATE_DONE for t in trials.trials)
+
+
+# -- packs -------------------------------------------------------------------------------------
+
+def _switch_label(node: Any) -> str | None:
+    """The label of a ``choice``/``pchoice`` node, or None for any other node."""
+    if getattr(node, "name", None) != "switch":
+        return None
+    param = node.pos_args[0]
+    return param.pos_args[0].obj if getattr(param, "name", None) == "hyperopt_param" else None
+
+
+def condition(space: Mapping[str, Any], point: Mapping[str, Any], free: Callable[[str], bool]
+              ) -> dict[str, Any]:
+    """The space with every hyperparameter that is not ``free`` fixed as in ``point``.
+
+    A fixed ``choice`` keeps its chosen option, so the option's own hyperparameters
+    (``optimizer[2].momentum``) stay free under their labels; any other fixed one becomes the
+    value it took. TPE then fills a pack's other members over what is left.
+    """
+    sample = space_eval(dict(space), dict(point))
+    fixed: dict[str, Any] = {}
+    for key, node in space.items():
+        if free(key):
+            fixed[key] = node
+            continue
+        label = _switch_label(node)
+        if label is not None and label in point:
+            fixed[key] = node.pos_args[1 + int(point[label])]
+        else:
+            fixed[key] = sample[key]
+    return fixed
+
+
+def _full_doc(doc: dict[str, Any], point: Mapping[str, Any], labels: list[str]) -> None:
+    """Give a member's document the fixed labels' values, so it is a point of the whole
+    space (what resume, the report and TPE's history read)."""
+    misc, tid = doc["misc"], doc["tid"]
+    for label in labels:
+        if misc["vals"].get(label):
+            continue
+        if label in point:
+            misc["vals"][label], misc["idxs"][label] = [point[label]], [tid]
+        else:
+            misc["vals"][label], misc["idxs"][label] = [], []
+
+
+def suggest_pack(space: dict[str, Any], trials: Trials, algo: Callable[..., Any],
+                 rng: np.random.Generator, size_for: Callable[[dict[str, Any]], int],
+                 free: Callable[[str], bool], tries: int = 5) -> list[dict[str, Any]]:
+    """Up to ``size_for(first point)`` new trial documents, inserted into ``trials`` as
+    pending.
+
+    The first is the algorithm's own suggestion and fixes the pack's shape; the others are
+    suggested over the free hyperparameters only, each knowing every earlier result (pending
+    points count as failed for TPE, which steers it away from them) and differing from every
+    pending point. With fewer distinct points to be had, the pack is smaller.
+    """
+    domain = Domain(lambda _: 0.0, space)
+    labels = list(domain.params)
+    first = algo(trials.new_trial_ids(1), domain, trials, rng.integers(2**31 - 1))
+    trials.insert_trial_docs(first)
+    trials.refresh()
+    docs = list(first)
+    point = point_of(docs[0])
+    size = size_for(point)
+    if size <= 1:
+        return docs
+    conditioned = condition(space, point, free)
+    free_domain = Domain(lambda _: 0.0, conditioned)
+    if not free_domain.params:
+        return docs  # nothing may differ: a pack of one
+    seen = [point_of(doc) for doc in docs]
+    while len(docs) < size:
+        for _ in range(tries):
+            (doc,) = algo(trials.new_trial_ids(1), free_domain, trials,
+                          rng.integers(2**31 - 1))
+            _full_doc(doc, point, labels)
+            if point_of(doc) not in seen:
+                break
+        else:
+            return docs  # the free hyperparameters give no new point
+        seen.append(point_of(doc))
+        trials.insert_trial_docs([doc])
+        trials.refresh()
+        docs.append(doc)
+    return docs

@@ -17,6 +17,7 @@ from mltune.core import interrupts
 from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
+from mltune.search import packs
 from mltune.search.backend import BACKENDS
 from mltune.search.finish import log_best_figures, make_report, register_best
 from mltune.search.pruning import make_pruner
@@ -68,6 +69,7 @@ def tune(
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
     hide_references(data, spec)
+    pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     if resume:
@@ -85,7 +87,7 @@ def tune(
                                  finish=finisher.submit)
             session = Session(spec, task, data, search, device, runner,
                               Progress(spec, search.log_best, progress, history.outcomes),
-                              history)
+                              history, pack_limit)
             try:
                 backend.run(session, space)
             finally:

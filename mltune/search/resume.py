@@ -38,6 +38,7 @@ class ResumeState:
     vals: list[dict[str, Any]] = field(default_factory=list)  # hyperopt points of outcomes
     requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted: run again
     next_number: int = 1
+    next_pack: int = 1
 
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
@@ -91,6 +92,8 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
     for run in children:
         number = int(run.data.tags.get(T.TRIAL, 0))
         state.next_number = max(state.next_number, number + 1)
+        if run.data.tags.get(T.PACK, "").isdigit():
+            state.next_pack = max(state.next_pack, int(run.data.tags[T.PACK]) + 1)
         vals = json.loads(run.data.tags.get(T.VALS, "null") or "null")
         status = _status(run)
         if status == TrialStatus.RUNNING:

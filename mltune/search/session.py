@@ -7,13 +7,14 @@ through ``record``), so numbering, ``best_<metric>``, progress and stop rules ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
+from mltune.search.packs import memory_size
 from mltune.search.resume import ResumeState
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
@@ -27,11 +28,13 @@ class Session:
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
                  device: torch.device, runner: TrialRunner, progress: Progress,
-                 history: ResumeState) -> None:
+                 history: ResumeState, pack_limit: int = 1) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
         self.device, self.runner, self.progress = device, runner, progress
         self.history = history
+        self.pack_limit = pack_limit  # the most trials trained at once (1: unpacked)
         self.next_number = history.next_number
+        self.next_pack = history.next_pack
         self.outcomes: list[TrialOutcome] = []
 
     def take_number(self) -> int:
@@ -43,6 +46,30 @@ class Session:
         outcome = self.runner.run(self.take_number(), sample, vals)
         self.record(outcome)
         return outcome
+
+    def pack_size(self, params: Mapping[str, Any]) -> int:
+        """How many trials of this shape (``params``: the pack's first member) train at once;
+        never more than the budget has left."""
+        left = self.spec.max_evals - len(self.all_outcomes)
+        limit = min(self.pack_limit, left)
+        if limit <= 1:
+            return 1
+        if self.spec.pack != "auto":
+            return limit
+        return memory_size(self.task, self.data, params, self.device, limit)
+
+    def run_pack(self, points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+                 ) -> list[TrialOutcome]:
+        """Run ``(sample, vals)`` points as one pack (a single point: one trial) and record
+        each."""
+        if len(points) == 1:
+            return [self.run_trial(*points[0])]
+        members = [(self.take_number(), sample, vals) for sample, vals in points]
+        pack, self.next_pack = self.next_pack, self.next_pack + 1
+        outcomes = self.runner.run_pack(pack, members)
+        for outcome in outcomes:
+            self.record(outcome)
+        return outcomes
 
     def record(self, outcome: TrialOutcome) -> None:
         """A trial ended (here or in a worker): keep it, update the best, progress, stop rules."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from mltune.core import interrupts
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.data.splits import TaskData
+from mltune.search.packs import structure
 from mltune.search.pruning import TrialPruned
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import decode
@@ -34,6 +35,8 @@ from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
 from mltune.training.device import seed_everything
 from mltune.training.fit import EarlyStopping, FitResult, fit
+from mltune.training.fit_pack import Member, fit_pack
+from mltune.training.packing import Pack
 
 log = logging.getLogger(__name__)
 Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now or later)
@@ -131,14 +134,135 @@ class TrialRunner:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
+    def run_pack(self, pack: int, members: Sequence[tuple[int, Mapping[str, Any],
+                                                          Mapping[str, Any] | None]],
+                 ) -> list[TrialOutcome]:
+        """Trials ``(number, sample, vals)`` trained at once as one fused network (``Pack``);
+        each is still a trial of its own: its run, params, metrics, model and status (tag
+        ``mltune.pack``). Members whose networks differ in structure train in packs apart."""
+        started = time.perf_counter()
+        outcomes = [TrialOutcome(number, "", decode(sample), TrialStatus.RUNNING, pack=pack)
+                    for number, sample, _ in members]
+        runs: list[TrialRun] = []
+        try:
+            for outcome, (_, _, vals) in zip(outcomes, members, strict=True):
+                runs.append(TrialRun.open(self.search, outcome.number, outcome.params,
+                                          self.device, vals=vals, precision=self.precision,
+                                          pack=pack))
+                outcome.run_id = runs[-1].run_id
+            groups: dict[Any, list[int]] = {}
+            networks = [self.build(o.number, o.params) for o in outcomes]
+            for j, network in enumerate(networks):
+                groups.setdefault(structure(network), []).append(j)
+            for group in groups.values():
+                self._train_group([outcomes[j] for j in group], [runs[j] for j in group],
+                                  [networks[j] for j in group])
+        except (KeyboardInterrupt, SystemExit):
+            for run in runs:
+                run.end(TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+            raise
+        except Exception as exc:
+            if is_outage(exc):
+                for run in runs:
+                    best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+                raise
+            error = describe_error(exc)  # the pack as a whole failed (out of memory...)
+            for outcome, run in zip(outcomes, runs, strict=False):
+                if outcome.status == TrialStatus.RUNNING:
+                    outcome.status, outcome.error = TrialStatus.FAILED, error
+                    run.fail(error)
+            for outcome in outcomes[len(runs):]:
+                outcome.status, outcome.error = TrialStatus.FAILED, error
+            log.warning("pack %d failed: %s", pack, error)
+        finally:
+            for outcome in outcomes:
+                self.judge.finish(outcome.number)
+            release_memory(self.device)
+        seconds = time.perf_counter() - started
+        for outcome in outcomes:
+            outcome.seconds = seconds
+        return outcomes
+
+    def _train_group(self, outcomes: list[TrialOutcome], runs: list[TrialRun],
+                     networks: list[nn.Module]) -> None:
+        """Members of one structure: fused when there are several, alone when one."""
+        if len(outcomes) == 1:
+            outcome, run = outcomes[0], runs[0]
+            try:
+                trained = self._train(outcome.number, outcome.params, run)
+            except Exception as exc:
+                self._stopped(outcome, run, exc)
+            else:
+                outcome.status, outcome.metrics = TrialStatus.FINISHED, trained.result.final
+                self.finish(lambda: self._log(trained, outcome))
+            return
+        spec = self.spec
+        members = [Member(o.params, self.task.make_loss(o.params, self.data),
+                          self.epoch_done(o.number, run), self.stopper())
+                   for o, run in zip(outcomes, runs, strict=True)]
+        seed_everything(spec.seed + outcomes[0].number)  # the pack's dropout draws
+        fused = Pack(networks)
+        fit_pack(fused, members, self.data, score=self.score, epochs=spec.epochs,
+                 seed=spec.seed, time_limit_s=spec.trial_timeout_s, precision=spec.precision)
+        finished: list[tuple[Trained, TrialOutcome]] = []
+        for j, (outcome, run, member) in enumerate(zip(outcomes, runs, members, strict=True)):
+            run.stop_monitor()
+            assert member.result is not None
+            if member.error is not None:
+                self._stopped(outcome, run, member.error)
+                continue
+            outcome.status, outcome.metrics = TrialStatus.FINISHED, member.result.final
+            network = fused.load_into(j, networks[j])
+            finished.append((Trained(run, network, outcome.params, member.result), outcome))
+        if finished:  # the members' models, logged together in the background
+            self.finish(lambda: [self._log(t, o) for t, o in finished])
+
+    def _stopped(self, outcome: TrialOutcome, run: TrialRun, error: BaseException) -> None:
+        """A member that did not finish: pruned, or failed (diverged, timed out...)."""
+        if isinstance(error, TrialPruned):
+            outcome.status, outcome.error = TrialStatus.PRUNED, str(error)
+            outcome.metrics = {self.spec.metric: error.best}
+            run.end(TrialStatus.PRUNED, {T.OBJECTIVE: repr(float(error.best)),
+                                         T.EPOCHS_RUN: str(error.epoch), T.ERROR: str(error)})
+            return
+        if isinstance(error, (KeyboardInterrupt, SystemExit)) or is_outage(error):
+            raise error
+        outcome.status, outcome.error = TrialStatus.FAILED, describe_error(error)
+        run.fail(outcome.error)
+        log.warning("trial %d failed: %s", outcome.number, outcome.error)
+
     def _train(self, number: int, params: Mapping[str, Any], run: TrialRun) -> Trained:
         spec = self.spec
-        seed = spec.seed + number
-        seed_everything(seed)
-        network = self.task.build_model(params, self.data.meta)
-        best: list[float] = []
+        network = self.build(number, params)
+        result = fit(network, self.data, params,
+                     loss_fn=self.task.make_loss(params, self.data),
+                     score=self.score, epochs=spec.epochs, seed=spec.seed,
+                     on_epoch=self.epoch_done(number, run), early_stopping=self.stopper(),
+                     time_limit_s=spec.trial_timeout_s, precision=spec.precision,
+                     compile_model=spec.compile)
+        run.stop_monitor()
+        return Trained(run, network, params, result)
 
-        def epoch_done(epoch: int, metrics: dict[str, float]) -> None:
+    def build(self, number: int, params: Mapping[str, Any]) -> nn.Module:
+        """Trial ``number``'s network: its initial weights (and dropout draws) come from the
+        search's seed plus its number; the batch order is the search's (``seed``), the same
+        for every trial, packed or not."""
+        seed_everything(self.spec.seed + number)
+        return self.task.build_model(params, self.data.meta)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return self.task.score(outputs, targets, self.data.meta)
+
+    def stopper(self) -> EarlyStopping | None:
+        spec = self.spec
+        return (EarlyStopping(spec.metric, spec.direction, spec.patience)
+                if spec.patience else None)
+
+    def epoch_done(self, number: int, run: TrialRun) -> Callable[[int, dict[str, float]], None]:
+        """After each epoch: its metrics sent, Ctrl-C honoured, the pruning rule asked."""
+        spec, best = self.spec, []
+
+        def done(epoch: int, metrics: dict[str, float]) -> None:
             run.log_epoch(epoch, metrics)
             interrupts.check()
             value = metrics[spec.metric]
@@ -147,16 +271,7 @@ class TrialRunner:
             if self.judge.report(number, epoch, value):
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
 
-        stopper = (EarlyStopping(spec.metric, spec.direction, spec.patience)
-                   if spec.patience else None)
-        result = fit(network, self.data, params,
-                     loss_fn=self.task.make_loss(params, self.data),
-                     score=lambda out, y: self.task.score(out, y, self.data.meta),
-                     epochs=spec.epochs, seed=seed, on_epoch=epoch_done,
-                     early_stopping=stopper, time_limit_s=spec.trial_timeout_s,
-                     precision=spec.precision, compile_model=spec.compile)
-        run.stop_monitor()
-        return Trained(run, network, params, result)
+        return done
 
     def _log(self, trained: Trained, outcome: TrialOutcome) -> None:
         """The second half of a trial: the value it is scored by, its files, its model. A

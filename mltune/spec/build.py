@@ -196,8 +196,21 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         stop=_stop_spec(raw.get("stop")),
         precision=string(raw, "precision", "auto", PRECISIONS),
         compile=boolean(raw, "compile", False),
+        pack=_pack(raw.get("pack", "auto")),
         **_ray_keys(raw, device),
     )
+
+
+def _pack(value: Any) -> int | str:
+    """``pack``: ``auto`` (sized by the device) or how many trials train at once (1: off)."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():  # a CLI flag or MLproject parameter
+        value = int(value)
+    if isinstance(value, str):
+        raise SpecError(f"pack: {value!r} is not allowed; expected auto or a whole number >= 1 "
+                        "(1: one trial at a time)")
+    return integer({"pack": value}, "pack", 1, minimum=1)
 
 
 def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:

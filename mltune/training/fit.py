@@ -64,35 +64,37 @@ class EarlyStopping:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
 
-    def step(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> bool:
-        """Record the epoch; True when training should stop."""
+    def step(self, epoch: int, metrics: dict[str, float],
+             snapshot: Callable[[], dict[str, torch.Tensor]]) -> bool:
+        """Record the epoch (``snapshot()``: a copy of the weights, taken when they are the
+        best so far); True when training should stop."""
         value = metrics[self.metric]
         if self.best is None or self.direction.better(value, self.best):
             self.best, self.best_epoch = value, epoch
-            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best_state = snapshot()
         return epoch - self.best_epoch >= self.patience
 
-    def restore(self, model: nn.Module) -> int:
-        if self.best_state is not None:
-            model.load_state_dict(self.best_state)
-        return self.best_epoch
+
+def weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
 def predict_batches(model: nn.Module, x: torch.Tensor | Streamed, batch_size: int = 1024,
-                    precision: Precision | None = None) -> torch.Tensor:
-    """Model outputs for ``x`` in eval mode, in batches (fp32 outputs whatever the precision)."""
+                    precision: Precision | None = None, dim: int = 0) -> torch.Tensor:
+    """Model outputs for ``x`` in eval mode, in batches (fp32 outputs whatever the precision);
+    ``dim``: the outputs' row dimension (1 for a pack's (members, rows, ...) outputs)."""
     model.eval()
     if isinstance(x, Streamed):
         chunks = x.batches(torch.arange(len(x)), batch_size)
     else:
         chunks = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
     with precision.autocast() if precision else nullcontext():
-        outputs = [model(_layout(chunk)) for chunk in chunks]
-    return torch.cat(outputs).float()
+        outputs = [model(batch_layout(chunk)) for chunk in chunks]
+    return torch.cat(outputs, dim=dim).float()
 
 
-def _layout(x: torch.Tensor) -> torch.Tensor:
+def batch_layout(x: torch.Tensor) -> torch.Tensor:
     """Image batches in channels_last on CUDA (what its convolution kernels are fastest on);
     streamed pixels (uint8, a quarter of the bytes to copy) become floats on the device."""
     if x.dtype == torch.uint8:  # pixels; token ids (int64) stay as they are
@@ -145,7 +147,7 @@ def fit(
             interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
             index = order[start:start + batch_size]
             with amp.autocast():
-                loss = loss_fn(network(_layout(x)), data.y_train[index])
+                loss = loss_fn(network(batch_layout(x)), data.y_train[index])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -161,12 +163,14 @@ def fit(
         result.history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-        if early_stopping is not None and early_stopping.step(model, epoch, metrics):
+        if early_stopping is not None and early_stopping.step(epoch, metrics,
+                                                              lambda: weights_copy(model)):
             result.stopped_early = True
             break
         if time_limit_s is not None and time.monotonic() - started > time_limit_s:
             raise TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
                                f"(stopped after epoch {epoch})")
-    if early_stopping is not None:
-        result.best_epoch = early_stopping.restore(model)
+    if early_stopping is not None and early_stopping.best_state is not None:
+        model.load_state_dict(early_stopping.best_state)
+        result.best_epoch = early_stopping.best_epoch
     return result

@@ -1,0 +1,140 @@
+"""The training loop of a pack: ``fit`` for K members at once, each judged on its own.
+
+One forward and one backward pass per batch for every member (``Pack``); each member has its
+own loss, its own optimizer values (``PackedOptimizer``) and its own metrics. A member that
+diverges, is pruned, stops early or runs out of time stops alone: its weights freeze and the
+others go on. As in ``fit``, nothing is read back from the device inside an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mltune.core import interrupts
+from mltune.data.streaming import batches
+from mltune.training.fit import (
+    DivergedError,
+    EarlyStopping,
+    FitResult,
+    TrialTimeout,
+    batch_layout,
+    predict_batches,
+)
+from mltune.training.packed_optim import make_packed_optimizer
+from mltune.training.packing import Pack
+from mltune.training.precision import resolve_precision
+
+
+@dataclass
+class Member:
+    """One member as the loop sees it. ``on_epoch`` may raise to stop this member alone (a
+    pruning rule does); ``error`` is what stopped it, when something did."""
+
+    params: Mapping[str, Any]
+    loss_fn: Callable[..., torch.Tensor]
+    on_epoch: Callable[[int, dict[str, float]], None]
+    early_stopping: EarlyStopping | None = None
+    result: FitResult | None = None
+    error: BaseException | None = None
+    active: bool = True
+
+
+def fit_pack(
+    pack: Pack,
+    members: Sequence[Member],
+    data: Any,
+    *,
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+    epochs: int,
+    seed: int,
+    time_limit_s: float | None = None,
+    precision: str = "auto",
+) -> None:
+    """Train the pack on ``data``; each member's ``result`` (and ``error``) is filled in.
+
+    The members share the batch size and the batch order (``seed``), as the pack's shape key
+    says; an interrupt (Ctrl-C) stops the whole pack and is raised.
+    """
+    started = time.monotonic()
+    device = data.x_train.device
+    pack.to(device)
+    amp = resolve_precision(precision, device)
+    optimizer = make_packed_optimizer(list(pack.parameters()), [m.params for m in members])
+    batch_size = int(members[0].params.get("batch_size", 64))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n, size = len(data.x_train), len(members)
+    for member in members:
+        member.result = FitResult()
+    live = torch.ones(size, device=device)
+
+    def stop(j: int, error: BaseException | None = None) -> None:
+        members[j].active, members[j].error = False, error
+        optimizer.stop(j)
+        live[j] = 0.0
+
+    for epoch in range(1, epochs + 1):
+        if not any(m.active for m in members):
+            break
+        pack.train()
+        order = torch.randperm(n, device=device, generator=generator)
+        loss_sums = torch.zeros(size, device=device)
+        inputs = batches(data.x_train, order, batch_size)
+        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
+            interrupts.check()
+            index = order[start:start + batch_size]
+            targets = data.y_train[index]
+            with amp.autocast():
+                outputs = pack(batch_layout(x))
+                losses = torch.stack([m.loss_fn(outputs[j], targets)
+                                      for j, m in enumerate(members)])
+            optimizer.zero_grad()
+            (losses * live).sum().backward()
+            optimizer.step()
+            loss_sums += losses.detach().float() * len(index)
+        train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
+        outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
+        for j, member in enumerate(members):
+            if member.active:
+                _judge(pack, j, member, epoch, train_losses[j], outputs[j], data, score, stop)
+        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+            for j, member in enumerate(members):
+                if member.active:
+                    stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
+                                         f"(stopped after epoch {epoch})"))
+    for j, member in enumerate(members):
+        stopper = member.early_stopping
+        if stopper is not None and stopper.best_state is not None and member.error is None:
+            pack.load_member_state(j, stopper.best_state)
+            assert member.result is not None
+            member.result.best_epoch = stopper.best_epoch
+
+
+def _judge(pack: Pack, j: int, member: Member, epoch: int, train_loss: float,
+           outputs: torch.Tensor, data: Any,
+           score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+           stop: Callable[[int, BaseException | None], None]) -> None:
+    """One member's epoch: its metrics, its callback, its early stopping."""
+    if not math.isfinite(train_loss):
+        stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
+        return
+    metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
+    metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
+    assert member.result is not None
+    member.result.history.append(metrics)
+    try:
+        member.on_epoch(epoch, metrics)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # pruned, or its logging failed: this member stops
+        stop(j, exc)
+        return
+    stopper = member.early_stopping
+    if stopper is not None and stopper.step(epoch, metrics, lambda: pack.member_state(j)):
+        member.result.stopped_early = True
+        stop(j, None)
