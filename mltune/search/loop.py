@@ -7,6 +7,7 @@ trial -> registration and gate -> figures, summary, report.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -79,6 +80,7 @@ def tune(
     try:
         if on_start is not None:
             on_start()
+        gc.freeze()  # what set-up made lives on: later collections need not scan it
         with interrupts.stop_on_signals():
             finisher = Finisher()
             runner = TrialRunner(spec, task, data, search, device,
@@ -103,10 +105,13 @@ def tune(
                   T.STOP_REASON: session.stop_reason() or "max_evals reached"},
         )
         result.report_error = make_report(search)
+        gc.unfreeze()
     except (KeyboardInterrupt, SystemExit) as exc:
+        gc.unfreeze()
         search.end(RunStatus.to_string(RunStatus.KILLED))
         raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
     except BaseException as exc:
+        gc.unfreeze()
         if is_outage(exc):  # finished trials are on the server; say how to go on
             best_effort(search.end, RunStatus.to_string(RunStatus.FAILED))
             raise TrackingLost(search.run_id, outage_reason(exc)) from None

@@ -1,0 +1,180 @@
+"""Trial packing: several trials trained at once as one fused network, each still a trial in
+every way a user sees (its run, params, metrics, model, status), and the same result as alone."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import all_runs, children_of, run_cli
+from sklearn.datasets import load_breast_cancer, load_digits
+from test_resume import start_search, wait_for_finished_trials
+
+import mltune
+from mltune.search.trial import TrialRunner
+from mltune.spec.space import decode
+from mltune.tasks import task_for
+from mltune.tracking.runs import start_search as open_search
+
+SHAPE_KEYS = ("num_layers", "hidden_size", "norm", "activation", "batch_size", "optimizer")
+
+
+def packs_of(children) -> dict[str, list]:
+    packs: dict[str, list] = {}
+    for child in children:
+        packs.setdefault(child.data.tags["mltune.pack"], []).append(child)
+    return packs
+
+
+def test_a_packed_tabular_search_logs_every_member_as_its_own_trial(client):
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 6, "epochs": 2, "pack": 3, "seed": 3}))
+    children = children_of(client, result.parent_run_id)
+    assert [int(c.data.tags["mltune.trial"]) for c in children] == [1, 2, 3, 4, 5, 6]
+    packs = packs_of(children)
+    assert sorted(packs) == ["1", "2"] and all(len(p) == 3 for p in packs.values())
+    for members in packs.values():
+        # members share the shape key and differ in the rest (TPE fills them apart)
+        for key in SHAPE_KEYS:
+            assert len({m.data.params[key] for m in members}) == 1, key
+        assert len({m.data.params["learning_rate"] for m in members}) == 3
+    for child in children:
+        assert child.info.status == "FINISHED"
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert child.data.params["learning_rate"] == str(
+            result.trials[int(child.data.tags["mltune.trial"]) - 1].params["learning_rate"])
+    uris = {c.data.tags["mltune.model_uri"] for c in children}
+    assert len(uris) == 6  # a model of its own per member
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(30)
+    for uri in list(uris)[:2]:  # each member's model is the task's ordinary, servable model
+        answer = mlflow.pyfunc.load_model(uri).predict(rows)
+        assert set(answer["label"]) <= {"malignant", "benign"}
+    champion = mlflow.pyfunc.load_model("models:/mltune-tabular@champion")
+    assert (champion.predict(rows)["label"] == load_breast_cancer().target_names[
+        load_breast_cancer().target[:30]]).mean() > 0.8
+
+
+def test_a_packed_digits_search_trains_its_members_at_once_and_serves_them(client):
+    result = mltune.tune(mltune.load_spec(None, {"max_evals": 4, "epochs": 2, "pack": 4,
+                                                 "space.channels": 16}))
+    children = children_of(client, result.parent_run_id)
+    assert {c.data.tags["mltune.pack"] for c in children} == {"1"}
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert len({c.data.params["dropout"] for c in children}) == 4  # each its own rate
+    digits = load_digits()
+    served = mlflow.pyfunc.load_model(result.best.model_uri)
+    accuracy = (served.predict(digits.images[:200])["label"] == digits.target[:200]).mean()
+    assert accuracy > 0.5  # chance is 0.1
+
+
+def runner_for(spec_values: dict, client) -> TrialRunner:
+    spec = mltune.load_spec(None, spec_values)
+    task = task_for(spec)
+    data = task.load(spec.data, spec.seed)
+    search = open_search(spec, data.fingerprint)
+    return TrialRunner(spec, task, data, search, torch.device("cpu"), "fp32")
+
+
+def sample(lr: float, **more) -> dict:
+    return {"num_layers": 2, "hidden_size": 32, "activation": "relu", "dropout": 0.0,
+            "norm": "batch", "weight_init": "default", "learning_rate": lr,
+            "weight_decay": 1e-4, "optimizer": {"name": "adam"}, "batch_size": 32,
+            "loss": "cross_entropy", **more}
+
+
+def test_a_member_trained_in_a_pack_and_alone_agree(client):
+    """fp32 on the CPU, same seeds, same batch order: the same final metrics.
+
+    (No dropout: a pack draws each member's masks from one stream, so they differ from a lone
+    run's. No BatchNorm: behind a biased layer, Adam moves that redundant bias on rounding
+    noise and the running mean follows it, so with BatchNorm they agree to ~1e-3 only.)"""
+    runner = runner_for({"task": "tabular", "epochs": 3}, client)
+    rates = [3e-3, 1e-2, 3e-4]
+    members = [sample(lr, norm="layer", weight_init=init)
+               for lr, init in zip(rates, ["default", "xavier_uniform", "orthogonal"],
+                                   strict=True)]
+    packed = runner.run_pack(1, [(i + 1, m, None) for i, m in enumerate(members)])
+    alone = [runner.run_params(i + 1, decode(m)) for i, m in enumerate(members)]
+    for p, a in zip(packed, alone, strict=True):
+        assert p.status == a.status == "FINISHED"
+        assert p.pack == 1 and a.pack is None
+        for metric in ("val_accuracy", "val_loss", "train_loss"):
+            assert p.metrics[metric] == pytest.approx(a.metrics[metric], abs=1e-4), metric
+
+
+def test_a_diverging_member_fails_while_the_others_finish(client):
+    runner = runner_for({"task": "tabular", "epochs": 2}, client)
+    diverging = sample(1e9, optimizer={"name": "sgd", "momentum": 0.9}, norm="none")
+    members = [(1, sample(3e-3, norm="none", optimizer={"name": "sgd", "momentum": 0.9}),
+                None), (2, diverging, None)]
+    outcomes = runner.run_pack(1, members)
+    assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]
+    assert "became nan" in outcomes[1].error or "became inf" in outcomes[1].error
+    failed = client.get_run(outcomes[1].run_id)
+    assert failed.info.status == "FAILED" and "train_loss became" in failed.data.tags[
+        "mltune.error"]
+    assert client.get_run(outcomes[0].run_id).info.status == "FINISHED"
+    assert np.isfinite(outcomes[0].metrics["val_loss"])
+
+
+def test_pruning_stops_members_of_a_pack_alone(client):
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 8, "epochs": 4, "pack": 4, "algo": "rand", "seed": 2,
+        "space.learning_rate": {"choice": [3.0e-3, 1.0e-6]}, "space.optimizer": "sgd",
+        "pruning": {"rule": "median", "warmup_trials": 2, "warmup_epochs": 1}}))
+    children = children_of(client, result.parent_run_id)
+    pruned = [c for c in children if c.data.tags.get("mltune.pruned") == "true"]
+    assert pruned and all(c.info.status == "KILLED" for c in pruned)
+    for child in pruned:  # a pruned member stopped early while its pack went on
+        assert int(child.data.tags["mltune.epochs_run"]) < 4
+        pack = [c for c in children if c.data.tags["mltune.pack"] ==
+                child.data.tags["mltune.pack"]]
+        assert any(c.info.status == "FINISHED" for c in pack)
+    assert len(result.trials) == 8
+
+
+def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_uri, client,
+                                                                     capsys):
+    args = ["--set", "task=tabular", "--max-evals", "8", "--epochs", "3",
+            "--pack", "2", "--seed", "4"]
+    process = start_search(tracking_uri, *args)
+    parent_id = wait_for_finished_trials(client, 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    code, _, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
+    assert code == 0, err
+    children = children_of(client, parent_id)
+    numbers = [int(c.data.tags["mltune.trial"]) for c in children]
+    assert len(numbers) == len(set(numbers))
+    assert [c.info.status for c in children].count("FINISHED") == 8
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    assert all(c.data.tags.get("mltune.interrupted") == "true" for c in children
+               if c.info.status == "KILLED")
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_a_family_that_cannot_be_packed_is_refused_only_when_asked_for(tracking_uri, client,
+                                                                      capsys, tmp_path):
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples/data/reviews.csv",
+                tmp_path / "reviews.csv")
+    base = ["tune", "--set", "task=text", "--set", "data.source=reviews.csv",
+            "--set", "data.text=review", "--set", "data.target=sentiment",
+            "--max-evals", "2", "--epochs", "1"]
+    code, _, err = run_cli([*base, "--pack", "2"], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("mltune: error: pack: 2 is not possible: the text task's network "
+                           "cannot be packed: its layer encoder.rnn (")
+    assert line.endswith(") has no batched (vmap) form in PyTorch; use pack: 1 or auto")
+    assert all_runs(client) == []  # refused before any run was opened
+    code, _, err = run_cli([*base, "--set", "max_evals=8"], capsys)  # auto: unpacked
+    assert code == 0, err
+    (parent,) = [r for r in all_runs(client) if r.data.tags.get("mltune.role") == "search"]
+    assert all("mltune.pack" not in c.data.tags for c in children_of(client,
+                                                                      parent.info.run_id))
