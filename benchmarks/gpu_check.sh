@@ -33,6 +33,7 @@ echo "== memory_growth.py --trials 200 --device cuda (exit $?)" | tee -a "$LOG"
 grep -v -E "INFO mlflow|View run|View experiment|registered|Created version" "${LOG}.memory" \
   | tee -a "$LOG"
 step python3 benchmarks/throughput.py --device cuda --epochs 3 --size 64 --channels 64 --batch-size 512 --compile
+step python3 benchmarks/packing.py --device cuda --members 16
 step python3 benchmarks/gpu_sharing.py --workers 4 --epochs 2
 step python3 benchmarks/trials_per_hour.py --device cuda --trials 10 --epochs 5
 if [ -f benchmarks/ray_gpu_check.py ]; then step python3 benchmarks/ray_gpu_check.py; fi
