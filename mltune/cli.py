@@ -28,7 +28,8 @@ from mltune.core.errors import (
 )
 from mltune.core.outcomes import TrialOutcome
 from mltune.registry.gate import promote, rollback
-from mltune.report.build import REPORT_DIR, build_report, outcomes_frame, top_trials_text
+from mltune.report.build import REPORT_DIR, build_report
+from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
@@ -193,7 +194,7 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
 
 def summary(result: SearchResult) -> str:
     spec, best = result.spec, result.best
-    params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.params.items()))
+    params = ", ".join(f"{k}={short(v, width=None)}" for k, v in sorted(best.params.items()))
     uri = mlflow.get_tracking_uri()
     ui = "mlflow ui" + (f" --backend-store-uri {uri}" if uri.startswith("sqlite") else "")
     lines = [
@@ -214,10 +215,6 @@ def summary(result: SearchResult) -> str:
                  f"Report: {REPORT_DIR}/report.html among the parent run's artifacts")
     lines.append(f"Browse: {ui}   then open experiment {result.experiment_id}")
     return "\n".join(lines)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @cli.command("train")

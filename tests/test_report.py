@@ -23,7 +23,8 @@ from PIL import Image
 
 import mltune
 from mltune.cli import main, summary
-from mltune.report.build import build_report, outcomes_frame, top_trials_text
+from mltune.report.build import build_report
+from mltune.report.console import outcomes_frame, top_trials_text
 from mltune.search.finish import make_report
 from mltune.tracking.runs import SearchRun, start_search
 

@@ -156,8 +156,36 @@ DISTRIBUTIONS: dict[str, Callable[[str, str, Any], Any]] = {
 }
 
 
+# Distributions whose draws spread over orders of magnitude: their params read best on a log axis.
+LOG_SCALE = frozenset({"loguniform", "qloguniform", "lognormal"})
+
+
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+
+
+def log_scaled_params(space: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Names of the decoded (flat, dotted) params that a log distribution draws.
+
+    The params of a choice's options count too (``optimizer.lr``), named as ``decode`` names
+    them; a param that is itself a choice does not, whatever its options. Anything that is not
+    a distribution is passed over, so a space read back from MLflow's params needs no checking.
+    """
+    found: set[str] = set()
+    for key, value in space.items():
+        if not _is_distribution(value):
+            continue
+        (name, args), = value.items()
+        if name in LOG_SCALE:
+            found.add(f"{prefix}{key}")
+        elif name in ("choice", "pchoice") and isinstance(args, list):
+            for option in args:
+                if name == "pchoice" and isinstance(option, list) and len(option) == 2:
+                    option = option[1]  # [probability, option]
+                if isinstance(option, Mapping) and not _is_distribution(option):
+                    rest = {k: v for k, v in option.items() if k != "name"}
+                    found |= log_scaled_params(rest, prefix=f"{prefix}{key}.")
+    return found
 
 
 def _value(label: str, path: str, value: Any) -> Any:
