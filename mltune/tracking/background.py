@@ -38,12 +38,17 @@ class Finisher:
     (the search does before it picks the best trial). A job records its own failure.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: int = 1) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-finish")
         self._pending: list[Future[None]] = []
+        self.backlog = backlog  # jobs waiting at most: what a slow server may hold in memory
 
     def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job``; when ``backlog`` jobs already wait, first wait for the oldest (so
+        a slow tracking server slows the search down instead of piling up networks)."""
         self._pending = [f for f in self._pending if not f.done()]
+        while len(self._pending) > self.backlog:
+            self._pending.pop(0).result()
         self._pending.append(self._pool.submit(job))
 
     def drain(self) -> None:
