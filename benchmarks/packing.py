@@ -34,6 +34,7 @@ import mltune
 from mltune.search.trial import TrialRunner
 from mltune.spec.space import decode
 from mltune.tasks import task_for
+from mltune.tracking.background import Finisher
 from mltune.tracking.runs import start_search
 from mltune.training.device import resolve_device
 
@@ -86,14 +87,18 @@ def run_case(name: str, overrides: dict, base: dict, k: int, device: torch.devic
     task = task_for(spec)
     data = task.load(spec.data, spec.seed).to(device)
     search = start_search(spec, data.fingerprint)
-    runner = TrialRunner(spec, task, data, search, device, "fp32")
+    finisher = Finisher()  # models logged in the background, as in a search
+    runner = TrialRunner(spec, task, data, search, device, "fp32", finish=finisher.submit)
     configs = members(base, k)
     started = time.perf_counter()
     packed = runner.run_pack(1, [(i + 1, c, None) for i, c in enumerate(configs)])
+    finisher.drain()
     packed_s = time.perf_counter() - started
     started = time.perf_counter()
     alone = [runner.run_params(i + 1, decode(c)) for i, c in enumerate(configs)]
+    finisher.drain()
     alone_s = time.perf_counter() - started
+    finisher.close()
     metric = spec.metric
     differences = [abs(p.metrics[metric] - a.metrics[metric])
                    for p, a in zip(packed, alone, strict=True)
@@ -134,9 +139,9 @@ class BatchedGRU(nn.Module):
         return h
 
 
-def recurrent_case(k: int, device: torch.device, steps: int = 20) -> dict:
+def recurrent_case(k: int, device: torch.device, steps: int = 5) -> dict:
     """Forward+backward of K GRU layers: K separate nn.GRU calls vs one batched cell."""
-    x = torch.randn(64, 50, 32, device=device)
+    x = torch.randn(64, 30, 32, device=device)
     separate = [nn.GRU(32, 64, batch_first=True).to(device) for _ in range(k)]
     batched = BatchedGRU(k, 32, 64).to(device)
 
