@@ -5,7 +5,7 @@ with its model. The process's resident memory (and CUDA memory, on a GPU) is rea
 trial; the figures after trial 5 and after the last trial are compared, with the seconds per
 trial at the start and at the end (a slowdown shows up there).
 
-Run: python benchmarks/memory_growth.py [--trials 200] [--device auto]
+Run: python benchmarks/memory_growth.py [--trials 200] [--device auto] [--pack auto]
 The last line is JSON with rss_mb_trial5 and rss_mb_trial200 (trial<N> for --trials N).
 """
 
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--pack", default="auto", help="auto | N (1: one trial at a time)")
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
@@ -46,7 +47,7 @@ def main() -> None:
         "max_evals": args.trials, "epochs": 1, "algo": "rand", "seed": 0,
         "device": args.device,
         "space": {"num_blocks": 1, "channels": 8, "hidden_size": 32, "batch_size": 128,
-                  "lr": {"loguniform": [0.0005, 0.01]}}})
+                  "learning_rate": {"loguniform": [0.0005, 0.01]}}, "pack": args.pack})
     cuda = spec.device != "cpu" and torch.cuda.is_available()
     readings: dict[int, dict[str, float]] = {}
     last = [time.perf_counter()]
