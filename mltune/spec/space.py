@@ -156,13 +156,13 @@ DISTRIBUTIONS: dict[str, Callable[[str, str, Any], Any]] = {
 }
 
 
-def _is_distribution(value: Any) -> bool:
+def is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
 
 
 def _value(label: str, path: str, value: Any) -> Any:
     """A hyperparameter's value: a distribution or a literal."""
-    if _is_distribution(value):
+    if is_distribution(value):
         (name, args), = value.items()
         return DISTRIBUTIONS[name](label, f"{path}.{name}", args)
     if isinstance(value, Mapping):
@@ -175,7 +175,7 @@ def _value(label: str, path: str, value: Any) -> Any:
 
 def _option(label: str, path: str, option: Any) -> Any:
     """One option of a choice: a distribution, a literal, or a mapping (conditional params)."""
-    if isinstance(option, Mapping) and not _is_distribution(option):
+    if isinstance(option, Mapping) and not is_distribution(option):
         return {k: _value(f"{label}.{k}", f"{path}.{k}", v) for k, v in option.items()}
     return _value(label, path, option)
 

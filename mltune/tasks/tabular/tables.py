@@ -26,6 +26,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from mltune.core.errors import DataError, SpecError
 from mltune.spec.model import DataSpec
+from mltune.spec.options import column_list, prefixed, string
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +159,7 @@ def infer_problem(target: pd.Series) -> str:
 
 
 def _problem_option(data: DataSpec) -> str:
-    problem = data.options.get("problem", "auto")
-    if problem not in PROBLEMS:
-        raise SpecError(f"data.problem: {problem!r} is not allowed; expected one of: "
-                        f"{', '.join(PROBLEMS)}")
-    return problem
+    return string(prefixed(data.options, "data"), "data.problem", "auto", PROBLEMS)
 
 
 def _stamp(source: str) -> tuple[str, int, int]:
@@ -258,11 +255,7 @@ def feature_columns(frame: pd.DataFrame, target: str, data: DataSpec
 
 
 def _column_list(data: DataSpec, key: str, frame: pd.DataFrame) -> list[str]:
-    value = data.options.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"data.{key}: expected a list of column names, got {value!r}")
+    value = column_list(prefixed(data.options, "data"), f"data.{key}")
     for name in value:
         require_column(list(frame.columns), name, data.source, f"data.{key}")
     return value

@@ -28,6 +28,7 @@ from mltune.data.splits import TaskData
 from mltune.models.rnn import CELLS, POOLINGS
 from mltune.models.text_rnn import TextRNN, init_text_rnn
 from mltune.spec.model import DataSpec
+from mltune.spec.options import boolean, integer, prefixed, string
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -49,24 +50,6 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CLASS_WEIGHTS = ("none", "balanced")
 DEFAULT_TEXT, DEFAULT_TARGET = "text", "label"
 SHOWN_ROWS = 5  # row numbers quoted in a message about bad rows
-
-
-# -- options -----------------------------------------------------------------------------------
-
-def _option(options: Mapping[str, Any], key: str, default: Any, kind: type,
-            minimum: int | None = None) -> Any:
-    """A ``data.<key>`` option of the right type (and range), or a SpecError saying so."""
-    value = options.get(key, default)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    wrong_type = isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
-    if wrong_type or (minimum is not None and value < minimum):
-        expected = {bool: "true or false", str: "a non-empty string"}.get(
-            kind, f"a whole number >= {minimum}")
-        raise SpecError(f"data.{key}: {value!r} is not allowed; expected {expected}")
-    if kind is str and not value:
-        raise SpecError(f"data.{key}: expected a non-empty string, got {value!r}")
-    return value
 
 
 # -- reading and checking ----------------------------------------------------------------------
@@ -261,13 +244,13 @@ class TextTask(ClassificationMixin, Task):
                 "batch_size": 64}
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
-        options = data.options
-        max_vocab = _option(options, "max_vocab", 20000, int, minimum=1)
-        min_freq = _option(options, "min_freq", 2, int, minimum=1)
-        max_length = _option(options, "max_length", 200, int, minimum=1)
-        lowercase = _option(options, "lowercase", True, bool)
-        encoding = _option(options, "encoding", "utf-8", str)
-        drop_missing = _option(options, "drop_missing", False, bool)
+        options = prefixed(data.options, "data")
+        max_vocab = integer(options, "data.max_vocab", 20000, minimum=1)
+        min_freq = integer(options, "data.min_freq", 2, minimum=1)
+        max_length = integer(options, "data.max_length", 200, minimum=1)
+        lowercase = boolean(options, "data.lowercase", True)
+        encoding = string(options, "data.encoding", "utf-8")
+        drop_missing = boolean(options, "data.drop_missing", False)
         text_column, target_column = data.text or DEFAULT_TEXT, data.target or DEFAULT_TARGET
 
         frame = read_table(data.source, encoding)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from mltune.core.errors import DataError, SpecError
+from mltune.core.errors import DataError
 
 FILLS = ("none", "interpolate", "ffill")
 Freq = str | int
@@ -96,23 +96,6 @@ def read_table(source: str) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data.source: {source!r} holds no rows")
     return frame
-
-
-def check_freq(freq: Any) -> Freq | None:
-    """``data.freq`` as given in the spec: None, a pandas offset alias or a whole step."""
-    if freq is None:
-        return None
-    if isinstance(freq, int) and not isinstance(freq, bool):
-        if freq < 1:
-            raise SpecError(f"data.freq: {freq} is not allowed; a step must be >= 1")
-        return freq
-    if isinstance(freq, str):
-        try:
-            return to_offset(freq).freqstr
-        except ValueError:
-            pass
-    raise SpecError(f"data.freq: {freq!r} is not a frequency; expected a pandas offset alias "
-                    "(D, h, 15min, W-MON, MS, ...) or a whole-number step")
 
 
 def cell(value: Any) -> str:

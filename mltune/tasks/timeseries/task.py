@@ -33,9 +33,10 @@ from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.models.forecaster import Forecaster
 from mltune.models.init import init_weights
 from mltune.spec.model import DataSpec
+from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
-from mltune.tasks.timeseries.series import FILLS, Columns, check_freq, future, prepare, read_table
+from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare, read_table
 from mltune.training.losses import make_loss
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
@@ -137,17 +138,14 @@ class TimeseriesTask(Task):
         if data.time in (data.target, STEP, FORECAST):
             raise SpecError(f"data.time: {data.time!r} is not allowed: it is the target or the "
                             f"name of an output column ({STEP}, {FORECAST}); rename it")
-        options = dict(data.options)
-        options["covariates"] = _covariates(options.get("covariates", []), data)
-        options["fill"] = options.get("fill", "none")
-        if options["fill"] not in FILLS:
-            raise SpecError(f"data.fill: {options['fill']!r} is not allowed; expected one of: "
-                            f"{', '.join(FILLS)}")
-        options["freq"] = check_freq(options.get("freq"))
+        options, fields = dict(data.options), prefixed(data.options, "data")
+        options["covariates"] = _covariates(column_list(fields, "data.covariates"), data)
+        options["fill"] = string(fields, "data.fill", "none", FILLS)
+        options["freq"] = frequency(fields, "data.freq")
         if options["freq"] is not None and not data.time:
             raise SpecError("data.freq: given without data.time; the step of a series needs "
                             "its time column")
-        options["max_window"] = _max_window(options.get("max_window"), space)
+        options["max_window"] = _max_window(optional_integer(fields, "data.max_window", 1), space)
         for loss in space_options(space.get("loss", "mse")):
             if loss not in FORECAST_LOSSES:
                 raise SpecError(f"space.loss: {loss!r} does not suit task 'timeseries'; "
@@ -323,12 +321,8 @@ class TimeseriesTask(Task):
         return {"forecast.png": forecast_figure(network, data)}
 
 
-def _covariates(covariates: Any, data: DataSpec) -> list[str]:
-    """``data.covariates`` as a list of distinct columns other than the target and time."""
-    if isinstance(covariates, str):
-        covariates = [covariates]
-    if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
-        raise SpecError(f"data.covariates: expected a list of column names, got {covariates!r}")
+def _covariates(covariates: list[str], data: DataSpec) -> list[str]:
+    """``data.covariates``: distinct columns other than the target and time."""
     clash = [c for c in covariates if c in (data.target, data.time) or covariates.count(c) > 1]
     if clash:
         raise SpecError(f"data.covariates: {clash[0]!r} is listed twice or is the target or "
@@ -336,14 +330,11 @@ def _covariates(covariates: Any, data: DataSpec) -> list[str]:
     return covariates
 
 
-def _max_window(given: Any, space: Mapping[str, Any]) -> int:
+def _max_window(given: int | None, space: Mapping[str, Any]) -> int:
     """``data.max_window``: the steps cut for every trial, by default the largest window."""
     largest = space_upper_bound(space.get("window", DEFAULT_PARAMS["window"]), "space.window")
     if given is None:
         return largest
-    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-        raise SpecError(f"data.max_window: {given!r} is not allowed; expected a whole number "
-                        ">= 1")
     if largest > given:
         raise SpecError(f"space.window: goes up to {largest}, beyond data.max_window={given}; "
                         "lower the window or raise data.max_window")
