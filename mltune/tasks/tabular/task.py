@@ -40,6 +40,7 @@ from mltune.tasks.classification import (
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
     classes_as_python,
+    encoding,
     feature_columns,
     make_preprocessor,
     numeric_frame,
@@ -132,7 +133,7 @@ class TabularTask(ClassificationMixin, Task):
 
     name = "tabular"
     default_source = "sklearn:breast_cancer"
-    data_options = ("problem", "drop", "categorical")
+    data_options = ("problem", "drop", "categorical", "encoding")
 
     def __init__(self, problem: str | None = None, n_classes: int = 0) -> None:
         self.problem = problem or "classification"  # unresolved: the default source's
@@ -176,7 +177,7 @@ class TabularTask(ClassificationMixin, Task):
     def load(self, data: DataSpec, seed: int) -> TaskData:
         problem, _ = resolve_problem(data)
         target = target_name(data)
-        frame = read_table(data.source)
+        frame = read_table(data.source, encoding=encoding(data))
         require_column(list(frame.columns), target, data.source, "data.target")
         unlabelled = frame[target].isna()
         if unlabelled.any():

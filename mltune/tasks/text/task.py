@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from mlflow.models import ModelSignature
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.data.io import read_table
 from mltune.data.splits import TaskData
 from mltune.models.rnn import CELLS, POOLINGS
 from mltune.models.text_rnn import TextRNN, init_text_rnn
@@ -44,62 +44,12 @@ from mltune.training.losses import make_loss
 
 log = logging.getLogger(__name__)
 
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-COMPRESSED = ("", ".gz", ".bz2", ".zip", ".xz", ".zst")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 CLASS_WEIGHTS = ("none", "balanced")
 DEFAULT_TEXT, DEFAULT_TARGET = "text", "label"
 SHOWN_ROWS = 5  # row numbers quoted in a message about bad rows
 
 
 # -- reading and checking ----------------------------------------------------------------------
-
-def read_table(source: str, encoding: str) -> pd.DataFrame:
-    """A CSV/TSV (optionally compressed) or parquet file as a DataFrame; DataError otherwise."""
-    path = Path(source)
-    name = path.name.lower()
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise DataError(f"data.source: {source!r} {what}; expected a CSV or parquet file")
-    if path.stat().st_size == 0:
-        raise DataError(f"data.source: {source!r} is empty (0 bytes)")
-    try:
-        if name.endswith(PARQUET_SUFFIXES):
-            return pd.read_parquet(path)
-        csv = next((s for s in CSV_SUFFIXES for c in COMPRESSED if name.endswith(s + c)), None)
-        if csv is None:
-            raise DataError(f"data.source: {source!r} has an unknown file type; expected one "
-                            f"of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
-        return pd.read_csv(path, sep="\t" if csv == ".tsv" else ",", encoding=encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data.source: {source!r} is not {encoding} text ({_bad_byte(path, encoding, exc)}); "
-            "re-save it as UTF-8 or set data.encoding (e.g. latin-1)"
-        ) from None
-    except LookupError:
-        raise SpecError(f"data.encoding: unknown encoding {encoding!r}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data.source: {source!r} holds no columns and no rows") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise DataError(f"data.source: {source!r} is not a readable CSV file: {detail}") from None
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: {source!r} could not be read: {detail}") from None
-
-
-def _bad_byte(path: Path, encoding: str, error: UnicodeDecodeError) -> str:
-    """Where the first undecodable byte is. pandas decodes in chunks, so its error's offset
-    is relative to a chunk: decode the file again to name the line (not compressed ones)."""
-    try:
-        path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = exc.object.count(b"\n", 0, exc.start) + 1
-        return f"byte 0x{exc.object[exc.start]:02x} on line {line}"
-    except (OSError, MemoryError):
-        pass
-    return f"byte 0x{error.object[error.start]:02x}"
-
 
 def _column(frame: pd.DataFrame, name: str, field: str, source: str) -> pd.Series:
     if name not in frame.columns:
@@ -253,7 +203,7 @@ class TextTask(ClassificationMixin, Task):
         drop_missing = boolean(options, "data.drop_missing", False)
         text_column, target_column = data.text or DEFAULT_TEXT, data.target or DEFAULT_TARGET
 
-        frame = read_table(data.source, encoding)
+        frame = read_table(data.source, encoding=encoding)
         texts, labels, dropped = clean_rows(frame, text_column, target_column, data.source,
                                             drop_missing)
         codes, classes = encode_labels(labels, f"data.target (column {target_column!r})")

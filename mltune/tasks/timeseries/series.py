@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,29 +72,6 @@ class Labels:
     def freq_hint(self, freq: Freq) -> str:
         return ("set data.freq to the series' step (D, h, W-MON, MS, ... or a whole number)"
                 if self.training else f"this model's step is {freq}")
-
-
-def read_table(source: str) -> pd.DataFrame:
-    """A CSV (optionally compressed) or parquet file as a DataFrame."""
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"data.source: file {source!r} does not exist; expected a CSV or "
-                        "parquet file")
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        kind, reader = "parquet", pd.read_parquet
-    elif any(name.endswith(f".csv{ext}") for ext in ("", ".gz", ".bz2", ".zip", ".xz", ".zst")):
-        kind, reader = "CSV", pd.read_csv
-    else:
-        raise DataError(f"data.source: {source!r} is neither a .csv nor a .parquet file")
-    try:
-        frame = reader(path)
-    except Exception as exc:  # parser, encoding and arrow errors all mean "not readable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: cannot read {source!r} as {kind}: {first}") from None
-    if frame.empty:
-        raise DataError(f"data.source: {source!r} holds no rows")
-    return frame
 
 
 def cell(value: Any) -> str:

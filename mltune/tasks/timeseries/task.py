@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.models.forecaster import Forecaster
 from mltune.models.init import init_weights
@@ -36,7 +37,7 @@ from mltune.spec.model import DataSpec
 from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
-from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare, read_table
+from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
 from mltune.training.losses import make_loss
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
@@ -123,7 +124,7 @@ def times_around(meta: Mapping[str, Any], start: int, count: int) -> pd.Index | 
 class TimeseriesTask(Task):
     name = "timeseries"
     default_metric = "val_rmse"
-    data_options = ("covariates", "max_window", "fill", "freq")
+    data_options = ("covariates", "max_window", "fill", "freq", "encoding")
 
     # -- the spec -------------------------------------------------------------------------
     def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
@@ -185,8 +186,12 @@ class TimeseriesTask(Task):
         options = data.options
         horizon, window = int(data.horizon), int(options["max_window"])
         columns = Columns(data.target, tuple(options["covariates"]), data.time)
-        series = prepare(read_table(data.source), columns, fill=options["fill"],
-                         freq=options["freq"], training=True)
+        text = string(prefixed(options, "data"), "data.encoding", "utf-8")
+        frame = read_table(data.source, encoding=text)
+        if frame.empty:
+            raise DataError(f"data.source: {data.source!r} holds no rows")
+        series = prepare(frame, columns, fill=options["fill"], freq=options["freq"],
+                         training=True)
         values = series.values
         n = len(values)
         needed = rows_needed(data, window, horizon)
