@@ -70,7 +70,15 @@ class Task(ABC):
 
     @abstractmethod
     def default_params(self) -> dict[str, Any]:
-        """Flat params of one sensible configuration (``mltune train`` without params)."""
+        """Flat params of one sensible configuration (``mltune train`` without params).
+
+        The one source of the task's defaults: ``build_model`` and ``make_loss`` read ``params``
+        merged over these (``with_defaults``), never a fallback of their own.
+        """
+
+    def with_defaults(self, params: Params) -> dict[str, Any]:
+        """``params`` over ``default_params()``: every key a network or loss reads is there."""
+        return {**self.default_params(), **params}
 
     @abstractmethod
     def load(self, data: DataSpec, seed: int) -> TaskData:

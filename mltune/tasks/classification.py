@@ -50,7 +50,7 @@ class ClassificationMixin:
     """Loss, metrics, signature and labelled output for tasks that predict a class."""
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
-        return make_loss(str(params.get("loss", "cross_entropy")))
+        return make_loss(str(self.with_defaults(params)["loss"]))  # type: ignore[attr-defined]
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor,
               meta: Mapping[str, Any]) -> dict[str, float]:

@@ -238,21 +238,22 @@ class ImageTask(ClassificationMixin, Task):
                         meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        p = self.with_defaults(params)
         model = ConvNet(
             in_channels=meta["channels"], height=meta["height"], width=meta["width"],
             num_classes=len(meta["classes"]), mean=meta["mean"], std=meta["std"],
-            num_blocks=int(params.get("num_blocks", 2)),
-            channels=int(params.get("channels", 32)),
-            kernel_size=int(params.get("kernel_size", 3)),
-            activation_name=str(params.get("activation", "relu")),
-            batch_norm=bool(params.get("batch_norm", True)),
-            dropout=float(params.get("dropout", 0.0)),
-            hidden_size=int(params.get("hidden_size", 128)),
+            num_blocks=int(p["num_blocks"]),
+            channels=int(p["channels"]),
+            kernel_size=int(p["kernel_size"]),
+            activation_name=str(p["activation"]),
+            batch_norm=bool(p["batch_norm"]),
+            dropout=float(p["dropout"]),
+            hidden_size=int(p["hidden_size"]),
         )
-        model = init_weights(model, str(params.get("weight_init", "default")))
-        augment = Augment(shift=float(params.get("augment_shift", 0.0)),
-                          rotation=float(params.get("augment_rotation", 0.0)),
-                          flip=bool(params.get("augment_flip", False)))
+        model = init_weights(model, str(p["weight_init"]))
+        augment = Augment(shift=float(p["augment_shift"]),
+                          rotation=float(p["augment_rotation"]),
+                          flip=bool(p["augment_flip"]))
         return nn.Sequential(augment, model) if augment.active else model
 
     def input_example(self, data: TaskData) -> Any:

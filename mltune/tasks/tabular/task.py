@@ -218,16 +218,17 @@ class TabularTask(ClassificationMixin, Task):
                         x_test_raw=frame.iloc[test][columns].reset_index(drop=True))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        p = self.with_defaults(params)
         regression = meta["problem"] == "regression"
         model: nn.Module = MLP(
             meta["n_features"], 1 if regression else len(meta["classes"]),
-            num_layers=int(params.get("num_layers", 2)),
-            hidden_size=int(params.get("hidden_size", 64)),
-            activation_name=str(params.get("activation", "relu")),
-            dropout=float(params.get("dropout", 0.0)),
-            norm=str(params.get("norm", "none")),
+            num_layers=int(p["num_layers"]),
+            hidden_size=int(p["hidden_size"]),
+            activation_name=str(p["activation"]),
+            dropout=float(p["dropout"]),
+            norm=str(p["norm"]),
         )
-        model = init_weights(model, str(params.get("weight_init", "default")))
+        model = init_weights(model, str(p["weight_init"]))
         if regression:  # answers in the target's units, learns on standardised ones
             model = nn.Sequential(model, Unstandardize(meta["target_mean"], meta["target_std"]))
         return model

@@ -230,20 +230,21 @@ class TextTask(ClassificationMixin, Task):
                         fingerprint=text_fingerprint(texts, codes, classes))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        p = self.with_defaults(params)
         model = TextRNN(
             vocab_size=len(meta["vocabulary"]["tokens"]) + 2,
             num_classes=len(meta["classes"]),
-            embedding_dim=int(params.get("embedding_dim", 64)),
-            cell=str(params.get("cell", "lstm")),
-            hidden_size=int(params.get("hidden_size", 64)),
-            num_layers=int(params.get("num_layers", 1)),
-            bidirectional=bool(params.get("bidirectional", False)),
-            dropout=float(params.get("dropout", 0.0)),
-            pool=str(params.get("pool", "max")),
-            activation_name=str(params.get("activation", "relu")),
-            word_dropout=float(params.get("word_dropout", 0.0)),
+            embedding_dim=int(p["embedding_dim"]),
+            cell=str(p["cell"]),
+            hidden_size=int(p["hidden_size"]),
+            num_layers=int(p["num_layers"]),
+            bidirectional=bool(p["bidirectional"]),
+            dropout=float(p["dropout"]),
+            pool=str(p["pool"]),
+            activation_name=str(p["activation"]),
+            word_dropout=float(p["word_dropout"]),
         )
-        return init_text_rnn(model, str(params.get("weight_init", "default")))
+        return init_text_rnn(model, str(p["weight_init"]))
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         """Cross entropy (optionally label-smoothed), optionally weighted against imbalance.
@@ -251,12 +252,13 @@ class TextTask(ClassificationMixin, Task):
         ``class_weight: balanced`` weighs class c by n / (classes * n_c) on the train split, so
         every class carries the same total weight (scikit-learn's definition).
         """
-        name = str(params.get("loss", "cross_entropy"))
+        p = self.with_defaults(params)
+        name = str(p["loss"])
         if name not in CLASSIFICATION_LOSSES:
             raise SpecError(f"loss: {name!r} does not suit classification; expected one of: "
                             f"{', '.join(CLASSIFICATION_LOSSES)}")
         loss = make_loss(name)
-        weighting = str(params.get("class_weight", "none"))
+        weighting = str(p["class_weight"])
         if weighting not in CLASS_WEIGHTS:
             raise SpecError(f"class_weight: {weighting!r} is not allowed; expected one of: "
                             f"{', '.join(CLASS_WEIGHTS)}")

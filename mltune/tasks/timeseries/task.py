@@ -235,21 +235,22 @@ class TimeseriesTask(Task):
 
     # -- the network and its training -----------------------------------------------------
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        p = self.with_defaults(params)
         model = Forecaster(
             1 + len(meta["covariates"]),
-            window=int(round(params.get("window", DEFAULT_PARAMS["window"]))),
+            window=int(round(p["window"])),
             max_window=int(meta["max_window"]),
             horizon=int(meta["horizon"]),
-            cell=str(params.get("cell", "lstm")),
-            hidden_size=int(params.get("hidden_size", 64)),
-            num_layers=int(params.get("num_layers", 1)),
-            dropout=float(params.get("dropout", 0.0)),
-            activation_name=str(params.get("activation", "relu")),
+            cell=str(p["cell"]),
+            hidden_size=int(p["hidden_size"]),
+            num_layers=int(p["num_layers"]),
+            dropout=float(p["dropout"]),
+            activation_name=str(p["activation"]),
         )
-        return init_weights(model, str(params.get("weight_init", "default")))
+        return init_weights(model, str(p["weight_init"]))
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
-        name = str(params.get("loss", "mse"))
+        name = str(self.with_defaults(params)["loss"])
         if name not in FORECAST_LOSSES:
             raise SpecError(f"loss: {name!r} does not suit task 'timeseries'; available: "
                             f"{', '.join(FORECAST_LOSSES)}")
