@@ -30,6 +30,7 @@ from mltune.spec.options import (
     section,
     string,
 )
+from mltune.spec.rules import check_space
 from mltune.spec.space import build_space
 from mltune.spec.tasks import TASKS
 
@@ -164,6 +165,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
     space = {**task.default_space(), **user_space}
     build_space(space)  # validates every distribution now, before anything runs
+    check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
     metric = string(raw, "metric", task.default_metric)
     logged = task.metric_names(data)

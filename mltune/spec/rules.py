@@ -127,7 +127,10 @@ class Number(Rule):
             drawn = "values with no upper bound" if span.high is None else show(span.high)
         else:
             return None
-        return f"can draw {drawn}{span.note}, which is not allowed; expected {self.describe()}"
+        hint = (" (use a bounded distribution: choice, uniform, quniform, randint...)"
+                if span.low is None or span.high is None else "")
+        return (f"can draw {drawn}{span.note}, which is not allowed; expected "
+                f"{self.describe()}{hint}")
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,11 @@ def test_the_values_that_used_to_disagree_follow_default_params():
     assert "BatchNorm" in tabular and "Dropout(p=0.1" in tabular  # was: no norm, no dropout
     text = repr(get_task("text").build_model({}, META["text"]))
     assert "GRU(" in text and "bidirectional=True" in text  # was: LSTM, one direction
+
+
+@pytest.mark.parametrize("name", sorted(META))
+def test_a_task_describes_what_its_family_builds_from(name):
+    from mltune.models import FAMILIES
+
+    task = get_task(name)
+    assert set(FAMILIES.get(task.family).inputs) <= set(task.describe_data(META[name]))

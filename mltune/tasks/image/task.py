@@ -29,10 +29,9 @@ from mltune.core.errors import DataError
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.data.streaming import Streamed, default_workers
 from mltune.models.augment import Augment
-from mltune.models.cnn import ConvNet
-from mltune.models.init import init_weights
 from mltune.spec.model import DataSpec
 from mltune.spec.options import integer, number, prefixed
+from mltune.spec.rules import Flag, Number, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -150,6 +149,7 @@ class ImageTask(ClassificationMixin, Task):
     default_source = "sklearn:digits"
     default_metric = "val_accuracy"
     data_options = ("image_size", "memory_budget_mb", "workers")
+    family = "cnn"
 
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
@@ -237,20 +237,19 @@ class ImageTask(ClassificationMixin, Task):
         return TaskData(split(train), y[train], split(val), y[val], split(test), y[test],
                         meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 
+    def param_rules(self) -> dict[str, Rule]:
+        return {**super().param_rules(), "augment_shift": Number(0, 1),
+                "augment_rotation": Number(minimum=0), "augment_flip": Flag()}
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"outputs": len(meta["classes"]), "channels": meta["channels"],
+                "height": meta["height"], "width": meta["width"], "mean": meta["mean"],
+                "std": meta["std"]}
+
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        """The family's network, behind the augmentation layer when the params ask for one."""
+        model = super().build_model(params, meta)
         p = self.with_defaults(params)
-        model = ConvNet(
-            in_channels=meta["channels"], height=meta["height"], width=meta["width"],
-            num_classes=len(meta["classes"]), mean=meta["mean"], std=meta["std"],
-            num_blocks=int(p["num_blocks"]),
-            channels=int(p["channels"]),
-            kernel_size=int(p["kernel_size"]),
-            activation_name=str(p["activation"]),
-            batch_norm=bool(p["batch_norm"]),
-            dropout=float(p["dropout"]),
-            hidden_size=int(p["hidden_size"]),
-        )
-        model = init_weights(model, str(p["weight_init"]))
         augment = Augment(shift=float(p["augment_shift"]),
                           rotation=float(p["augment_rotation"]),
                           flip=bool(p["augment_flip"]))

@@ -25,10 +25,10 @@ from torch import nn
 from mltune.core.errors import DataError, SpecError
 from mltune.data.io import read_table
 from mltune.data.splits import TaskData
-from mltune.models.rnn import CELLS, POOLINGS
-from mltune.models.text_rnn import TextRNN, init_text_rnn
+from mltune.models.rnn import CELLS
 from mltune.spec.model import DataSpec
 from mltune.spec.options import boolean, integer, prefixed, string
+from mltune.spec.rules import OneOf, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -38,7 +38,7 @@ from mltune.tasks.classification import (
     stratified_split,
 )
 from mltune.tasks.confusion import confusion_artifacts
-from mltune.tasks.text.vocab import EmptyVocabularyError, Vocabulary
+from mltune.tasks.text.vocab import RESERVED, EmptyVocabularyError, Vocabulary
 from mltune.training.fit import predict_batches
 from mltune.training.losses import make_loss
 
@@ -150,6 +150,7 @@ class TextTask(ClassificationMixin, Task):
     default_metric = "val_accuracy"
     data_options = ("max_vocab", "min_freq", "max_length", "lowercase", "encoding",
                     "drop_missing")
+    family = "text_rnn"
 
     def __init__(self) -> None:
         self._cached: tuple[Mapping[str, Any], Vocabulary] | None = None
@@ -173,7 +174,7 @@ class TextTask(ClassificationMixin, Task):
             "dropout": {"uniform": [0.0, 0.5]},
             "word_dropout": {"uniform": [0.0, 0.2]},
             "embedding_dim": {"choice": [32, 64, 128]},
-            "pool": {"choice": list(POOLINGS)},
+            "pool": {"choice": ["last", "mean", "max"]},
             "activation": {"choice": ["relu", "gelu", "tanh"]},
             "learning_rate": {"loguniform": [3.0e-4, 1.0e-2]},
             "weight_decay": {"loguniform": [1.0e-6, 1.0e-3]},
@@ -229,22 +230,12 @@ class TextTask(ClassificationMixin, Task):
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=text_fingerprint(texts, codes, classes))
 
-    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        p = self.with_defaults(params)
-        model = TextRNN(
-            vocab_size=len(meta["vocabulary"]["tokens"]) + 2,
-            num_classes=len(meta["classes"]),
-            embedding_dim=int(p["embedding_dim"]),
-            cell=str(p["cell"]),
-            hidden_size=int(p["hidden_size"]),
-            num_layers=int(p["num_layers"]),
-            bidirectional=bool(p["bidirectional"]),
-            dropout=float(p["dropout"]),
-            pool=str(p["pool"]),
-            activation_name=str(p["activation"]),
-            word_dropout=float(p["word_dropout"]),
-        )
-        return init_text_rnn(model, str(p["weight_init"]))
+    def param_rules(self) -> dict[str, Rule]:
+        return {**super().param_rules(), "class_weight": OneOf.among(CLASS_WEIGHTS)}
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"vocab_size": len(meta["vocabulary"]["tokens"]) + RESERVED,
+                "outputs": len(meta["classes"])}
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         """Cross entropy (optionally label-smoothed), optionally weighted against imbalance.

@@ -31,14 +31,13 @@ from torch import nn
 from mltune.core.errors import DataError, SpecError
 from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
-from mltune.models.forecaster import Forecaster
-from mltune.models.init import init_weights
 from mltune.spec.model import DataSpec
 from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
+from mltune.spec.rules import OneOf, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
-from mltune.training.losses import make_loss
+from mltune.training.losses import LOSSES, make_loss
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
 DEFAULT_WINDOWS = [12, 24, 48]
@@ -68,18 +67,6 @@ def space_upper_bound(value: Any, path: str) -> int:
             return int(args[-1]) - 1
     raise SpecError(f"{path}: {value!r} is not allowed; expected a whole number or a bounded "
                     "distribution (choice, quniform, randint, uniform)")
-
-
-def space_options(value: Any) -> list[Any]:
-    """The literal values a YAML-form hyperparameter may take (empty when not a choice)."""
-    if isinstance(value, Mapping) and len(value) == 1:
-        (name, args), = value.items()
-        if name == "choice":
-            return list(args)
-        if name == "pchoice":
-            return [pair[1] for pair in args]
-        return []
-    return [value]
 
 
 def segment_sizes(n: int, data: DataSpec) -> tuple[int, int, int]:
@@ -125,11 +112,12 @@ class TimeseriesTask(Task):
     name = "timeseries"
     default_metric = "val_rmse"
     data_options = ("covariates", "max_window", "fill", "freq", "encoding")
+    family = "forecaster"
 
     # -- the spec -------------------------------------------------------------------------
     def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
-        """Require target and horizon, check the options and the losses of the space, and
-        size the windows from the space's largest ``window``."""
+        """Require target and horizon, check the options, and size the windows from the
+        space's largest ``window``."""
         if not data.target:
             raise SpecError("data.target: required for task 'timeseries'; name the column to "
                             "forecast")
@@ -147,10 +135,6 @@ class TimeseriesTask(Task):
             raise SpecError("data.freq: given without data.time; the step of a series needs "
                             "its time column")
         options["max_window"] = _max_window(optional_integer(fields, "data.max_window", 1), space)
-        for loss in space_options(space.get("loss", "mse")):
-            if loss not in FORECAST_LOSSES:
-                raise SpecError(f"space.loss: {loss!r} does not suit task 'timeseries'; "
-                                f"available: {', '.join(FORECAST_LOSSES)}")
         return replace(data, options=options)
 
     def metric_names(self, data: DataSpec) -> list[str]:
@@ -234,20 +218,12 @@ class TimeseriesTask(Task):
                         y_all[test], meta=meta, fingerprint=fingerprint_arrays(values, *stamps))
 
     # -- the network and its training -----------------------------------------------------
-    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        p = self.with_defaults(params)
-        model = Forecaster(
-            1 + len(meta["covariates"]),
-            window=int(round(p["window"])),
-            max_window=int(meta["max_window"]),
-            horizon=int(meta["horizon"]),
-            cell=str(p["cell"]),
-            hidden_size=int(p["hidden_size"]),
-            num_layers=int(p["num_layers"]),
-            dropout=float(p["dropout"]),
-            activation_name=str(p["activation"]),
-        )
-        return init_weights(model, str(p["weight_init"]))
+    def loss_rule(self) -> Rule:
+        return OneOf.catalog(LOSSES, only=FORECAST_LOSSES, suits="task 'timeseries'")
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"features": 1 + len(meta["covariates"]), "max_window": meta["max_window"],
+                "horizon": meta["horizon"], "outputs": meta["horizon"]}
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         name = str(self.with_defaults(params)["loss"])
