@@ -14,7 +14,6 @@ validation targets as every other trial and as the naive forecast.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -33,7 +32,8 @@ from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.spec.model import DataSpec
 from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
-from mltune.spec.rules import OneOf, Rule
+from mltune.spec.rules import OneOf, Rule, is_number, span_of
+from mltune.spec.space import is_distribution
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
@@ -50,21 +50,17 @@ STEP = "step"
 
 
 def space_upper_bound(value: Any, path: str) -> int:
-    """The largest whole value a YAML-form hyperparameter can take (for ``window``)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(round(value))
-    if isinstance(value, Mapping) and len(value) == 1:
+    """The largest window a YAML-form ``window`` can give, rounded as the network rounds it."""
+    if is_distribution(value):
         (name, args), = value.items()
-        if name == "choice":
-            return max(space_upper_bound(v, path) for v in args)
-        if name == "pchoice":
-            return max(space_upper_bound(pair[1], path) for pair in args)
-        if name in ("uniform", "loguniform"):
-            return int(math.floor(args[1]))
-        if name in ("quniform", "qloguniform"):
-            return int(round(args[1] / args[2]) * args[2])
-        if name == "randint":
-            return int(args[-1]) - 1
+        if name in ("choice", "pchoice"):
+            options = args if name == "choice" else [pair[1] for pair in args]
+            return max(space_upper_bound(option, path) for option in options)
+        high = span_of(name, args).high
+        if high is not None:
+            return int(round(high))
+    elif is_number(value):
+        return int(round(value))
     raise SpecError(f"{path}: {value!r} is not allowed; expected a whole number or a bounded "
                     "distribution (choice, quniform, randint, uniform)")
 
