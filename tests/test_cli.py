@@ -81,11 +81,26 @@ def test_train_logs_one_configuration_with_its_model(tracking_uri, client, capsy
     assert run.data.tags["mltune.model_uri"].startswith("models:/")
 
 
-def test_train_with_unknown_choice_value_fails_clearly(tracking_uri, client, capsys):
+def test_train_with_unknown_choice_value_is_refused_before_its_run_opens(tracking_uri, client,
+                                                                         capsys):
     code, _, err = run_cli(["train", "--epochs", "1", "--params", "{activation: swish}"], capsys)
     assert code == 2
-    assert "activation: unknown activation 'swish'; available: elu, gelu" in err
-    assert [r.info.status for r in all_runs(client)] == ["FAILED"]
+    assert err.strip().splitlines() == [
+        "mltune: error: --params: activation: unknown activation 'swish'; available: elu, gelu, "
+        "leaky_relu, relu, selu, sigmoid, silu, tanh"]
+    assert all_runs(client) == []
+
+
+def test_a_space_value_no_trial_could_use_is_refused_before_any_run(tracking_uri, client,
+                                                                   capsys):
+    code, out, err = run_cli(["tune", "--max-evals", "1", "--epochs", "1", "--set",
+                              "space.activation={choice: [relu, swish]}"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "mltune: error: space.activation.choice[1]: unknown activation 'swish'; available: "
+        "elu, gelu, leaky_relu, relu, selu, sigmoid, silu, tanh"]
+    assert "Traceback" not in out + err
+    assert all_runs(client) == []
 
 
 @pytest.mark.slow

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from mltune.models.families import ACTIVATION, FAMILIES, FLAG, RATE, SIZE, WEIGHT_INIT, Family
+from mltune.models.init import init_weights
 from mltune.models.layers import Standardize, activation
 
 
@@ -57,3 +60,28 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(self.standardize(x))))
+
+
+def build_cnn(params: Mapping[str, Any], data: Mapping[str, Any]) -> nn.Module:
+    """The ``cnn`` family: a ConvNet for images of ``data``, initialised by ``weight_init``."""
+    model = ConvNet(
+        in_channels=data["channels"], height=data["height"], width=data["width"],
+        num_classes=data["outputs"], mean=data["mean"], std=data["std"],
+        num_blocks=int(params["num_blocks"]),
+        channels=int(params["channels"]),
+        kernel_size=int(params["kernel_size"]),
+        activation_name=str(params["activation"]),
+        batch_norm=bool(params["batch_norm"]),
+        dropout=float(params["dropout"]),
+        hidden_size=int(params["hidden_size"]),
+    )
+    return init_weights(model, str(params["weight_init"]))
+
+
+FAMILIES.add("cnn", Family(
+    build_cnn,
+    rules={"num_blocks": SIZE, "channels": SIZE, "kernel_size": SIZE, "hidden_size": SIZE,
+           "activation": ACTIVATION, "batch_norm": FLAG, "dropout": RATE,
+           "weight_init": WEIGHT_INIT},
+    inputs=("outputs", "channels", "height", "width", "mean", "std"),
+))

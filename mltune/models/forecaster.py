@@ -10,12 +10,17 @@ untrained network starts near the naive last-value forecast rather than near zer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
 from mltune.core.errors import SpecError
+from mltune.models.families import FAMILIES, SIZE, Family
+from mltune.models.init import init_weights
 from mltune.models.layers import activation
-from mltune.models.rnn import RecurrentEncoder
+from mltune.models.rnn import RECURRENT_RULES, RecurrentEncoder
 
 
 class Forecaster(nn.Module):
@@ -43,3 +48,27 @@ class Forecaster(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         recent = x[:, -self.window:]
         return recent[:, -1, :1] + self.head(self.encoder(recent))
+
+
+def build_forecaster(params: Mapping[str, Any], data: Mapping[str, Any]) -> nn.Module:
+    """The ``forecaster`` family: windows of ``data["features"]`` series (``max_window`` steps)
+    in, the next ``data["horizon"]`` values of the first out."""
+    model = Forecaster(
+        data["features"],
+        window=int(round(params["window"])),
+        max_window=int(data["max_window"]),
+        horizon=int(data["horizon"]),
+        cell=str(params["cell"]),
+        hidden_size=int(params["hidden_size"]),
+        num_layers=int(params["num_layers"]),
+        dropout=float(params["dropout"]),
+        activation_name=str(params["activation"]),
+    )
+    return init_weights(model, str(params["weight_init"]))
+
+
+FAMILIES.add("forecaster", Family(
+    build_forecaster,
+    rules={**RECURRENT_RULES, "window": SIZE},
+    inputs=("features", "max_window", "horizon"),
+))

@@ -7,14 +7,18 @@ statistics instead of failing the trial.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mltune.core.catalog import Catalog
+from mltune.models.families import ACTIVATION, FAMILIES, RATE, SIZE, WEIGHT_INIT, Family
+from mltune.models.init import init_weights
 from mltune.models.layers import activation
+from mltune.spec.rules import OneOf, WholeNumber
 
 
 class BatchNorm(nn.BatchNorm1d):
@@ -62,3 +66,25 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+def build_mlp(params: Mapping[str, Any], data: Mapping[str, Any]) -> nn.Module:
+    """The ``mlp`` family: ``data["features"]`` in, ``data["outputs"]`` out."""
+    model = MLP(
+        data["features"], data["outputs"],
+        num_layers=int(params["num_layers"]),
+        hidden_size=int(params["hidden_size"]),
+        activation_name=str(params["activation"]),
+        dropout=float(params["dropout"]),
+        norm=str(params["norm"]),
+    )
+    return init_weights(model, str(params["weight_init"]))
+
+
+FAMILIES.add("mlp", Family(
+    build_mlp,
+    rules={"num_layers": WholeNumber(minimum=0),  # 0: a linear model
+           "hidden_size": SIZE, "activation": ACTIVATION, "dropout": RATE,
+           "norm": OneOf.catalog(NORMS), "weight_init": WEIGHT_INIT},
+    inputs=("features", "outputs"),
+))

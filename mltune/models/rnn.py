@@ -6,17 +6,54 @@ the per-step outputs to one vector per sequence (last step, mean or max over rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mltune.core.catalog import Catalog
+from mltune.models.families import ACTIVATION, RATE, SIZE, WEIGHT_INIT
+from mltune.spec.rules import OneOf
 
 CELLS: Catalog[type[nn.RNNBase]] = Catalog("cell")
 CELLS.add("lstm", nn.LSTM)
 CELLS.add("gru", nn.GRU)
 CELLS.add("rnn", nn.RNN)
-POOLINGS = ("last", "mean", "max")
+
+# (per-step outputs (N, T, H), mask of real steps (N, T, 1) or None, last real step's
+# output (N, H), the recurrence) -> one vector per sequence
+Pooling = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, nn.RNNBase], torch.Tensor]
+POOLINGS: Catalog[Pooling] = Catalog("pooling")
+
+
+@POOLINGS.register("last")
+def _last(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
+          rnn: nn.RNNBase) -> torch.Tensor:
+    if rnn.bidirectional:
+        half = rnn.hidden_size  # the backward direction ends at step 0
+        return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=1)
+    return last
+
+
+@POOLINGS.register("mean")
+def _mean(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
+          rnn: nn.RNNBase) -> torch.Tensor:
+    if mask is None:
+        return outputs.mean(dim=1)
+    return (outputs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+@POOLINGS.register("max")
+def _max(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
+         rnn: nn.RNNBase) -> torch.Tensor:
+    if mask is not None:
+        outputs = outputs.masked_fill(~mask, float("-inf"))
+    return outputs.max(dim=1).values
+
+# The hyperparameters of every recurrent family (text_rnn, forecaster) and what they allow.
+RECURRENT_RULES = {"cell": OneOf.catalog(CELLS), "hidden_size": SIZE, "num_layers": SIZE,
+                   "dropout": RATE, "activation": ACTIVATION, "weight_init": WEIGHT_INIT}
 
 
 class RecurrentEncoder(nn.Module):
@@ -26,10 +63,7 @@ class RecurrentEncoder(nn.Module):
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
                  pool: str = "last") -> None:
         super().__init__()
-        if pool not in POOLINGS:
-            from mltune.core.errors import SpecError
-
-            raise SpecError(f"pool: unknown pooling {pool!r}; available: {', '.join(POOLINGS)}")
+        self.pooling = POOLINGS.get(pool, field="pool")
         self.rnn = CELLS.get(cell, field="cell")(
             input_size, hidden_size, num_layers=num_layers, batch_first=True,
             bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
@@ -51,15 +85,4 @@ class RecurrentEncoder(nn.Module):
             steps = torch.arange(x.shape[1], device=x.device)
             mask = (steps[None, :] < lengths[:, None].to(x.device)).unsqueeze(-1)
             last = outputs[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1]
-        if self.pool == "last":
-            if self.rnn.bidirectional:
-                half = self.rnn.hidden_size  # the backward direction ends at step 0
-                return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=1)
-            return last
-        if self.pool == "mean":
-            if mask is None:
-                return outputs.mean(dim=1)
-            return (outputs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-        if mask is not None:
-            outputs = outputs.masked_fill(~mask, float("-inf"))
-        return outputs.max(dim=1).values
+        return self.pooling(outputs, mask, last, self.rnn)

@@ -9,12 +9,17 @@ it, words first seen at serving time feed an untrained vector into the recurrenc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
+from mltune.models.families import FAMILIES, FLAG, RATE, SIZE, Family
 from mltune.models.init import init_weights
 from mltune.models.layers import activation
-from mltune.models.rnn import RecurrentEncoder
+from mltune.models.rnn import POOLINGS, RECURRENT_RULES, RecurrentEncoder
+from mltune.spec.rules import OneOf
 
 PAD, UNK = 0, 1  # token ids with a fixed meaning: padding, any out-of-vocabulary token
 
@@ -81,3 +86,30 @@ def init_text_rnn(model: TextRNN, scheme: str) -> TextRNN:
                 for block in weight.data.split(weight.shape[1]):
                     nn.init.orthogonal_(block)
     return model
+
+
+def build_text_rnn(params: Mapping[str, Any], data: Mapping[str, Any]) -> nn.Module:
+    """The ``text_rnn`` family: token ids of a ``data["vocab_size"]`` vocabulary in,
+    ``data["outputs"]`` logits out."""
+    model = TextRNN(
+        vocab_size=data["vocab_size"],
+        num_classes=data["outputs"],
+        embedding_dim=int(params["embedding_dim"]),
+        cell=str(params["cell"]),
+        hidden_size=int(params["hidden_size"]),
+        num_layers=int(params["num_layers"]),
+        bidirectional=bool(params["bidirectional"]),
+        dropout=float(params["dropout"]),
+        pool=str(params["pool"]),
+        activation_name=str(params["activation"]),
+        word_dropout=float(params["word_dropout"]),
+    )
+    return init_text_rnn(model, str(params["weight_init"]))
+
+
+FAMILIES.add("text_rnn", Family(
+    build_text_rnn,
+    rules={**RECURRENT_RULES, "embedding_dim": SIZE, "bidirectional": FLAG,
+           "pool": OneOf.catalog(POOLINGS), "word_dropout": RATE},
+    inputs=("vocab_size", "outputs"),
+))

@@ -28,6 +28,7 @@ from mltune.search.session import Session
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
 from mltune.spec.model import SearchSpec
+from mltune.spec.rules import check_params
 from mltune.spec.space import build_space
 from mltune.tasks import task_for
 from mltune.tracking import tags as T
@@ -134,6 +135,7 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[s
     task = task_for(spec)
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
+    check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()
     data = task.load(spec.data, spec.seed).to(device)
     hide_references(data, spec)

@@ -23,11 +23,14 @@ from mltune.spec.options import (
     fraction,
     integer,
     non_negative,
+    number,
     optional_integer,
     optional_positive,
+    prefixed,
     section,
     string,
 )
+from mltune.spec.rules import check_space
 from mltune.spec.space import build_space
 from mltune.spec.tasks import TASKS
 
@@ -99,16 +102,15 @@ def _data_spec(raw: Any, task: Any) -> DataSpec:
     source = raw.get("source", task.default_source)
     if not isinstance(source, str) or not source:
         raise SpecError(f"data.source: expected a built-in name or a path, got {source!r}")
-    val_size, test_size = fraction(raw, "val_size", 0.15), fraction(raw, "test_size", 0.15)
+    fields = prefixed(raw, "data")
+    val_size = fraction(fields, "data.val_size", 0.15)
+    test_size = fraction(fields, "data.test_size", 0.15)
     if val_size + test_size >= 0.9:
         raise SpecError(
             f"data.val_size + data.test_size: {val_size + test_size:g} leaves too little to "
             "train on; expected a sum below 0.9"
         )
-    horizon = raw.get("horizon")
-    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
-                                or horizon < 1):
-        raise SpecError(f"data.horizon: {horizon!r} is not allowed; expected a whole number >= 1")
+    horizon = optional_integer(fields, "data.horizon", minimum=1)
     for key in ("target", "text", "time"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise SpecError(f"data.{key}: expected a column name, got {raw[key]!r}")
@@ -163,6 +165,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
     space = {**task.default_space(), **user_space}
     build_space(space)  # validates every distribution now, before anything runs
+    check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
     metric = string(raw, "metric", task.default_metric)
     logged = task.metric_names(data)
@@ -215,9 +218,7 @@ def _pack(value: Any) -> int | str:
 
 def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
     """Resources per trial and the cluster to join (used by ``backend: ray``)."""
-    cpus = raw.get("cpus_per_trial", 1)
-    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
-        raise SpecError(f"cpus_per_trial: {cpus!r} is not allowed; expected a number > 0")
+    cpus = number(raw, "cpus_per_trial", 1, above=0)
     gpus = raw.get("gpus_per_trial", 0)
     if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (
             gpus > 1 and not float(gpus).is_integer()):

@@ -160,7 +160,7 @@ DISTRIBUTIONS: dict[str, Callable[[str, str, Any], Any]] = {
 LOG_SCALE = frozenset({"loguniform", "qloguniform", "lognormal"})
 
 
-def _is_distribution(value: Any) -> bool:
+def is_distribution(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
 
 
@@ -173,7 +173,7 @@ def log_scaled_params(space: Mapping[str, Any], prefix: str = "") -> set[str]:
     """
     found: set[str] = set()
     for key, value in space.items():
-        if not _is_distribution(value):
+        if not is_distribution(value):
             continue
         (name, args), = value.items()
         if name in LOG_SCALE:
@@ -182,7 +182,7 @@ def log_scaled_params(space: Mapping[str, Any], prefix: str = "") -> set[str]:
             for option in args:
                 if name == "pchoice" and isinstance(option, list) and len(option) == 2:
                     option = option[1]  # [probability, option]
-                if isinstance(option, Mapping) and not _is_distribution(option):
+                if isinstance(option, Mapping) and not is_distribution(option):
                     rest = {k: v for k, v in option.items() if k != "name"}
                     found |= log_scaled_params(rest, prefix=f"{prefix}{key}.")
     return found
@@ -190,7 +190,7 @@ def log_scaled_params(space: Mapping[str, Any], prefix: str = "") -> set[str]:
 
 def _value(label: str, path: str, value: Any) -> Any:
     """A hyperparameter's value: a distribution or a literal."""
-    if _is_distribution(value):
+    if is_distribution(value):
         (name, args), = value.items()
         return DISTRIBUTIONS[name](label, f"{path}.{name}", args)
     if isinstance(value, Mapping):
@@ -203,7 +203,7 @@ def _value(label: str, path: str, value: Any) -> Any:
 
 def _option(label: str, path: str, option: Any) -> Any:
     """One option of a choice: a distribution, a literal, or a mapping (conditional params)."""
-    if isinstance(option, Mapping) and not _is_distribution(option):
+    if isinstance(option, Mapping) and not is_distribution(option):
         return {k: _value(f"{label}.{k}", f"{path}.{k}", v) for k, v in option.items()}
     return _value(label, path, option)
 

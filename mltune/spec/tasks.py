@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from mltune.core.catalog import Catalog
 from mltune.spec.model import DataSpec
+from mltune.spec.rules import Rule
 
 
 class TaskRules(Protocol):
@@ -31,6 +32,8 @@ class TaskRules(Protocol):
     def metric_names(self, data: DataSpec) -> list[str]: ...
 
     def default_mode(self, metric: str) -> str: ...
+
+    def param_rules(self) -> Mapping[str, Rule]: ...
 
 
 TASKS: Catalog[Any] = Catalog("task")

@@ -18,7 +18,11 @@ from torch import nn
 
 from mltune.core.terms import direction_of
 from mltune.data.splits import TaskData
+from mltune.models import FAMILIES
 from mltune.spec.model import DataSpec
+from mltune.spec.rules import Rule
+from mltune.training.fit import FIT_RULES
+from mltune.training.optim import OPTIMIZER_RULES
 
 Params = Mapping[str, Any]
 
@@ -30,6 +34,7 @@ class Task(ABC):
     default_source: ClassVar[str | None] = None
     default_metric: ClassVar[str]
     data_options: ClassVar[tuple[str, ...]] = ()
+    family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
 
     def default_mode(self, metric: str) -> str:
         return direction_of(metric).value
@@ -70,15 +75,41 @@ class Task(ABC):
 
     @abstractmethod
     def default_params(self) -> dict[str, Any]:
-        """Flat params of one sensible configuration (``mltune train`` without params)."""
+        """Flat params of one sensible configuration (``mltune train`` without params).
+
+        The one source of the task's defaults: ``build_model`` and ``make_loss`` read ``params``
+        merged over these (``with_defaults``), never a fallback of their own.
+        """
+
+    def param_rules(self) -> dict[str, Rule]:
+        """What each hyperparameter the task reads allows: its family's, the training loop's
+        and the optimizer's, the loss's, and the task's own. ``build_spec`` checks every value
+        a space can produce against them, ``mltune train`` its params, before a run opens."""
+        return {**FAMILIES.get(self.family).rules, **OPTIMIZER_RULES, **FIT_RULES,
+                "loss": self.loss_rule()}
+
+    @abstractmethod
+    def loss_rule(self) -> Rule:
+        """The losses (``mltune.training.losses.LOSSES``) that suit the task."""
+
+    def with_defaults(self, params: Params) -> dict[str, Any]:
+        """``params`` over ``default_params()``: every key a network or loss reads is there."""
+        return {**self.default_params(), **params}
 
     @abstractmethod
     def load(self, data: DataSpec, seed: int) -> TaskData:
         """Read, validate, split and prepare the data; raise DataError on bad input."""
 
     @abstractmethod
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """What the task's networks take in and give out, from the data's ``meta``: the data
+        description a model family builds from (``outputs``, ``features``...)."""
+
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        """A fresh network for ``params``; ``meta`` alone must suffice (serving rebuilds it)."""
+        """A fresh network for ``params`` (over the defaults), built by the task's family;
+        ``meta`` alone must suffice (serving rebuilds it)."""
+        family = FAMILIES.get(self.family)
+        return family.build(self.with_defaults(params), self.describe_data(meta))
 
     @abstractmethod
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:

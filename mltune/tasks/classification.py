@@ -15,8 +15,9 @@ from sklearn.model_selection import train_test_split
 from mltune.core.errors import DataError
 from mltune.data.splits import TaskData
 from mltune.spec.model import DataSpec
+from mltune.spec.rules import OneOf, Rule
 from mltune.tasks.base import Params
-from mltune.training.losses import make_loss
+from mltune.training.losses import LOSSES, make_loss
 from mltune.training.metrics import classification_metrics
 
 CLASSIFICATION_LOSSES = ["cross_entropy", "label_smoothing"]
@@ -49,8 +50,11 @@ def encode_labels(values: Sequence[Any], field: str) -> tuple[np.ndarray, list[A
 class ClassificationMixin:
     """Loss, metrics, signature and labelled output for tasks that predict a class."""
 
+    def loss_rule(self) -> Rule:
+        return OneOf.catalog(LOSSES, only=CLASSIFICATION_LOSSES, suits="classification")
+
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
-        return make_loss(str(params.get("loss", "cross_entropy")))
+        return make_loss(str(self.with_defaults(params)["loss"]))  # type: ignore[attr-defined]
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor,
               meta: Mapping[str, Any]) -> dict[str, float]:

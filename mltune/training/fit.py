@@ -23,10 +23,12 @@ from torch import nn
 from mltune.core import interrupts
 from mltune.core.terms import Direction
 from mltune.data.streaming import Streamed, batches
+from mltune.spec.rules import WholeNumber
 from mltune.training.optim import make_optimizer
 from mltune.training.precision import Precision, resolve_precision
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+FIT_RULES = {"batch_size": WholeNumber(minimum=1)}  # the hyperparameters the loop reads
 
 
 class DivergedError(RuntimeError):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from mltune.core.catalog import Catalog
+from mltune.spec.rules import Flag, Number, OneOf
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float, dict[str, Any]],
                             torch.optim.Optimizer]
@@ -44,3 +45,9 @@ def make_optimizer(model: torch.nn.Module, params: dict[str, Any]) -> torch.opti
         float(params.get("weight_decay", 0.0)),
         _options(params),
     )
+
+
+# The hyperparameters read here and what they allow (checked before any run opens).
+OPTIMIZER_RULES = {"optimizer": OneOf.catalog(OPTIMIZERS), "learning_rate": Number(above=0),
+                   "weight_decay": Number(minimum=0), "optimizer.momentum": Number(0, 1),
+                   "optimizer.nesterov": Flag()}

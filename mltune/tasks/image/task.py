@@ -25,13 +25,13 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Subset
 
-from mltune.core.errors import DataError, SpecError
+from mltune.core.errors import DataError
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.data.streaming import Streamed, default_workers
 from mltune.models.augment import Augment
-from mltune.models.cnn import ConvNet
-from mltune.models.init import init_weights
 from mltune.spec.model import DataSpec
+from mltune.spec.options import integer, number, prefixed
+from mltune.spec.rules import Flag, Number, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -71,22 +71,20 @@ def _load_builtin(source: str) -> tuple[np.ndarray, np.ndarray]:
 
 def image_size(options: Mapping[str, Any]) -> int:
     """``data.image_size``: the side, in pixels, every image is resized to."""
-    value = options.get("image_size", DEFAULT_IMAGE_SIZE)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 1024:
-        raise SpecError(f"data.image_size: {value!r} is not allowed; expected a whole number "
-                        "from 4 to 1024 (pixels per side)")
-    return value
+    return integer(prefixed(options, "data"), "data.image_size", DEFAULT_IMAGE_SIZE, minimum=4,
+                   maximum=1024, unit="pixels per side")
 
 
 def memory_budget_mb(options: Mapping[str, Any]) -> float:
     """``data.memory_budget_mb``: the most a decoded folder may take in memory."""
-    value = options.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise SpecError(f"data.memory_budget_mb: {value!r} is not allowed; expected a number of "
-                        "megabytes > 0")
-    return float(value)
+    return number(prefixed(options, "data"), "data.memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB,
+                  above=0, unit="megabytes")
+
+
+def workers(options: Mapping[str, Any]) -> int:
+    """``data.workers``: decoding processes per streamed split (0: in the training process)."""
+    return integer(prefixed(options, "data"), "data.workers", default_workers(), minimum=0,
+                   unit="decoding processes")
 
 
 def _decoded(column: pd.Series, meta: Mapping[str, Any]) -> np.ndarray:
@@ -151,6 +149,7 @@ class ImageTask(ClassificationMixin, Task):
     default_source = "sklearn:digits"
     default_metric = "val_accuracy"
     data_options = ("image_size", "memory_budget_mb", "workers")
+    family = "cnn"
 
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
@@ -186,6 +185,7 @@ class ImageTask(ClassificationMixin, Task):
     def load(self, data: DataSpec, seed: int) -> TaskData:
         size = image_size(data.options)
         budget = memory_budget_mb(data.options)
+        workers(data.options)  # checked now, used only if the folder streams
         mode = None
         if data.source in BUILTINS or (":" in data.source and not Path(data.source).exists()):
             images, labels = _load_builtin(data.source)
@@ -221,16 +221,13 @@ class ImageTask(ClassificationMixin, Task):
         pixels = torch.stack([files[int(i)] for i in sample]).float()
         mean = pixels.mean(dim=(0, 2, 3)).tolist()
         std = pixels.std(dim=(0, 2, 3)).tolist()
-        workers = data.options.get("workers", default_workers())
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise SpecError(f"data.workers: {workers!r} is not allowed; expected a whole number "
-                            ">= 0 of decoding processes (0: decode in the training process)")
+        processes = workers(data.options)
         log.info("data.source: %d images (~%.0f MB decoded) exceed data.memory_budget_mb=%g: "
                  "streamed from disk by %d worker process(es) per split", len(paths),
-                 decoded_mb, budget, workers)
+                 decoded_mb, budget, processes)
 
         def split(index: np.ndarray) -> Streamed:
-            return Streamed(Subset(files, index.tolist()), workers=workers)
+            return Streamed(Subset(files, index.tolist()), workers=processes)
 
         y = torch.from_numpy(codes)
         stats = [f"{p.relative_to(data.source)}:{p.stat().st_size}" for p in paths]
@@ -240,22 +237,22 @@ class ImageTask(ClassificationMixin, Task):
         return TaskData(split(train), y[train], split(val), y[val], split(test), y[test],
                         meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 
+    def param_rules(self) -> dict[str, Rule]:
+        return {**super().param_rules(), "augment_shift": Number(0, 1),
+                "augment_rotation": Number(minimum=0), "augment_flip": Flag()}
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"outputs": len(meta["classes"]), "channels": meta["channels"],
+                "height": meta["height"], "width": meta["width"], "mean": meta["mean"],
+                "std": meta["std"]}
+
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        model = ConvNet(
-            in_channels=meta["channels"], height=meta["height"], width=meta["width"],
-            num_classes=len(meta["classes"]), mean=meta["mean"], std=meta["std"],
-            num_blocks=int(params.get("num_blocks", 2)),
-            channels=int(params.get("channels", 32)),
-            kernel_size=int(params.get("kernel_size", 3)),
-            activation_name=str(params.get("activation", "relu")),
-            batch_norm=bool(params.get("batch_norm", True)),
-            dropout=float(params.get("dropout", 0.0)),
-            hidden_size=int(params.get("hidden_size", 128)),
-        )
-        model = init_weights(model, str(params.get("weight_init", "default")))
-        augment = Augment(shift=float(params.get("augment_shift", 0.0)),
-                          rotation=float(params.get("augment_rotation", 0.0)),
-                          flip=bool(params.get("augment_flip", False)))
+        """The family's network, behind the augmentation layer when the params ask for one."""
+        model = super().build_model(params, meta)
+        p = self.with_defaults(params)
+        augment = Augment(shift=float(p["augment_shift"]),
+                          rotation=float(p["augment_rotation"]),
+                          flip=bool(p["augment_flip"]))
         return nn.Sequential(augment, model) if augment.active else model
 
     def input_example(self, data: TaskData) -> Any:

@@ -1,10 +1,10 @@
 """The user's table: reading it, telling classification from regression, preprocessing it.
 
 Kept apart from the task so each piece reads on its own: ``read_table`` turns a source into a
-DataFrame (built-in or CSV / parquet file), ``resolve_problem`` decides the problem type from
-the target, ``feature_columns`` splits the features into numeric and categorical ones, and
-``make_preprocessor`` builds the scikit-learn transformer that is fitted on the train split and
-shipped inside every served model.
+DataFrame (a built-in, or a file read by ``mltune.data.io``), ``resolve_problem`` decides the
+problem type from the target, ``feature_columns`` splits the features into numeric and
+categorical ones, and ``make_preprocessor`` builds the scikit-learn transformer that is fitted
+on the train split and shipped inside every served model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from mltune.core.errors import DataError, SpecError
+from mltune.data import io
 from mltune.spec.model import DataSpec
+from mltune.spec.options import column_list, prefixed, string
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ MAX_INTEGER_CLASSES = 20  # whole-number targets with at most this many values a
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one
 MIN_ROWS = 20
 MISSING = "<missing>"  # a missing categorical value is a category of its own
-FILE_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -66,52 +66,28 @@ def _read_builtin(source: str) -> pd.DataFrame:
     return frame
 
 
-def _file_kind(source: str) -> str:
-    """``csv`` or ``parquet`` for an existing file; anything else is a DataError."""
-    path = Path(source)
-    kind = FILE_READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(
-            f"data.source: {source!r} is neither a built-in nor a .csv / .parquet file; "
-            f"built-ins: {', '.join(BUILTINS)}")
-    if not path.is_file():
-        raise DataError(f"data.source: file {source!r} does not exist")
-    return kind
-
-
-def _reading(source: str, kind: str, read: Any) -> Any:
-    """``read()``, with the reader's complaint turned into one DataError line."""
-    try:
-        return read()
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: cannot read {source!r} as {kind}: {first}") from None
-
-
-def read_table(source: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """The table of ``source`` (all columns, or only ``columns``)."""
+def read_table(source: str, columns: list[str] | None = None,
+               encoding: str = "utf-8") -> pd.DataFrame:
+    """The table of ``source`` (all columns, or only ``columns``): a built-in or a file."""
     if source in BUILTINS:
         frame = _read_builtin(source)
         return frame[columns] if columns is not None else frame
     if source.startswith("sklearn:"):
         raise DataError(f"data.source: {source!r} is not a built-in tabular data set; "
                         f"available: {', '.join(BUILTINS)}")
-    kind = _file_kind(source)
-    if kind == "csv":
-        return _reading(source, kind, lambda: pd.read_csv(source, usecols=columns))
-    return _reading(source, kind, lambda: pd.read_parquet(source, columns=columns))
+    return io.read_table(source, encoding=encoding, columns=columns, builtins=list(BUILTINS))
 
 
-def column_names(source: str) -> list[str]:
+def column_names(source: str, encoding: str = "utf-8") -> list[str]:
     """The table's column names, without reading its rows."""
     if source.startswith("sklearn:"):
         return list(read_table(source).columns)
-    kind = _file_kind(source)
-    if kind == "csv":
-        return list(_reading(source, kind, lambda: pd.read_csv(source, nrows=0)).columns)
-    import pyarrow.parquet
+    return io.column_names(source, encoding=encoding, builtins=list(BUILTINS))
 
-    return list(_reading(source, kind, lambda: pyarrow.parquet.read_schema(source)).names)
+
+def encoding(data: DataSpec) -> str:
+    """``data.encoding``: how the text of a CSV file is decoded."""
+    return string(prefixed(data.options, "data"), "data.encoding", "utf-8")
 
 
 def target_name(data: DataSpec) -> str:
@@ -133,8 +109,8 @@ def require_column(columns: list[Any], name: str, source: str, field: str) -> No
 def read_target(data: DataSpec) -> pd.Series:
     """Only the target column of the table."""
     target = target_name(data)
-    require_column(column_names(data.source), target, data.source, "data.target")
-    return read_table(data.source, [target])[target]
+    require_column(column_names(data.source, encoding(data)), target, data.source, "data.target")
+    return read_table(data.source, [target], encoding(data))[target]
 
 
 def plain(value: Any) -> Any:
@@ -158,11 +134,7 @@ def infer_problem(target: pd.Series) -> str:
 
 
 def _problem_option(data: DataSpec) -> str:
-    problem = data.options.get("problem", "auto")
-    if problem not in PROBLEMS:
-        raise SpecError(f"data.problem: {problem!r} is not allowed; expected one of: "
-                        f"{', '.join(PROBLEMS)}")
-    return problem
+    return string(prefixed(data.options, "data"), "data.problem", "auto", PROBLEMS)
 
 
 def _stamp(source: str) -> tuple[str, int, int]:
@@ -175,9 +147,9 @@ def _stamp(source: str) -> tuple[str, int, int]:
 
 
 @lru_cache(maxsize=32)
-def _resolve(source: str, target: str | None, problem: str,
+def _resolve(source: str, target: str | None, problem: str, text_encoding: str,
              stamp: tuple[str, int, int]) -> tuple[str, int]:
-    data = DataSpec(source=source, target=target)
+    data = DataSpec(source=source, target=target, options={"encoding": text_encoding})
     values = read_target(data).dropna()
     if problem == "auto":
         problem = infer_problem(values)
@@ -197,7 +169,8 @@ def resolve_problem(data: DataSpec) -> tuple[str, int]:
     Reads the target column only, and caches the answer per file version: the spec is
     validated (default metric, metric names) before the search loads the whole table.
     """
-    return _resolve(data.source, data.target, _problem_option(data), _stamp(data.source))
+    return _resolve(data.source, data.target, _problem_option(data), encoding(data),
+                    _stamp(data.source))
 
 
 def classes_as_python(values: pd.Series) -> pd.Series:
@@ -258,11 +231,7 @@ def feature_columns(frame: pd.DataFrame, target: str, data: DataSpec
 
 
 def _column_list(data: DataSpec, key: str, frame: pd.DataFrame) -> list[str]:
-    value = data.options.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"data.{key}: expected a list of column names, got {value!r}")
+    value = column_list(prefixed(data.options, "data"), f"data.{key}")
     for name in value:
         require_column(list(frame.columns), name, data.source, f"data.{key}")
     return value

@@ -25,10 +25,9 @@ from torch import nn
 
 from mltune.core.errors import DataError, SpecError
 from mltune.data.splits import TaskData, fingerprint_arrays
-from mltune.models.init import init_weights
 from mltune.models.layers import Unstandardize
-from mltune.models.mlp import MLP
 from mltune.spec.model import DataSpec
+from mltune.spec.rules import OneOf, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -40,6 +39,7 @@ from mltune.tasks.classification import (
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
     classes_as_python,
+    encoding,
     feature_columns,
     make_preprocessor,
     numeric_frame,
@@ -48,6 +48,7 @@ from mltune.tasks.tabular.tables import (
     resolve_problem,
     target_name,
 )
+from mltune.training.losses import LOSSES as LOSSES_CATALOG
 from mltune.training.losses import make_loss
 from mltune.training.metrics import binary_roc_auc, classification_metrics, regression_metrics
 
@@ -132,7 +133,8 @@ class TabularTask(ClassificationMixin, Task):
 
     name = "tabular"
     default_source = "sklearn:breast_cancer"
-    data_options = ("problem", "drop", "categorical")
+    data_options = ("problem", "drop", "categorical", "encoding")
+    family = "mlp"
 
     def __init__(self, problem: str | None = None, n_classes: int = 0) -> None:
         self.problem = problem or "classification"  # unresolved: the default source's
@@ -176,7 +178,7 @@ class TabularTask(ClassificationMixin, Task):
     def load(self, data: DataSpec, seed: int) -> TaskData:
         problem, _ = resolve_problem(data)
         target = target_name(data)
-        frame = read_table(data.source)
+        frame = read_table(data.source, encoding=encoding(data))
         require_column(list(frame.columns), target, data.source, "data.target")
         unlabelled = frame[target].isna()
         if unlabelled.any():
@@ -216,18 +218,20 @@ class TabularTask(ClassificationMixin, Task):
                         fingerprint=digest, artifacts={PREPROCESSOR: preprocessor},
                         x_test_raw=frame.iloc[test][columns].reset_index(drop=True))
 
-    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+    def loss_rule(self) -> Rule:
+        return OneOf.catalog(LOSSES_CATALOG, only=LOSSES[self.problem],
+                             suits=f"a {self.problem} target")
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         regression = meta["problem"] == "regression"
-        model: nn.Module = MLP(
-            meta["n_features"], 1 if regression else len(meta["classes"]),
-            num_layers=int(params.get("num_layers", 2)),
-            hidden_size=int(params.get("hidden_size", 64)),
-            activation_name=str(params.get("activation", "relu")),
-            dropout=float(params.get("dropout", 0.0)),
-            norm=str(params.get("norm", "none")),
-        )
-        model = init_weights(model, str(params.get("weight_init", "default")))
-        if regression:  # answers in the target's units, learns on standardised ones
+        return {"features": meta["n_features"],
+                "outputs": 1 if regression else len(meta["classes"])}
+
+    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        """The family's network; a regression one answers in the target's units (it learns
+        on standardised ones)."""
+        model = super().build_model(params, meta)
+        if meta["problem"] == "regression":
             model = nn.Sequential(model, Unstandardize(meta["target_mean"], meta["target_std"]))
         return model
 

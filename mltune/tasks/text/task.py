@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,12 @@ from mlflow.models import ModelSignature
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.data.io import read_table
 from mltune.data.splits import TaskData
-from mltune.models.rnn import CELLS, POOLINGS
-from mltune.models.text_rnn import TextRNN, init_text_rnn
+from mltune.models.rnn import CELLS
 from mltune.spec.model import DataSpec
+from mltune.spec.options import boolean, integer, prefixed, string
+from mltune.spec.rules import OneOf, Rule
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.classification import (
@@ -37,86 +38,18 @@ from mltune.tasks.classification import (
     stratified_split,
 )
 from mltune.tasks.confusion import confusion_artifacts
-from mltune.tasks.text.vocab import EmptyVocabularyError, Vocabulary
+from mltune.tasks.text.vocab import RESERVED, EmptyVocabularyError, Vocabulary
 from mltune.training.fit import predict_batches
 from mltune.training.losses import make_loss
 
 log = logging.getLogger(__name__)
 
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-COMPRESSED = ("", ".gz", ".bz2", ".zip", ".xz", ".zst")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 CLASS_WEIGHTS = ("none", "balanced")
 DEFAULT_TEXT, DEFAULT_TARGET = "text", "label"
 SHOWN_ROWS = 5  # row numbers quoted in a message about bad rows
 
 
-# -- options -----------------------------------------------------------------------------------
-
-def _option(options: Mapping[str, Any], key: str, default: Any, kind: type,
-            minimum: int | None = None) -> Any:
-    """A ``data.<key>`` option of the right type (and range), or a SpecError saying so."""
-    value = options.get(key, default)
-    if kind is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    wrong_type = isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
-    if wrong_type or (minimum is not None and value < minimum):
-        expected = {bool: "true or false", str: "a non-empty string"}.get(
-            kind, f"a whole number >= {minimum}")
-        raise SpecError(f"data.{key}: {value!r} is not allowed; expected {expected}")
-    if kind is str and not value:
-        raise SpecError(f"data.{key}: expected a non-empty string, got {value!r}")
-    return value
-
-
 # -- reading and checking ----------------------------------------------------------------------
-
-def read_table(source: str, encoding: str) -> pd.DataFrame:
-    """A CSV/TSV (optionally compressed) or parquet file as a DataFrame; DataError otherwise."""
-    path = Path(source)
-    name = path.name.lower()
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise DataError(f"data.source: {source!r} {what}; expected a CSV or parquet file")
-    if path.stat().st_size == 0:
-        raise DataError(f"data.source: {source!r} is empty (0 bytes)")
-    try:
-        if name.endswith(PARQUET_SUFFIXES):
-            return pd.read_parquet(path)
-        csv = next((s for s in CSV_SUFFIXES for c in COMPRESSED if name.endswith(s + c)), None)
-        if csv is None:
-            raise DataError(f"data.source: {source!r} has an unknown file type; expected one "
-                            f"of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
-        return pd.read_csv(path, sep="\t" if csv == ".tsv" else ",", encoding=encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data.source: {source!r} is not {encoding} text ({_bad_byte(path, encoding, exc)}); "
-            "re-save it as UTF-8 or set data.encoding (e.g. latin-1)"
-        ) from None
-    except LookupError:
-        raise SpecError(f"data.encoding: unknown encoding {encoding!r}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data.source: {source!r} holds no columns and no rows") from None
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise DataError(f"data.source: {source!r} is not a readable CSV file: {detail}") from None
-    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: {source!r} could not be read: {detail}") from None
-
-
-def _bad_byte(path: Path, encoding: str, error: UnicodeDecodeError) -> str:
-    """Where the first undecodable byte is. pandas decodes in chunks, so its error's offset
-    is relative to a chunk: decode the file again to name the line (not compressed ones)."""
-    try:
-        path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = exc.object.count(b"\n", 0, exc.start) + 1
-        return f"byte 0x{exc.object[exc.start]:02x} on line {line}"
-    except (OSError, MemoryError):
-        pass
-    return f"byte 0x{error.object[error.start]:02x}"
-
 
 def _column(frame: pd.DataFrame, name: str, field: str, source: str) -> pd.Series:
     if name not in frame.columns:
@@ -217,6 +150,7 @@ class TextTask(ClassificationMixin, Task):
     default_metric = "val_accuracy"
     data_options = ("max_vocab", "min_freq", "max_length", "lowercase", "encoding",
                     "drop_missing")
+    family = "text_rnn"
 
     def __init__(self) -> None:
         self._cached: tuple[Mapping[str, Any], Vocabulary] | None = None
@@ -240,7 +174,7 @@ class TextTask(ClassificationMixin, Task):
             "dropout": {"uniform": [0.0, 0.5]},
             "word_dropout": {"uniform": [0.0, 0.2]},
             "embedding_dim": {"choice": [32, 64, 128]},
-            "pool": {"choice": list(POOLINGS)},
+            "pool": {"choice": ["last", "mean", "max"]},
             "activation": {"choice": ["relu", "gelu", "tanh"]},
             "learning_rate": {"loguniform": [3.0e-4, 1.0e-2]},
             "weight_decay": {"loguniform": [1.0e-6, 1.0e-3]},
@@ -261,16 +195,16 @@ class TextTask(ClassificationMixin, Task):
                 "batch_size": 64}
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
-        options = data.options
-        max_vocab = _option(options, "max_vocab", 20000, int, minimum=1)
-        min_freq = _option(options, "min_freq", 2, int, minimum=1)
-        max_length = _option(options, "max_length", 200, int, minimum=1)
-        lowercase = _option(options, "lowercase", True, bool)
-        encoding = _option(options, "encoding", "utf-8", str)
-        drop_missing = _option(options, "drop_missing", False, bool)
+        options = prefixed(data.options, "data")
+        max_vocab = integer(options, "data.max_vocab", 20000, minimum=1)
+        min_freq = integer(options, "data.min_freq", 2, minimum=1)
+        max_length = integer(options, "data.max_length", 200, minimum=1)
+        lowercase = boolean(options, "data.lowercase", True)
+        encoding = string(options, "data.encoding", "utf-8")
+        drop_missing = boolean(options, "data.drop_missing", False)
         text_column, target_column = data.text or DEFAULT_TEXT, data.target or DEFAULT_TARGET
 
-        frame = read_table(data.source, encoding)
+        frame = read_table(data.source, encoding=encoding)
         texts, labels, dropped = clean_rows(frame, text_column, target_column, data.source,
                                             drop_missing)
         codes, classes = encode_labels(labels, f"data.target (column {target_column!r})")
@@ -296,21 +230,12 @@ class TextTask(ClassificationMixin, Task):
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=text_fingerprint(texts, codes, classes))
 
-    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        model = TextRNN(
-            vocab_size=len(meta["vocabulary"]["tokens"]) + 2,
-            num_classes=len(meta["classes"]),
-            embedding_dim=int(params.get("embedding_dim", 64)),
-            cell=str(params.get("cell", "lstm")),
-            hidden_size=int(params.get("hidden_size", 64)),
-            num_layers=int(params.get("num_layers", 1)),
-            bidirectional=bool(params.get("bidirectional", False)),
-            dropout=float(params.get("dropout", 0.0)),
-            pool=str(params.get("pool", "max")),
-            activation_name=str(params.get("activation", "relu")),
-            word_dropout=float(params.get("word_dropout", 0.0)),
-        )
-        return init_text_rnn(model, str(params.get("weight_init", "default")))
+    def param_rules(self) -> dict[str, Rule]:
+        return {**super().param_rules(), "class_weight": OneOf.among(CLASS_WEIGHTS)}
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"vocab_size": len(meta["vocabulary"]["tokens"]) + RESERVED,
+                "outputs": len(meta["classes"])}
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         """Cross entropy (optionally label-smoothed), optionally weighted against imbalance.
@@ -318,12 +243,13 @@ class TextTask(ClassificationMixin, Task):
         ``class_weight: balanced`` weighs class c by n / (classes * n_c) on the train split, so
         every class carries the same total weight (scikit-learn's definition).
         """
-        name = str(params.get("loss", "cross_entropy"))
+        p = self.with_defaults(params)
+        name = str(p["loss"])
         if name not in CLASSIFICATION_LOSSES:
             raise SpecError(f"loss: {name!r} does not suit classification; expected one of: "
                             f"{', '.join(CLASSIFICATION_LOSSES)}")
         loss = make_loss(name)
-        weighting = str(params.get("class_weight", "none"))
+        weighting = str(p["class_weight"])
         if weighting not in CLASS_WEIGHTS:
             raise SpecError(f"class_weight: {weighting!r} is not allowed; expected one of: "
                             f"{', '.join(CLASS_WEIGHTS)}")

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from mltune.core.errors import DataError, SpecError
+from mltune.core.errors import DataError
 
 FILLS = ("none", "interpolate", "ffill")
 Freq = str | int
@@ -73,46 +72,6 @@ class Labels:
     def freq_hint(self, freq: Freq) -> str:
         return ("set data.freq to the series' step (D, h, W-MON, MS, ... or a whole number)"
                 if self.training else f"this model's step is {freq}")
-
-
-def read_table(source: str) -> pd.DataFrame:
-    """A CSV (optionally compressed) or parquet file as a DataFrame."""
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"data.source: file {source!r} does not exist; expected a CSV or "
-                        "parquet file")
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        kind, reader = "parquet", pd.read_parquet
-    elif any(name.endswith(f".csv{ext}") for ext in ("", ".gz", ".bz2", ".zip", ".xz", ".zst")):
-        kind, reader = "CSV", pd.read_csv
-    else:
-        raise DataError(f"data.source: {source!r} is neither a .csv nor a .parquet file")
-    try:
-        frame = reader(path)
-    except Exception as exc:  # parser, encoding and arrow errors all mean "not readable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data.source: cannot read {source!r} as {kind}: {first}") from None
-    if frame.empty:
-        raise DataError(f"data.source: {source!r} holds no rows")
-    return frame
-
-
-def check_freq(freq: Any) -> Freq | None:
-    """``data.freq`` as given in the spec: None, a pandas offset alias or a whole step."""
-    if freq is None:
-        return None
-    if isinstance(freq, int) and not isinstance(freq, bool):
-        if freq < 1:
-            raise SpecError(f"data.freq: {freq} is not allowed; a step must be >= 1")
-        return freq
-    if isinstance(freq, str):
-        try:
-            return to_offset(freq).freqstr
-        except ValueError:
-            pass
-    raise SpecError(f"data.freq: {freq!r} is not a frequency; expected a pandas offset alias "
-                    "(D, h, 15min, W-MON, MS, ...) or a whole-number step")
 
 
 def cell(value: Any) -> str:

@@ -14,7 +14,6 @@ validation targets as every other trial and as the naive forecast.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -29,14 +28,16 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
-from mltune.models.forecaster import Forecaster
-from mltune.models.init import init_weights
 from mltune.spec.model import DataSpec
+from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
+from mltune.spec.rules import OneOf, Rule, is_number, span_of
+from mltune.spec.space import is_distribution
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
-from mltune.tasks.timeseries.series import FILLS, Columns, check_freq, future, prepare, read_table
-from mltune.training.losses import make_loss
+from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
+from mltune.training.losses import LOSSES, make_loss
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
 DEFAULT_WINDOWS = [12, 24, 48]
@@ -49,35 +50,19 @@ STEP = "step"
 
 
 def space_upper_bound(value: Any, path: str) -> int:
-    """The largest whole value a YAML-form hyperparameter can take (for ``window``)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(round(value))
-    if isinstance(value, Mapping) and len(value) == 1:
+    """The largest window a YAML-form ``window`` can give, rounded as the network rounds it."""
+    if is_distribution(value):
         (name, args), = value.items()
-        if name == "choice":
-            return max(space_upper_bound(v, path) for v in args)
-        if name == "pchoice":
-            return max(space_upper_bound(pair[1], path) for pair in args)
-        if name in ("uniform", "loguniform"):
-            return int(math.floor(args[1]))
-        if name in ("quniform", "qloguniform"):
-            return int(round(args[1] / args[2]) * args[2])
-        if name == "randint":
-            return int(args[-1]) - 1
+        if name in ("choice", "pchoice"):
+            options = args if name == "choice" else [pair[1] for pair in args]
+            return max(space_upper_bound(option, path) for option in options)
+        high = span_of(name, args).high
+        if high is not None:
+            return int(round(high))
+    elif is_number(value):
+        return int(round(value))
     raise SpecError(f"{path}: {value!r} is not allowed; expected a whole number or a bounded "
                     "distribution (choice, quniform, randint, uniform)")
-
-
-def space_options(value: Any) -> list[Any]:
-    """The literal values a YAML-form hyperparameter may take (empty when not a choice)."""
-    if isinstance(value, Mapping) and len(value) == 1:
-        (name, args), = value.items()
-        if name == "choice":
-            return list(args)
-        if name == "pchoice":
-            return [pair[1] for pair in args]
-        return []
-    return [value]
 
 
 def segment_sizes(n: int, data: DataSpec) -> tuple[int, int, int]:
@@ -122,12 +107,13 @@ def times_around(meta: Mapping[str, Any], start: int, count: int) -> pd.Index | 
 class TimeseriesTask(Task):
     name = "timeseries"
     default_metric = "val_rmse"
-    data_options = ("covariates", "max_window", "fill", "freq")
+    data_options = ("covariates", "max_window", "fill", "freq", "encoding")
+    family = "forecaster"
 
     # -- the spec -------------------------------------------------------------------------
     def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
-        """Require target and horizon, check the options and the losses of the space, and
-        size the windows from the space's largest ``window``."""
+        """Require target and horizon, check the options, and size the windows from the
+        space's largest ``window``."""
         if not data.target:
             raise SpecError("data.target: required for task 'timeseries'; name the column to "
                             "forecast")
@@ -137,21 +123,14 @@ class TimeseriesTask(Task):
         if data.time in (data.target, STEP, FORECAST):
             raise SpecError(f"data.time: {data.time!r} is not allowed: it is the target or the "
                             f"name of an output column ({STEP}, {FORECAST}); rename it")
-        options = dict(data.options)
-        options["covariates"] = _covariates(options.get("covariates", []), data)
-        options["fill"] = options.get("fill", "none")
-        if options["fill"] not in FILLS:
-            raise SpecError(f"data.fill: {options['fill']!r} is not allowed; expected one of: "
-                            f"{', '.join(FILLS)}")
-        options["freq"] = check_freq(options.get("freq"))
+        options, fields = dict(data.options), prefixed(data.options, "data")
+        options["covariates"] = _covariates(column_list(fields, "data.covariates"), data)
+        options["fill"] = string(fields, "data.fill", "none", FILLS)
+        options["freq"] = frequency(fields, "data.freq")
         if options["freq"] is not None and not data.time:
             raise SpecError("data.freq: given without data.time; the step of a series needs "
                             "its time column")
-        options["max_window"] = _max_window(options.get("max_window"), space)
-        for loss in space_options(space.get("loss", "mse")):
-            if loss not in FORECAST_LOSSES:
-                raise SpecError(f"space.loss: {loss!r} does not suit task 'timeseries'; "
-                                f"available: {', '.join(FORECAST_LOSSES)}")
+        options["max_window"] = _max_window(optional_integer(fields, "data.max_window", 1), space)
         return replace(data, options=options)
 
     def metric_names(self, data: DataSpec) -> list[str]:
@@ -187,8 +166,12 @@ class TimeseriesTask(Task):
         options = data.options
         horizon, window = int(data.horizon), int(options["max_window"])
         columns = Columns(data.target, tuple(options["covariates"]), data.time)
-        series = prepare(read_table(data.source), columns, fill=options["fill"],
-                         freq=options["freq"], training=True)
+        text = string(prefixed(options, "data"), "data.encoding", "utf-8")
+        frame = read_table(data.source, encoding=text)
+        if frame.empty:
+            raise DataError(f"data.source: {data.source!r} holds no rows")
+        series = prepare(frame, columns, fill=options["fill"], freq=options["freq"],
+                         training=True)
         values = series.values
         n = len(values)
         needed = rows_needed(data, window, horizon)
@@ -231,22 +214,15 @@ class TimeseriesTask(Task):
                         y_all[test], meta=meta, fingerprint=fingerprint_arrays(values, *stamps))
 
     # -- the network and its training -----------------------------------------------------
-    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        model = Forecaster(
-            1 + len(meta["covariates"]),
-            window=int(round(params.get("window", DEFAULT_PARAMS["window"]))),
-            max_window=int(meta["max_window"]),
-            horizon=int(meta["horizon"]),
-            cell=str(params.get("cell", "lstm")),
-            hidden_size=int(params.get("hidden_size", 64)),
-            num_layers=int(params.get("num_layers", 1)),
-            dropout=float(params.get("dropout", 0.0)),
-            activation_name=str(params.get("activation", "relu")),
-        )
-        return init_weights(model, str(params.get("weight_init", "default")))
+    def loss_rule(self) -> Rule:
+        return OneOf.catalog(LOSSES, only=FORECAST_LOSSES, suits="task 'timeseries'")
+
+    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return {"features": 1 + len(meta["covariates"]), "max_window": meta["max_window"],
+                "horizon": meta["horizon"], "outputs": meta["horizon"]}
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
-        name = str(params.get("loss", "mse"))
+        name = str(self.with_defaults(params)["loss"])
         if name not in FORECAST_LOSSES:
             raise SpecError(f"loss: {name!r} does not suit task 'timeseries'; available: "
                             f"{', '.join(FORECAST_LOSSES)}")
@@ -323,12 +299,8 @@ class TimeseriesTask(Task):
         return {"forecast.png": forecast_figure(network, data)}
 
 
-def _covariates(covariates: Any, data: DataSpec) -> list[str]:
-    """``data.covariates`` as a list of distinct columns other than the target and time."""
-    if isinstance(covariates, str):
-        covariates = [covariates]
-    if not isinstance(covariates, list) or not all(isinstance(c, str) for c in covariates):
-        raise SpecError(f"data.covariates: expected a list of column names, got {covariates!r}")
+def _covariates(covariates: list[str], data: DataSpec) -> list[str]:
+    """``data.covariates``: distinct columns other than the target and time."""
     clash = [c for c in covariates if c in (data.target, data.time) or covariates.count(c) > 1]
     if clash:
         raise SpecError(f"data.covariates: {clash[0]!r} is listed twice or is the target or "
@@ -336,14 +308,11 @@ def _covariates(covariates: Any, data: DataSpec) -> list[str]:
     return covariates
 
 
-def _max_window(given: Any, space: Mapping[str, Any]) -> int:
+def _max_window(given: int | None, space: Mapping[str, Any]) -> int:
     """``data.max_window``: the steps cut for every trial, by default the largest window."""
     largest = space_upper_bound(space.get("window", DEFAULT_PARAMS["window"]), "space.window")
     if given is None:
         return largest
-    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
-        raise SpecError(f"data.max_window: {given!r} is not allowed; expected a whole number "
-                        ">= 1")
     if largest > given:
         raise SpecError(f"space.window: goes up to {largest}, beyond data.max_window={given}; "
                         "lower the window or raise data.max_window")
