@@ -35,6 +35,7 @@ from mltune.tracking import tags as T
 from mltune.tracking.background import Finisher
 from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
 from mltune.tracking.runs import start_search
+from mltune.tracking.store import share_sqlite_store
 from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
 from mltune.training.device import resolve_device
 from mltune.training.precision import resolve_precision
@@ -63,6 +64,7 @@ def tune(
     loaded and the parent run is open, before the first trial (so a progress display never
     appears above a data error).
     """
+    share_sqlite_store()  # several searches may write to one local store at once
     task = task_for(spec)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
@@ -132,6 +134,7 @@ def _result(spec: SearchSpec, session: Session) -> SearchResult:
 
 def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
     """Train and log one configuration as a standalone run; return (run id, final metrics)."""
+    share_sqlite_store()
     task = task_for(spec)
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
