@@ -27,7 +27,7 @@ from mltune.spec.model import SearchSpec
 from mltune.spec.space import decode
 from mltune.tracking import tags as T
 from mltune.tracking.model import quiet_model_io
-from mltune.tracking.runs import SearchRun
+from mltune.tracking.runs import SPEC_FILE, SearchRun, record_spec
 
 
 @dataclass
@@ -69,8 +69,12 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
     if parent.data.tags.get(T.ROLE) != "search":
         raise SpecError(f"run {parent_run_id} is not an mltune search (no tag "
                         f"{T.ROLE}=search)", field="resume")
-    with quiet_model_io():
-        text = mlflow.artifacts.load_text(f"runs:/{parent_run_id}/spec.yaml")
+    try:
+        with quiet_model_io():
+            text = mlflow.artifacts.load_text(f"runs:/{parent_run_id}/{SPEC_FILE}")
+    except MlflowException:  # stopped before it recorded its spec: no trial ran yet
+        record_spec(client, parent_run_id, spec)
+        text = yaml.safe_dump(spec.to_dict())
     differences = _differences(build_spec(yaml.safe_load(text)), spec)
     if differences:
         raise SpecError(f"the spec differs from the search's in {', '.join(differences)}; a "

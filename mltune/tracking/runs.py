@@ -32,6 +32,9 @@ from mltune.tracking.model import log_model
 from mltune.tracking.system import start_monitor
 
 
+SPEC_FILE = "spec.yaml"  # on the parent run
+
+
 def param_value(value: Any) -> str:
     """A param as MLflow stores it: plain text, JSON for structures, cut to MLflow's limit."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -129,13 +132,16 @@ def start_search(spec: SearchSpec, data_fingerprint: str) -> SearchRun:
         experiment_id = mlflow.tracking.fluent._get_experiment_id()
         run = client.create_run(experiment_id, run_name=spec.name, tags=resolve_tags(tags))
         run_id = run.info.run_id
-    client.log_batch(
-        run_id,
-        params=[Param(k, v) for k, v in flat_spec(spec).items()],
-        tags=[RunTag(k, str(v)) for k, v in tags.items()],
-    )
-    client.log_text(run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False), "spec.yaml")
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    record_spec(client, run_id, spec)
     return SearchRun(run_id, experiment_id, search_id, client)
+
+
+def record_spec(client: MlflowClient, run_id: str, spec: SearchSpec) -> None:
+    """The spec on the parent run: as ``spec.*`` params and as ``spec.yaml`` (what promotion
+    and resume read back)."""
+    client.log_batch(run_id, params=[Param(k, v) for k, v in flat_spec(spec).items()])
+    client.log_text(run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False), SPEC_FILE)
 
 
 class TrialRun:
