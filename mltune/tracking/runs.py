@@ -31,7 +31,6 @@ from mltune.tracking.background import send_later, sent
 from mltune.tracking.model import log_model
 from mltune.tracking.system import start_monitor
 
-
 SPEC_FILE = "spec.yaml"  # on the parent run
 
 
