@@ -166,18 +166,18 @@ def _identifier(stem: str) -> str:
 def _import_module(text: str, where: str) -> ModuleType:
     """``pkg.mod`` imported as Python would from the current directory."""
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)  # the `mltune` script's own folder is first on the path, not cwd
+    added = cwd not in sys.path and "" not in sys.path
+    if added:  # the `mltune` script's own folder is first on the path, not the current one
+        sys.path.append(cwd)
     try:
         return importlib.import_module(where)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
+    except Exception as exc:
+        if added:
+            sys.path.remove(cwd)
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
         if missing and (where == missing or where.startswith(f"{missing}.")):
             raise SpecError(f"model: {text!r}: no module named {missing!r} (run mltune from "
                             "the folder that holds it, or install it)") from None
-        raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc)}: "
-                        f"{one_line(exc)}") from None
-    except Exception as exc:
         raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc)}: "
                         f"{one_line(exc)}") from None
 
