@@ -420,3 +420,17 @@ def test_a_package_module_path_travels_as_its_package_folder(tracking_uri, clien
     model = mlflow.pyfunc.load_model("models:/mltune-tabular@champion")
     rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(3)
     assert set(model.predict(rows)["label"]) <= {"malignant", "benign"}
+
+
+def test_the_example_network_tunes_on_digits(tracking_uri, client):
+    example = Path(__file__).resolve().parents[1] / "examples"
+    spec = mltune.load_spec(example / "custom.yaml", {
+        "model": f"{example / 'custom_model.py'}:build", "max_evals": 2, "epochs": 1,
+        "space.width": {"choice": [8, 12]}, "space.depth": 1})
+    result = mltune.tune(spec)
+    trials = children_of(client, result.parent_run_id)
+    assert [t.info.status for t in trials] == ["FINISHED", "FINISHED"]
+    assert all(t.data.params["depth"] == "1" and t.data.params["width"] in {"8", "12"}
+               for t in trials)
+    model = mlflow.pyfunc.load_model("models:/digits-resnet@champion")
+    assert type(model.unwrap_python_model().network).__name__ == "SmallResNet"
