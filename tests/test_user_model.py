@@ -434,3 +434,84 @@ def test_the_example_network_tunes_on_digits(tracking_uri, client):
                for t in trials)
     model = mlflow.pyfunc.load_model("models:/digits-resnet@champion")
     assert type(model.unwrap_python_model().network).__name__ == "SmallResNet"
+
+
+# -- the contract, task by task (README: "Your own network") ------------------------------------
+
+CONTRACTS = '''
+import torch
+from torch import nn
+
+
+class Text(nn.Module):  # (N, 1 + T) ids, lengths in column 0 -> (N, classes)
+    def __init__(self, data, dim):
+        super().__init__()
+        self.embed = nn.EmbeddingBag(data.vocab_size, dim, padding_idx=data.padding_idx)
+        self.out = nn.Linear(dim, data.classes)
+
+    def forward(self, x):
+        return self.out(self.embed(x[:, 1:]))
+
+
+class Series(nn.Module):  # (N, T >= window, features) -> (N, horizon)
+    def __init__(self, data, width):
+        super().__init__()
+        self.window = data.window
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(data.window * data.features, width),
+                                 nn.ReLU(), nn.Linear(width, data.horizon))
+
+    def forward(self, x):
+        return self.net(x[:, -self.window:])
+
+
+def text(params, data):
+    return Text(data, params["width"])
+
+
+def series(params, data):
+    return Series(data, params["width"])
+
+
+def values(params, data):  # (N, features) -> (N, 1), standardised
+    assert data.regression and data.outputs == 1
+    return nn.Sequential(nn.Linear(data.features, params["width"]), nn.ReLU(),
+                         nn.Linear(params["width"], 1))
+'''
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+CONTRACT_SPECS = {
+    "text": ({"task": "text", "data": {"source": str(EXAMPLES / "reviews.csv"),
+                                      "text": "review", "target": "sentiment"},
+              "model": "nets/contracts.py:text"}, lambda: ["a great product", "awful"]),
+    "timeseries": ({"task": "timeseries", "model": "nets/contracts.py:series",
+                    "data": {"source": str(EXAMPLES / "sales.csv"), "time": "date",
+                             "target": "sales", "covariates": ["temperature"], "horizon": 5}},
+                   None),
+    "regression": ({"task": "tabular", "data": "sklearn:diabetes",
+                    "model": "nets/contracts.py:values"},
+                   lambda: load_diabetes_rows()),
+}
+
+
+def load_diabetes_rows():
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True).frame.drop(columns="target").head(3)
+
+
+@pytest.mark.parametrize("case", sorted(CONTRACT_SPECS))
+def test_each_task_trains_and_serves_a_network_written_to_its_contract(case, tracking_uri,
+                                                                       tmp_path):
+    import pandas as pd
+
+    write_nets(tmp_path, CONTRACTS, "contracts.py")
+    raw, rows = CONTRACT_SPECS[case]
+    result = mltune.tune(mltune.load_spec(None, {**raw, **FAST, "registered_model": case}))
+    assert result.finished == 2
+    shutil.rmtree(tmp_path / "nets")
+    model = mlflow.pyfunc.load_model(f"models:/{case}@champion")
+    if rows is None:  # the latest rows of the series
+        rows = lambda: pd.read_csv(EXAMPLES / "sales.csv").tail(30)  # noqa: E731
+    inputs = rows()
+    answer = model.predict(inputs)
+    assert len(answer) == (5 if case == "timeseries" else len(inputs))  # horizon 5

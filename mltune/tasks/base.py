@@ -50,7 +50,7 @@ class Task(ABC):
     data_options: ClassVar[tuple[str, ...]] = ()
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
     network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
-    space_defaults: Mapping[str, Any] = {}  # a user's network: its own keys' first values
+    space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
 
     def default_mode(self, metric: str) -> str:
         return direction_of(metric).value
@@ -82,9 +82,10 @@ class Task(ABC):
         """A copy of this task that builds ``network``."""
         task = copy.copy(self)
         task.network, task.space_defaults = network, {}
-        if network.user and space is not None:
-            own = {k: v for k, v in space.items() if k not in task.default_params()}
-            task.space_defaults = first_point(own)
+        if network.user and space is not None:  # its keys, and the task's (window) as given
+            task_keys, defaults = task.task_rules(), task.default_params()
+            task.space_defaults = first_point({k: v for k, v in space.items()
+                                               if k not in defaults or k in task_keys})
         return task
 
     @property
