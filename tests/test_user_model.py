@@ -100,7 +100,7 @@ def predict_elsewhere(model_uri: str, task: str, tracking_uri: str, where: Path)
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_a_network_of_ones_own_is_tuned_served_without_its_file_and_gated(
-        task, tracking_uri, client, tmp_path):
+        task, tracking_uri, client, tmp_path, capsys):
     write_nets(tmp_path)
     spec = mltune.load_spec(None, {**TASKS[task], **FAST, "seed": 0})
     assert spec.space["width"] == {"choice": WIDTHS}
@@ -127,6 +127,13 @@ def test_a_network_of_ones_own_is_tuned_served_without_its_file_and_gated(
     assert version.tags["mltune.compared_with"] == "1"
 
     shutil.rmtree(tmp_path / "nets")  # the user's repository is gone
+    champion = client.get_model_version_by_alias(name, "champion").version
+    other = "1" if str(champion) == "2" else "2"
+    capsys.readouterr()
+    code, out, err = run_cli(["promote", "--model", name, "--version", other, "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    assert f"(v{other}) vs " in out and f"(v{champion})" in out  # both loaded and scored
     answer = predict_elsewhere(f"models:/{name}@champion", task, tracking_uri,
                                tmp_path / "elsewhere")
     assert answer["network"] == "Tiny"
