@@ -6,11 +6,11 @@
 has a family builder's signature: ``build(params, data) -> nn.Module`` (``data``: the task's
 description, ``mltune.models.description``).
 
-A reference is only read when the spec is built (so the promotion gate can re-read a spec
-whose file is gone); ``load`` imports it, before any run opens. The user's code then travels
-twice with every logged model: pickled by value inside it (cloudpickle: no import of the
-user's module is needed to load it, in a Ray worker or on a serving machine), and as source
-files among its ``code_paths`` (``code``), for whoever reads the model.
+A reference is only checked for its form when the spec is built (so the promotion gate can
+re-read a spec whose file is gone); ``load`` imports it, before any run opens. The user's code
+then travels twice with every logged model: pickled by value inside it (cloudpickle: no import
+of the user's module is needed to load it, in a Ray worker or on a serving machine), and as
+source files among its ``code_paths`` (``code``), for whoever reads the model.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from mltune.spec.model import model_name
 from mltune.spec.rules import Rule
 
 FORMS = "file.py:callable or package.module:callable"
-USER_MODULES = "mltune_user_network"  # the private package name a user's file is imported as
+USER_MODULES = "mltune_user_network"  # prefix of the private name a user's file is imported as
 _MLTUNE_DIR = Path(__file__).resolve().parents[1]
 
 
