@@ -104,7 +104,7 @@ class SearchSpec:
     # callable (``nets.py:build``, ``pkg.mod:build``) or, from Python, the callable itself
     model: Any = None
     # the space keys the spec gave; the others came from the defaults of the network
-    space_given: tuple[str, ...] = field(default=(), metadata=NOT_A_KEY)
+    space_given: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_A_KEY)
 
     @property
     def direction(self) -> Direction:
