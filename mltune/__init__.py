@@ -22,6 +22,13 @@ from mltune.core.errors import (
 )
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
+from mltune.models.description import (
+    DataDescription,
+    ImageData,
+    TabularData,
+    TextData,
+    TimeseriesData,
+)
 from mltune.registry.gate import Decision, promote, rollback
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
@@ -29,16 +36,21 @@ from mltune.spec.build import build_spec, load_spec
 from mltune.spec.model import DataSpec, SearchSpec
 
 __all__ = [
+    "DataDescription",
     "DataError",
     "DataSpec",
     "Decision",
     "Direction",
+    "ImageData",
     "MltuneError",
     "SearchError",
     "SearchInterrupted",
     "SearchResult",
     "SearchSpec",
     "SpecError",
+    "TabularData",
+    "TextData",
+    "TimeseriesData",
     "TrackingLost",
     "TrackingServerError",
     "TrialOutcome",

@@ -193,6 +193,36 @@ def test_on_a_tracking_server_a_crashed_search_resumes_from_the_cli_on_its_own_r
     assert [r.info.run_id for r in all_runs(client) if r.info.status == "RUNNING"] == []
 
 
+USER_NET = """
+from torch import nn
+
+
+class Digits(nn.Sequential):
+    def __init__(self, params, data):
+        super().__init__(nn.Flatten(), nn.Linear(64, params["width"]), nn.ReLU(),
+                         nn.Linear(params["width"], data.classes))
+"""
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_network_of_ones_own_reaches_the_workers_by_value(cluster, client, tmp_path):
+    """The workers run where the user's file is not (another folder, another machine): the
+    network travels pickled with the task, and each worker logs its source with the model."""
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "digits.py").write_text(USER_NET)
+    result = mltune.tune(load_spec(None, {
+        **TINY, "max_evals": 2, "ray_address": cluster, "model": "nets/digits.py:Digits",
+        "registered_model": "ray-user", "space": {"width": {"choice": [6, 10]}}}))
+    children = children_of(client, result.parent_run_id)
+    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert {c.data.params["width"] for c in children} <= {"6", "10"}
+    (tmp_path / "nets" / "digits.py").unlink()
+    model = mlflow.pyfunc.load_model("models:/ray-user@champion")
+    assert type(model.unwrap_python_model().network).__name__ == "Digits"
+    assert set(model.predict(load_digits().data[:4])["label"]) <= set(range(10))
+
+
 def ray_processes() -> set[int]:
     out = subprocess.run(["ps", "-eo", "pid,comm"], capture_output=True, text=True).stdout
     return {int(line.split()[0]) for line in out.splitlines()[1:]

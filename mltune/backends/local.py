@@ -10,6 +10,7 @@ interrupted points run first, in packs of one shape.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,6 @@ from mltune.search.hyperopt import (
     result_of,
     suggest_pack,
 )
-from mltune.search.packs import is_free
 from mltune.search.session import Session
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import decode
@@ -55,9 +55,9 @@ class LocalBackend:
 
         while session.stop_reason() is None and done(trials) < spec.max_evals:
             if queued:
-                docs = _same_shape(queued, space, session.pack_limit)
+                docs = _same_shape(queued, space, session.pack_limit, session.is_free)
             else:
-                docs = suggest_pack(space, trials, algo, rng, sized, is_free)
+                docs = suggest_pack(space, trials, algo, rng, sized, session.is_free)
             points = [(space_eval(space, spec_from_misc(d["misc"])), point_of(d)) for d in docs]
             for doc, outcome in zip(docs, session.run_pack(points), strict=True):
                 doc["state"], doc["result"] = JOB_STATE_DONE, result(outcome)
@@ -65,8 +65,8 @@ class LocalBackend:
             trials.refresh()
 
 
-def _same_shape(queued: list[dict[str, Any]], space: dict[str, Any], limit: int
-                ) -> list[dict[str, Any]]:
+def _same_shape(queued: list[dict[str, Any]], space: dict[str, Any], limit: int,
+                is_free: Callable[[str], bool]) -> list[dict[str, Any]]:
     """The next interrupted points to run again: the first, and those of its shape, up to
     ``limit`` (taken off ``queued``)."""
     def shape(doc: dict[str, Any]) -> dict[str, Any]:

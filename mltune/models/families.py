@@ -4,9 +4,10 @@ A family is a module of ``mltune.models`` that registers itself in ``FAMILIES``:
 (decoded params and the task's data description -> a network with its weights initialised)
 and the rules of the hyperparameters it reads, which the spec checks before anything runs. A
 task names its default family (``Task.family``), describes its data (``Task.describe_data``:
-``outputs``, and ``features`` or ``channels``/``height``/``width``, ``vocab_size``...) and
-builds through the catalog, so adding a family never edits a task. A spec key naming the family,
-or a user's ``file.py:callable`` with the builder's signature, can pick another one later.
+one ``mltune.models.description`` dataclass per task, ``outputs`` and ``features`` or
+``channels``/``height``/``width``, ``vocab_size``...) and builds through the catalog, so adding a
+family never edits a task. ``model:`` in the spec names the family, or the user's own callable
+with the builder's signature (``mltune.models.network``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The search from end to end, in the order the data flows.
 
-spec -> task and device -> backend preflight -> space -> tracking server check -> data loaded
-once -> parent run (new or resumed) -> the backend runs trials through a ``Session`` -> best
-trial -> registration and gate -> figures, summary, report.
+spec -> network (a user's imported) -> task and device -> backend preflight -> space ->
+tracking server check -> data loaded once -> a user's network built and run on two samples ->
+parent run (new or resumed) -> the backend runs trials through a ``Session`` -> best trial ->
+registration and gate -> figures, summary, report.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from mlflow.entities import RunStatus
@@ -18,6 +20,7 @@ from mltune.core import interrupts
 from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
+from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
 from mltune.search.finish import log_best_figures, make_report, register_best
@@ -27,10 +30,12 @@ from mltune.search.resume import ResumeState, resume_search
 from mltune.search.session import Session
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
-from mltune.spec.model import SearchSpec
+from mltune.spec.build import with_model
+from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.rules import check_params
 from mltune.spec.space import build_space
 from mltune.tasks import task_for
+from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.background import Finisher
 from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
@@ -51,21 +56,36 @@ def hide_references(data: TaskData, spec: SearchSpec) -> None:
         data.meta.update({k: spec.data.shown(v) for k, v in data.meta.items()})
 
 
+def with_network(spec: SearchSpec, model: Any = None) -> tuple[SearchSpec, Task]:
+    """The spec (for ``model`` when given: a callable from Python) and its task with the
+    network loaded: a user's code is imported here, before anything is read or opened. The
+    spec returned names the network as text (a callable as ``module:qualname``)."""
+    if model is not None:
+        spec = with_model(spec, model)
+    task = task_for(spec)
+    if task.network is not None:
+        task = task.with_network(load(task.network), spec.space)
+        spec = replace(spec, model=model_name(spec.model))
+    return spec, task
+
+
 def tune(
     spec: SearchSpec,
     progress: Display | None = None,
     resume: str | None = None,
     on_start: Callable[[], None] | None = None,
+    model: Any = None,
 ) -> SearchResult:
     """Run the search the spec describes (or continue the one ``resume`` names); register
     the best model. Returns the outcome.
 
     ``progress(outcome, best)`` is called after each trial; ``on_start`` once the data has
     loaded and the parent run is open, before the first trial (so a progress display never
-    appears above a data error).
+    appears above a data error). ``model``: your network's callable, ``build(params, data)
+    -> nn.Module``, instead of the spec's ``model:``.
     """
     share_sqlite_store()  # several searches may write to one local store at once
-    task = task_for(spec)
+    spec, task = with_network(spec, model)
     device = resolve_device(spec.device)
     backend = BACKENDS.get(spec.backend, field="backend")
     backend.preflight(spec)  # e.g. ray: is it installed?
@@ -73,6 +93,7 @@ def tune(
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.load(spec.data, spec.seed).to(device)  # bad data fails before any run opens
     hide_references(data, spec)
+    task.check_network(data)  # a user's network: built, and two samples through it
     pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
@@ -132,16 +153,19 @@ def _result(spec: SearchSpec, session: Session) -> SearchResult:
                         outcomes, best)
 
 
-def train_once(spec: SearchSpec, params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
-    """Train and log one configuration as a standalone run; return (run id, final metrics)."""
+def train_once(spec: SearchSpec, params: Mapping[str, Any],
+               model: Any = None) -> tuple[str, dict[str, float]]:
+    """Train and log one configuration as a standalone run; return (run id, final metrics).
+    ``model``: as for ``tune``."""
     share_sqlite_store()
-    task = task_for(spec)
+    spec, task = with_network(spec, model)
     device = resolve_device(spec.device)
     full = {**task.default_params(), **params}
     check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()
     data = task.load(spec.data, spec.seed).to(device)
     hide_references(data, spec)
+    task.check_network(data)
     runner = TrialRunner(spec, task, data, None, device,
                          resolve_precision(spec.precision, device).name, raise_failures=True)
     outcome = runner.run_params(0, full, run_name=f"{spec.name}-train")

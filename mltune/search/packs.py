@@ -21,6 +21,7 @@ from torch import nn
 
 from mltune.core.errors import SpecError
 from mltune.data.splits import TaskData
+from mltune.models.network import one_line
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.training.fit import batch_layout
@@ -49,8 +50,20 @@ def structure(network: nn.Module) -> tuple[Any, ...]:
 
 
 def unpackable(task: Task, data: TaskData, params: Mapping[str, Any]) -> str | None:
-    """Why ``task``'s network cannot be packed (None when it can)."""
-    return can_pack(task.build_model(params, data.meta))
+    """Why ``task``'s network cannot be packed (None when it can). A user's network, which
+    may do anything ``vmap`` has no rule for, must also take a fused step: two members, two
+    training samples, forward and backward."""
+    network = task.build_model(params, data.meta)
+    why = can_pack(network)
+    if why is not None or not task.network_in_use.user:
+        return why
+    try:
+        pack = Pack([network, task.build_model(params, data.meta)])
+        x = data.x_train[:2]
+        pack.to(x.device)(batch_layout(x)).float().sum().backward()
+    except Exception as exc:
+        return f"a fused step of two members failed: {one_line(exc)}"
+    return None
 
 
 def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str | None]:
@@ -62,7 +75,7 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
     requested = spec.pack
     if requested == 1:
         return 1, None
-    reason = None
+    reason, tell = None, log.info
     if spec.backend != "local":
         reason = (f"the {spec.backend} backend trains one trial per worker (a pack per worker "
                   "is not built yet)")
@@ -71,12 +84,16 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
     else:
         why = unpackable(task, data, task.default_params())
         if why is not None:
-            reason = f"the {task.name} task's network cannot be packed: {why}"
+            network = task.network_in_use
+            if network.user:  # the user wrote it: said as a warning, shown by default
+                reason, tell = f"your network ({network.name}) cannot be packed: {why}", log.warning
+            else:
+                reason = f"the {task.name} task's network cannot be packed: {why}"
     if reason is not None:
         if requested != "auto":
             raise SpecError(f"{requested} is not possible: {reason}; use pack: 1 or auto",
                             field="pack")
-        log.info("trials run one at a time: %s", reason)
+        tell("trials run one at a time: %s", reason)
         return 1, reason
     if requested != "auto":
         return int(requested), None

@@ -23,8 +23,9 @@ from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.spec.build import build_spec
-from mltune.spec.model import SearchSpec
+from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import decode
+from mltune.tasks import get_task
 from mltune.tracking import tags as T
 from mltune.tracking.model import quiet_model_io
 from mltune.tracking.runs import SPEC_FILE, SearchRun, record_spec
@@ -43,9 +44,16 @@ class ResumeState:
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
     found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
+    if _network(original) != _network(spec):
+        found.append("model")
     keys = sorted(set(original.space) | set(spec.space))
     found += [f"space.{k}" for k in keys if original.space.get(k) != spec.space.get(k)]
     return found
+
+
+def _network(spec: SearchSpec) -> str:
+    """``model:`` as text; none is the task's own family (``model: cnn`` is the same)."""
+    return model_name(spec.model) or get_task(spec.task).family
 
 
 def _status(run: Any) -> TrialStatus:
@@ -78,7 +86,7 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
     differences = _differences(build_spec(yaml.safe_load(text)), spec)
     if differences:
         raise SpecError(f"the spec differs from the search's in {', '.join(differences)}; a "
-                        "resumed search keeps its task, data and space", field="resume")
+                        "resumed search keeps its task, data, model and space", field="resume")
     recorded = parent.data.tags.get(T.DATA_FINGERPRINT)
     if recorded and recorded != data_fingerprint:
         raise SpecError(f"the data changed since the search started (fingerprint "

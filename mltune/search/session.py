@@ -14,7 +14,7 @@ import torch
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
-from mltune.search.packs import memory_size
+from mltune.search.packs import is_free, memory_size
 from mltune.search.resume import ResumeState
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
@@ -46,6 +46,14 @@ class Session:
         outcome = self.runner.run(self.take_number(), sample, vals)
         self.record(outcome)
         return outcome
+
+    def is_free(self, key: str) -> bool:
+        """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``). For a
+        user's network only the hyperparameters the task reads (training ones) may: its own
+        keys, even one called ``dropout``, are part of the shape key."""
+        if not is_free(key):
+            return False
+        return not self.task.network_in_use.user or key in self.task.param_rules()
 
     def pack_size(self, params: Mapping[str, Any]) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once;

@@ -17,7 +17,14 @@ from typing import Any
 import yaml
 
 from mltune.core.errors import SpecError
-from mltune.spec.model import COMMON_DATA_KEYS, DataSpec, PruningSpec, SearchSpec, StopSpec
+from mltune.spec.model import (
+    COMMON_DATA_KEYS,
+    NOT_A_KEY,
+    DataSpec,
+    PruningSpec,
+    SearchSpec,
+    StopSpec,
+)
 from mltune.spec.options import (
     boolean,
     fraction,
@@ -41,8 +48,8 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-
-TOP_LEVEL_KEYS = tuple(f.name for f in SearchSpec.__dataclass_fields__.values())
+TOP_LEVEL_KEYS = tuple(f.name for f in SearchSpec.__dataclass_fields__.values()
+                       if f.metadata != NOT_A_KEY)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -160,6 +167,8 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
+    model = raw.get("model")
+    task = task.for_model(model)  # its default space and rules (a user's: training only)
     user_space = raw.get("space") or {}
     if not isinstance(user_space, Mapping):
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
@@ -201,7 +210,18 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         compile=boolean(raw, "compile", False),
         pack=_pack(raw.get("pack", "auto")),
         **_ray_keys(raw, device),
+        model=model,
+        space_given=tuple(str(k) for k in user_space),
     )
+
+
+def with_model(spec: SearchSpec, model: Any) -> SearchSpec:
+    """``spec`` for another network (``mltune.tune(spec, model=build)``): the space the spec
+    gave over the new network's defaults, checked again by its rules."""
+    raw = spec.to_dict()
+    raw["space"] = {key: spec.space[key] for key in spec.space_given}
+    raw["model"] = model
+    return build_spec(raw)
 
 
 def _pack(value: Any) -> int | str:

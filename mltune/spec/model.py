@@ -9,12 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mltune.core.terms import Direction
 
 COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
+NOT_A_KEY = {"spec_key": False}  # metadata of a SearchSpec field that no spec file can set
+
+
+def model_name(model: Any) -> str | None:
+    """``model:`` as text: a family or a reference as written; a callable given from Python
+    as ``module:qualname`` (``__main__:build``)."""
+    if model is None or isinstance(model, str):
+        return model
+    module = getattr(model, "__module__", None) or "__main__"
+    name = getattr(model, "__qualname__", None) or getattr(model, "__name__", None)
+    return f"{module}:{name or type(model).__name__}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,11 @@ class SearchSpec:
     cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
     gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins
+    # the network: None (the task's own family), a family's name, a reference to the user's
+    # callable (``nets.py:build``, ``pkg.mod:build``) or, from Python, the callable itself
+    model: Any = None
+    # the space keys the spec gave; the others came from the defaults of the network
+    space_given: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_A_KEY)
 
     @property
     def direction(self) -> Direction:
@@ -101,7 +117,10 @@ class SearchSpec:
         It is what the parent run keeps as ``spec.yaml``, so a search can be re-read later
         (promotion re-loads the holdout split from it).
         """
-        values = json.loads(json.dumps(asdict(self)))
+        values = json.loads(json.dumps(asdict(replace(self, model=model_name(self.model)))))
+        for name, spec_field in self.__dataclass_fields__.items():
+            if spec_field.metadata == NOT_A_KEY:
+                values.pop(name)
         data = values.pop("data")
         options, references = data.pop("options"), data.pop("references")
         merged = {**data, **options, **references}  # ${VAR} as written, never its value

@@ -244,3 +244,34 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> Params:
 def decode(sample: Mapping[str, Any]) -> Params:
     """A point as hyperopt hands it to the objective -> flat, native params."""
     return flatten(to_native(sample))
+
+
+def first_point(space: Mapping[str, Any]) -> Params:
+    """One point of a YAML space, drawn by no one: each choice's first option, each range's
+    low end (rounded as its ``q`` rounds), a normal's mean. Decoded like a sampled point.
+
+    It is what a user's network is first built with (the default params of its own keys).
+    """
+    return decode({str(k): _first(v) for k, v in space.items()})
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, Mapping) and not is_distribution(value):  # a choice's option
+        return {k: _first(v) for k, v in value.items()}
+    if not is_distribution(value):
+        return value
+    (name, args), = value.items()
+    if name == "choice":
+        return _first(args[0])
+    if name == "pchoice":
+        return _first(args[0][1])
+    if name == "randint":
+        return int(args[0]) if len(args) == 2 else 0
+    if name == "lognormal":
+        return math.exp(args[0])
+    low = float(args[0])  # uniform, loguniform: the low end; normal: the mean
+    if name in ("quniform", "qloguniform", "qnormal"):
+        q = float(args[-1])
+        low = round(low / q) * q
+        return int(low) if _whole(low, q) else low
+    return low

@@ -15,8 +15,10 @@ def get_task(name: str) -> Task:
 
 
 def task_for(spec: SearchSpec) -> Task:
-    """The task as it applies to the spec's data: the one place a search looks its task up."""
-    return get_task(spec.task).for_data(spec.data)
+    """The task as it applies to the spec's data and network: the one place a search looks
+    its task up. A user's network named by reference is not imported here
+    (``mltune.models.network.load``): the promotion gate reads specs whose file is gone."""
+    return get_task(spec.task).for_data(spec.data).for_model(spec.model, spec.space)
 
 
 from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)

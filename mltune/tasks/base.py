@@ -7,6 +7,7 @@ tracking and registry code only ever talk to this interface.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -16,15 +17,28 @@ import torch
 from mlflow.models import ModelSignature
 from torch import nn
 
+from mltune.core.errors import SpecError
 from mltune.core.terms import direction_of
 from mltune.data.splits import TaskData
 from mltune.models import FAMILIES
+from mltune.models.description import DataDescription
+from mltune.models.network import (
+    FORMS,
+    Network,
+    checked_module,
+    family_network,
+    network_of,
+    one_line,
+    user_line,
+)
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import Rule
-from mltune.training.fit import FIT_RULES
+from mltune.spec.space import first_point
+from mltune.training.fit import FIT_RULES, batch_layout
 from mltune.training.optim import OPTIMIZER_RULES
 
 Params = Mapping[str, Any]
+DRY_SAMPLES = 2  # training samples a user's network answers before the search starts
 
 
 class Task(ABC):
@@ -35,6 +49,8 @@ class Task(ABC):
     default_metric: ClassVar[str]
     data_options: ClassVar[tuple[str, ...]] = ()
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
+    network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
+    space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
 
     def default_mode(self, metric: str) -> str:
         return direction_of(metric).value
@@ -47,6 +63,34 @@ class Task(ABC):
         specialised instance here, so nothing downstream branches on the data.
         """
         return self
+
+    def for_model(self, model: Any, space: Mapping[str, Any] | None = None) -> Task:
+        """This task with the network ``model:`` names: None (the task's own family), a
+        family's name, a reference to the user's callable (not imported here: ``load`` does)
+        or the callable. ``space``: the search's, whose first values of the user's own keys
+        complete ``default_params``."""
+        if model is None:
+            return self
+        network = network_of(model)
+        if not network.user and network.family != self.family:
+            raise SpecError(f"model: family {network.family!r} does not suit task "
+                            f"{self.name!r}; available for it: {self.family}, or your network "
+                            f"as {FORMS}")
+        return self.with_network(network, space)
+
+    def with_network(self, network: Network, space: Mapping[str, Any] | None = None) -> Task:
+        """A copy of this task that builds ``network``."""
+        task = copy.copy(self)
+        task.network, task.space_defaults = network, {}
+        if network.user and space is not None:  # its keys, and the task's (window) as given
+            task_keys, defaults = task.task_rules(), task.default_params()
+            task.space_defaults = first_point({k: v for k, v in space.items()
+                                               if k not in defaults or k in task_keys})
+        return task
+
+    @property
+    def network_in_use(self) -> Network:
+        return self.network if self.network is not None else family_network(self.family)
 
     def resolve_data(self, data: DataSpec, space: Mapping[str, Any]) -> DataSpec:
         """Check the task's ``data:`` keys against the whole space; fill in derived ones.
@@ -70,23 +114,52 @@ class Task(ABC):
         """Every metric a trial logs each epoch (what ``metric:`` may name)."""
 
     @abstractmethod
-    def default_space(self) -> dict[str, Any]:
-        """The YAML-form space used when the spec has no ``space:`` (or for keys it omits)."""
+    def builtin_space(self) -> dict[str, Any]:
+        """The YAML-form space of the task with its own family: its family's hyperparameters,
+        the training ones and the task's (the one place they are written)."""
 
     @abstractmethod
+    def builtin_params(self) -> dict[str, Any]:
+        """Flat params of one sensible configuration of the task with its own family."""
+
+    def default_space(self) -> dict[str, Any]:
+        """The YAML-form space used when the spec has no ``space:`` (or for keys it omits).
+
+        A user's network gets the training hyperparameters (and the task's own): its
+        hyperparameters are the ones its ``space:`` gives.
+        """
+        space = self.builtin_space()
+        if self.network_in_use.user:
+            family = FAMILIES.get(self.family).rules
+            return {k: v for k, v in space.items() if k not in family}
+        return space
+
     def default_params(self) -> dict[str, Any]:
         """Flat params of one sensible configuration (``mltune train`` without params).
 
         The one source of the task's defaults: ``build_model`` and ``make_loss`` read ``params``
-        merged over these (``with_defaults``), never a fallback of their own.
+        merged over these (``with_defaults``), never a fallback of their own. A user's network
+        gets the training ones and the first value of each of its own keys in the space.
         """
+        params = self.builtin_params()
+        if self.network_in_use.user:
+            family, own = FAMILIES.get(self.family).rules, self.task_rules()
+            params = {k: v for k, v in params.items() if k not in family or k in own}
+            params.update(self.space_defaults)
+        return params
 
     def param_rules(self) -> dict[str, Rule]:
-        """What each hyperparameter the task reads allows: its family's, the training loop's
-        and the optimizer's, the loss's, and the task's own. ``build_spec`` checks every value
-        a space can produce against them, ``mltune train`` its params, before a run opens."""
-        return {**FAMILIES.get(self.family).rules, **OPTIMIZER_RULES, **FIT_RULES,
-                "loss": self.loss_rule()}
+        """What each hyperparameter the task reads allows: its network's (a family's; none
+        for a user's network), the training loop's and the optimizer's, the loss's, and the
+        task's own. ``build_spec`` checks every value a space can produce against them,
+        ``mltune train`` its params, before a run opens."""
+        return {**self.network_in_use.rules, **OPTIMIZER_RULES, **FIT_RULES,
+                "loss": self.loss_rule(), **self.task_rules()}
+
+    def task_rules(self) -> dict[str, Rule]:
+        """The hyperparameters the task itself reads, whatever the network (none by
+        default)."""
+        return {}
 
     @abstractmethod
     def loss_rule(self) -> Rule:
@@ -101,15 +174,56 @@ class Task(ABC):
         """Read, validate, split and prepare the data; raise DataError on bad input."""
 
     @abstractmethod
-    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        """What the task's networks take in and give out, from the data's ``meta``: the data
-        description a model family builds from (``outputs``, ``features``...)."""
+    def describe_data(self, meta: Mapping[str, Any],
+                      params: Params | None = None) -> DataDescription:
+        """What the task's networks take in and give out, from the data's ``meta`` (and the
+        params, where the description depends on one): the description every network is
+        built from (``mltune.models.description``)."""
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
-        """A fresh network for ``params`` (over the defaults), built by the task's family;
-        ``meta`` alone must suffice (serving rebuilds it)."""
-        family = FAMILIES.get(self.family)
-        return family.build(self.with_defaults(params), self.describe_data(meta))
+        """A fresh network for ``params`` (over the defaults), built by the task's network
+        (its family, or ``model:``); ``meta`` alone must suffice (serving rebuilds it)."""
+        network = self.network_in_use
+        if network.build is None:
+            raise RuntimeError(f"the network {network.name} was not loaded "
+                               "(mltune.models.network.load)")
+        p = self.with_defaults(params)
+        return checked_module(network.build(p, self.describe_data(meta, p)), network.name)
+
+    def check_network(self, data: TaskData) -> None:
+        """A user's network, before any run opens: built with the default params, then two
+        training samples through it. One SpecError if it raises or answers in a shape the
+        task cannot train on (a family's networks are known to fit)."""
+        network = self.network_in_use
+        if not network.user:
+            return
+        params = self.with_defaults({})
+        try:
+            model = self.build_model(params, data.meta)
+        except SpecError:
+            raise
+        except Exception as exc:
+            own = ", ".join(f"{k}={v!r}" for k, v in self.space_defaults.items())
+            with_own = f" ({own} and the training defaults)" if own else ""
+            raise SpecError(f"model: {network.name} raised {one_line(exc)}{_where(exc)} when "
+                            f"called with the default params{with_own}") from None
+        x = batch_layout(data.x_train[:DRY_SAMPLES])
+        try:
+            with torch.no_grad():
+                outputs = model.to(x.device).train()(x)
+        except Exception as exc:
+            raise SpecError(f"model: the network of {network.name} failed on a forward of "
+                            f"{len(x)} training samples of shape {_shape(x.shape)}: "
+                            f"{one_line(exc)}{_where(exc)}") from None
+        description = self.describe_data(data.meta, params)
+        expected = (len(x), description.outputs)
+        actual = (_shape(outputs.shape) if isinstance(outputs, torch.Tensor)
+                  else f"a {type(outputs).__name__}, not a tensor")
+        if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape) != expected:
+            raise SpecError(f"model: the network of {network.name} answers {len(x)} training "
+                            f"samples of shape {_shape(x.shape)} with {actual}; task "
+                            f"{self.name!r} trains on {_shape(expected)}: "
+                            f"{description.answer} for each sample")
 
     @abstractmethod
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
@@ -149,3 +263,13 @@ class Task(ABC):
         Values: a dict or list (written as JSON), a str (text) or a matplotlib Figure (image).
         """
         return {}
+
+
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join(str(int(n)) for n in shape) + ")"
+
+
+def _where(exc: BaseException) -> str:
+    """`` (nets.py line 12)``: where in the user's code ``exc`` was raised, if it was."""
+    found = user_line(exc)
+    return f" ({found[0]} line {found[1]})" if found else ""

@@ -1,9 +1,12 @@
 """The served model: raw user input -> the task's preprocessing -> network -> user-facing output.
 
 The logged model carries the weights (a state dict, loaded with ``weights_only=True``), the
-decoded params, the task's metadata (class labels, input shape...) and the task's extra
-artifacts (a fitted scikit-learn transformer...), one joblib file each. Rebuilding the network
-goes through the task, so every task is served by this one class.
+decoded params, the task's metadata (class labels, input shape...), the task's extra
+artifacts (a fitted scikit-learn transformer...), one joblib file each, and what builds the
+network: a family's name, or the user's callable pickled by value (its source files travel too,
+among the model's ``code_paths``). Rebuilding the network goes through the task, so every task
+is served by this one class; a model logged before ``model:`` existed has no builder and is
+rebuilt by its task's own family.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mltune.core.environ import temporarily
 from mltune.core.errors import DataError, MltuneError
+from mltune.models.network import write_code
 
 WEIGHTS = "weights"
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # mltune/: travels with every model
@@ -65,10 +69,12 @@ class BadInput(DataError, MlflowException):
 class ServedModel(mlflow.pyfunc.PythonModel):
     """An mltune network as an MLflow pyfunc model."""
 
-    def __init__(self, task: str, params: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    def __init__(self, task: str, params: Mapping[str, Any], meta: Mapping[str, Any],
+                 builder: Any = None) -> None:
         self.task = task
         self.params = dict(params)
         self.meta = dict(meta)
+        self.builder = builder  # a family's name or the user's callable; None: the task's own
         self._network: torch.nn.Module | None = None
         self._artifact_names: list[str] = []
 
@@ -76,7 +82,8 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         """Rebuild the network from params and meta; add the task's artifacts to ``meta``."""
         from mltune.tasks import get_task
 
-        network = get_task(self.task).build_model(self.params, self.meta)
+        task = get_task(self.task).for_model(getattr(self, "builder", None))  # old: none
+        network = task.build_model(self.params, self.meta)
         state = torch.load(context.artifacts[WEIGHTS], map_location="cpu", weights_only=True)
         network.load_state_dict(state)
         self._network = network.eval()
@@ -145,18 +152,21 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
     ``Model.log`` with the run id rather than the fluent ``log_model``: it works from any
     thread (a background job logs it), with no active fluent run.
     """
+    chosen = task.network  # None: the task's own family, rebuilt as models before ``model:``
     with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
         weights = os.path.join(tmp, "weights.pt")
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
         artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
+        user_code = write_code(chosen.code, os.path.join(tmp, "code")) if chosen else []
         info = Model.log(
             artifact_path=None,  # required positionally; ``name`` is MLflow 3's way
             name="model",
             flavor=mlflow.pyfunc,
             run_id=run_id,
-            python_model=ServedModel(task.name, params, data.meta),
+            python_model=ServedModel(task.name, params, data.meta,
+                                     chosen.builder if chosen else None),
             artifacts=artifacts,
-            code_paths=[PACKAGE_DIR],
+            code_paths=[PACKAGE_DIR, *user_code],
             signature=task.signature(data),
             input_example=task.input_example(data),
             pip_requirements=list(pip_requirements()),

@@ -29,6 +29,7 @@ from mltune.core.errors import DataError
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.data.streaming import Streamed, default_workers
 from mltune.models.augment import Augment
+from mltune.models.description import ImageData
 from mltune.spec.model import DataSpec
 from mltune.spec.options import integer, number, prefixed
 from mltune.spec.rules import Flag, Number, Rule
@@ -154,7 +155,7 @@ class ImageTask(ClassificationMixin, Task):
     def metric_names(self, data: DataSpec) -> list[str]:
         return self.classification_metric_names()
 
-    def default_space(self) -> dict[str, Any]:
+    def builtin_space(self) -> dict[str, Any]:
         return {
             "num_blocks": {"quniform": [1, 3, 1]},
             "channels": {"choice": [16, 32, 64]},
@@ -174,7 +175,7 @@ class ImageTask(ClassificationMixin, Task):
             "batch_size": {"choice": [32, 64, 128]},
         }
 
-    def default_params(self) -> dict[str, Any]:
+    def builtin_params(self) -> dict[str, Any]:
         return {"num_blocks": 2, "channels": 32, "kernel_size": 3, "hidden_size": 128,
                 "activation": "relu", "batch_norm": True, "dropout": 0.1,
                 "learning_rate": 3e-3, "weight_decay": 1e-4, "loss": "cross_entropy",
@@ -237,14 +238,15 @@ class ImageTask(ClassificationMixin, Task):
         return TaskData(split(train), y[train], split(val), y[val], split(test), y[test],
                         meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 
-    def param_rules(self) -> dict[str, Rule]:
-        return {**super().param_rules(), "augment_shift": Number(0, 1),
-                "augment_rotation": Number(minimum=0), "augment_flip": Flag()}
+    def task_rules(self) -> dict[str, Rule]:
+        return {"augment_shift": Number(0, 1), "augment_rotation": Number(minimum=0),
+                "augment_flip": Flag()}
 
-    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {"outputs": len(meta["classes"]), "channels": meta["channels"],
-                "height": meta["height"], "width": meta["width"], "mean": meta["mean"],
-                "std": meta["std"]}
+    def describe_data(self, meta: Mapping[str, Any], params: Params | None = None) -> ImageData:
+        return ImageData(channels=int(meta["channels"]), height=int(meta["height"]),
+                         width=int(meta["width"]), classes=len(meta["classes"]),
+                         mean=tuple(float(m) for m in meta["mean"]),
+                         std=tuple(float(s) for s in meta["std"]))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
         """The family's network, behind the augmentation layer when the params ask for one."""

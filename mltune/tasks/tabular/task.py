@@ -25,6 +25,7 @@ from torch import nn
 
 from mltune.core.errors import DataError, SpecError
 from mltune.data.splits import TaskData, fingerprint_arrays
+from mltune.models.description import TabularData
 from mltune.models.layers import Unstandardize
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import OneOf, Rule
@@ -152,7 +153,7 @@ class TabularTask(ClassificationMixin, Task):
         extra = ["val_roc_auc"] if problem == "classification" and n_classes == 2 else []
         return ["train_loss", "val_loss", *METRICS[problem], *extra]
 
-    def default_space(self) -> dict[str, Any]:
+    def builtin_space(self) -> dict[str, Any]:
         return {
             "num_layers": {"quniform": [1, 4, 1]},
             "hidden_size": {"choice": [32, 64, 128, 256]},
@@ -169,7 +170,7 @@ class TabularTask(ClassificationMixin, Task):
             "loss": {"choice": list(LOSSES[self.problem])},
         }
 
-    def default_params(self) -> dict[str, Any]:
+    def builtin_params(self) -> dict[str, Any]:
         return {"num_layers": 2, "hidden_size": 64, "activation": "relu", "dropout": 0.1,
                 "norm": "batch", "weight_init": "default", "learning_rate": 3e-3,
                 "weight_decay": 1e-4, "optimizer": "adam", "batch_size": 64,
@@ -222,10 +223,11 @@ class TabularTask(ClassificationMixin, Task):
         return OneOf.catalog(LOSSES_CATALOG, only=LOSSES[self.problem],
                              suits=f"a {self.problem} target")
 
-    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+    def describe_data(self, meta: Mapping[str, Any],
+                      params: Params | None = None) -> TabularData:
         regression = meta["problem"] == "regression"
-        return {"features": meta["n_features"],
-                "outputs": 1 if regression else len(meta["classes"])}
+        return TabularData(features=int(meta["n_features"]),
+                           classes=None if regression else len(meta["classes"]))
 
     def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
         """The family's network; a regression one answers in the target's units (it learns

@@ -25,7 +25,9 @@ from torch import nn
 from mltune.core.errors import DataError, SpecError
 from mltune.data.io import read_table
 from mltune.data.splits import TaskData
+from mltune.models.description import TextData
 from mltune.models.rnn import CELLS
+from mltune.models.text_rnn import PAD, UNK
 from mltune.spec.model import DataSpec
 from mltune.spec.options import boolean, integer, prefixed, string
 from mltune.spec.rules import OneOf, Rule
@@ -165,7 +167,7 @@ class TextTask(ClassificationMixin, Task):
             cached = self._cached = (meta, Vocabulary.from_meta(meta))
         return cached[1]
 
-    def default_space(self) -> dict[str, Any]:
+    def builtin_space(self) -> dict[str, Any]:
         return {
             "cell": {"choice": CELLS.names()},
             "num_layers": {"quniform": [1, 2, 1]},
@@ -186,7 +188,7 @@ class TextTask(ClassificationMixin, Task):
             "batch_size": {"choice": [32, 64, 128]},
         }
 
-    def default_params(self) -> dict[str, Any]:
+    def builtin_params(self) -> dict[str, Any]:
         return {"cell": "gru", "num_layers": 1, "hidden_size": 64, "bidirectional": True,
                 "dropout": 0.2, "word_dropout": 0.1, "embedding_dim": 64, "pool": "max",
                 "activation": "relu",
@@ -230,12 +232,14 @@ class TextTask(ClassificationMixin, Task):
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=text_fingerprint(texts, codes, classes))
 
-    def param_rules(self) -> dict[str, Rule]:
-        return {**super().param_rules(), "class_weight": OneOf.among(CLASS_WEIGHTS)}
+    def task_rules(self) -> dict[str, Rule]:
+        return {"class_weight": OneOf.among(CLASS_WEIGHTS)}
 
-    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {"vocab_size": len(meta["vocabulary"]["tokens"]) + RESERVED,
-                "outputs": len(meta["classes"])}
+    def describe_data(self, meta: Mapping[str, Any], params: Params | None = None) -> TextData:
+        vocabulary = meta["vocabulary"]
+        return TextData(vocab_size=len(vocabulary["tokens"]) + RESERVED, padding_idx=PAD,
+                        unknown_idx=UNK, max_length=int(vocabulary.get("max_length", 200)),
+                        classes=len(meta["classes"]))
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         """Cross entropy (optionally label-smoothed), optionally weighted against imbalance.

@@ -30,6 +30,8 @@ from torch import nn
 from mltune.core.errors import DataError, SpecError
 from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
+from mltune.models.description import TimeseriesData
+from mltune.models.families import SIZE
 from mltune.spec.model import DataSpec
 from mltune.spec.options import column_list, frequency, optional_integer, prefixed, string
 from mltune.spec.rules import OneOf, Rule, is_number, span_of
@@ -137,7 +139,7 @@ class TimeseriesTask(Task):
         return ["train_loss", "val_loss", "val_rmse", "val_mae", "val_smape", "val_mase",
                 "val_naive_rmse", "val_skill"]
 
-    def default_space(self) -> dict[str, Any]:
+    def builtin_space(self) -> dict[str, Any]:
         return {
             "window": {"choice": DEFAULT_WINDOWS},
             "cell": {"choice": ["lstm", "gru", "rnn"]},
@@ -154,7 +156,7 @@ class TimeseriesTask(Task):
             "batch_size": {"choice": [32, 64, 128]},
         }
 
-    def default_params(self) -> dict[str, Any]:
+    def builtin_params(self) -> dict[str, Any]:
         return dict(DEFAULT_PARAMS)
 
     # -- the data -------------------------------------------------------------------------
@@ -217,9 +219,23 @@ class TimeseriesTask(Task):
     def loss_rule(self) -> Rule:
         return OneOf.catalog(LOSSES, only=FORECAST_LOSSES, suits="task 'timeseries'")
 
-    def describe_data(self, meta: Mapping[str, Any]) -> dict[str, Any]:
-        return {"features": 1 + len(meta["covariates"]), "max_window": meta["max_window"],
-                "horizon": meta["horizon"], "outputs": meta["horizon"]}
+    def task_rules(self) -> dict[str, Rule]:
+        return {"window": SIZE}  # the steps a network reads: what the data is cut for
+
+    def describe_data(self, meta: Mapping[str, Any],
+                      params: Params | None = None) -> TimeseriesData:
+        window = self.with_defaults(params or {})["window"]
+        return TimeseriesData(window=int(round(window)), max_window=int(meta["max_window"]),
+                              features=1 + len(meta["covariates"]),
+                              horizon=int(meta["horizon"]))
+
+    def build_model(self, params: Params, meta: Mapping[str, Any]) -> nn.Module:
+        """The network; one that does not say how many steps it reads (a user's) is given
+        its ``window`` as ``network.window``, the rows its served model asks for."""
+        model = super().build_model(params, meta)
+        if not isinstance(getattr(model, "window", None), int):
+            model.window = self.describe_data(meta, params).window
+        return model
 
     def make_loss(self, params: Params, data: TaskData) -> Callable[..., torch.Tensor]:
         name = str(self.with_defaults(params)["loss"])
