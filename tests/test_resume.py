@@ -104,3 +104,29 @@ def test_a_finished_search_extended_by_resume_continues_its_numbers(tracking_uri
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mltune.best_run_id"] == more.best.run_id
+
+
+def test_points_killed_in_two_attempts_run_once_and_packs_stay_within_max_evals(client):
+    spec = {"task": "tabular", "max_evals": 4, "epochs": 1, "pack": 2, "seed": 2}
+    first = mltune.tune(mltune.load_spec(None, spec))
+    parent = first.parent_run_id
+    runs = sorted(children_of(client, parent), key=lambda r: int(r.data.tags["mltune.trial"]))
+    # as two kills leave it: trials 2-4 in flight at the last one, trial 2's point also in
+    # flight (as trial 5) at the one before; the search itself was running
+    for run in runs[1:]:
+        client.set_terminated(run.info.run_id, "RUNNING")
+    again = {k: v for k, v in runs[1].data.tags.items() if k.startswith(("mltune.", "mlflow.p"))}
+    again["mltune.trial"] = "5"
+    twice = client.create_run(runs[1].info.experiment_id, tags=again, run_name="trial-0005")
+    client.set_terminated(parent, "RUNNING")
+
+    resumed = mltune.tune(mltune.load_spec(None, spec), resume=parent)
+
+    children = children_of(client, parent)
+    assert [c.info.status for c in children].count("FINISHED") == 4
+    assert len(resumed.trials) == 4
+    vals = [c.data.tags["mltune.hyperopt_vals"] for c in children
+            if c.info.status == "FINISHED"]
+    assert len(set(vals)) == 4  # trial 2's point ran again once, not twice
+    assert client.get_run(twice.info.run_id).info.status == "KILLED"
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]

@@ -55,7 +55,8 @@ class LocalBackend:
 
         while session.stop_reason() is None and done(trials) < spec.max_evals:
             if queued:
-                docs = _same_shape(queued, space, session.pack_limit, session.is_free)
+                docs = _same_shape(queued, space, min(session.pack_limit, session.left),
+                                   session.is_free)
             else:
                 docs = suggest_pack(space, trials, algo, rng, sized, session.is_free)
             points = [(space_eval(space, spec_from_misc(d["misc"])), point_of(d)) for d in docs]

@@ -125,7 +125,9 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
             error=run.data.tags.get(T.ERROR))
         state.outcomes.append(outcome)
         state.vals.append(vals)
-    state.requeue = [v for v in interrupted if v not in state.vals]
+    for vals in interrupted:  # a point killed twice (two attempts) runs again once
+        if vals not in state.vals and vals not in state.requeue:
+            state.requeue.append(vals)
     client.set_terminated(parent_run_id, "RUNNING")
     resumed = int(parent.data.tags.get(T.RESUMED, "0")) + 1
     client.set_tag(parent_run_id, T.RESUMED, str(resumed))

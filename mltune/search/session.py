@@ -58,8 +58,7 @@ class Session:
     def pack_size(self, params: Mapping[str, Any]) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once;
         never more than the budget has left."""
-        left = self.spec.max_evals - len(self.all_outcomes)
-        limit = min(self.pack_limit, left)
+        limit = min(self.pack_limit, self.left)
         if limit <= 1:
             return 1
         if self.spec.pack != "auto":
@@ -86,6 +85,11 @@ class Session:
 
     def stop_reason(self) -> str | None:
         return self.progress.stop_reason
+
+    @property
+    def left(self) -> int:
+        """Trials the budget still allows."""
+        return self.spec.max_evals - len(self.all_outcomes)
 
     @property
     def all_outcomes(self) -> list[TrialOutcome]:
