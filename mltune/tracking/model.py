@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mltune.core.environ import temporarily
@@ -139,9 +140,12 @@ def quiet_model_io() -> Iterator[None]:
 
 
 def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
-              data: Any) -> str:
-    """Log a trained network of ``task`` as a pyfunc model named ``model``; return its URI.
+              data: Any, name: str = "model", model_params: Mapping[str, str] | None = None,
+              tags: Mapping[str, str] | None = None) -> ModelInfo:
+    """Log a trained network of ``task`` as a pyfunc LoggedModel of run ``run_id``.
 
+    ``name``: the model's name on the Models page (a trial's: ``<search>-trial-0007``);
+    ``model_params``: its params as text (the run's are added by MLflow); ``tags``: the model's.
     ``Model.log`` with the run id rather than the fluent ``log_model``: it works from any
     thread (a background job logs it), with no active fluent run.
     """
@@ -149,11 +153,13 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
         weights = os.path.join(tmp, "weights.pt")
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
         artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
-        info = Model.log(
+        return Model.log(
             artifact_path=None,  # required positionally; ``name`` is MLflow 3's way
-            name="model",
+            name=name,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            params=dict(model_params or {}),
+            tags=dict(tags or {}),
             python_model=ServedModel(task.name, params, data.meta),
             artifacts=artifacts,
             code_paths=[PACKAGE_DIR],
@@ -161,7 +167,6 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
             input_example=task.input_example(data),
             pip_requirements=list(pip_requirements()),
         )
-    return info.model_uri
 
 
 def load_network(model_uri: str) -> torch.nn.Module:
