@@ -18,6 +18,7 @@ from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
+from mltune.report.build import REPORT_DIR, draw_report, publish_report
 from mltune.search.result import SearchResult
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
@@ -25,8 +26,6 @@ from mltune.tracking.links import run_url, server_address
 from mltune.tracking.model import load_network
 from mltune.tracking.remote import is_outage
 from mltune.tracking.runs import SearchRun, log_figures, tag_value
-
-REPORT_PAGE = "report/report.html"  # among the parent run's artifacts
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +78,6 @@ def log_best_figures(task: Task, data: TaskData, result: SearchResult,
                     type(exc).__name__, exc)
 
 
-def _draw(search: SearchRun) -> Any:
-    from mltune.report.build import draw_report  # matplotlib is imported only now
-
-    return draw_report(search.run_id, client=search.client)
-
-
 class PendingReport:
     """The search's report, made in two halves: its figures are drawn in a thread from the
     trials as soon as they are done (``start``), while the best model is registered and
@@ -99,7 +92,7 @@ class PendingReport:
     def start(cls, search: SearchRun) -> PendingReport:
         pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-report")
         try:
-            return cls(search, pool.submit(_draw, search))
+            return cls(search, pool.submit(draw_report, search.run_id, search.client))
         finally:
             pool.shutdown(wait=False)  # the thread ends with its one job
 
@@ -107,8 +100,6 @@ class PendingReport:
         """Write and log the page (``status``: the one the search is about to end with);
         returns why the report could not be made, or None."""
         try:
-            from mltune.report.build import publish_report
-
             publish_report(self._drawn.result(), self.search.client, status=status)
             return None
         except Exception as exc:
@@ -154,5 +145,5 @@ def describe(result: SearchResult) -> str:
         lines.append(f"- **Registered:** `{spec.registered_model}` version "
                      f"{result.registered_version} (aliases: {', '.join(result.aliases)})")
     lines.append(f"- **Report:** not made: {result.report_error}" if result.report_error else
-                 f"- **Report:** `{REPORT_PAGE}` among this run's artifacts")
+                 f"- **Report:** `{REPORT_DIR}/report.html` among this run's artifacts")
     return "\n".join(lines)
