@@ -32,7 +32,7 @@ from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
-from mltune.tracking.links import experiment_url, ui_command
+from mltune.tracking.links import experiment_url, run_url, ui_command
 
 DEFAULT_CONFIG = "examples/digits.yaml"
 # A library error's ``field`` as the flag a user of the command types.
@@ -211,14 +211,13 @@ def summary(result: SearchResult) -> str:
         lines.append(f"Gate not run: {result.gate_error}")
     lines.append(f"Report not made: {result.report_error}" if result.report_error else
                  f"Report: {REPORT_DIR}/report.html among the parent run's artifacts")
-    lines.append(browse_line(result.experiment_id))
+    lines.append(browse_line(experiment_url(result.experiment_id)))
     return "\n".join(lines)
 
 
-def browse_line(experiment_id: str) -> str:
-    """Where to look: the page of the experiment's runs (Model training -> Runs), and for a
-    local store the command that serves it."""
-    url = experiment_url(experiment_id)
+def browse_line(url: str) -> str:
+    """Where to look: a page of the MLflow UI (the experiment's runs, a run), and for a local
+    store the command that serves it."""
     command = ui_command()
     return f"Browse: {command}   then open {url}" if command else f"Browse: {url}"
 
@@ -283,6 +282,7 @@ def report_command(run_id: str, out: str) -> None:
                f"{trials.status.lower()}): {report.artifact_uri}/report.html")
     if report.directory is not None:
         click.echo(f"Written to {report.directory / 'report.html'}")
+    click.echo(browse_line(run_url(trials.experiment_id, trials.run_id)))
     click.echo(top_trials_text(trials.frame, trials.metric, trials.mode))
 
 

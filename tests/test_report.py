@@ -135,6 +135,10 @@ def test_report_of_a_finished_search_says_finished_with_holdout_gate_and_version
     assert "promoted: first version: no champion yet" in page  # the gate, as the run has it
     assert f"mltune-image version {result.registered_version}" in page
     assert "<a " not in page  # a local store: no server address to link run ids to
+    # the run's description links the best trial relative to the UI page it is shown on
+    note = parent.data.tags["mlflow.note.content"]
+    assert (f"[trial-{result.best.number:04d}](#/experiments/{parent.info.experiment_id}/runs/"
+            f"{result.best.run_id})") in note
 
 
 @pytest.mark.parametrize("status, says", [("KILLED", "stopped before its end (KILLED"),
@@ -198,6 +202,9 @@ def test_cli_report_regenerates_the_report(search, tmp_path, capsys):
     assert (f"Report of search {result.spec.name!r} (4 trials, finished): "
             f"{logged}/report.html") in printed
     assert f"Written to {out / 'report.html'}" in printed
+    experiment = client.get_run(result.parent_run_id).info.experiment_id
+    assert (f"then open http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+            f"{result.parent_run_id}") in printed
     assert f"#1 trial {result.best.number}" in printed
     assert (logged / "report.html").is_file() and (logged / "trials.csv").is_file()
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in logged.iterdir())

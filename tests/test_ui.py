@@ -163,7 +163,7 @@ def dom(url: str, profile: Path, expected: list[str]) -> str:
              f"--virtual-time-budget={budget}", "--dump-dom", url],
             capture_output=True, text=True, timeout=180)
         text = done.stdout
-        if all(word in text for word in expected):
+        if all(word in visible(text) for word in expected):
             break
     return text
 
@@ -207,3 +207,16 @@ def test_parent_run_page_shows_the_description(searched, tmp_path):
     text = visible(page)
     assert "Best trial:" in text and "Gate:" in text
     assert "Registered:" in text and "mltune-ui" in text
+
+
+@needs_chromium
+def test_a_trials_model_metrics_tab_charts_its_metrics(searched, tmp_path):
+    trial = searched.trials[0]
+    name = trial.info.run_name
+    url = (f"{searched.url}/#/experiments/{searched.experiment_id}/runs/{trial.info.run_id}"
+           "/model-metrics?workflowType=machine_learning")
+    charts = [f"{name} ({key})" for key in ("train_loss", "val_loss", "val_accuracy",
+                                             "val_f1_macro")]
+    text = visible(dom(url, tmp_path / "profile", charts))
+    assert "Model metrics (4)" in text
+    assert all(chart in text for chart in charts)  # each chart's legend: drawn, not empty

@@ -61,11 +61,6 @@ class Decision:
     moved: bool = False
     holdout: dict[str, float] = field(default_factory=dict)  # the challenger's, test_ names
 
-    @property
-    def holdout_name(self) -> str:
-        """The gate's measure on the holdout (``test_accuracy``)."""
-        return holdout_metric(self.metric)
-
     def line(self) -> str:
         verb = "promoted" if self.moved else ("would promote" if self.promote else "kept")
         who = (f"v{self.challenger} to champion" if self.promote

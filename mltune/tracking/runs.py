@@ -149,10 +149,6 @@ class SearchRun:
         if datasets.for_search:
             self.client.log_inputs(self.run_id, datasets=datasets.for_search)
 
-    def describe(self, text: str) -> None:
-        """The run's description (markdown), shown at the top of its page in the UI."""
-        self.client.set_tag(self.run_id, T.NOTE, tag_value(text))
-
     def end(self, status: str) -> None:
         sent()  # what was queued before is sent
         self.client.set_terminated(self.run_id, status)
@@ -216,6 +212,7 @@ class TrialRun:
         self._pending: list[Future[Any]] = []
         self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
         self._best_epoch: int | None = None
+        self._outcome: dict[str, str] = {}  # tags sent with the model, or at the run's end
 
     @classmethod
     def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
@@ -298,8 +295,10 @@ class TrialRun:
                          model_params={k: param_value(v) for k, v in params.items()},
                          tags=self.model_tags)
         self.model_uri = info.model_uri
+        tags = {**self._outcome, T.MODEL_URI: self.model_uri}
         self.client.log_batch(self.run_id, metrics=self._model_metrics(info.model_id),
-                              tags=[RunTag(T.MODEL_URI, self.model_uri)])
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+        self._outcome = {}
         return self.model_uri
 
     def _model_metrics(self, model_id: str) -> list[Metric]:
@@ -321,12 +320,15 @@ class TrialRun:
         return linked
 
     def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
-        """The value the search scored the trial by, and which epoch's weights were logged."""
+        """The value the search scored the trial by, and which epoch's weights were logged.
+
+        Sent with the model's URI and linked metrics (``log_model``), or with the run's end
+        when the model is not logged: one call fewer per trial.
+        """
         self._best_epoch = best_epoch
-        tags = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
+        self._outcome = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
         if value is not None:
-            tags[T.OBJECTIVE] = repr(float(value))
-        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self._outcome[T.OBJECTIVE] = repr(float(value))
 
     def end(self, status: TrialStatus, tags: Mapping[str, str] | None = None) -> None:
         """Close the run with ``status`` after its metrics are stored (once: later calls are
@@ -338,7 +340,8 @@ class TrialRun:
         try:
             self.flush()
         finally:
-            tags = dict(tags or {})
+            tags = {**self._outcome, **(tags or {})}
+            self._outcome = {}
             if status is TrialStatus.PRUNED:
                 tags[T.PRUNED] = "true"
             if tags:
