@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
@@ -33,6 +32,7 @@ from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
+from mltune.tracking.links import experiment_url, run_url, ui_command
 
 DEFAULT_CONFIG = "examples/digits.yaml"
 # A library error's ``field`` as the flag a user of the command types.
@@ -195,8 +195,6 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
 def summary(result: SearchResult) -> str:
     spec, best = result.spec, result.best
     params = ", ".join(f"{k}={short(v, width=None)}" for k, v in sorted(best.params.items()))
-    uri = mlflow.get_tracking_uri()
-    ui = "mlflow ui" + (f" --backend-store-uri {uri}" if uri.startswith("sqlite") else "")
     lines = [
         f"Search {spec.name!r} finished: {result.finished} trials finished, "
         f"{result.failed} failed (parent run {result.parent_run_id})",
@@ -213,8 +211,15 @@ def summary(result: SearchResult) -> str:
         lines.append(f"Gate not run: {result.gate_error}")
     lines.append(f"Report not made: {result.report_error}" if result.report_error else
                  f"Report: {REPORT_DIR}/report.html among the parent run's artifacts")
-    lines.append(f"Browse: {ui}   then open experiment {result.experiment_id}")
+    lines.append(browse_line(experiment_url(result.experiment_id)))
     return "\n".join(lines)
+
+
+def browse_line(url: str) -> str:
+    """Where to look: a page of the MLflow UI (the experiment's runs, a run), and for a local
+    store the command that serves it."""
+    command = ui_command()
+    return f"Browse: {command}   then open {url}" if command else f"Browse: {url}"
 
 
 @cli.command("train")
@@ -277,6 +282,7 @@ def report_command(run_id: str, out: str) -> None:
                f"{trials.status.lower()}): {report.artifact_uri}/report.html")
     if report.directory is not None:
         click.echo(f"Written to {report.directory / 'report.html'}")
+    click.echo(browse_line(run_url(trials.experiment_id, trials.run_id)))
     click.echo(top_trials_text(trials.frame, trials.metric, trials.mode))
 
 

@@ -102,6 +102,19 @@ def client_of(uri: str) -> Iterator[MlflowClient]:
     with tracking_store(uri):
         yield MlflowClient(tracking_uri=uri, registry_uri=uri)
 
+# --- a plain tracking server: sqlite behind it, artifacts proxied -----------------------------
+
+@pytest.fixture(scope="session")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real ``mlflow server`` on 127.0.0.1 for the test session, no authentication: the
+    MLflow UI a user browses (tests/test_ui.py)."""
+    server = MlflowServer(tmp_path_factory.mktemp("plain-server")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # --- a team's tracking server: basic-auth, sqlite behind it, artifacts proxied ---------------
 
 TEAM_USER, TEAM_PASSWORD = "alice", "alice-pw-5e1d7c0b9a"  # writes her own experiments

@@ -67,7 +67,10 @@ def test_tune_prints_summary_with_best_trial_and_registered_version(tracking_uri
     assert "Search 'cli-search' finished: 2 trials finished, 0 failed" in out
     assert best_id in out
     assert "Registered: mltune-image version 1 (aliases: challenger, champion)" in out
-    assert f"mlflow ui --backend-store-uri {tracking_uri}" in out
+    experiment = parent.info.experiment_id
+    assert (f"Browse: mlflow ui --backend-store-uri {tracking_uri}   then open "
+            f"http://127.0.0.1:5000/#/experiments/{experiment}/runs"
+            "?workflowType=machine_learning") in out.splitlines()
 
 
 def test_train_logs_one_configuration_with_its_model(tracking_uri, client, capsys):
@@ -133,3 +136,18 @@ def test_mlflow_run_from_a_clean_clone(tracking_uri, client, tmp_path):
     assert champion.run_id in {c.info.run_id for c in children}
     assert Path(clone / "examples" / "digits.yaml").exists()
     assert yaml.safe_load((clone / "MLproject").read_text())["entry_points"]["main"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not found")
+def test_make_demo_installs_what_the_demo_needs_and_make_test_the_test_extra():
+    def commands(target: str) -> list[str]:
+        done = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True,
+                              text=True, check=True)
+        return done.stdout.splitlines()
+
+    demo, test = commands("demo"), commands("test")
+    assert any(line.endswith(" -m pip install -q -e .") for line in demo)
+    assert not any("[test]" in line or "ray" in line for line in demo)  # no Ray, no servers
+    assert demo[-1] == "mlflow run . --env-manager local"
+    assert any(line.endswith(' -m pip install -q -e ".[test]"') for line in test)
+    assert test[-1].endswith(" -m pytest -q")

@@ -122,6 +122,35 @@ def test_search_logs_table_plots_and_page_on_parent(search, tmp_path):
     assert best.run_id in page
 
 
+def test_report_of_a_finished_search_says_finished_with_holdout_gate_and_version(search,
+                                                                              tmp_path):
+    result, client = search["result"], search["client"]
+    parent = client.get_run(result.parent_run_id)
+    page = (downloaded(client, result.parent_run_id, tmp_path) / "report.html").read_text()
+    assert f"<code>{result.parent_run_id}</code> (FINISHED)" in page
+    assert "The search finished" in page and "still running" not in page
+    holdout = parent.data.metrics["test_accuracy"]
+    assert result.decision is not None and holdout == result.decision.challenger_score
+    assert f"test_accuracy = {holdout:.4g}" in page
+    assert "promoted: first version: no champion yet" in page  # the gate, as the run has it
+    assert f"mltune-image version {result.registered_version}" in page
+    assert "<a " not in page  # a local store: no server address to link run ids to
+    # the run's description links the best trial relative to the UI page it is shown on
+    note = parent.data.tags["mlflow.note.content"]
+    assert (f"[trial-{result.best.number:04d}](#/experiments/{parent.info.experiment_id}/runs/"
+            f"{result.best.run_id})") in note
+
+
+@pytest.mark.parametrize("status, says", [("KILLED", "stopped before its end (KILLED"),
+                                          ("FAILED", "The search failed (FAILED)")])
+def test_report_of_a_stopped_search_says_how_it_ended(search, tmp_path, status, says):
+    started = start_search(mltune.load_spec(None, {"name": f"ended-{status}"}), "data")
+    started.end(status)
+    page = (build_report(started.run_id, tmp_path).directory / "report.html").read_text()
+    assert says in page and f"({status})" in page
+    assert "The search finished" not in page and "still running" not in page
+
+
 def test_report_of_a_running_search_shows_the_trials_so_far(search):
     report = search["report"]
     assert report.trials.status == "RUNNING"
@@ -173,6 +202,9 @@ def test_cli_report_regenerates_the_report(search, tmp_path, capsys):
     assert (f"Report of search {result.spec.name!r} (4 trials, finished): "
             f"{logged}/report.html") in printed
     assert f"Written to {out / 'report.html'}" in printed
+    experiment = client.get_run(result.parent_run_id).info.experiment_id
+    assert (f"then open http://127.0.0.1:5000/#/experiments/{experiment}/runs/"
+            f"{result.parent_run_id}") in printed
     assert f"#1 trial {result.best.number}" in printed
     assert (logged / "report.html").is_file() and (logged / "trials.csv").is_file()
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in logged.iterdir())

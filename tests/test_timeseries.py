@@ -133,6 +133,19 @@ def test_search_beats_the_naive_forecast_and_logs_the_forecast_plot(searched, st
     assert image.size[0] > 600 and image.size[1] > 200
 
 
+def test_parent_holds_the_holdout_error_its_naive_error_and_the_skill(searched, store):
+    result = searched.result
+    parent = store.get_run(result.parent_run_id).data.metrics
+    best = store.get_run(result.best.run_id).data.metrics
+    assert {"test_rmse", "test_naive_rmse", "test_skill", "test_mae"} <= set(parent)
+    # the skill is against the naive forecast of the holdout windows, not the validation ones
+    assert parent["test_skill"] == pytest.approx(1 - parent["test_rmse"]
+                                                 / parent["test_naive_rmse"])
+    assert parent["test_naive_rmse"] != best["val_naive_rmse"]
+    version = store.get_model_version_by_alias("sales-forecast", "challenger")
+    assert float(version.tags["mltune.holdout_score"]) == pytest.approx(parent["test_rmse"])
+
+
 def test_served_model_forecasts_the_next_horizon_in_original_units(searched, store):
     known, future = searched.known, searched.future
     model = mlflow.pyfunc.load_model("models:/sales-forecast@champion")

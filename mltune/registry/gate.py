@@ -19,17 +19,19 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
+from mlflow.entities import Metric, RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mltune.core.errors import SpecError
+from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.versions import CHALLENGER, CHAMPION, alias_version
 from mltune.spec.build import build_spec
@@ -57,17 +59,13 @@ class Decision:
     promote: bool
     reason: str
     moved: bool = False
+    holdout: dict[str, float] = field(default_factory=dict)  # the challenger's, test_ names
 
     def line(self) -> str:
         verb = "promoted" if self.moved else ("would promote" if self.promote else "kept")
         who = (f"v{self.challenger} to champion" if self.promote
                else f"champion v{self.champion}")
         return f"{self.model}: {verb} {who}: {self.reason}"
-
-
-def holdout_metric(metric: str) -> str:
-    """``val_accuracy`` -> ``test_accuracy``: the same measure on the holdout split."""
-    return "test_" + metric.removeprefix("val_")
 
 
 def _version(client: MlflowClient, name: str, version: str | None, alias: str | None
@@ -100,8 +98,25 @@ def search_spec(version: ModelVersion) -> SearchSpec:
     return build_spec(yaml.safe_load(text))
 
 
-def score(version: ModelVersion, spec: SearchSpec, data: TaskData) -> float:
-    """The version's model scored on the holdout split with the spec's metric."""
+def holdout_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A task's metadata as it applies to the holdout split.
+
+    A task describes its validation split under ``val_*`` keys and may give the holdout's
+    counterpart under ``test_*`` (the forecast task's naive error: ``val_naive_rmse``,
+    ``test_naive_rmse``); scoring the holdout reads the ``test_*`` value where the task's
+    ``score`` reads the ``val_*`` one, so its skill is the skill on the holdout.
+    """
+    swapped = {"val_" + k.removeprefix("test_"): v for k, v in meta.items()
+               if k.startswith("test_")}
+    return {**meta, **swapped}
+
+
+def holdout_scores(version: ModelVersion, spec: SearchSpec, data: TaskData) -> dict[str, float]:
+    """The version's model scored on the holdout split: each metric the task measures, by its
+    holdout name (``test_accuracy``, ``test_rmse``, ``test_naive_rmse``, ``test_skill``...).
+
+    The spec's metric must be among them (``test_loss`` for ``val_loss``).
+    """
     task = task_for(spec)
     with quiet_model_io():
         served = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
@@ -109,13 +124,18 @@ def score(version: ModelVersion, spec: SearchSpec, data: TaskData) -> float:
     y_test = data.y_test.cpu()
     outputs = predict_batches(model.network, task.holdout_inputs(data, model.meta).cpu())
     if spec.metric == "val_loss":
-        return float(task.make_loss(model.params, data)(outputs, y_test))
-    metrics = task.score(outputs, y_test, data.meta)
+        return {"test_loss": float(task.make_loss(model.params, data)(outputs, y_test))}
+    metrics = task.score(outputs, y_test, holdout_meta(data.meta))
     key = spec.metric.removeprefix("val_")
     if key not in metrics:
         raise SpecError(f"metric: {spec.metric!r} has no holdout counterpart for task "
                         f"{spec.task!r}; available: {', '.join(sorted(metrics))}")
-    return float(metrics[key])
+    return {f"test_{k}": float(v) for k, v in metrics.items()}
+
+
+def score(version: ModelVersion, spec: SearchSpec, data: TaskData) -> float:
+    """The version's model scored on the holdout split with the spec's metric."""
+    return holdout_scores(version, spec, data)[holdout_metric(spec.metric)]
 
 
 def _check_comparable(challenger: ModelVersion, champion: ModelVersion) -> None:
@@ -142,10 +162,12 @@ def _promotion_lock(name: str) -> Iterator[None]:
 
 
 def _decide(client: MlflowClient, challenger: ModelVersion, spec: SearchSpec, data: TaskData,
-            challenger_score: float, min_delta: float, force: bool) -> Decision:
+            holdout: dict[str, float], min_delta: float, force: bool) -> Decision:
     champion = alias_version(client, challenger.name, CHAMPION)
+    challenger_score = holdout[holdout_metric(spec.metric)]
     common = dict(model=challenger.name, challenger=challenger.version, metric=spec.metric,
-                  mode=spec.mode, challenger_score=challenger_score, min_delta=min_delta)
+                  mode=spec.mode, challenger_score=challenger_score, min_delta=min_delta,
+                  holdout=dict(holdout))
     if champion is None:
         return Decision(champion=None, champion_score=None, promote=True,
                         reason="first version: no champion yet", **common)
@@ -186,13 +208,14 @@ def _record(client: MlflowClient, challenger: ModelVersion, decision: Decision,
     for key, value in tags.items():
         client.set_model_version_tag(challenger.name, challenger.version, key, str(value))
     parent = challenger.tags.get(T.PARENT_RUN_ID)
-    if parent:
-        metrics = {name: decision.challenger_score}
+    if parent:  # the search's run: every holdout metric, the champion's score, the decision
+        metrics = dict(decision.holdout or {name: decision.challenger_score})
         if decision.champion_score is not None and decision.champion != decision.challenger:
             metrics[f"champion_{name}"] = decision.champion_score
-        for key, value in metrics.items():
-            client.log_metric(parent, key, value)
-        client.set_tag(parent, T.GATE, f"{tags[T.GATE]}: {decision.reason}")
+        stamp = int(time.time() * 1000)
+        client.log_batch(parent, metrics=[Metric(k, v, stamp, 0) for k, v in metrics.items()],
+                         tags=[RunTag(T.GATE, f"{tags[T.GATE]}: {decision.reason}"[
+                             :T.MAX_TAG_LENGTH])])
 
 
 def promote(
@@ -217,11 +240,10 @@ def promote(
     spec = spec or search_spec(challenger)
     if data is None:
         data = task_for(spec).load(spec.data, spec.seed)
-    challenger_score = score(challenger, spec, data)
+    holdout = holdout_scores(challenger, spec, data)
     with _promotion_lock(name):
         for _ in range(5):  # re-compare if another promotion moved the champion meanwhile
-            decision = _decide(client, challenger, spec, data, challenger_score, min_delta,
-                               force)
+            decision = _decide(client, challenger, spec, data, holdout, min_delta, force)
             if dry_run or not decision.promote:
                 break
             current = alias_version(client, name, CHAMPION)

@@ -1,9 +1,12 @@
 """The search at a glance: a trials table, plots and ``report.html`` on the parent run.
 
 Everything is read back from MLflow (``trials``), so the report can be rebuilt at any time
-(``mltune report PARENT_RUN_ID``), also while the search runs. Each figure's data is computed,
-drawn (``plots``, ``importance``) and saved as a PNG file; the page (``html``) embeds the same
-images, and the files are logged under ``report/`` on the parent run.
+(``mltune report PARENT_RUN_ID``), also while the search runs. It is made in two halves:
+``draw_report`` reads the trials and draws every figure (the slow half: each PNG costs a
+matplotlib render), ``publish_report`` reads how the search ended (status, holdout scores, the
+gate's decision, the registered version), writes the page around the same images and logs the
+files under ``report/`` on the parent run. A search draws while its best model is registered
+and gated, and publishes once that is done; ``build_report`` does both at once.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from mltune.report.trials import (
     METRIC,
     OBJECTIVE,
     PARAM,
+    SearchEnd,
     SearchTrials,
     finished,
     histories,
+    load_end,
     load_trials,
     ranked,
     typed,
@@ -36,9 +41,10 @@ if TYPE_CHECKING:
     from mltune.report.importance import Importance
 
 # Names callers imported from here before the report was split into modules.
-__all__ = ["METRIC", "OBJECTIVE", "PARAM", "REPORT_DIR", "TOP_K", "Report", "SearchTrials",
-           "build_report", "histories", "load_trials", "outcomes_frame", "ranked",
-           "top_trials_text", "typed", "write_files"]
+__all__ = ["METRIC", "OBJECTIVE", "PARAM", "REPORT_DIR", "TOP_K", "Drawn", "Report",
+           "SearchTrials", "build_report", "draw_report", "histories", "load_trials",
+           "outcomes_frame", "publish_report", "ranked", "top_trials_text", "typed",
+           "write_files"]
 
 REPORT_DIR = "report"  # artifact folder on the parent run
 
@@ -52,6 +58,17 @@ class Report:
     files: list[str]
     importance: Importance
     artifact_uri: str
+    end: SearchEnd | None = None
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """The first half of a report: the trials and every file but the page, in memory."""
+
+    trials: SearchTrials
+    files: dict[str, bytes]  # name -> content, in the order they were made
+    sections: list[Section]  # the page's figures
+    importance: Importance
 
 
 def _png(fig: Any) -> bytes:
@@ -60,22 +77,20 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
-                top_k: int = TOP_K) -> tuple[list[str], Importance]:
-    """The table, the plots and the page in ``directory``; returns the file names, page last."""
+def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Drawn:
+    """The table (CSV, parquet), the importance estimate and every figure of the page."""
     from mltune.report import plots  # matplotlib and scikit-learn: imported when a report is made
     from mltune.report.importance import importance
 
     frame, metric, mode = trials.frame, trials.metric, trials.mode
-    frame.to_csv(directory / "trials.csv", index=False)
-    frame.to_parquet(directory / "trials.parquet", index=False)
-    files = ["trials.csv", "trials.parquet"]
+    files: dict[str, bytes] = {"trials.csv": frame.to_csv(index=False).encode()}
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    files["trials.parquet"] = buffer.getvalue()
     sections: list[Section] = []
 
     def add(fig: Any, name: str, title: str, caption: str = "") -> None:
-        png = _png(fig)
-        (directory / name).write_bytes(png)
-        files.append(name)
+        files[name] = png = _png(fig)
         sections.append(Section(title, caption, png))
 
     add(plots.draw_history(plots.history_info(frame, metric, mode)), "optimisation_history.png",
@@ -86,8 +101,8 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
         columns=lambda c: c.removeprefix(PARAM)), compared[OBJECTIVE], sorted(trials.categorical))
     if estimate.values is not None:
         values = estimate.values
-        values.rename_axis("param").rename("importance").to_csv(directory / "importance.csv")
-        files.append("importance.csv")
+        files["importance.csv"] = values.rename_axis("param").rename(
+            "importance").to_csv().encode()
         add(plots.draw_importance(plots.importance_info(values, metric, estimate.trials)),
             "importance.png", "Hyperparameter importance", "A random forest fitted on the "
             "finished trials (impurity importance); with few trials, a hint rather than a "
@@ -108,10 +123,57 @@ def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "
             "where the search went, and where the good trials are.")
-    page = render_html(trials, sections)
+    return Drawn(trials, files, sections, estimate)
+
+
+def write_files(trials: SearchTrials, client: MlflowClient, directory: Path,
+                top_k: int = TOP_K, end: SearchEnd | None = None
+                ) -> tuple[list[str], Importance]:
+    """The table, the plots and the page in ``directory``; returns the file names, page last."""
+    drawn = draw(trials, client, top_k)
+    return _write(drawn, directory, end), drawn.importance
+
+
+def _write(drawn: Drawn, directory: Path, end: SearchEnd | None) -> list[str]:
+    for name, content in drawn.files.items():
+        (directory / name).write_bytes(content)
+    page = render_html(drawn.trials, drawn.sections, end)
     (directory / "report.html").write_text(page, encoding="utf-8")
-    files.append("report.html")
-    return files, estimate
+    return [*drawn.files, "report.html"]
+
+
+def draw_report(parent_run_id: str, client: MlflowClient | None = None,
+                top_k: int = TOP_K) -> Drawn:
+    """The first half of a search's report: its trials read back and every figure drawn."""
+    client = client or MlflowClient()
+    return draw(load_trials(client, parent_run_id), client, top_k)
+
+
+def publish_report(drawn: Drawn, client: MlflowClient | None = None,
+                   out_dir: str | Path | None = None, status: str | None = None) -> Report:
+    """The second half: how the search ended read from its parent run (``status`` given: the
+    status its run is about to get), the page written, the files logged under ``report/``.
+
+    ``out_dir`` also keeps the files there.
+    """
+    client = client or MlflowClient()
+    run_id = drawn.trials.run_id
+    end, parent = load_end(client, run_id, status)
+    with tempfile.TemporaryDirectory(prefix="mltune-report-") as tmp:
+        directory = Path(tmp)
+        files = _write(drawn, directory, end)
+        client.log_artifacts(run_id, str(directory), REPORT_DIR)
+        kept = None
+        if out_dir is not None:
+            kept = Path(out_dir)
+            kept.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                shutil.copy2(directory / name, kept / name)
+    client.set_tag(run_id, REPORT, f"{REPORT_DIR}/report.html")
+    if REPORT_ERROR in parent.data.tags:  # an earlier attempt failed; this one did not
+        client.delete_tag(run_id, REPORT_ERROR)
+    return Report(drawn.trials, kept, files, drawn.importance,
+                  f"{parent.info.artifact_uri}/{REPORT_DIR}", end)
 
 
 def build_report(parent_run_id: str, out_dir: str | Path | None = None,
@@ -121,19 +183,4 @@ def build_report(parent_run_id: str, out_dir: str | Path | None = None,
     ``out_dir`` also keeps the files there. Works on a finished, failed or running search.
     """
     client = client or MlflowClient()
-    trials = load_trials(client, parent_run_id)
-    with tempfile.TemporaryDirectory(prefix="mltune-report-") as tmp:
-        directory = Path(tmp)
-        files, estimate = write_files(trials, client, directory, top_k)
-        client.log_artifacts(parent_run_id, str(directory), REPORT_DIR)
-        kept = None
-        if out_dir is not None:
-            kept = Path(out_dir)
-            kept.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                shutil.copy2(directory / name, kept / name)
-    client.set_tag(parent_run_id, REPORT, f"{REPORT_DIR}/report.html")
-    parent = client.get_run(parent_run_id)
-    if REPORT_ERROR in parent.data.tags:  # an earlier attempt failed; this one did not
-        client.delete_tag(parent_run_id, REPORT_ERROR)
-    return Report(trials, kept, files, estimate, f"{parent.info.artifact_uri}/{REPORT_DIR}")
+    return publish_report(draw_report(parent_run_id, client, top_k), client, out_dir)

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from mltune.report.trials import LOSSES, METRIC, OBJECTIVE, PARAM, Curves
 
@@ -164,7 +164,7 @@ def draw_history(info: HistoryInfo) -> Figure:
                    label="failed (no value)")
     ax.set_xlabel("trial")
     ax.set_ylabel(info.metric)
-    ax.set_title(f"Optimisation history ({info.mode} {info.metric})")
+    ax.set_title(f"Optimisation history ({info.mode} {info.metric})", y=1.0)
     ax.grid(alpha=0.3)
     _whole_ticks(ax, info.trials)
     ax.legend(loc="best", fontsize=9)
@@ -242,7 +242,8 @@ def draw_parallel(info: ParallelInfo) -> Figure:
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title(f"Parallel coordinates of {len(values)} finished trials (yellow = best "
-                 f"{info.metric}); a gap in a line: a param that trial did not use", fontsize=10)
+                 f"{info.metric}); a gap in a line: a param that trial did not use", fontsize=10,
+                 y=1.0)
     fig.colorbar(_mappable(low, high, info.mode), ax=ax, label=info.metric, pad=0.01,
                  fraction=0.03)
     return fig
@@ -270,7 +271,7 @@ def draw_importance(info: ImportanceInfo) -> Figure:
     ax.set_xlabel("importance (share of the forest's impurity decrease)")
     ax.set_xlim(0, max(max(values) * 1.18, 0.05))
     ax.set_title(f"Hyperparameter importance for {info.metric} ({info.trials} finished "
-                 "trials)", fontsize=10)
+                 "trials)", fontsize=10, y=1.0)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -313,7 +314,7 @@ def draw_slices(info: SlicesInfo, columns: int = 4) -> Figure:
     points = None
     for ax, panel in zip(axes, info.slices, strict=False):
         points = _draw_slice(ax, panel, info) or points
-        ax.set_title(f"{panel.param}: {len(panel.x)} of {info.total} trials", fontsize=9)
+        ax.set_title(f"{panel.param}: {len(panel.x)} of {info.total} trials", fontsize=9, y=1.0)
     for ax in axes[len(info.slices):]:
         ax.set_axis_off()
     if not info.slices:
@@ -335,7 +336,14 @@ def _draw_slice(ax: Any, panel: Slice, info: SlicesInfo) -> Any:
                       ha="right" if turn else "center", fontsize=8)
         ax.set_xlim(-0.6, len(panel.levels) - 0.4)
     elif panel.log and len(x) and (x > 0).all():
+        # Plain labels at 1 (and 3) per decade, no minor ticks: a log axis's default
+        # mathtext labels and minor ticks cost more to draw than the rest of the panel.
         ax.set_xscale("log")
+        wide = np.log10(x.max() / x.min()) >= 2
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 3.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.set_xlabel(("" if panel.categorical or not panel.log else "log scale"), fontsize=8)
     ax.set_ylabel(info.metric, fontsize=8)
     ax.tick_params(labelsize=8)
@@ -375,9 +383,10 @@ def draw_curves(info: CurvesInfo) -> Figure:
                 steps, values = zip(*curves[loss], strict=True)
                 right.plot(steps, values, style, marker=".", color=colour,
                            label=f"trial {trial} {loss}")
-    left.set_title(f"{metric} per epoch, top {len(info.curves)} trials")
+    left.set_title(f"{metric} per epoch, top {len(info.curves)} trials", y=1.0)
     right.set_title(" / ".join(f"{loss} ({style})" for loss, style in
-                               zip(losses, ("solid", "dashed", "dotted"), strict=False)))
+                               zip(losses, ("solid", "dashed", "dotted"), strict=False)),
+                    y=1.0)
     for ax, label in ((left, metric), (right, "loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)

@@ -18,12 +18,16 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.core.errors import SpecError
+from mltune.core.terms import holdout_metric
 from mltune.spec.space import log_scaled_params
+from mltune.tracking.links import server_address
 from mltune.tracking.tags import (
     BEST_EPOCH,
     EPOCHS_RUN,
     ERROR,
+    GATE,
     PRUNED,
+    REGISTERED_MODEL,
     ROLE,
     SEARCH_ID,
     TRIAL,
@@ -53,6 +57,24 @@ class SearchTrials:
     params: list[str]
     categorical: set[str]
     log_scale: set[str]
+    experiment_id: str = ""
+
+
+@dataclass(frozen=True)
+class SearchEnd:
+    """How a search ended, as its parent run holds it: its status, the best model's scores on
+    the holdout, the promotion gate's decision, the registered version.
+
+    Read when the page is written (at a search's end, after the registration and the gate);
+    ``links``: the tracking server's address, for links to run pages (None: no links).
+    """
+
+    status: str
+    holdout: dict[str, float]  # test_* metrics, the search's measure first
+    gate: str | None = None  # "promoted: <reason>", "kept: <reason>", "not run: <why>"
+    registered: str | None = None  # "name/version"
+    champion_holdout: dict[str, float] | None = None  # champion_test_*: what the gate compared
+    links: str | None = None
 
 
 def _json(text: str) -> Any:
@@ -169,6 +191,26 @@ def trials_frame(rows: list[dict[str, Any]], metric: str) -> tuple[pd.DataFrame,
     return frame, names, _tidy(frame, names)
 
 
+def search_end(parent: Run, status: str | None = None, links: str | None = None) -> SearchEnd:
+    """The end of the search ``parent`` is the run of; ``status`` overrides the run's (the
+    search writes its report just before it closes its run)."""
+    metrics, tags = parent.data.metrics, parent.data.tags
+    first = holdout_metric(parent.data.params.get("spec.metric", ""))
+    holdout = {k: v for k, v in sorted(metrics.items(), key=lambda kv: (kv[0] != first, kv[0]))
+               if k.startswith("test_")}
+    champion = {k.removeprefix("champion_"): v for k, v in metrics.items()
+                if k.startswith("champion_test_")}
+    return SearchEnd(status or parent.info.status, holdout, tags.get(GATE),
+                     tags.get(REGISTERED_MODEL), champion or None, links)
+
+
+def load_end(client: MlflowClient, parent_run_id: str,
+             status: str | None = None) -> tuple[SearchEnd, Run]:
+    """The search's end as its parent run holds it now (and the run)."""
+    parent = client.get_run(parent_run_id)
+    return search_end(parent, status, server_address(client.tracking_uri)), parent
+
+
 def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
     """The search's trials table, from the parent run and its children."""
     parent = _parent(client, parent_run_id)
@@ -180,7 +222,8 @@ def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
     frame, names, categorical = trials_frame(rows, metric)
     log_scale = {n for n in log_scaled_params(space) if n in names and n not in categorical}
     return SearchTrials(parent_run_id, parent.info.run_name or parent_run_id,
-                        parent.info.status, metric, mode, frame, names, categorical, log_scale)
+                        parent.info.status, metric, mode, frame, names, categorical, log_scale,
+                        parent.info.experiment_id)
 
 
 def ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:

@@ -1,20 +1,28 @@
-"""The end of a search: the best trial registered and gated, its figures, the report.
+"""The end of a search: the best trial registered and gated, its figures, the report, the
+parent run's description.
 
 Each step that is not the search's purpose (figures, the report) costs a warning and a tag when
-it fails, never the search: the trials and the registered model are what it is for.
+it fails, never the search: the trials and the registered model are what it is for. The
+report's figures are drawn in a thread while the best model is registered and gated
+(``PendingReport``), so the search's end costs about the longer of the two, not their sum.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from mltune.core.errors import MltuneError, SearchError
+from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
+from mltune.report.build import REPORT_DIR, draw_report, publish_report
 from mltune.search.result import SearchResult
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
+from mltune.tracking.links import run_url, server_address
 from mltune.tracking.model import load_network
 from mltune.tracking.remote import is_outage
 from mltune.tracking.runs import SearchRun, log_figures, tag_value
@@ -70,20 +78,72 @@ def log_best_figures(task: Task, data: TaskData, result: SearchResult,
                     type(exc).__name__, exc)
 
 
-def make_report(search: SearchRun) -> str | None:
-    """The report on the parent run; returns why it could not be made, or None."""
-    try:
-        from mltune.report.build import build_report  # matplotlib is imported only now
+class PendingReport:
+    """The search's report, made in two halves: its figures are drawn in a thread from the
+    trials as soon as they are done (``start``), while the best model is registered and
+    gated; the page, which shows their outcome and the search's final status, is written and
+    logged once those are known (``finish``)."""
 
-        build_report(search.run_id, client=search.client)
-        return None
-    except Exception as exc:
-        if is_outage(exc):
-            raise
-        error = f"{type(exc).__name__}: {exc}"
-        log.warning("search report not made: %s", error)
+    def __init__(self, search: SearchRun, drawn: Future[Any]) -> None:
+        self.search = search
+        self._drawn = drawn
+
+    @classmethod
+    def start(cls, search: SearchRun) -> PendingReport:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-report")
         try:
-            search.set_tag(T.REPORT_ERROR, tag_value(error))
-        except Exception:  # the store itself is failing: the warning has said it
-            pass
-        return error
+            return cls(search, pool.submit(draw_report, search.run_id, search.client))
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with its one job
+
+    def finish(self, status: str | None = None) -> str | None:
+        """Write and log the page (``status``: the one the search is about to end with);
+        returns why the report could not be made, or None."""
+        try:
+            publish_report(self._drawn.result(), self.search.client, status=status)
+            return None
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("search report not made: %s", error)
+            try:
+                self.search.set_tag(T.REPORT_ERROR, tag_value(error))
+            except Exception:  # the store itself is failing: the warning has said it
+                pass
+            return error
+
+
+def make_report(search: SearchRun, status: str | None = None) -> str | None:
+    """The report on the parent run, made at once; returns why it could not be made, or
+    None."""
+    return PendingReport.start(search).finish(status)
+
+
+def describe(result: SearchResult) -> str:
+    """The parent run's description (markdown, at the top of its page in the MLflow UI): the
+    best trial as a link, its validation and holdout scores, the gate's decision with both
+    scores, the registered version, where the report is."""
+    spec, best, decision = result.spec, result.best, result.decision
+    base = server_address() or ""  # a local UI: links relative to the page they are on
+    link = run_url(result.experiment_id, best.run_id, base=base)
+    holdout = holdout_metric(spec.metric)
+    scores = f"{spec.metric} **{result.best_value:.4f}** (validation)"
+    if decision is not None:
+        scores += f", {holdout} **{decision.challenger_score:.4f}** (holdout)"
+    lines = [f"**{spec.name}**: {len(result.trials)} trials ({result.finished} finished, "
+             f"{result.failed} failed, {result.pruned} pruned), optimising {spec.metric} "
+             f"({spec.mode}).", "",
+             f"- **Best trial:** [trial-{best.number:04d}]({link}): {scores}"]
+    if decision is not None:
+        alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both
+                 if decision.champion is None else "")
+        lines.append(f"- **Gate:** {decision.line()}{alone}")
+    elif result.gate_error:
+        lines.append(f"- **Gate:** not run: {result.gate_error}")
+    if result.registered_version:
+        lines.append(f"- **Registered:** `{spec.registered_model}` version "
+                     f"{result.registered_version} (aliases: {', '.join(result.aliases)})")
+    lines.append(f"- **Report:** not made: {result.report_error}" if result.report_error else
+                 f"- **Report:** `{REPORT_DIR}/report.html` among this run's artifacts")
+    return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 spec -> network (a user's imported) -> task and device -> backend preflight -> space ->
 tracking server check -> data loaded once -> a user's network built and run on two samples ->
-parent run (new or resumed) -> the backend runs trials through a ``Session`` -> best trial ->
-registration and gate -> figures, summary, report.
+parent run (new or resumed) with the splits as its datasets -> the backend runs trials through a
+``Session`` -> best trial -> registration and gate (the report's figures drawn meanwhile) ->
+figures, report page, summary and description.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mltune.data.splits import TaskData
 from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
-from mltune.search.finish import log_best_figures, make_report, register_best
+from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
 from mltune.search.pruning import make_pruner
 from mltune.search.result import SearchResult, select_best
 from mltune.search.resume import ResumeState, resume_search
@@ -38,8 +39,9 @@ from mltune.tasks import task_for
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.background import Finisher
+from mltune.tracking.datasets import split_datasets
 from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
-from mltune.tracking.runs import start_search
+from mltune.tracking.runs import mark_experiment, start_search
 from mltune.tracking.store import share_sqlite_store
 from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
 from mltune.training.device import resolve_device
@@ -97,10 +99,13 @@ def tune(
     pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
+    datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
     if resume:
         search, history = resume_search(resume, spec, space, data.fingerprint)
+        search.log_datasets(datasets)  # a search an older mltune started has none yet
+        mark_experiment(search.client, search.experiment_id)
     else:
-        search, history = start_search(spec, data.fingerprint), ResumeState()
+        search, history = start_search(spec, data.fingerprint, datasets), ResumeState()
     try:
         if on_start is not None:
             on_start()
@@ -119,16 +124,18 @@ def tune(
             finally:
                 finisher.close()  # every finished trial's model is logged
         result = _result(spec, session)
+        report = PendingReport.start(search)  # figures drawn while the best is registered
         register_best(result, search, data)
         log_best_figures(task, data, result, search)
+        result.report_error = report.finish(RunStatus.to_string(RunStatus.FINISHED))
         search.log_summary(
             params={f"best.{k}": v for k, v in result.best.params.items()},
             metrics={"trials_finished": result.finished, "trials_failed": result.failed,
                      "trials_pruned": result.pruned},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
-                  T.STOP_REASON: session.stop_reason() or "max_evals reached"},
+                  T.STOP_REASON: session.stop_reason() or "max_evals reached",
+                  T.NOTE: describe(result)},
         )
-        result.report_error = make_report(search)
         gc.unfreeze()
     except (KeyboardInterrupt, SystemExit) as exc:
         gc.unfreeze()

@@ -131,5 +131,6 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
     client.set_terminated(parent_run_id, "RUNNING")
     resumed = int(parent.data.tags.get(T.RESUMED, "0")) + 1
     client.set_tag(parent_run_id, T.RESUMED, str(resumed))
-    search = SearchRun(parent_run_id, parent.info.experiment_id, search_id, client)
+    search = SearchRun(parent_run_id, parent.info.experiment_id, search_id, client,
+                       parent.info.run_name or parent_run_id)
     return search, state

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mltune.core.environ import temporarily
@@ -146,9 +147,12 @@ def quiet_model_io() -> Iterator[None]:
 
 
 def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
-              data: Any) -> str:
-    """Log a trained network of ``task`` as a pyfunc model named ``model``; return its URI.
+              data: Any, name: str = "model", model_params: Mapping[str, str] | None = None,
+              tags: Mapping[str, str] | None = None) -> ModelInfo:
+    """Log a trained network of ``task`` as a pyfunc LoggedModel of run ``run_id``.
 
+    ``name``: the model's name on the Models page (a trial's: ``<search>-trial-0007``);
+    ``model_params``: its params as text (the run's are added by MLflow); ``tags``: the model's.
     ``Model.log`` with the run id rather than the fluent ``log_model``: it works from any
     thread (a background job logs it), with no active fluent run.
     """
@@ -160,9 +164,11 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
         user_code = write_code(chosen.code, os.path.join(tmp, "code")) if chosen else []
         info = Model.log(
             artifact_path=None,  # required positionally; ``name`` is MLflow 3's way
-            name="model",
+            name=name,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            params=dict(model_params or {}),
+            tags=dict(tags or {}),
             python_model=ServedModel(task.name, params, data.meta,
                                      chosen.builder if chosen else None),
             artifacts=artifacts,
@@ -171,7 +177,7 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
             input_example=task.input_example(data),
             pip_requirements=list(pip_requirements()),
         )
-    return info.model_uri
+    return info
 
 
 def load_network(model_uri: str) -> torch.nn.Module:

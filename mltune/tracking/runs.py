@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ import mlflow
 import torch
 import yaml
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -28,6 +30,7 @@ from mltune.core.terms import TrialStatus
 from mltune.spec.model import SearchSpec
 from mltune.tracking import tags as T
 from mltune.tracking.background import send_later, sent
+from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.model import log_model
 from mltune.tracking.system import start_monitor
 
@@ -63,6 +66,12 @@ def flat_spec(spec: SearchSpec) -> dict[str, str]:
     return flat
 
 
+def model_name(*parts: str) -> str:
+    """A LoggedModel's name from its parts (``digits-cnn``, ``trial-0007``): MLflow refuses
+    ``/ : . % " '`` in one, so those become ``-``."""
+    return re.sub(r"[/:.%\"']", "-", "-".join(parts))
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -76,14 +85,44 @@ def describe_error(exc: BaseException) -> str:
     return text
 
 
+def mark_experiment(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as custom model development (when it has no kind yet), so the MLflow
+    UI opens it on Model training -> Runs rather than the GenAI overview.
+
+    Cosmetic: an experiment this user may not tag is left as it is.
+    """
+    try:
+        if T.EXPERIMENT_KIND not in client.get_experiment(experiment_id).tags:
+            client.set_experiment_tag(experiment_id, T.EXPERIMENT_KIND,
+                                      T.CUSTOM_MODEL_DEVELOPMENT)
+    except MlflowException:
+        pass
+
+
 @dataclass
 class SearchRun:
-    """The parent run of one search."""
+    """The parent run of one search.
+
+    ``name`` (the search's) and ``datasets`` (its splits) are what its trials name their models
+    after and log as inputs; a ``SearchRun`` made without them (in a worker process) reads them
+    from the parent run once, when a trial first needs them.
+    """
 
     run_id: str
     experiment_id: str
     search_id: str
     client: MlflowClient
+    name: str | None = None
+    datasets: SplitDatasets | None = None
+
+    def trial_context(self) -> tuple[str, SplitDatasets]:
+        """(the search's name, its splits) for a trial's run and model."""
+        if self.name is None or self.datasets is None:
+            parent = self.client.get_run(self.run_id)
+            self.name = parent.info.run_name or self.run_id
+            self.datasets = SplitDatasets.from_inputs(parent.inputs.dataset_inputs
+                                                      if parent.inputs else [])
+        return self.name, self.datasets
 
     def log_best(self, metric: str, value: float, trial: int) -> None:
         send_later(self.client.log_metric, self.run_id, f"best_{metric}", value, step=trial)
@@ -105,13 +144,22 @@ class SearchRun:
     def set_tag(self, key: str, value: Any) -> None:
         self.client.set_tag(self.run_id, key, tag_value(value))
 
+    def log_datasets(self, datasets: SplitDatasets) -> None:
+        """The search's splits as the run's inputs (a store keeps each input once), and as
+        what its trials log."""
+        self.datasets = datasets
+        if datasets.for_search:
+            self.client.log_inputs(self.run_id, datasets=datasets.for_search)
+
     def end(self, status: str) -> None:
         sent()  # what was queued before is sent
         self.client.set_terminated(self.run_id, status)
 
 
-def start_search(spec: SearchSpec, data_fingerprint: str) -> SearchRun:
-    """Open (or, under ``mlflow run``, adopt) the search's parent run and record the spec.
+def start_search(spec: SearchSpec, data_fingerprint: str,
+                 datasets: SplitDatasets | None = None) -> SearchRun:
+    """Open (or, under ``mlflow run``, adopt) the search's parent run and record the spec and
+    the data's splits (``datasets``); tag its experiment as custom model development.
 
     ``mlflow run`` passes its run in ``MLFLOW_RUN_ID``; it becomes the parent, and the variable
     is removed so that nothing started later (workers, children) logs into it by mistake.
@@ -133,7 +181,10 @@ def start_search(spec: SearchSpec, data_fingerprint: str) -> SearchRun:
         run_id = run.info.run_id
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     record_spec(client, run_id, spec)
-    return SearchRun(run_id, experiment_id, search_id, client)
+    mark_experiment(client, experiment_id)
+    search = SearchRun(run_id, experiment_id, search_id, client, spec.name)
+    search.log_datasets(datasets or SplitDatasets({}))
+    return search
 
 
 def record_spec(client: MlflowClient, run_id: str, spec: SearchSpec) -> None:
@@ -152,20 +203,29 @@ class TrialRun:
     up training; they are flushed before the run ends.
     """
 
-    def __init__(self, run_id: str, client: MlflowClient, monitor: Any = None) -> None:
+    def __init__(self, run_id: str, client: MlflowClient, monitor: Any = None,
+                 model_name: str = "model", datasets: SplitDatasets | None = None,
+                 model_tags: Mapping[str, str] | None = None) -> None:
         self.run_id = run_id
         self.client = client
         self.model_uri: str | None = None
+        self.model_name = model_name
+        self.datasets = datasets or SplitDatasets({})
+        self.model_tags = dict(model_tags or {})
         self.ended = False
         self._monitor = monitor
         self._pending: list[Future[Any]] = []
+        self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
+        self._best_epoch: int | None = None
+        self._outcome: dict[str, str] = {}  # tags sent with the model, or at the run's end
 
     @classmethod
     def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
              device: torch.device, run_name: str | None = None,
              vals: Mapping[str, Any] | None = None, precision: str | None = None,
              pack: int | None = None) -> TrialRun:
-        """A child run of ``search`` (or a standalone run without one), params logged.
+        """A child run of ``search`` (or a standalone run without one), params logged, the
+        search's training and validation splits as its inputs (sent in the background).
 
         ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its
         history.
@@ -173,25 +233,38 @@ class TrialRun:
         client = MlflowClient()
         tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number),
                 T.DEVICE: str(device)}
+        name = run_name or f"trial-{number:04d}"
+        model_tags = {T.TRIAL: str(number)}
+        datasets = None
         if search is not None:
-            tags[T.SEARCH_ID] = search.search_id
+            tags[T.SEARCH_ID] = model_tags[T.SEARCH_ID] = search.search_id
             tags[MLFLOW_PARENT_RUN_ID] = search.run_id
+            search_name, datasets = search.trial_context()
+            called = model_name(search_name, name)
+            experiment_id = search.experiment_id
+        else:
+            called = model_name(name)
+            experiment_id = mlflow.tracking.fluent._get_experiment_id()
+            mark_experiment(client, experiment_id)
         if vals is not None:
             tags[T.VALS] = json.dumps(vals)
         if precision is not None:
             tags[T.PRECISION] = precision
         if pack is not None:
             tags[T.PACK] = str(pack)
-        experiment_id = (search.experiment_id if search
-                         else mlflow.tracking.fluent._get_experiment_id())
-        info = client.create_run(experiment_id, run_name=run_name or f"trial-{number:04d}",
-                                 tags=resolve_tags(tags)).info
+        info = client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info
         client.log_batch(info.run_id,
                          params=[Param(k, param_value(v)) for k, v in params.items()])
-        return cls(info.run_id, client, start_monitor(info.run_id, device))
+        run = cls(info.run_id, client, start_monitor(info.run_id, device), called, datasets,
+                  model_tags)
+        if run.datasets.for_trial:
+            run._pending.append(send_later(client.log_inputs, info.run_id,
+                                           datasets=run.datasets.for_trial))
+        return run
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         stamp = _now_ms()
+        self._epochs[epoch] = (stamp, dict(metrics))  # the logged model's are one epoch's
         self._pending.append(send_later(
             self.client.log_batch, self.run_id,
             metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
@@ -220,17 +293,47 @@ class TrialRun:
 
     def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
                   data: Any) -> str:
-        """The trained network as the run's pyfunc model; its URI is also a tag."""
-        self.model_uri = log_model(self.run_id, task, network, params, data)
-        self.client.set_tag(self.run_id, T.MODEL_URI, self.model_uri)
+        """The trained network as the run's pyfunc LoggedModel, named after the search and the
+        trial, with its params and its metrics linked (``_model_metrics``); its URI is also a
+        tag. ``log_outcome`` comes first: it says which epoch's weights these are."""
+        info = log_model(self.run_id, task, network, params, data, name=self.model_name,
+                         model_params={k: param_value(v) for k, v in params.items()},
+                         tags=self.model_tags)
+        self.model_uri = info.model_uri
+        tags = {**self._outcome, T.MODEL_URI: self.model_uri}
+        self.client.log_batch(self.run_id, metrics=self._model_metrics(info.model_id),
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+        self._outcome = {}
         return self.model_uri
 
+    def _model_metrics(self, model_id: str) -> list[Metric]:
+        """The metrics of the epoch whose weights were logged, linked to the model and to the
+        split each was measured on (``val_*``: validation, ``train_*``: training).
+
+        The run holds them already, with the same key, value, step and timestamp (the store
+        keeps such a point once); what is new is the link the Models page ranks by.
+        """
+        if not self._epochs:
+            return []
+        epoch = self._best_epoch if self._best_epoch in self._epochs else max(self._epochs)
+        stamp, metrics = self._epochs[epoch]
+        linked = []
+        for key, value in metrics.items():
+            name, digest = self.datasets.linked(key) or (None, None)
+            linked.append(Metric(key, float(value), stamp, epoch, model_id=model_id,
+                                 dataset_name=name, dataset_digest=digest, run_id=self.run_id))
+        return linked
+
     def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
-        """The value the search scored the trial by, and which epoch's weights were logged."""
-        tags = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
+        """The value the search scored the trial by, and which epoch's weights were logged.
+
+        Sent with the model's URI and linked metrics (``log_model``), or with the run's end
+        when the model is not logged: one call fewer per trial.
+        """
+        self._best_epoch = best_epoch
+        self._outcome = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
         if value is not None:
-            tags[T.OBJECTIVE] = repr(float(value))
-        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            self._outcome[T.OBJECTIVE] = repr(float(value))
 
     def end(self, status: TrialStatus, tags: Mapping[str, str] | None = None) -> None:
         """Close the run with ``status`` after its metrics are stored (once: later calls are
@@ -242,7 +345,8 @@ class TrialRun:
         try:
             self.flush()
         finally:
-            tags = dict(tags or {})
+            tags = {**self._outcome, **(tags or {})}
+            self._outcome = {}
             if status is TrialStatus.PRUNED:
                 tags[T.PRUNED] = "true"
             if tags:

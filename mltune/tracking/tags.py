@@ -52,6 +52,12 @@ COMPARED_WITH = "mltune.compared_with"
 CHAMPION_HOLDOUT_SCORE = "mltune.champion_holdout_score"
 ROLLED_BACK = "mltune.rolled_back"
 
+# -- MLflow's own keys that mltune sets (MLflow reads them; the UI shows them) ------------------
+EXPERIMENT_KIND = "mlflow.experimentKind"  # on experiments: which UI an experiment opens on
+CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"  # its value: Model training -> Runs
+NOTE = "mlflow.note.content"  # a run's description (markdown), shown on its page
+DATASET_CONTEXT = "mlflow.data.context"  # on a run's dataset input: training | validation | test
+
 # -- never set ----------------------------------------------------------------------------------
 WRITE_CHECK = "mltune.write_check"  # the server write probe deletes it (it is never there)
 

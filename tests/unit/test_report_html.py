@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from mltune.report.html import TABLE_ROWS, Section, render_html
-from mltune.report.trials import SearchTrials, trials_frame
+from mltune.report.trials import SearchEnd, SearchTrials, trials_frame
 
 
 def search(count: int, status: str = "FINISHED") -> SearchTrials:
@@ -39,3 +39,30 @@ def test_table_best_first_then_the_rest_cut_at_its_rows():
     ranked = [t for t in range(TABLE_ROWS + 10, 0, -1) if t % 4]  # by value: the latest best
     assert trials[:len(ranked)] == ranked
     assert trials[len(ranked):] == list(range(4, 4 * (TABLE_ROWS - len(ranked)) + 1, 4))
+
+
+def test_a_finished_search_shows_its_end_and_links_run_ids_when_a_server_is_known():
+    trials = search(5)
+    trials = SearchTrials(*[getattr(trials, f) for f in ("run_id", "name", "status", "metric",
+                                                          "mode", "frame", "params",
+                                                          "categorical", "log_scale")], "7")
+    end = SearchEnd("FINISHED", {"test_acc": 0.91, "test_f1": 0.9},
+                    "kept: not better by more than 0", "mltune-image/4", {"test_acc": 0.93},
+                    links="http://127.0.0.1:5001")
+    page = render_html(trials, [], end)
+    assert "The search finished" in page
+    assert ("<tr><th>Holdout score of the best model</th><td>test_acc = 0.91, test_f1 = 0.9 "
+            "(the champion it was compared with: test_acc = 0.93)") in page
+    assert "<td>kept: not better by more than 0</td>" in page
+    assert "<td>mltune-image version 4</td>" in page
+    link = '<a href="http://127.0.0.1:5001/#/experiments/7/runs/{0}"><code>{0}</code></a>'
+    assert f"(run {link.format('run5')})" in page  # the best trial, and in the table:
+    assert f"<td>{link.format('run5')}</td>" in page
+    assert f"Parent run {link.format('parent1')} (FINISHED)" in page
+
+
+def test_a_killed_search_says_so_and_a_running_one_has_no_result_yet():
+    killed = render_html(search(3, "KILLED"), [])
+    assert "stopped before its end (KILLED" in killed and "<h2>Result</h2>" not in killed
+    running = render_html(search(3), [], SearchEnd("RUNNING", {}))
+    assert "still running" in running and "<h2>Result</h2>" not in running
