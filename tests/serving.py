@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,3 +60,50 @@ def invoke(url: str, payload: dict[str, Any]) -> Any:
         headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def post(url: str, body: str) -> tuple[int, Any]:
+    """POST raw JSON text to /invocations (so ``1e309`` or ``NaN`` can be sent as a client
+    would); return (HTTP status, decoded answer)."""
+    request = urllib.request.Request(f"{url}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"},
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def send_mixed(url: str, good: dict[str, tuple[str, Callable[[Any], bool]]],
+               bad: dict[str, tuple[str, str]], requests: int = 120, seed: int = 0
+               ) -> dict[str, int]:
+    """``requests`` requests in a seeded order, a fifth of them malformed, then a ping.
+
+    ``good``: name -> (body, check of the predictions); ``bad``: name -> (body, what the
+    one-line refusal must say). Every bad payload is sent at least once. Returns how many of
+    each kind were sent.
+    """
+    rng = random.Random(seed)
+    plan = list(bad) + [rng.choice(list(bad)) for _ in range(requests // 5 - len(bad))]
+    plan += [rng.choice(list(good)) for _ in range(requests - len(plan))]
+    rng.shuffle(plan)
+    sent = {name: 0 for name in (*good, *bad)}
+    for name in plan:
+        sent[name] += 1
+        if name in bad:
+            body, says = bad[name]
+            status, answer = post(url, body)
+            # MLflow's server puts the request before the model's line: "Failed to predict
+            # data '...'. \nError: <the line>"
+            line = answer.get("message", "").rsplit("\nError: ", 1)[-1]
+            assert status == 400, (name, status, answer)
+            assert says in line and "\n" not in line, (name, answer)
+        else:
+            body, check = good[name]
+            status, answer = post(url, body)
+            assert status == 200, (name, status, answer)
+            assert check(answer["predictions"]), (name, answer)
+    with urllib.request.urlopen(f"{url}/ping", timeout=5) as response:
+        assert response.status == 200  # alive after it all
+    return sent

@@ -151,16 +151,35 @@ def test_csv_search_serves_raw_rows_with_an_unseen_category(client, churn_csv, c
 
 @pytest.mark.slow
 def test_served_over_http_from_json_rows(client, churn_csv):
-    from serving import invoke, served
+    from serving import invoke, send_mixed, served
 
     result = search(max_evals=1, **{"data.source": churn_csv, "data.target": "churned"})
     rows = {"columns": ["plan", "region", "tenure", "monthly", "paperless", "stars"],
             "data": [["enterprise", None, 12, 70.5, True, 5], ["basic", "south", 3, None, False,
                                                                 1]]}
+    def split(*data: str) -> str:  # raw JSON text: 1e309 is what a client sends for inf
+        return ('{"dataframe_split": {"columns": ' + json.dumps(rows["columns"])
+                + ', "data": [' + ", ".join(data) + "]}}")
+
+    good_row = '["basic", "south", 3, 20.0, false, 1]'
+    bad = {
+        "infinite feature": (split(good_row, '["basic", "north", 12, 1e309, true, 4]'),
+                             "input: row 1, column 'monthly': inf is not a finite number"),
+        "negative infinity": (split('["basic", "north", -1e309, 10, true, 4]'),
+                              "row 0, column 'tenure': -inf is not a finite"),
+        "text in a number": (split('["basic", "north", "twelve", 10, true, 4]'),
+                             "column 'tenure' must hold numbers; got 'twelve'"),
+        "no rows": (split(), "input: the request holds no rows"),
+    }
     with served(result.best.model_uri, client.tracking_uri) as url:
         answer = invoke(url, {"dataframe_split": rows})["predictions"]
         with pytest.raises(urllib.error.HTTPError) as refused:
             invoke(url, {"dataframe_split": {"columns": ["plan"], "data": [["basic"]]}})
+        labels = [row["label"] for row in answer]
+        good = {"gaps imputed": (json.dumps({"dataframe_split": rows}),
+                                 lambda got: [row["label"] for row in got] == labels),
+                "one row": (split(good_row), lambda got: got[0]["label"] in {"yes", "no"})}
+        send_mixed(url, good, bad, requests=120, seed=5)
     assert [row["label"] in {"yes", "no"} for row in answer] == [True, True]
     assert all(abs(row["proba_yes"] + row["proba_no"] - 1) < 1e-5 for row in answer)
     assert refused.value.code == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,16 +138,29 @@ def test_served_model_predicts_original_labels_from_raw_strings(search, store):
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_json_request_of_raw_text(search, store):
-    from serving import invoke, served
+    from serving import invoke, send_mixed, served
 
     _, uri = search
     texts = ["We booked a hotel near the beach", "Simmer the garlic, then the flour!",
              "The coach was happy with the team after the match"]
     expected = mlflow.pyfunc.load_model("models:/mltune-text@champion").predict(texts)
+    bad = {
+        # (in "inputs" MLflow's parser turns ["a", 42] into strings: a table keeps the 42)
+        "a number for a text": ('{"dataframe_split": {"columns": ["body"], '
+                                '"data": [["a hotel by the sea"], [42]]}}',
+                                "input: row 1 is 42 (int); expected a string of text"),
+        "nothing": ('{"inputs": []}', "input: the request holds no texts"),
+        "wrong column": ('{"dataframe_split": {"columns": ["id", "title"], "data": [[1, "x"]]}}',
+                         "input: no column 'body' among id, title"),
+    }
     with served("models:/mltune-text@champion", uri) as url:
         listed = invoke(url, {"inputs": texts})["predictions"]
         split = invoke(url, {"dataframe_split": {"columns": ["body"],
                                                  "data": [[t] for t in texts]}})["predictions"]
+        labels = [row["label"] for row in listed]
+        good = {"texts": (json.dumps({"inputs": texts}),
+                          lambda got: [row["label"] for row in got] == labels)}
+        send_mixed(url, good, bad, requests=120, seed=7)
     assert [row["label"] for row in listed] == list(expected["label"])
     assert [row["label"] for row in split] == list(expected["label"])
     assert listed[0]["proba_travel"] == pytest.approx(expected["proba_travel"][0], rel=1e-5)
@@ -158,9 +172,8 @@ def test_served_model_names_what_is_wrong_with_its_input(search, store):
         model.predict(pd.DataFrame({"id": [1], "text": ["hotel"]}))
     with pytest.raises(DataError, match="input: row 1 is None"):
         model.predict(["a hotel", None])
-    empty = model.predict([])
-    assert list(empty.columns) == ["label"] + [f"proba_{c}" for c in sorted(KEYWORDS)]
-    assert len(empty) == 0
+    with pytest.raises(DataError, match="input: the request holds no texts; send at least one"):
+        model.predict([])
 
 
 # -- bad input: one clear line, exit 2, nothing logged ---------------------------------------

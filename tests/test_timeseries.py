@@ -3,6 +3,7 @@ sqlite stores, the served model as users call it, and every kind of bad input th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,12 +171,32 @@ def test_served_model_forecasts_the_next_horizon_in_original_units(searched, sto
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_the_next_horizon(searched, store):
-    from serving import invoke, served
+    from serving import invoke, send_mixed, served
 
     latest = searched.known.iloc[-30:]
     expected = mlflow.pyfunc.load_model("models:/sales-forecast@champion").predict(latest)
+    def split(frame: pd.DataFrame, cell: str | None = None) -> str:
+        """Raw JSON text; ``cell`` replaces the last row's sales (1e309 is how a client
+        sends infinity)."""
+        text = json.dumps({"dataframe_split": frame.to_dict(orient="split")})
+        if cell is not None:
+            last = repr(float(frame["sales"].iloc[-1]))
+            head, tail = text.rsplit(last, 1)
+            text = head + cell + tail
+        return text
+
+    bad = {
+        "infinite value": (split(latest, "1e309"), "column 'sales' is infinite at row 30"),
+        "text for a value": (split(latest, '"lots"'), "column 'sales' has 'lots' at row 30"),
+        "too few rows": (split(latest.iloc[-2:]), "input: 2 row(s) given"),
+        "no rows": (split(latest.iloc[:0]), "input: the request holds no rows"),
+    }
     with served("models:/sales-forecast@champion", searched.uri) as url:
         answer = invoke(url, {"dataframe_split": latest.to_dict(orient="split")})
+        forecast = [row["forecast"] for row in answer["predictions"]]
+        good = {"latest rows": (split(latest), lambda got: np.allclose(
+            [row["forecast"] for row in got], forecast, rtol=1e-6))}
+        send_mixed(url, good, bad, requests=120, seed=9)
     rows = answer["predictions"]
     assert [row["step"] for row in rows] == list(range(1, HORIZON + 1))
     assert [row["date"][:10] for row in rows] == list(searched.future["date"])

@@ -33,10 +33,12 @@ def test_strings_where_numbers_belong_name_their_row():
     assert numbers([[1, 2], [3, 4]]).dtype == np.float64
     with pytest.raises(DataError, match="input: row 1: pixel 'white' is not a number"):
         numbers([[1, 2], [3, "white"]], name="pixel")
+    with pytest.raises(DataError, match="input: the rows of pixels differ in shape"):
+        numbers([[1, 2], [3]], name="pixel")
 
 
 def test_values_far_outside_the_training_range_say_the_range():
     within(np.array([[0.0, 16.0]]), 0, 32, (0, 16), name="pixel")
-    with pytest.raises(DataError, match=r"row 0, pixel \(1,\): 255.0 is outside what this model "
+    with pytest.raises(DataError, match=r"row 0, pixel 1: 255 is outside what this model "
                                         r"was trained on \(pixels from 0 to 16; it takes 0 to 32"):
         within(np.array([[0.0, 255.0]]), 0, 32, (0, 16), name="pixel")

@@ -49,6 +49,7 @@ from mltune.tasks.image.folder import (
     scan_folder,
     to_array,
 )
+from mltune.tasks.inputs import finite, not_empty, numbers, within
 
 BUILTINS = ("sklearn:digits",)
 DEFAULT_IMAGE_SIZE = 32
@@ -113,12 +114,19 @@ def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
         if not isinstance(first, (np.ndarray, list)):
             model_input = _decoded(model_input, meta)
         else:
-            model_input = np.stack([np.asarray(v, dtype=np.float32) for v in model_input])
+            model_input = list(model_input)
     elif isinstance(model_input, (bytes, str)):
         model_input = _decoded(pd.Series([model_input]), meta)
     if isinstance(model_input, (pd.DataFrame, pd.Series)):
         model_input = model_input.to_numpy()
-    array = np.asarray(model_input, dtype=np.float32)
+    array = numbers(model_input, "pixel").astype(np.float32)
+    not_empty(len(array) if array.ndim else 0, "images")
+    finite(array, name="pixel")
+    if "pixel_range" in meta:  # models logged before 0.2 did not record it
+        low, high = meta["pixel_range"]
+        span = max(high - low, 1e-6)
+        within(array, min(low, 0.0) - (span if low < 0 else 0.0), high + 2 * span,
+               (low, high), "pixel")
     if array.ndim == 2 and array.shape[1] == height * width * channels:
         array = array.reshape(len(array), height, width, channels)
     elif array.ndim == 3:
@@ -204,8 +212,10 @@ class ImageTask(ClassificationMixin, Task):
         n, height, width, channels = images.shape
         x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         y = torch.from_numpy(codes)
+        pixel_range = [float(images[train].min()), float(images[train].max())]
         meta = {"classes": classes, "height": height, "width": width, "channels": channels,
-                "mean": mean, "std": std, "source": data.source, "mode": mode}
+                "mean": mean, "std": std, "source": data.source, "mode": mode,
+                "pixel_range": pixel_range}
         return TaskData(x[train], y[train], x[val], y[val], x[test], y[test], meta=meta,
                         fingerprint=fingerprint_arrays(images, codes))
 
@@ -234,7 +244,8 @@ class ImageTask(ClassificationMixin, Task):
         stats = [f"{p.relative_to(data.source)}:{p.stat().st_size}" for p in paths]
         meta = {"classes": classes, "height": size, "width": size,
                 "channels": 1 if mode == "L" else 3, "mean": mean, "std": std,
-                "source": data.source, "mode": mode, "streamed": True}
+                "source": data.source, "mode": mode, "streamed": True,
+                "pixel_range": [0.0, 255.0]}  # decoded files: 8-bit pixels
         return TaskData(split(train), y[train], split(val), y[val], split(test), y[test],
                         meta=meta, fingerprint=fingerprint_arrays(np.array(stats), codes))
 

@@ -37,6 +37,7 @@ from mltune.tasks.classification import (
     encode_labels,
     stratified_split,
 )
+from mltune.tasks.inputs import finite, not_empty
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
     classes_as_python,
@@ -123,6 +124,9 @@ def encode(frame: pd.DataFrame, meta: Mapping[str, Any], where: str) -> torch.Te
         raise DataError(f"{where}: missing column(s) {', '.join(map(repr, missing))} that the "
                         f"model needs; expected columns: {', '.join(map(str, columns))}")
     features = numeric_frame(frame[columns], meta["numeric"], where)
+    numeric = list(meta["numeric"])
+    if numeric:  # gaps are imputed as in training; an infinity cannot be
+        finite(features[numeric].to_numpy(), numeric, allow_nan=True, where=where)
     with warnings.catch_warnings():  # unseen categories are expected, and handled
         warnings.filterwarnings("ignore", message="Found unknown categories")
         x = meta[PREPROCESSOR].transform(features)
@@ -268,8 +272,10 @@ class TabularTask(ClassificationMixin, Task):
         return ModelSignature(inputs=None, outputs=Schema([ColSpec("double", "prediction")]))
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
+        frame = _input_frame(model_input)
+        not_empty(len(frame))
         with torch.no_grad():
-            outputs = model(encode(_input_frame(model_input), meta, "input"))
+            outputs = model(encode(frame, meta, "input"))
         if meta["problem"] == "classification":
             return self.labelled(outputs, meta)
         return pd.DataFrame({"prediction": outputs[:, 0].double().numpy()})

@@ -40,6 +40,7 @@ from mltune.tasks.classification import (
     stratified_split,
 )
 from mltune.tasks.confusion import confusion_artifacts
+from mltune.tasks.inputs import not_empty
 from mltune.tasks.text.vocab import RESERVED, EmptyVocabularyError, Vocabulary
 from mltune.training.fit import predict_batches
 from mltune.training.losses import make_loss
@@ -278,8 +279,7 @@ class TextTask(ClassificationMixin, Task):
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
         texts = raw_texts(model_input, meta["text_column"])
-        if not texts:
-            return self.labelled(torch.empty(0, len(meta["classes"])), meta)
+        not_empty(len(texts), "texts")
         ids = self._vocabulary(meta["vocabulary"]).encode(texts)
         device = next(model.parameters()).device
         return self.labelled(predict_batches(model, ids.to(device), batch_size=256), meta)

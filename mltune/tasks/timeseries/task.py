@@ -38,6 +38,7 @@ from mltune.spec.rules import OneOf, Rule, is_number, span_of
 from mltune.spec.space import is_distribution
 from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
+from mltune.tasks.inputs import not_empty
 from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
 from mltune.training.losses import LOSSES, make_loss
 
@@ -290,6 +291,7 @@ class TimeseriesTask(Task):
         if not isinstance(model_input, pd.DataFrame):
             raise DataError(f"input: expected a DataFrame of the latest rows with columns "
                             f"{', '.join(_input_columns(meta))}; got {type(model_input).__name__}")
+        not_empty(len(model_input))
         window = model.window
         columns = Columns(meta["target"], tuple(meta["covariates"]), meta["time"])
         series = prepare(model_input, columns, fill=meta["fill"], freq=meta["freq"],
