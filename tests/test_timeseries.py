@@ -360,3 +360,12 @@ def test_timestamps_across_a_daylight_saving_change_are_read_on_one_clock():
     series = prepare(frame, Columns("y", (), "t"), fill="none", freq=None, training=True)
     assert series.freq == "h" and len(series.values) == 72  # no gap where clocks jumped
     assert str(series.times.tz) == "UTC"
+
+
+def test_a_space_of_windows_all_below_the_default_window_is_searched(store, tmp_path):
+    source = write(seasonal().iloc[:200], tmp_path / "short.csv")
+    result = mltune.tune(spec_for(source, max_evals=1, epochs=1, name="short-windows",
+                                  registered_model="short-windows",
+                                  space={"window": {"choice": [6, 8]}}))
+    assert result.best.params["window"] in (6, 8)
+    assert result.best.status == "FINISHED"

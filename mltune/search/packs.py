@@ -23,6 +23,7 @@ from mltune.core.errors import SpecError
 from mltune.data.splits import TaskData
 from mltune.models.network import one_line
 from mltune.spec.model import SearchSpec
+from mltune.spec.space import first_point
 from mltune.tasks.base import Task
 from mltune.training.fit import batch_layout
 from mltune.training.packing import Pack, can_pack
@@ -82,7 +83,8 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
     elif spec.compile:
         reason = "compile: true compiles each trial's own network"
     else:
-        why = unpackable(task, data, task.default_params())
+        # a point of the space, not the task's defaults: a space may rule those out
+        why = unpackable(task, data, {**task.default_params(), **first_point(spec.space)})
         if why is not None:
             network = task.network_in_use
             if network.user:  # the user wrote it: said as a warning, shown by default
