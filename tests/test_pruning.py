@@ -31,10 +31,13 @@ def test_pruning_runs_markedly_fewer_epochs_for_the_same_best(client):
         **LOSING, "name": "asha", "pruning": {"rule": "asha", "min_epochs": 1, "eta": 2}}))
     assert [t.params for t in full.trials] == [t.params for t in pruned.trials]  # same configs
     assert abs(pruned.best_value - full.best_value) <= 0.02
-    assert epochs_run(client, pruned.parent_run_id) <= 0.7 * epochs_run(client,
-                                                                        full.parent_run_id)
+    assert epochs_run(client, pruned.parent_run_id) <= 0.75 * epochs_run(client,
+                                                                         full.parent_run_id)
     stopped = pruned_children(client, pruned.parent_run_id)
-    assert {int(c.data.tags["mltune.epochs_run"]) for c in stopped} <= {1, 2, 4}  # the rungs
+    # the rungs before the last epoch (at the last one a trial has nothing left to save)
+    assert {int(c.data.tags["mltune.epochs_run"]) for c in stopped} <= {1, 2}
+    losing = [t for t in pruned.trials if t.params["learning_rate"] < 1e-5]
+    assert losing and all(t.status == "PRUNED" for t in losing)  # packed with a winner too
     assert client.get_run(pruned.best.run_id).info.status == "FINISHED"
 
 

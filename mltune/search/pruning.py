@@ -4,13 +4,16 @@ A rule sees every epoch's value of the search's metric (``report``) and answers 
 trial should stop there. ``median``: after ``warmup_trials`` trials ran in full and
 ``warmup_epochs`` epochs, a trial worse than the median of earlier trials at the same epoch stops.
 ``asha``: successive halving without waiting — at rung epochs ``min_epochs * eta**k`` a trial
-continues only if it is in the top ``1/eta`` of the values seen at that rung.
+continues only if it is in the top ``1/eta`` of the values seen at that rung; the members of a
+pack, which reach each rung together, are judged against each other too (else the first member
+to report would have no one to lose to).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 
 from mltune.core.terms import Direction
 from mltune.spec.model import PruningSpec
@@ -32,8 +35,11 @@ class Pruner:
     def __init__(self, spec: PruningSpec, direction: Direction) -> None:
         self.spec, self.direction = spec, direction
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
-        """Record ``value``; True when the trial should stop after this epoch."""
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
+        """Record ``value``; True when the trial should stop after this epoch. ``peers``: the
+        same epoch's values of the other members of its pack (trained in step with it), which
+        a rule may judge it against before they report."""
         return False
 
     def finish(self, trial: int) -> None:
@@ -49,7 +55,8 @@ class MedianPruner(Pruner):
         self.done: dict[int, list[float]] = defaultdict(list)  # epoch -> values of ended trials
         self.ended = 0
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
         self.running[trial][epoch] = value
         if self.ended < self.spec.warmup_trials or epoch <= self.spec.warmup_epochs:
             return False
@@ -67,7 +74,7 @@ class AshaPruner(Pruner):
 
     def __init__(self, spec: PruningSpec, direction: Direction) -> None:
         super().__init__(spec, direction)
-        self.rungs: dict[int, list[float]] = defaultdict(list)  # rung epoch -> values seen
+        self.rungs: dict[int, dict[int, float]] = defaultdict(dict)  # rung -> trial -> value
 
     def _is_rung(self, epoch: int) -> bool:
         rung = self.spec.min_epochs
@@ -75,14 +82,15 @@ class AshaPruner(Pruner):
             rung *= self.spec.eta
         return rung == epoch
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
         if not self._is_rung(epoch):
             return False
-        seen = self.rungs[epoch]
-        seen.append(value)
+        self.rungs[epoch][trial] = value
+        seen = {**(peers or {}), **self.rungs[epoch]}  # a pack's members are judged as peers
         if len(seen) < self.spec.eta:
             return False  # too few trials at this rung to judge
-        ranked = sorted(seen, key=self.direction.sort_key)
+        ranked = sorted(seen.values(), key=self.direction.sort_key)
         keep = ranked[: max(1, len(ranked) // self.spec.eta)]
         return self.direction.better(keep[-1], value)
 

@@ -45,13 +45,15 @@ Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now 
 class Judge(Protocol):
     """A pruning rule as a trial sees it (the local ``Pruner``, or a Ray actor's proxy)."""
 
-    def report(self, trial: int, epoch: int, value: float) -> bool: ...
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool: ...
 
     def finish(self, trial: int) -> None: ...
 
 
 class NoPruning:
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
         return False
 
     def finish(self, trial: int) -> None:
@@ -197,13 +199,20 @@ class TrialRunner:
                 self.finish(lambda: self._log(trained, outcome))
             return
         spec = self.spec
+        peers: dict[int, float] = {}  # this epoch's value of each member, by trial number
+
+        def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
+            peers.clear()
+            peers.update({outcomes[j].number: m[spec.metric] for j, m in metrics.items()})
+
         members = [Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, run), self.stopper())
+                          self.epoch_done(o.number, run, peers), self.stopper())
                    for o, run in zip(outcomes, runs, strict=True)]
         seed_everything(spec.seed + outcomes[0].number)  # the pack's dropout draws
         fused = Pack(networks)
         fit_pack(fused, members, self.data, score=self.score, epochs=spec.epochs,
-                 seed=spec.seed, time_limit_s=spec.trial_timeout_s, precision=spec.precision)
+                 seed=spec.seed, time_limit_s=spec.trial_timeout_s, precision=spec.precision,
+                 on_epoch_all=epoch_values)
         finished: list[tuple[Trained, TrialOutcome]] = []
         for j, (outcome, run, member) in enumerate(zip(outcomes, runs, members, strict=True)):
             run.stop_monitor()
@@ -258,8 +267,10 @@ class TrialRunner:
         return (EarlyStopping(spec.metric, spec.direction, spec.patience)
                 if spec.patience else None)
 
-    def epoch_done(self, number: int, run: TrialRun) -> Callable[[int, dict[str, float]], None]:
-        """After each epoch: its metrics sent, Ctrl-C honoured, the pruning rule asked."""
+    def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None
+                   ) -> Callable[[int, dict[str, float]], None]:
+        """After each epoch: its metrics sent, Ctrl-C honoured, the pruning rule asked (with
+        the values of the pack's other members at this epoch, ``peers``, when packed)."""
         spec, best = self.spec, []
 
         def done(epoch: int, metrics: dict[str, float]) -> None:
@@ -268,7 +279,10 @@ class TrialRunner:
             value = metrics[spec.metric]
             if not best or spec.direction.better(value, best[0]):
                 best[:] = [value]
-            if self.judge.report(number, epoch, value):
+            others = {n: v for n, v in (peers or {}).items() if n != number}
+            # the rule hears every epoch; at the last one there is nothing left to save, and
+            # a trial stopped there would lose the model it has finished training
+            if self.judge.report(number, epoch, value, others) and epoch < spec.epochs:
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
 
         return done

@@ -55,11 +55,14 @@ def fit_pack(
     seed: int,
     time_limit_s: float | None = None,
     precision: str = "auto",
+    on_epoch_all: Callable[[int, Mapping[int, dict[str, float]]], None] | None = None,
 ) -> None:
     """Train the pack on ``data``; each member's ``result`` (and ``error``) is filled in.
 
     The members share the batch size and the batch order (``seed``), as the pack's shape key
-    says; an interrupt (Ctrl-C) stops the whole pack and is raised.
+    says; an interrupt (Ctrl-C) stops the whole pack and is raised. ``on_epoch_all`` gets
+    every active member's metrics of an epoch (by member index) before any member's
+    ``on_epoch``, so a pruning rule can judge the members against each other.
     """
     started = time.monotonic()
     device = data.x_train.device
@@ -99,9 +102,13 @@ def fit_pack(
             loss_sums += losses.detach().float() * len(index)
         train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
         outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
-        for j, member in enumerate(members):
-            if member.active:
-                _judge(pack, j, member, epoch, train_losses[j], outputs[j], data, score, stop)
+        measured = {j: metrics for j, member in enumerate(members) if member.active and
+                    (metrics := _measure(j, member, epoch, train_losses[j], outputs[j], data,
+                                         score, stop)) is not None}
+        if on_epoch_all is not None and measured:
+            on_epoch_all(epoch, measured)
+        for j, metrics in measured.items():
+            _judge(pack, j, members[j], epoch, metrics, stop)
         if time_limit_s is not None and time.monotonic() - started > time_limit_s:
             for j, member in enumerate(members):
                 if member.active:
@@ -115,18 +122,25 @@ def fit_pack(
             member.result.best_epoch = stopper.best_epoch
 
 
-def _judge(pack: Pack, j: int, member: Member, epoch: int, train_loss: float,
-           outputs: torch.Tensor, data: Any,
-           score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
-           stop: Callable[[int, BaseException | None], None]) -> None:
-    """One member's epoch: its metrics, its callback, its early stopping."""
+def _measure(j: int, member: Member, epoch: int, train_loss: float, outputs: torch.Tensor,
+             data: Any, score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+             stop: Callable[[int, BaseException | None], None]) -> dict[str, float] | None:
+    """One member's metrics of the epoch (None when its loss diverged: it stops)."""
     if not math.isfinite(train_loss):
         stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
-        return
+        return None
     metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
     metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
     assert member.result is not None
     member.result.history.append(metrics)
+    return metrics
+
+
+def _judge(pack: Pack, j: int, member: Member, epoch: int, metrics: dict[str, float],
+           stop: Callable[[int, BaseException | None], None]) -> None:
+    """One member's epoch after every member was measured: its callback, its early
+    stopping."""
+    assert member.result is not None
     try:
         member.on_epoch(epoch, metrics)
     except (KeyboardInterrupt, SystemExit):

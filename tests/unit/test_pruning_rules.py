@@ -39,3 +39,14 @@ def test_asha_judges_only_at_rungs_and_keeps_the_top_fraction():
     assert not pruner.report(3, 3, 0.0)  # epoch 3 is no rung (1, 2, 4, ...)
     assert not pruner.report(1, 2, 0.95)
     assert not pruner.report(3, 2, 0.97)  # the better of two at rung 2
+
+
+def test_asha_judges_the_members_of_a_pack_against_each_other():
+    spec = PruningSpec("asha", min_epochs=1, eta=2)
+    alone = AshaPruner(spec, Direction.MAX)
+    assert not alone.report(1, 1, 0.1)  # the first to report has no one to lose to
+    packed = AshaPruner(spec, Direction.MAX)
+    # members 1 and 2 reach rung 1 together: the weak one reports first and still loses
+    assert packed.report(1, 1, 0.1, peers={2: 0.9})
+    assert not packed.report(2, 1, 0.9, peers={1: 0.1})
+    assert packed.report(3, 1, 0.2)  # and a later trial meets both values at the rung

@@ -21,7 +21,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,8 +76,9 @@ class PrunerActor:
     def __init__(self, spec: PruningSpec, direction: Direction) -> None:
         self.pruner = make_pruner(spec, direction)
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
-        return self.pruner.report(trial, epoch, value)
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
+        return self.pruner.report(trial, epoch, value, peers)
 
     def finish(self, trial: int) -> None:
         self.pruner.finish(trial)
@@ -100,8 +101,9 @@ class ActorJudge:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
-        return bool(ray.get(self.actor.report.remote(trial, epoch, value)))
+    def report(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> bool:
+        return bool(ray.get(self.actor.report.remote(trial, epoch, value, peers)))
 
     def finish(self, trial: int) -> None:
         self.actor.finish.remote(trial)
