@@ -65,7 +65,8 @@ def kill_and_resume(client: MlflowClient, args: list[str], name: str, env: dict[
         delay = rng.uniform(*window)
         try:
             _, chaos.stderr = process.communicate(timeout=delay)
-            chaos.returncode = process.returncode  # it ended before the kill
+            chaos.returncode = process.returncode  # it ended before the kill: the last one
+            chaos.seconds_final = time.monotonic() - started
             break
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
