@@ -1,6 +1,6 @@
-"""Several searches writing to one local sqlite store at once (three local, one on Ray): no
-trial, metric or model is lost, nothing is left RUNNING, and no trial fails for a locked
-database."""
+"""Several searches writing to one new local sqlite store at once (three local, one on Ray):
+none fails creating the tables, no trial, metric or model is lost, nothing is left RUNNING, and
+no trial fails for a locked database."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import sys
 
 import pytest
 from conftest import all_runs, children_of, env_for_subprocess
+from mlflow.tracking import MlflowClient
 
 METRICS = ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_roc_auc")
 
 
 @pytest.mark.slow
-def test_four_searches_at_once_on_one_sqlite_file_lose_nothing(tracking_uri, client):
+def test_four_searches_at_once_on_one_sqlite_file_lose_nothing(tmp_path):
+    # a new file: the four also race to create MLflow's tables in it
+    tracking_uri = f"sqlite:///{tmp_path / 'shared.db'}"
+    client = MlflowClient(tracking_uri, tracking_uri)
     searches = {f"writer-{i}": ["--backend", "ray"] if i == 4 else [] for i in range(1, 5)}
     processes = {
         name: subprocess.Popen(

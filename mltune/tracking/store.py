@@ -5,13 +5,22 @@ busy timeout (5 s by default in Python), then fails with "database is locked" â€
 a trial whose metrics happened to wait behind another search's model. mltune makes every sqlite
 connection of the process wait up to ``BUSY_TIMEOUT_S`` instead: writes are short, so a writer
 that waits gets in. Servers (http) and other databases are left as they are.
+
+A store's first use creates MLflow's tables (alembic migrations, several statements): two
+searches started at once on a new file would both run them and one would fail ("table
+_alembic_tmp_tags already exists"), so the first use takes a lock on the file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import mlflow
+from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -26,7 +35,30 @@ def _wait_for_the_lock(connection: Any, record: Any) -> None:
 
 def share_sqlite_store() -> None:
     """Every sqlite connection opened from now on waits for the write lock (once per
-    process; MLflow opens its engine lazily, after this)."""
+    process; MLflow opens its engine lazily, after this), and the store's tables exist."""
     if not _installed:
         event.listen(Engine, "connect", _wait_for_the_lock)
         _installed.append(True)
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        with _locked(uri[len("sqlite:///"):]):
+            MlflowClient(uri).search_experiments(max_results=1)  # creates them if missing
+
+
+@contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on the database file (sqlite's own locks are ``fcntl`` ones,
+    which ``flock`` leaves alone); without ``fcntl`` (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
