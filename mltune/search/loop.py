@@ -42,7 +42,7 @@ from mltune.tracking.background import Finisher
 from mltune.tracking.datasets import split_datasets
 from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
 from mltune.tracking.runs import mark_experiment, start_search
-from mltune.tracking.store import share_sqlite_store
+from mltune.tracking.store import create_tables, share_sqlite_store
 from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
 from mltune.training.device import resolve_device
 from mltune.training.precision import resolve_precision
@@ -100,6 +100,7 @@ def tune(
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
+    create_tables()  # a new local store: one process at a time runs MLflow's migrations
     if resume:
         search, history = resume_search(resume, spec, space, data.fingerprint)
         search.log_datasets(datasets)  # a search an older mltune started has none yet
@@ -175,5 +176,6 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any],
     task.check_network(data)
     runner = TrialRunner(spec, task, data, None, device,
                          resolve_precision(spec.precision, device).name, raise_failures=True)
+    create_tables()
     outcome = runner.run_params(0, full, run_name=f"{spec.name}-train")
     return outcome.run_id, outcome.metrics

@@ -35,10 +35,15 @@ def _wait_for_the_lock(connection: Any, record: Any) -> None:
 
 def share_sqlite_store() -> None:
     """Every sqlite connection opened from now on waits for the write lock (once per
-    process; MLflow opens its engine lazily, after this), and the store's tables exist."""
+    process; MLflow opens its engine lazily, after this)."""
     if not _installed:
         event.listen(Engine, "connect", _wait_for_the_lock)
         _installed.append(True)
+
+
+def create_tables() -> None:
+    """A local sqlite store's tables, created by one process at a time (called just before
+    the first run opens: bad input found earlier leaves no file behind)."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
         with _locked(uri[len("sqlite:///"):]):
