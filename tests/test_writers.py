@@ -9,16 +9,13 @@ import sys
 
 import pytest
 from conftest import all_runs, children_of, env_for_subprocess
-from mlflow.tracking import MlflowClient
 
 METRICS = ("train_loss", "val_loss", "val_accuracy", "val_f1_macro", "val_roc_auc")
 
 
 @pytest.mark.slow
-def test_four_searches_at_once_on_one_sqlite_file_lose_nothing(tmp_path):
-    # a new file: the four also race to create MLflow's tables in it
-    tracking_uri = f"sqlite:///{tmp_path / 'shared.db'}"
-    client = MlflowClient(tracking_uri, tracking_uri)
+def test_four_searches_at_once_on_one_sqlite_file_lose_nothing(tracking_uri, client):
+    # the file is new (nothing touched it yet): the four also race to create MLflow's tables
     searches = {f"writer-{i}": ["--backend", "ray"] if i == 4 else [] for i in range(1, 5)}
     processes = {
         name: subprocess.Popen(
