@@ -3,9 +3,10 @@
 A packed digits CNN search (4 epochs a trial, into a registered model that already has a
 champion) is killed ``--kills`` times at random moments of its attempts (start-up and data
 loading, training, background model logging, registration, the gate, the report) and resumed
-each time, then run to its end. Printed: when each kill landed and how many trials had finished by then, what the
-record holds afterwards (trials finished, duplicate trial numbers, runs left RUNNING, versions
-registered for the search, whether champion is the better model) and the time the kills cost.
+each time, then run to its end. Printed: when each kill landed and how many trials had
+finished by then, what the record holds afterwards (trials finished, duplicate trial numbers,
+runs left RUNNING, versions registered for the search, whether champion is the better model)
+and the time the kills cost.
 
 Run: python benchmarks/chaos.py [--kills 10] [--trials 16] [--seed 0]
 The last line is JSON.
