@@ -39,11 +39,11 @@ def _place(index: tuple[int, ...], columns: Sequence[str] | None, name: str) -> 
     return f"{name} {inner[0] if len(inner) == 1 else inner}"
 
 
-def numbers(values: Any, name: str = "value") -> np.ndarray:
-    """``values`` as floats; a string or other non-number names its row, rows of different
-    lengths are refused."""
+def numbers(values: Any, name: str = "value", dtype: Any = np.float64) -> np.ndarray:
+    """``values`` as floats of ``dtype``; a string or other non-number names its row, rows of
+    different lengths are refused."""
     try:
-        return np.asarray(values, dtype=np.float64)
+        return np.asarray(values, dtype=dtype)
     except (TypeError, ValueError):
         pass
     ragged = DataError(f"input: the rows of {name}s differ in shape; send rows of one shape")

@@ -102,9 +102,12 @@ def fit_pack(
             loss_sums += losses.detach().float() * len(index)
         train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
         outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
-        measured = {j: metrics for j, member in enumerate(members) if member.active and
-                    (metrics := _measure(j, member, epoch, train_losses[j], outputs[j], data,
-                                         score, stop)) is not None}
+        measured: dict[int, dict[str, float]] = {}
+        for j, member in enumerate(members):
+            metrics = (_measure(j, member, epoch, train_losses[j], outputs[j], data, score, stop)
+                       if member.active else None)
+            if metrics is not None:
+                measured[j] = metrics
         if on_epoch_all is not None and measured:
             on_epoch_all(epoch, measured)
         for j, metrics in measured.items():

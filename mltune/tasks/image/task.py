@@ -119,14 +119,13 @@ def to_images(model_input: Any, meta: Mapping[str, Any]) -> torch.Tensor:
         model_input = _decoded(pd.Series([model_input]), meta)
     if isinstance(model_input, (pd.DataFrame, pd.Series)):
         model_input = model_input.to_numpy()
-    array = numbers(model_input, "pixel").astype(np.float32)
-    not_empty(len(array) if array.ndim else 0, "images")
+    array = numbers(model_input, "pixel", dtype=np.float32)
+    not_empty(array.size, "images")
     finite(array, name="pixel")
     if "pixel_range" in meta:  # models logged before 0.2 did not record it
         low, high = meta["pixel_range"]
         span = max(high - low, 1e-6)
-        within(array, min(low, 0.0) - (span if low < 0 else 0.0), high + 2 * span,
-               (low, high), "pixel")
+        within(array, low - span if low < 0 else 0.0, high + 2 * span, (low, high), "pixel")
     if array.ndim == 2 and array.shape[1] == height * width * channels:
         array = array.reshape(len(array), height, width, channels)
     elif array.ndim == 3:
