@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -141,8 +142,10 @@ def test_mlflow_run_from_a_clean_clone(tracking_uri, client, tmp_path):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not found")
 def test_make_demo_installs_what_the_demo_needs_and_make_test_the_test_extra():
     def commands(target: str) -> list[str]:
-        done = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True,
-                              text=True, check=True)
+        # CI runs pytest under `make test`: the nested make must not print its directory lines
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+        done = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=REPO,
+                              capture_output=True, text=True, check=True, env=env)
         return done.stdout.splitlines()
 
     demo, test = commands("demo"), commands("test")
