@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import mlflow
 import pytest
 from serving import invoke, send_mixed, served
 from sklearn.datasets import load_digits
@@ -45,3 +51,36 @@ def test_mlflow_models_serve_answers_raw_digit_rows(tracking_uri):
     assert {p["label"] for p in predictions} <= set(range(10))
     assert all(abs(sum(p[f"proba_{d}"] for d in range(10)) - 1) < 1e-4 for p in predictions)
     assert [p["label"] for p in split["predictions"]] == [p["label"] for p in predictions]
+
+
+# A fresh process in which no installed mltune can be imported: the model's own code must do.
+LOAD_WITHOUT_MLTUNE = textwrap.dedent("""
+    import importlib.util, json, sys
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f)]
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    assert importlib.util.find_spec("mltune") is None, "mltune is installed here"
+    import mlflow.pyfunc
+    model = mlflow.pyfunc.load_model(sys.argv[1])
+    import mltune
+    rows = json.loads(sys.argv[2])
+    print(json.dumps({"labels": model.predict(rows)["label"].tolist(),
+                      "mltune": mltune.__file__}))
+""")
+
+
+def test_a_model_carries_mltune_zipped_and_loads_where_mltune_is_not_installed(tracking_uri,
+                                                                                tmp_path):
+    result = mltune.tune(mltune.load_spec(None, {"max_evals": 1, "epochs": 1}))
+    uri = result.best.model_uri
+    local = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model"))
+    code = sorted(p.relative_to(local).as_posix() for p in (Path(local) / "code").rglob("*"))
+    assert code == ["code/mltune", "code/mltune.zip", "code/mltune/__init__.py"]
+    rows = load_digits().data[:5].tolist()
+    here = mlflow.pyfunc.load_model(uri).predict(rows)["label"].tolist()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_RUN_ID")}
+    done = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_MLTUNE, local, json.dumps(rows)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["labels"] == here
+    assert answer["mltune"].startswith(str(Path(local) / "code" / "mltune.zip"))

@@ -4,17 +4,20 @@ The logged model carries the weights (a state dict, loaded with ``weights_only=T
 decoded params, the task's metadata (class labels, input shape...), the task's extra
 artifacts (a fitted scikit-learn transformer...), one joblib file each, and what builds the
 network: a family's name, or the user's callable pickled by value (its source files travel too,
-among the model's ``code_paths``). Rebuilding the network goes through the task, so every task
-is served by this one class; a model logged before ``model:`` existed has no builder and is
-rebuilt by its task's own family.
+among the model's ``code_paths``, beside mltune's own code, zipped: ``packaged_code``).
+Rebuilding the network goes through the task, so every task is served by this one class; a
+model logged before ``model:`` existed has no builder and is rebuilt by its task's own family.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -36,7 +39,7 @@ from mltune.core.errors import DataError, MltuneError
 from mltune.models.network import write_code
 
 WEIGHTS = "weights"
-PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # mltune/: travels with every model
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # mltune/: travels with every model
 TASK_ARTIFACT = "task."  # prefix of a task's own artifacts among the model's artifacts
 
 
@@ -120,6 +123,45 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         return state
 
 
+# The ``mltune/__init__.py`` a logged model carries: it runs the package's own ``__init__``
+# from the archive beside it, whose folder is then where submodules are found.
+_LOADER = '''"""mltune as it travels with a logged model: the package is in mltune.zip beside this
+folder (one file to copy and upload per model, not a hundred)."""
+import os as _os
+import zipimport as _zipimport
+
+_archive = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))),
+                         "mltune.zip")
+__path__ = [_os.path.join(_archive, "mltune")]
+__file__ = _os.path.join(_archive, "mltune", "__init__.py")
+exec(_zipimport.zipimporter(_archive).get_code("mltune"), globals())
+'''
+
+
+@cache
+def packaged_code() -> tuple[str, str]:
+    """mltune's code for the models' ``code_paths``: ``mltune/`` holding only a loader, and
+    ``mltune.zip`` holding the package (sources only, no ``__pycache__``). Made once per
+    process.
+
+    Copied as files, the package is a hundred files per model: a hundred copies on a local
+    store, a hundred HTTP uploads to a tracking server, and as many downloads whenever the
+    promotion gate loads a model. MLflow puts the model's ``code/`` folder on ``sys.path``,
+    where the loader is found as ``mltune``; Python imports from the archive itself.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="mltune-code-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    loader = folder / "mltune"
+    loader.mkdir()
+    (loader / "__init__.py").write_text(_LOADER)
+    archive = folder / "mltune.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(PACKAGE_DIR.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zipped.write(path, Path("mltune") / path.relative_to(PACKAGE_DIR))
+    return str(loader), str(archive)
+
+
 @cache
 def pip_requirements() -> tuple[str, ...]:
     """Pinned requirements of the served model (never inferred: that costs seconds a trial)."""
@@ -184,7 +226,7 @@ def log_model(run_id: str, task: Any, network: torch.nn.Module, params: Mapping[
             python_model=ServedModel(task.name, params, data.meta,
                                      chosen.builder if chosen else None),
             artifacts=artifacts,
-            code_paths=[PACKAGE_DIR, *user_code],
+            code_paths=[*packaged_code(), *user_code],
             signature=task.signature(data),
             input_example=task.input_example(data),
             pip_requirements=list(pip_requirements()),

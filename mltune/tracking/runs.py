@@ -224,8 +224,8 @@ class TrialRun:
              device: torch.device, run_name: str | None = None,
              vals: Mapping[str, Any] | None = None, precision: str | None = None,
              pack: int | None = None) -> TrialRun:
-        """A child run of ``search`` (or a standalone run without one), params logged, the
-        search's training and validation splits as its inputs (sent in the background).
+        """A child run of ``search`` (or a standalone run without one); its params, and the
+        search's training and validation splits as its inputs, sent in the background.
 
         ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its
         history.
@@ -253,10 +253,11 @@ class TrialRun:
         if pack is not None:
             tags[T.PACK] = str(pack)
         info = client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info
-        client.log_batch(info.run_id,
-                         params=[Param(k, param_value(v)) for k, v in params.items()])
         run = cls(info.run_id, client, start_monitor(info.run_id, device), called, datasets,
                   model_tags)
+        run._pending.append(send_later(  # in order, before the first epoch's metrics
+            client.log_batch, info.run_id,
+            params=[Param(k, param_value(v)) for k, v in params.items()]))
         if run.datasets.for_trial:
             run._pending.append(send_later(client.log_inputs, info.run_id,
                                            datasets=run.datasets.for_trial))
