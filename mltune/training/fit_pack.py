@@ -2,8 +2,9 @@
 
 One forward and one backward pass per batch for every member (``Pack``); each member has its
 own loss, its own optimizer values (``PackedOptimizer``) and its own metrics. A member that
-diverges, is pruned, stops early or runs out of time stops alone: its weights freeze and the
-others go on. As in ``fit``, nothing is read back from the device inside an epoch.
+diverges, is pruned, stops early or runs out of time stops alone, at the end of an epoch: it
+is set aside (its weights kept, no longer computed) and the others go on, faster. As in
+``fit``, nothing is read back from the device inside an epoch.
 """
 
 from __future__ import annotations
@@ -71,22 +72,20 @@ def fit_pack(
     optimizer = make_packed_optimizer(list(pack.parameters()), [m.params for m in members])
     batch_size = int(members[0].params.get("batch_size", 64))
     generator = torch.Generator(device=device).manual_seed(seed)
-    n, size = len(data.x_train), len(members)
+    n = len(data.x_train)
     for member in members:
         member.result = FitResult()
-    live = torch.ones(size, device=device)
 
     def stop(j: int, error: BaseException | None = None) -> None:
         members[j].active, members[j].error = False, error
-        optimizer.stop(j)
-        live[j] = 0.0
 
     for epoch in range(1, epochs + 1):
-        if not any(m.active for m in members):
+        training = pack.slots  # the members still training, in the pack's row order
+        if not training:
             break
         pack.train()
         order = torch.randperm(n, device=device, generator=generator)
-        loss_sums = torch.zeros(size, device=device)
+        loss_sums = torch.zeros(len(training), device=device)
         inputs = batches(data.x_train, order, batch_size)
         for start, x in zip(range(0, n, batch_size), inputs, strict=True):
             interrupts.check()
@@ -94,18 +93,18 @@ def fit_pack(
             targets = data.y_train[index]
             with amp.autocast():
                 outputs = pack(batch_layout(x))
-                losses = torch.stack([m.loss_fn(outputs[j], targets)
-                                      for j, m in enumerate(members)])
+                losses = torch.stack([members[j].loss_fn(outputs[row], targets)
+                                      for row, j in enumerate(training)])
             optimizer.zero_grad()
-            (losses * live).sum().backward()
+            losses.sum().backward()  # each member's weights get its own loss's gradient
             optimizer.step()
             loss_sums += losses.detach().float() * len(index)
         train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
         outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
         measured: dict[int, dict[str, float]] = {}
-        for j, member in enumerate(members):
-            metrics = (_measure(j, member, epoch, train_losses[j], outputs[j], data, score, stop)
-                       if member.active else None)
+        for row, j in enumerate(training):
+            metrics = _measure(j, members[j], epoch, train_losses[row], outputs[row], data,
+                               score, stop)
             if metrics is not None:
                 measured[j] = metrics
         if on_epoch_all is not None and measured:
@@ -113,10 +112,15 @@ def fit_pack(
         for j, metrics in measured.items():
             _judge(pack, j, members[j], epoch, metrics, stop)
         if time_limit_s is not None and time.monotonic() - started > time_limit_s:
-            for j, member in enumerate(members):
-                if member.active:
+            for j in training:
+                if members[j].active:
                     stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
                                          f"(stopped after epoch {epoch})"))
+        going = [row for row, j in enumerate(training) if members[j].active]
+        if len(going) < len(training):  # the stopped members leave the pack
+            pack.set_aside([j for j in training if not members[j].active])
+            if going:
+                optimizer.keep(going, list(pack.parameters()))
     for j, member in enumerate(members):
         stopper = member.early_stopping
         if stopper is not None and stopper.best_state is not None and member.error is None:

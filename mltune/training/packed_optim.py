@@ -3,9 +3,9 @@ betas, over the stacked weights (first dimension: the member).
 
 PyTorch's optimizers take one value per parameter group and refuse a tensor of per-member
 learning rates, so the updates are written here, with the same arithmetic as ``torch.optim``
-(a member's weights move exactly as they would alone, up to float rounding). A member that has
-stopped (pruned, diverged, early-stopped) gets ``active[j] = False``: its gradients are zeroed
-and its weights stay as they are.
+(a member's weights move exactly as they would alone, up to float rounding). When members stop
+(pruned, diverged, early-stopped), the pack cuts their rows from the stacked weights and
+``keep`` cuts the same rows from the optimizer's values and state.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class PackedOptimizer:
                  members: Sequence[Mapping[str, Any]]) -> None:
         self.weights = list(weights)
         self.size = len(members)
-        self.active = torch.ones(self.size, dtype=torch.bool)
         lrs = [float(m.get("learning_rate", 1e-3)) for m in members]
         decays = [float(m.get("weight_decay", 0.0)) for m in members]
         options = [optimizer_options(dict(m)) for m in members]
@@ -52,28 +51,27 @@ class PackedOptimizer:
         for w in self.weights:
             w.grad = None
 
-    def stop(self, j: int) -> None:
-        """Member ``j`` trains no more."""
-        self.active[j] = False
+    @torch.no_grad()
+    def keep(self, rows: Sequence[int], weights: Sequence[torch.nn.Parameter]) -> None:
+        """Only the members in ``rows`` (of the stacked weights, as they were) go on: their
+        values and state stay, in that order, for ``weights``, the pack's weights cut the
+        same way."""
+        self.weights = list(weights)
+        self.size = len(rows)
+        self.hyper = {key: [values[row] for row in rows] for key, values in self.hyper.items()}
+        for state in self.state:
+            for key, value in state.items():
+                state[key] = value.index_select(0, torch.tensor(rows, device=value.device))
 
-    def _value(self, key: str, w: torch.Tensor, masked: bool = False) -> torch.Tensor:
-        values = self.hyper[key]
-        if masked:
-            values = [v if a else 0.0 for v, a in zip(values, self.active.tolist(), strict=True)]
-        return _per_member(values, w)
+    def _value(self, key: str, w: torch.Tensor) -> torch.Tensor:
+        return _per_member(self.hyper[key], w)
 
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
-        keep = None if bool(self.active.all()) else self.active
         for w, state in zip(self.weights, self.state, strict=True):
-            if w.grad is None:
-                continue
-            grad = w.grad
-            if keep is not None:  # a stopped member's gradient may be NaN: it must not spread
-                grad = torch.where(_per_member(keep.tolist(), grad) > 0, grad,
-                                   torch.zeros_like(grad))
-            self.update(w, grad, state)
+            if w.grad is not None:
+                self.update(w, w.grad, state)
 
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
@@ -85,7 +83,7 @@ class PackedSGD(PackedOptimizer):
 
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
-        lr = self._value("lr", w, masked=True)
+        lr = self._value("lr", w)
         grad = grad + self._value("weight_decay", w) * w
         momentum = self._value("momentum", w)
         if "buf" not in state:
@@ -105,7 +103,7 @@ class PackedAdam(PackedOptimizer):
 
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
-        lr = self._value("lr", w, masked=True)
+        lr = self._value("lr", w)
         decay = self._value("weight_decay", w)
         if self.decoupled:
             w.mul_(1 - lr * decay)
@@ -136,7 +134,7 @@ class PackedRMSprop(PackedOptimizer):
 
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
-        lr = self._value("lr", w, masked=True)
+        lr = self._value("lr", w)
         grad = grad + self._value("weight_decay", w) * w
         if "square_avg" not in state:
             state["square_avg"] = torch.zeros_like(w)

@@ -16,7 +16,7 @@ the same: that is the pack's shape key. Recurrent layers have no vmap rule in Py
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -78,7 +78,8 @@ class Pack(nn.Module):
 
     The stacked weights are this module's parameters (one leaf per layer, first dim K), so
     any optimizer over them updates every member; ``member_state(j)`` and ``load_into``
-    give member ``j`` back as its own network.
+    give member ``j`` back as its own network. Members that stop training are set aside
+    (``set_aside``): the stacked weights then hold only the others, in ``slots`` order.
     """
 
     def __init__(self, networks: Sequence[nn.Module]) -> None:
@@ -95,6 +96,8 @@ class Pack(nn.Module):
         for i, name in enumerate(self._buffer_names):
             self.register_buffer(f"b{i}", buffers[name])
         self._template = [copy.deepcopy(rated[0]).to("meta")]  # a list: not a submodule
+        self.slots = list(range(self.size))  # the member in each row of the stacked weights
+        self._aside: dict[int, dict[str, torch.Tensor]] = {}  # set-aside members' states
 
     @property
     def template(self) -> nn.Module:
@@ -116,25 +119,52 @@ class Pack(nn.Module):
         return vmap(one, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
 
     def members(self) -> Iterator[int]:
-        return iter(range(self.size))
+        return iter(self.slots)
+
+    @torch.no_grad()
+    def set_aside(self, members: Iterable[int]) -> None:
+        """Take members that stopped (pruned, diverged, early-stopped, out of time) out of
+        the fused network, their weights kept for ``member_state``: each pass then computes
+        only the members still training, so a pruned member saves its pack time, not only
+        its epochs. The stacked weights become new parameters (autograd keeps a leaf's
+        shape), which an optimizer over them is given by its ``keep``."""
+        gone = [j for j in members if j in self.slots]
+        for j in gone:
+            self._aside[j] = self.member_state(j)
+        kept = [row for row, j in enumerate(self.slots) if j not in gone]
+        if gone and kept:
+            rows = torch.tensor(kept, device=self.stacked[0].device)
+            self.stacked = nn.ParameterList([nn.Parameter(w.detach().index_select(0, rows))
+                                             for w in self.stacked])
+            for i, buffer in enumerate(self._buffers_by_name().values()):
+                setattr(self, f"b{i}", buffer.index_select(0, rows))
+        self.slots = [self.slots[row] for row in kept]
+        self.size = len(kept)
 
     def member_state(self, j: int) -> dict[str, torch.Tensor]:
         """Member ``j``'s weights and persistent buffers as its own network's state dict."""
+        if j in self._aside:
+            return {k: v.clone() for k, v in self._aside[j].items()}
+        row = self.slots.index(j)
         keys = set(self.template.state_dict())
-        state = {k: p[j].detach().clone() for k, p in zip(self._names, self.stacked,
-                                                          strict=True)}
-        state.update({k: b[j].detach().clone() for k, b in self._buffers_by_name().items()
+        state = {k: p[row].detach().clone() for k, p in zip(self._names, self.stacked,
+                                                            strict=True)}
+        state.update({k: b[row].detach().clone() for k, b in self._buffers_by_name().items()
                       if k in keys})
         return state
 
     @torch.no_grad()
     def load_member_state(self, j: int, state: dict[str, torch.Tensor]) -> None:
-        """Put a state taken by ``member_state`` back into slot ``j`` (early stopping)."""
+        """Put a state taken by ``member_state`` back as member ``j``'s (early stopping)."""
+        if j in self._aside:
+            self._aside[j].update({k: v.detach().clone() for k, v in state.items()})
+            return
+        row = self.slots.index(j)
         for name, stacked in zip(self._names, self.stacked, strict=True):
-            stacked[j].copy_(state[name])
+            stacked[row].copy_(state[name])
         for name, buffer in self._buffers_by_name().items():
             if name in state:
-                buffer[j].copy_(state[name])
+                buffer[row].copy_(state[name])
 
     def load_into(self, j: int, network: nn.Module) -> nn.Module:
         """Member ``j``'s trained weights in ``network`` (the task's ordinary network)."""

@@ -3,12 +3,16 @@ member unstacked into its own ordinary network."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional
 
 from mltune.models.cnn import ConvNet
 from mltune.models.mlp import MLP
+from mltune.training.fit_pack import Member, fit_pack
 from mltune.training.packing import Pack, can_pack
 
 
@@ -63,3 +67,47 @@ def test_recurrent_networks_cannot_be_packed_and_say_why():
     assert can_pack(mlp(0)) is None
     reason = can_pack(nn.Sequential(nn.GRU(3, 4)))
     assert reason is not None and "GRU" in reason
+
+
+class Pruned(Exception):
+    """What a pruning rule raises from a member's ``on_epoch``."""
+
+
+def _fit(networks: list[nn.Module], rates: list[float], epochs: int,
+         pruned_at: dict[int, int]) -> tuple[Pack, list[Member]]:
+    torch.manual_seed(0)
+    x = torch.randn(96, 6)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    data = SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
+
+    def on_epoch(j: int):
+        def done(epoch: int, metrics: dict[str, float]) -> None:
+            if pruned_at.get(j) == epoch:
+                raise Pruned(f"pruned at epoch {epoch}")
+        return done
+
+    members = [Member({"learning_rate": lr, "optimizer": "adam", "batch_size": 16},
+                      functional.cross_entropy, on_epoch(j)) for j, lr in enumerate(rates)]
+    pack = Pack(networks)
+    fit_pack(pack, members, data, epochs=epochs, seed=0, precision="fp32",
+             score=lambda out, y: {"accuracy": float((out.argmax(1) == y).float().mean())})
+    return pack, members
+
+
+def test_a_member_that_stops_leaves_the_pack_and_the_others_train_as_without_it():
+    def net(seed: int) -> nn.Module:
+        return mlp(seed, dropout=0.0, norm="none")
+
+    three, members = _fit([net(0), net(1), net(2)], [1e-2, 3e-2, 3e-3], epochs=3,
+                          pruned_at={1: 1})
+    assert three.slots == [0, 2]  # the pruned member is no longer computed
+    assert isinstance(members[1].error, Pruned) and len(members[1].result.history) == 1
+    assert [len(m.result.history) for m in (members[0], members[2])] == [3, 3]
+    two, _ = _fit([net(0), net(2)], [1e-2, 3e-3], epochs=3, pruned_at={})
+    one, _ = _fit([net(1)], [3e-2], epochs=1, pruned_at={})
+    for kept, (pack, row) in {0: (two, 0), 2: (two, 1), 1: (one, 0)}.items():
+        got, expected = three.member_state(kept), pack.member_state(row)
+        for key, value in expected.items():
+            assert torch.allclose(got[key], value, atol=1e-5), (kept, key)
+    alone = three.load_into(1, net(5))  # the set-aside member unstacks like any other
+    assert torch.equal(alone.state_dict()["body.0.weight"], one.member_state(0)["body.0.weight"])

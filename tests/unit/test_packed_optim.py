@@ -46,16 +46,33 @@ def test_each_member_moves_as_it_would_alone(name):
         assert torch.allclose(stacked[j].detach(), alone[j], rtol=1e-5, atol=1e-6), name
 
 
-def test_a_stopped_member_stays_put_and_its_nan_does_not_spread():
-    members = MEMBERS["adam"]
-    stacked = torch.nn.Parameter(torch.ones(2, 4))
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_members_cut_by_keep_go_on_as_they_would_alone(name):
+    """A pack sets stopped members aside: the optimizer keeps the others' values and state."""
+    members = [MEMBERS[name][0], MEMBERS[name][1], MEMBERS[name][-1]]  # the middle one stops
+    torch.manual_seed(1)
+    start = [torch.randn(4, 2) for _ in members]
+    grads = [[torch.randn(4, 2) for _ in members] for _ in range(5)]
+    alone = []
+    for j in (0, 2):
+        weight = torch.nn.Parameter(start[j].clone())
+        optimizer = make_optimizer(torch.nn.ParameterList([weight]), dict(members[j]))
+        for step in grads:
+            weight.grad = step[j].clone()
+            optimizer.step()
+        alone.append(weight.detach())
+    stacked = torch.nn.Parameter(torch.stack(start))
     packed = make_packed_optimizer([stacked], members)
-    packed.stop(1)
-    stacked.grad = torch.stack([torch.ones(4), torch.full((4,), float("nan"))])
-    packed.step()
-    assert torch.equal(stacked[1].detach(), torch.ones(4))
-    assert torch.isfinite(stacked[0]).all() and not torch.equal(stacked[0].detach(),
-                                                                 torch.ones(4))
+    for i, step in enumerate(grads):
+        if i == 2:  # member 1 leaves after two steps: its row is cut from weights and state
+            stacked = torch.nn.Parameter(stacked.detach()[[0, 2]])
+            packed.keep([0, 2], [stacked])
+        rows = [0, 1, 2] if i < 2 else [0, 2]
+        stacked.grad = torch.stack([step[j] for j in rows])
+        packed.step()
+    assert stacked.shape[0] == 2
+    for row, expected in enumerate(alone):
+        assert torch.allclose(stacked[row].detach(), expected, rtol=1e-5, atol=1e-6), name
 
 
 def test_one_optimizer_type_per_pack():
