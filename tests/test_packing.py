@@ -19,6 +19,7 @@ import mltune
 from mltune.search.trial import TrialRunner
 from mltune.spec.space import decode
 from mltune.tasks import task_for
+from mltune.tracking.model import load_network
 from mltune.tracking.runs import start_search as open_search
 
 SHAPE_KEYS = ("num_layers", "hidden_size", "norm", "activation", "batch_size", "optimizer")
@@ -137,6 +138,39 @@ def test_pruning_stops_members_of_a_pack_alone(client):
                 child.data.tags["mltune.pack"]]
         assert any(c.info.status == "FINISHED" for c in pack)
     assert len(result.trials) == 8
+
+
+def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
+    """Members stop early at their own epochs and leave the pack; each model logged holds
+    its member's best epoch's weights, as it would alone."""
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 4, "epochs": 12, "patience": 1, "pack": 4,
+        "algo": "rand", "seed": 3, "space.learning_rate": {"choice": [0.3, 0.1, 0.03]},
+        "space.optimizer": "sgd", "space.norm": "none", "space.dropout": 0.0}))
+    spec = result.spec
+    children = children_of(client, result.parent_run_id)
+    assert len(packs_of(children)) == 1 and len(children) == 4
+    task = task_for(spec)
+    data = task.load(spec.data, spec.seed)
+    epochs_run = set()
+    for child, trial in zip(children, sorted(result.trials, key=lambda t: t.number),
+                            strict=True):
+        assert child.info.status == "FINISHED" and child.info.run_id == trial.run_id
+
+        def history(key: str, run_id: str = child.info.run_id) -> list[float]:
+            points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+            return [m.value for m in points]
+
+        values, losses = history(spec.metric), history("val_loss")
+        epochs_run.add(len(values))
+        best = int(child.data.tags["mltune.best_epoch"])
+        assert values[best - 1] == (max(values) if spec.direction.name == "MAX" else
+                                    min(values))
+        network = load_network(child.data.tags["mltune.model_uri"])
+        with torch.no_grad():
+            loss = task.make_loss(trial.params, data)(network(data.x_val), data.y_val)
+        assert float(loss) == pytest.approx(losses[best - 1], abs=1e-5)
+    assert len(epochs_run) > 1  # the members stopped at different epochs
 
 
 def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_uri, client,
