@@ -116,11 +116,11 @@ def fit_pack(
                 if members[j].active:
                     stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
                                          f"(stopped after epoch {epoch})"))
-        going = [row for row, j in enumerate(training) if members[j].active]
-        if len(going) < len(training):  # the stopped members leave the pack
-            pack.set_aside([j for j in training if not members[j].active])
-            if going:
-                optimizer.keep(going, list(pack.parameters()))
+        stopped = [j for j in training if not members[j].active]
+        if stopped:  # they leave the pack; the optimizer keeps the rows of those who stay
+            rows = pack.set_aside(stopped)
+            if rows:
+                optimizer.keep(rows, list(pack.parameters()))
     for j, member in enumerate(members):
         stopper = member.early_stopping
         if stopper is not None and stopper.best_state is not None and member.error is None:

@@ -37,7 +37,6 @@ class PackedOptimizer:
     def __init__(self, weights: Sequence[torch.nn.Parameter],
                  members: Sequence[Mapping[str, Any]]) -> None:
         self.weights = list(weights)
-        self.size = len(members)
         lrs = [float(m.get("learning_rate", 1e-3)) for m in members]
         decays = [float(m.get("weight_decay", 0.0)) for m in members]
         options = [optimizer_options(dict(m)) for m in members]
@@ -57,7 +56,6 @@ class PackedOptimizer:
         values and state stay, in that order, for ``weights``, the pack's weights cut the
         same way."""
         self.weights = list(weights)
-        self.size = len(rows)
         self.hyper = {key: [values[row] for row in rows] for key, values in self.hyper.items()}
         for state in self.state:
             for key, value in state.items():

@@ -16,7 +16,7 @@ the same: that is the pack's shape key. Recurrent layers have no vmap rule in Py
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -89,14 +89,13 @@ class Pack(nn.Module):
         _same_shapes(networks)
         rated = [with_rated_dropout(n) for n in networks]
         params, buffers = stack_module_state(rated)
-        self.size = len(networks)
         self._names = list(params)
         self._buffer_names = list(buffers)
         self.stacked = nn.ParameterList([nn.Parameter(params[k]) for k in self._names])
         for i, name in enumerate(self._buffer_names):
             self.register_buffer(f"b{i}", buffers[name])
         self._template = [copy.deepcopy(rated[0]).to("meta")]  # a list: not a submodule
-        self.slots = list(range(self.size))  # the member in each row of the stacked weights
+        self.slots = list(range(len(networks)))  # the member in each row of the stacked weights
         self._aside: dict[int, dict[str, torch.Tensor]] = {}  # set-aside members' states
 
     @property
@@ -118,16 +117,14 @@ class Pack(nn.Module):
 
         return vmap(one, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
 
-    def members(self) -> Iterator[int]:
-        return iter(self.slots)
-
     @torch.no_grad()
-    def set_aside(self, members: Iterable[int]) -> None:
+    def set_aside(self, members: Iterable[int]) -> list[int]:
         """Take members that stopped (pruned, diverged, early-stopped, out of time) out of
         the fused network, their weights kept for ``member_state``: each pass then computes
         only the members still training, so a pruned member saves its pack time, not only
         its epochs. The stacked weights become new parameters (autograd keeps a leaf's
-        shape), which an optimizer over them is given by its ``keep``."""
+        shape), which an optimizer over them is given by its ``keep`` with the rows
+        returned: those of the members that stay, as they were numbered before."""
         gone = [j for j in members if j in self.slots]
         for j in gone:
             self._aside[j] = self.member_state(j)
@@ -139,7 +136,7 @@ class Pack(nn.Module):
             for i, buffer in enumerate(self._buffers_by_name().values()):
                 setattr(self, f"b{i}", buffer.index_select(0, rows))
         self.slots = [self.slots[row] for row in kept]
-        self.size = len(kept)
+        return kept
 
     def member_state(self, j: int) -> dict[str, torch.Tensor]:
         """Member ``j``'s weights and persistent buffers as its own network's state dict."""
