@@ -203,10 +203,12 @@ class TrialRun:
     up training; they are flushed before the run ends.
     """
 
-    def __init__(self, run_id: str, client: MlflowClient, monitor: Any = None,
-                 model_name: str = "model", datasets: SplitDatasets | None = None,
+    def __init__(self, run_id: str, experiment_id: str, client: MlflowClient,
+                 monitor: Any = None, model_name: str = "model",
+                 datasets: SplitDatasets | None = None,
                  model_tags: Mapping[str, str] | None = None) -> None:
         self.run_id = run_id
+        self.experiment_id = experiment_id
         self.client = client
         self.model_uri: str | None = None
         self.model_name = model_name
@@ -253,8 +255,8 @@ class TrialRun:
         if pack is not None:
             tags[T.PACK] = str(pack)
         info = client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info
-        run = cls(info.run_id, client, start_monitor(info.run_id, device), called, datasets,
-                  model_tags)
+        run = cls(info.run_id, experiment_id, client, start_monitor(info.run_id, device), called,
+                  datasets, model_tags)
         run._pending.append(send_later(  # in order, before the first epoch's metrics
             client.log_batch, info.run_id,
             params=[Param(k, param_value(v)) for k, v in params.items()]))
@@ -297,7 +299,8 @@ class TrialRun:
         """The trained network as the run's pyfunc LoggedModel, named after the search and the
         trial, with its params and its metrics linked (``_model_metrics``); its URI is also a
         tag. ``log_outcome`` comes first: it says which epoch's weights these are."""
-        info = log_model(self.run_id, task, network, params, data, name=self.model_name,
+        info = log_model(self.run_id, self.experiment_id, task, network, params, data,
+                         name=self.model_name, step=self._logged_epoch() or 0,
                          model_params={k: param_value(v) for k, v in params.items()},
                          tags=self.model_tags)
         self.model_uri = info.model_uri
@@ -314,9 +317,9 @@ class TrialRun:
         The run holds them already, with the same key, value, step and timestamp (the store
         keeps such a point once); what is new is the link the Models page ranks by.
         """
-        if not self._epochs:
+        epoch = self._logged_epoch()
+        if epoch is None:
             return []
-        epoch = self._best_epoch if self._best_epoch in self._epochs else max(self._epochs)
         stamp, metrics = self._epochs[epoch]
         linked = []
         for key, value in metrics.items():
@@ -324,6 +327,12 @@ class TrialRun:
             linked.append(Metric(key, float(value), stamp, epoch, model_id=model_id,
                                  dataset_name=name, dataset_digest=digest, run_id=self.run_id))
         return linked
+
+    def _logged_epoch(self) -> int | None:
+        """The epoch whose weights the model holds (the best, else the last); None before any."""
+        if not self._epochs:
+            return None
+        return self._best_epoch if self._best_epoch in self._epochs else max(self._epochs)
 
     def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
         """The value the search scored the trial by, and which epoch's weights were logged.
