@@ -21,6 +21,7 @@ from mltune.core.outcomes import TrialOutcome
 from mltune.search.backend import BACKENDS
 from mltune.search.hyperopt import (
     algorithm,
+    domain_of,
     done,
     point_of,
     rebuilt_trials,
@@ -49,6 +50,7 @@ class LocalBackend:
         rng = np.random.default_rng(spec.seed + len(trials))
         algo = algorithm(spec.algo, spec.max_evals)
         queued = [doc for doc in trials.trials if doc["state"] == JOB_STATE_NEW]
+        domain = domain_of(space)
 
         def sized(point: dict[str, Any]) -> int:  # the pack of the shape a point fixes
             return session.pack_size(decode(space_eval(space, point)))
@@ -58,7 +60,8 @@ class LocalBackend:
                 docs = _same_shape(queued, space, min(session.pack_limit, session.left),
                                    session.is_free)
             else:
-                docs = suggest_pack(space, trials, algo, rng, sized, session.is_free)
+                docs = suggest_pack(space, trials, algo, rng, sized, session.is_free,
+                                    domain=domain)
             points = [(space_eval(space, spec_from_misc(d["misc"])), point_of(d)) for d in docs]
             for doc, outcome in zip(docs, session.run_pack(points), strict=True):
                 doc["state"], doc["result"] = JOB_STATE_DONE, result(outcome)
