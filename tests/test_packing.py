@@ -170,6 +170,10 @@ def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
         with torch.no_grad():
             loss = task.make_loss(trial.params, data)(network(data.x_val), data.y_val)
         assert float(loss) == pytest.approx(losses[best - 1], abs=1e-5)
+        # the run's output, as its page lists it: that model, at the epoch of its weights
+        (output,) = client.get_run(child.info.run_id).outputs.model_outputs
+        assert f"models:/{output.model_id}" == child.data.tags["mltune.model_uri"]
+        assert output.step == best
     assert len(epochs_run) > 1  # the members stopped at different epochs
 
 

@@ -204,7 +204,7 @@ def log_model(run_id: str, experiment_id: str, task: Any, network: torch.nn.Modu
     The steps of ``Model.log`` that a trial needs, taken with the client and the run id, so it
     works from any thread (a background job logs it) with no active fluent run: create the
     model, save it into a folder, upload it, link it to the run, mark it READY. What it leaves
-    out is a third of a trial's tracking work on a local store: reading the run back for its
+    out is a third of the cost of logging a model on a local store: reading the run back for its
     params (the trial's are ``model_params``), reading every metric's history to link the
     step-0 points (mltune's epochs start at 1 and link the kept epoch's metrics themselves),
     and loading the model back to run its input example (the tests serve each task's).
