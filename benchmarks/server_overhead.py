@@ -28,7 +28,7 @@ import mltune
 
 
 def main() -> None:
-    args, workdir, spec, data = setup(__doc__)
+    args, workdir, spec, data = setup(__doc__, repeat=2)
     server = MlflowServer(workdir).start()
     try:
         mlflow.set_tracking_uri(server.url)

@@ -86,13 +86,14 @@ def baseline_search(spec, configs, data) -> float:
     return time.perf_counter() - started
 
 
-def setup(description: str) -> tuple[argparse.Namespace, Path, SearchSpec, TaskData]:
+def setup(description: str, repeat: int = 5
+          ) -> tuple[argparse.Namespace, Path, SearchSpec, TaskData]:
     """The overhead benchmarks' common start: arguments, a work folder, the random search's
     spec (so its configs can be trained again untracked) and its data."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=repeat)
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
