@@ -1,0 +1,1 @@
+"""Samplers behind one protocol (``base.Sampler``); each module registers itself."""

@@ -1,0 +1,1 @@
+"""Schedulers behind one protocol (``base.Scheduler``); each module registers itself."""
