@@ -13,14 +13,9 @@ finds a new champion compares again against it.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -31,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mltune.core.errors import SpecError
+from mltune.core.locks import machine_lock
 from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.versions import CHALLENGER, CHAMPION, alias_version
@@ -148,17 +144,9 @@ def _check_comparable(challenger: ModelVersion, champion: ModelVersion) -> None:
                 "compared; register it under another name or force the promotion")
 
 
-@contextmanager
-def _promotion_lock(name: str) -> Iterator[None]:
+def _promotion_lock(name: str) -> AbstractContextManager[None]:
     """One promotion of ``name`` at a time on this machine (threads and processes)."""
-    key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{name}".encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"mltune-promote-{key}.lock"
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return machine_lock("promote", f"{mlflow.get_registry_uri()}|{name}")
 
 
 def _decide(client: MlflowClient, challenger: ModelVersion, spec: SearchSpec, data: TaskData,

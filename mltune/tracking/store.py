@@ -8,21 +8,22 @@ that waits gets in. Servers (http) and other databases are left as they are.
 
 A store's first use creates MLflow's tables (alembic migrations, several statements): two
 searches started at once on a new file would both run them and one would fail ("table
-_alembic_tmp_tags already exists"), so the first use takes a lock on the file.
+_alembic_tmp_tags already exists"), so the first use takes a lock named by the file
+(``mltune.core.locks``).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from mltune.core.locks import machine_lock
 
 BUSY_TIMEOUT_S = 120
 _installed: list[bool] = []
@@ -46,24 +47,7 @@ def create_tables() -> None:
     the first run opens: bad input found earlier leaves no file behind)."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
-        with _locked(uri[len("sqlite:///"):]):
+        path = os.path.abspath(uri[len("sqlite:///"):])
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # sqlite creates the file only
+        with machine_lock("store", path):
             MlflowClient(uri).search_experiments(max_results=1)  # creates them if missing
-
-
-@contextmanager
-def _locked(path: str) -> Iterator[None]:
-    """An exclusive ``flock`` on the database file (sqlite's own locks are ``fcntl`` ones,
-    which ``flock`` leaves alone); without ``fcntl`` (Windows), no lock."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # releases the lock

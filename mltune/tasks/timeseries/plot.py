@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from mltune.data.splits import TaskData
-from mltune.tasks.timeseries.task import times_around, unscale
+from mltune.tasks.timeseries.units import times_around, unscale
 from mltune.training.fit import predict_batches
 
 

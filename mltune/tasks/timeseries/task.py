@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-from pandas.tseries.frequencies import to_offset
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
@@ -40,6 +39,7 @@ from mltune.spec.tasks import TASKS
 from mltune.tasks.base import Params, Task
 from mltune.tasks.inputs import not_empty
 from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
+from mltune.tasks.timeseries.units import times_around, unscale, unscale_rows
 from mltune.training.losses import LOSSES, make_loss
 
 FORECAST_LOSSES = ["mse", "mae", "huber"]
@@ -93,18 +93,6 @@ def _time_text(value: Any) -> Any:
     if value.tz is None and value == value.normalize():
         return value.date().isoformat()
     return value.isoformat()
-
-
-def times_around(meta: Mapping[str, Any], start: int, count: int) -> pd.Index | None:
-    """Times of ``count`` rows from row ``start`` (counted from the validation start)."""
-    if meta["time"] is None:
-        return None
-    freq = meta["freq"]
-    if isinstance(freq, int):
-        return pd.Index(meta["val_start"] + freq * np.arange(start, start + count))
-    anchor = pd.Timestamp(meta["val_start"])
-    first = anchor + start * to_offset(freq)
-    return pd.date_range(first, periods=count, freq=freq)
 
 
 class TimeseriesTask(Task):
@@ -339,16 +327,6 @@ def _max_window(given: int | None, space: Mapping[str, Any]) -> int:
 
 def _input_columns(meta: Mapping[str, Any]) -> list[str]:
     return [c for c in [meta["time"], meta["target"], *meta["covariates"]] if c]
-
-
-def unscale(scaled: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    """Scaled target values -> the target's own units."""
-    return scaled.astype(np.float64) * meta["scale"][0] + meta["mean"][0]
-
-
-def unscale_rows(scaled: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
-    """Scaled rows (target and covariates) -> original units."""
-    return scaled.astype(np.float64) * np.asarray(meta["scale"]) + np.asarray(meta["mean"])
 
 
 def naive_rmse(target: np.ndarray, first: int, end: int, horizon: int) -> float:
