@@ -261,7 +261,7 @@ def test_problem_follows_the_target(churn_csv, target, problem, metric, mode, ro
     losses = spec.space["loss"]["choice"]
     assert losses == (["mse", "mae", "huber"] if metric == "val_rmse"
                       else ["cross_entropy", "label_smoothing"])
-    names = get_task("tabular").metric_names(spec.data)
+    names = get_task("tabular").metrics(spec.data)
     assert ("val_roc_auc" in names) == roc_auc
 
 

@@ -76,14 +76,6 @@ class Direction(str, Enum):
         return -value if self is Direction.MAX else value
 
 
-LOWER_IS_BETTER = ("loss", "rmse", "mae", "mse", "mase", "smape", "error")
-
-
-def direction_of(metric: str) -> Direction:
-    """The usual direction of a metric by its name: ``min`` for losses and errors."""
-    return Direction.MIN if any(part in metric for part in LOWER_IS_BETTER) else Direction.MAX
-
-
 def holdout_metric(metric: str) -> str:
     """``val_accuracy`` -> ``test_accuracy``: the same measure on the holdout split."""
     return "test_" + metric.removeprefix("val_")

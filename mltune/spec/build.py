@@ -177,7 +177,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
     metric = string(raw, "metric", task.default_metric)
-    logged = task.metric_names(data)
+    logged = task.metrics(data)  # each with its declared direction: the default mode
     if metric not in logged:
         raise SpecError(
             f"metric: {metric!r} is not logged by task {task.name!r}; available: "
@@ -191,7 +191,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         task=task.name,
         data=data,
         metric=metric,
-        mode=string(raw, "mode", task.default_mode(metric), MODES),
+        mode=string(raw, "mode", logged[metric].value, MODES),
         max_evals=integer(raw, "max_evals", 20, minimum=1),
         algo=string(raw, "algo", "tpe", ALGOS),
         seed=integer(raw, "seed", 0, minimum=0),

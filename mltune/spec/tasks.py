@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mltune.core.catalog import Catalog
+from mltune.core.terms import Direction
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import Rule
 
@@ -31,9 +32,7 @@ class TaskRules(Protocol):
 
     def default_space(self) -> dict[str, Any]: ...
 
-    def metric_names(self, data: DataSpec) -> list[str]: ...
-
-    def default_mode(self, metric: str) -> str: ...
+    def metrics(self, data: DataSpec) -> Mapping[str, Direction]: ...
 
     def param_rules(self) -> Mapping[str, Rule]: ...
 

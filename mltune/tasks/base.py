@@ -18,7 +18,7 @@ from mlflow.models import ModelSignature
 from torch import nn
 
 from mltune.core.errors import SpecError
-from mltune.core.terms import direction_of
+from mltune.core.terms import Direction
 from mltune.data.splits import TaskData
 from mltune.models import FAMILIES
 from mltune.models.description import DataDescription
@@ -51,9 +51,6 @@ class Task(ABC):
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
     network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
     space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
-
-    def default_mode(self, metric: str) -> str:
-        return direction_of(metric).value
 
     def for_data(self, data: DataSpec) -> Task:
         """This task as it applies to ``data`` (called where a spec is validated).
@@ -110,8 +107,11 @@ class Task(ABC):
         return {}
 
     @abstractmethod
-    def metric_names(self, data: DataSpec) -> list[str]:
-        """Every metric a trial logs each epoch (what ``metric:`` may name)."""
+    def metrics(self, data: DataSpec) -> dict[str, Direction]:
+        """Every metric a trial logs each epoch (what ``metric:`` may name) and which way it
+        is better: declared by the task, never guessed from a name (``val_perplexity`` or
+        ``val_mape`` would read as a score). A user's network inherits its task's; ``mode:``
+        overrides for the search's metric. ``logged_metrics`` builds it from ``score``'s."""
 
     @abstractmethod
     def builtin_space(self) -> dict[str, Any]:
@@ -263,6 +263,13 @@ class Task(ABC):
         Values: a dict or list (written as JSON), a str (text) or a matplotlib Figure (image).
         """
         return {}
+
+
+def logged_metrics(scored: Mapping[str, Direction]) -> dict[str, Direction]:
+    """What a trial logs each epoch, given what ``Task.score`` returns (without ``val_``):
+    the training loop's two losses, then each score on the validation split."""
+    return {"train_loss": Direction.MIN, "val_loss": Direction.MIN,
+            **{f"val_{name}": direction for name, direction in scored.items()}}
 
 
 def _shape(shape: Any) -> str:

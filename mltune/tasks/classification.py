@@ -13,14 +13,17 @@ from mlflow.types import ColSpec, Schema
 from sklearn.model_selection import train_test_split
 
 from mltune.core.errors import DataError
+from mltune.core.terms import Direction
 from mltune.data.splits import TaskData
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import OneOf, Rule
-from mltune.tasks.base import Params
+from mltune.tasks.base import Params, logged_metrics
 from mltune.training.losses import LOSSES, make_loss
 from mltune.training.metrics import classification_metrics
 
 CLASSIFICATION_LOSSES = ["cross_entropy", "label_smoothing"]
+# what ``classification_metrics`` returns, and which way each is better
+CLASSIFICATION_SCORES = {"accuracy": Direction.MAX, "f1_macro": Direction.MAX}
 
 
 def stratified_split(
@@ -60,8 +63,8 @@ class ClassificationMixin:
               meta: Mapping[str, Any]) -> dict[str, float]:
         return classification_metrics(outputs, targets)
 
-    def classification_metric_names(self) -> list[str]:
-        return ["train_loss", "val_loss", "val_accuracy", "val_f1_macro"]
+    def metrics(self, data: DataSpec) -> dict[str, Direction]:
+        return logged_metrics(CLASSIFICATION_SCORES)
 
     def signature_for(self, inputs: Schema | None, meta: Mapping[str, Any]) -> ModelSignature:
         classes = meta["classes"]

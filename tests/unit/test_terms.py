@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mltune.core.terms import Direction, TrialStatus, direction_of
+from mltune.core.terms import Direction, TrialStatus
 
 
 @pytest.mark.parametrize(("direction", "a", "b", "better"), [
@@ -32,15 +32,6 @@ def test_best_of_takes_the_earliest_of_equals_and_none_of_nothing():
     values = [0.3, 0.9, 0.1]
     assert sorted(values, key=Direction.MAX.sort_key) == [0.9, 0.3, 0.1]
     assert sorted(values, key=Direction.MIN.sort_key) == [0.1, 0.3, 0.9]
-
-
-@pytest.mark.parametrize(("metric", "direction"), [
-    ("val_accuracy", Direction.MAX), ("val_f1_macro", Direction.MAX), ("val_r2", Direction.MAX),
-    ("val_loss", Direction.MIN), ("val_rmse", Direction.MIN), ("val_mase", Direction.MIN),
-    ("val_skill", Direction.MAX),
-])
-def test_a_metric_name_says_its_usual_direction(metric, direction):
-    assert direction_of(metric) is direction
 
 
 def test_statuses_compare_as_mlflow_text_and_pruned_is_a_killed_run():

@@ -159,9 +159,6 @@ class ImageTask(ClassificationMixin, Task):
     data_options = ("image_size", "memory_budget_mb", "workers")
     family = "cnn"
 
-    def metric_names(self, data: DataSpec) -> list[str]:
-        return self.classification_metric_names()
-
     def builtin_space(self) -> dict[str, Any]:
         return {
             "num_blocks": {"quniform": [1, 3, 1]},

@@ -24,15 +24,17 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.core.terms import Direction
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.models.description import TabularData
 from mltune.models.layers import Unstandardize
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import OneOf, Rule
 from mltune.spec.tasks import TASKS
-from mltune.tasks.base import Params, Task
+from mltune.tasks.base import Params, Task, logged_metrics
 from mltune.tasks.classification import (
     CLASSIFICATION_LOSSES,
+    CLASSIFICATION_SCORES,
     ClassificationMixin,
     encode_labels,
     stratified_split,
@@ -58,8 +60,9 @@ log = logging.getLogger(__name__)
 
 REGRESSION_LOSSES = ["mse", "mae", "huber"]
 LOSSES = {"classification": CLASSIFICATION_LOSSES, "regression": REGRESSION_LOSSES}
-METRICS = {"classification": ["val_accuracy", "val_f1_macro"],
-           "regression": ["val_rmse", "val_mae", "val_r2"]}
+# what ``score`` returns for each problem, and which way each is better
+SCORES = {"classification": CLASSIFICATION_SCORES,
+          "regression": {"rmse": Direction.MIN, "mae": Direction.MIN, "r2": Direction.MAX}}
 PREPROCESSOR = "preprocessor"  # the fitted transformer: a model artifact, in meta when served
 
 
@@ -147,15 +150,15 @@ class TabularTask(ClassificationMixin, Task):
 
     @property
     def default_metric(self) -> str:  # type: ignore[override]
-        return METRICS[self.problem][0]
+        return "val_" + next(iter(SCORES[self.problem]))
 
     def for_data(self, data: DataSpec) -> TabularTask:
         return TabularTask(*resolve_problem(data))
 
-    def metric_names(self, data: DataSpec) -> list[str]:
+    def metrics(self, data: DataSpec) -> dict[str, Direction]:
         problem, n_classes = resolve_problem(data)
-        extra = ["val_roc_auc"] if problem == "classification" and n_classes == 2 else []
-        return ["train_loss", "val_loss", *METRICS[problem], *extra]
+        extra = {"roc_auc": Direction.MAX} if problem == "classification" and n_classes == 2 else {}
+        return logged_metrics({**SCORES[problem], **extra})
 
     def builtin_space(self) -> dict[str, Any]:
         return {

@@ -158,9 +158,6 @@ class TextTask(ClassificationMixin, Task):
     def __init__(self) -> None:
         self._cached: tuple[Mapping[str, Any], Vocabulary] | None = None
 
-    def metric_names(self, data: DataSpec) -> list[str]:
-        return self.classification_metric_names()
-
     def _vocabulary(self, meta: Mapping[str, Any]) -> Vocabulary:
         """The served model's vocabulary, rebuilt once, not per request (~15 ms at 20k)."""
         cached = self._cached

@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mltune.core.errors import DataError, SpecError
+from mltune.core.terms import Direction
 from mltune.data.io import read_table
 from mltune.data.splits import TaskData, fingerprint_arrays
 from mltune.models.description import TimeseriesData
@@ -36,7 +37,7 @@ from mltune.spec.options import column_list, frequency, optional_integer, prefix
 from mltune.spec.rules import OneOf, Rule, is_number, span_of
 from mltune.spec.space import is_distribution
 from mltune.spec.tasks import TASKS
-from mltune.tasks.base import Params, Task
+from mltune.tasks.base import Params, Task, logged_metrics
 from mltune.tasks.inputs import not_empty
 from mltune.tasks.timeseries.series import FILLS, Columns, future, prepare
 from mltune.tasks.timeseries.units import times_around, unscale, unscale_rows
@@ -48,6 +49,10 @@ DEFAULT_PARAMS = {"window": 24, "cell": "lstm", "num_layers": 1, "hidden_size": 
                   "dropout": 0.0, "activation": "relu", "weight_init": "default",
                   "loss": "mse", "learning_rate": 3e-3, "weight_decay": 1e-6,
                   "optimizer": "adam", "batch_size": 32}
+# what ``score`` returns, and which way each is better (the skill over the naive forecast
+# is a score; every other one an error)
+SCORES = {"rmse": Direction.MIN, "mae": Direction.MIN, "smape": Direction.MIN,
+          "mase": Direction.MIN, "naive_rmse": Direction.MIN, "skill": Direction.MAX}
 FORECAST = "forecast"
 STEP = "step"
 
@@ -124,9 +129,8 @@ class TimeseriesTask(Task):
         options["max_window"] = _max_window(optional_integer(fields, "data.max_window", 1), space)
         return replace(data, options=options)
 
-    def metric_names(self, data: DataSpec) -> list[str]:
-        return ["train_loss", "val_loss", "val_rmse", "val_mae", "val_smape", "val_mase",
-                "val_naive_rmse", "val_skill"]
+    def metrics(self, data: DataSpec) -> dict[str, Direction]:
+        return logged_metrics(SCORES)
 
     def builtin_space(self) -> dict[str, Any]:
         return {
