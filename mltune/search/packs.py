@@ -1,19 +1,23 @@
-"""How many trials a search trains at once, and which of its hyperparameters may differ inside
-a pack.
+"""Pack policy in one place: which hyperparameters may differ inside a pack (the shape key),
+how many members a pack has, and how members are grouped (``structure``).
 
 A pack's members share a shape key: every hyperparameter except the ``FREE`` ones, which live
 in tensors the pack stacks (initial weights, dropout rates) or in per-member values of the
 loop (learning rate, weight decay, optimizer options such as momentum, the loss). The size is
-``pack: N`` when the spec fixes it; under ``pack: auto`` it is measured: on a GPU, as many
-members as fit in half of the free memory (one member's dry step on a batch), on the CPU the
-size ``benchmarks/packing.py`` showed fastest; at most 16, and at most a quarter of the budget
-so that TPE learns between packs.
+``pack: N`` when the spec fixes it; under ``pack: auto`` it is measured, once per shape key of
+a search: a few training steps of the shape's first point at K = 1, 2, 4, 8, 16 members (on a
+GPU only as many as fit in half of its free memory), keeping the K with the most member-steps
+per second, and K = 1 unless a larger pack beats it by ``MARGIN``. A constant size was wrong
+both ways: on 2 CPU cores a pack of 8 made a 32x32 image search 0.53x as fast, while an MLP
+trains 2-3x the trials per hour packed. At most 16, and at most a quarter of the budget so that
+the sampler learns between packs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,20 +30,41 @@ from mltune.spec.model import SearchSpec
 from mltune.spec.space import first_point
 from mltune.tasks.base import Task
 from mltune.training.fit import batch_layout
+from mltune.training.optim import make_optimizer
+from mltune.training.packed_optim import make_packed_optimizer
 from mltune.training.packing import Pack, can_pack
+from mltune.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
 FREE = frozenset({"learning_rate", "weight_decay", "loss", "weight_init", "dropout",
                   "class_weight"})
 MAX_PACK = 16
-CPU_PACK = 8  # benchmarks/packing.py, 2 cores: 2.3-3.6x the trials/hour of K=1 (MLP, CNN)
+SIZES_TRIED = (1, 2, 4, 8, 16)  # member counts timed under pack: auto
+MARGIN = 0.10  # a pack must beat K = 1 by this share of its member-steps/s to be used
+TIMED_STEPS = 3  # after one warm-up step, at least this many timed steps...
+MIN_TIMED_S = 0.05  # ...and this long (a tiny network's steps are ~1 ms each)...
+MAX_TIMED_STEPS = 50  # ...but no more steps than this
 MEMORY_SHARE = 0.5  # of the GPU memory free when the pack is sized
 
+Shape = tuple[tuple[str, str], ...]
 
-def is_free(key: str) -> bool:
-    """Whether a (top-level) hyperparameter may differ between the members of a pack."""
-    return key in FREE
+
+def is_free(key: str, task: Task) -> bool:
+    """Whether hyperparameter ``key`` (a decoded param, dotted for a choice's option) may
+    differ between the members of a pack. For a user's network only the free ones the task
+    reads (training ones) may: its own keys, even one called ``dropout``, shape its layers."""
+    top = key.split(".")[0]
+    if top not in FREE:
+        return False
+    return not task.network_in_use.user or top in task.param_rules()
+
+
+def shape_key(params: Mapping[str, Any], task: Task) -> Shape:
+    """What the members of one pack share: every top-level param that is not free (a
+    choice's own options, ``optimizer.momentum``, are per-member values of the loop)."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()
+                        if "." not in k and not is_free(k, task)))
 
 
 def structure(network: nn.Module) -> tuple[Any, ...]:
@@ -104,10 +129,8 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
 
 def memory_size(task: Task, data: TaskData, params: Mapping[str, Any],
                 device: torch.device, limit: int) -> int:
-    """Members of this shape that fit on ``device``: one member's dry step on a batch, then
-    as many as half the free memory holds (``limit`` at most; the CPU size on a CPU)."""
-    if device.type != "cuda":
-        return min(limit, CPU_PACK)
+    """Members of this shape that fit on a GPU: one member's dry step on a batch, then as
+    many as half the free memory holds (``limit`` at most)."""
     network = task.build_model(params, data.meta)
     batch = int(params.get("batch_size", 64))
     torch.cuda.synchronize(device)
@@ -131,4 +154,117 @@ def members_that_fit(free_bytes: int, member_bytes: int, limit: int) -> int:
     return max(1, min(limit, int(MEMORY_SHARE * free_bytes // member_bytes)))
 
 
-Sizer = Callable[[Mapping[str, Any]], int]
+def chosen_size(rates: Mapping[int, float], margin: float = MARGIN) -> int:
+    """The pack size to use from measured member-steps per second by size: the fastest, or
+    1 when the fastest does not beat a lone trial by ``margin`` (a pack delays what the
+    sampler learns, so it must pay for itself)."""
+    if not rates:
+        return 1
+    best = max(rates, key=lambda k: (rates[k], -k))  # a tie goes to the smaller pack
+    alone = rates.get(1)
+    if alone is None or best == 1:
+        return best
+    return best if rates[best] > (1 + margin) * alone else 1
+
+
+def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
+                       device: torch.device, sizes: Sequence[int], precision: str = "auto"
+                       ) -> dict[int, float]:
+    """Member-steps per second of ``params``' shape at each of ``sizes`` (ascending): K
+    networks trained as the search would train them (K = 1: the plain network and its
+    ``torch.optim`` optimizer; K > 1: a ``Pack`` and its packed optimizer), on one batch of
+    the params' size (``_timed_steps``).
+
+    Larger packs stop being tried at the first one slower than the pack before it, or out of
+    memory. K = 1 is not part of that comparison: it takes the plain module's route, without
+    the fused step's fixed cost, so K = 2 is often slower than K = 1 on a CPU while K = 8 is
+    faster (digits CNN: 122, 117, 166, 223 member-steps/s at K = 1, 2, 4, 8)."""
+    params = task.with_defaults(params)
+    amp = resolve_precision(precision, device)
+    batch = int(params.get("batch_size", 64))
+    x = batch_layout(data.x_train[:batch].to(device))  # a tensor, or streamed pixels
+    y = data.y_train[:batch].to(device)
+    loss_fn = task.make_loss(params, data)
+    rates: dict[int, float] = {}
+    for k in sizes:
+        try:
+            seconds = _timed_steps(task, data, params, device, k, x, y, loss_fn, amp.autocast)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            break
+        rates[k] = k / seconds
+        packed = [rates[j] for j in rates if j > 1]
+        if len(packed) >= 2 and packed[-1] < packed[-2]:
+            break
+    return rates
+
+
+def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: torch.device,
+                 k: int, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
+                 autocast: Callable[[], Any]) -> float:
+    """Seconds of the fastest training step of ``k`` members: one untimed warm-up step, then
+    at least ``TIMED_STEPS`` and ``MIN_TIMED_S`` (a tiny network's step is ~1 ms), at most
+    ``MAX_TIMED_STEPS``. The fastest, as ``timeit`` advises: a step is slower than it can be
+    only for outside reasons (another process on the cores), which say nothing of K."""
+    networks = [task.build_model(params, data.meta) for _ in range(k)]
+    if k == 1:
+        model: nn.Module = networks[0].to(device)
+        optimizer: Any = make_optimizer(model, dict(params))
+    else:
+        model = Pack(networks).to(device)
+        optimizer = make_packed_optimizer(list(model.parameters()), [params] * k)
+    model.train()
+
+    def step() -> None:
+        with autocast():
+            outputs = model(x)
+            loss = (loss_fn(outputs, y) if k == 1 else
+                    torch.stack([loss_fn(outputs[j], y) for j in range(k)]).sum())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    step()
+    sync()
+    fastest, spent, steps = float("inf"), 0.0, 0
+    while steps < MAX_TIMED_STEPS and (steps < TIMED_STEPS or spent < MIN_TIMED_S):
+        started = time.perf_counter()
+        step()
+        sync()
+        took = time.perf_counter() - started
+        fastest, spent, steps = min(fastest, took), spent + took, steps + 1
+    return max(fastest, 1e-9)
+
+
+class PackSizes:
+    """The pack size of each shape of one search under ``pack: auto``, measured the first
+    time a shape is asked for and kept (a search asks once per pack)."""
+
+    def __init__(self, task: Task, data: TaskData, device: torch.device,
+                 precision: str = "auto") -> None:
+        self.task, self.data, self.device, self.precision = task, data, device, precision
+        self.measured: dict[Shape, int] = {}
+
+    def size(self, params: Mapping[str, Any], limit: int) -> int:
+        """Members for a pack whose first point is ``params``: ``limit`` at most."""
+        key = shape_key(params, self.task)
+        if key not in self.measured:
+            self.measured[key] = self.measure(params, limit)
+        return max(1, min(limit, self.measured[key]))
+
+    def measure(self, params: Mapping[str, Any], limit: int) -> int:
+        """Time the sizes up to ``limit`` (and, on a GPU, up to what fits) and choose."""
+        cap = limit
+        if self.device.type == "cuda":
+            cap = memory_size(self.task, self.data, params, self.device, limit)
+        sizes = [k for k in SIZES_TRIED if k <= cap]
+        rates = member_steps_per_s(self.task, self.data, params, self.device, sizes,
+                                   self.precision)
+        chosen = chosen_size(rates)
+        log.info("pack size measured: %s member-steps/s; packs of %d",
+                 ", ".join(f"K={k}: {r:.0f}" for k, r in rates.items()), chosen)
+        return chosen

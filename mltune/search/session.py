@@ -14,7 +14,7 @@ import torch
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
-from mltune.search.packs import is_free, memory_size
+from mltune.search.packs import PackSizes, is_free
 from mltune.search.resume import ResumeState
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
@@ -36,6 +36,7 @@ class Session:
         self.next_number = history.next_number
         self.next_pack = history.next_pack
         self.outcomes: list[TrialOutcome] = []
+        self.sizes = PackSizes(task, data, device, spec.precision)  # pack: auto, per shape
 
     def take_number(self) -> int:
         number, self.next_number = self.next_number, self.next_number + 1
@@ -48,12 +49,8 @@ class Session:
         return outcome
 
     def is_free(self, key: str) -> bool:
-        """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``). For a
-        user's network only the hyperparameters the task reads (training ones) may: its own
-        keys, even one called ``dropout``, are part of the shape key."""
-        if not is_free(key):
-            return False
-        return not self.task.network_in_use.user or key in self.task.param_rules()
+        """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``)."""
+        return is_free(key, self.task)
 
     def pack_size(self, params: Mapping[str, Any]) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once;
@@ -63,7 +60,7 @@ class Session:
             return 1
         if self.spec.pack != "auto":
             return limit
-        return memory_size(self.task, self.data, params, self.device, limit)
+        return self.sizes.size(params, limit)
 
     def run_pack(self, points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
                  ) -> list[TrialOutcome]:
