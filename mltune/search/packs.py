@@ -44,7 +44,9 @@ SIZES_TRIED = (1, 2, 4, 8, 16)  # member counts timed under pack: auto
 MARGIN = 0.10  # a pack must beat K = 1 by this share of its member-steps/s to be used
 TIMED_STEPS = 3  # after one warm-up step, at least this many timed steps...
 MIN_TIMED_S = 0.05  # ...and this long (a tiny network's steps are ~1 ms each)...
-MAX_TIMED_STEPS = 50  # ...but no more steps than this
+MAX_TIMED_STEPS = 50  # ...but no more steps than this, and one is enough past SLOW_STEP_S
+SLOW_STEP_S = 0.25  # timed steps that took this long rank a size well enough
+MEASURE_BUDGET_S = 2.0  # a larger K is not tried when it would take the measuring past this
 MEMORY_SHARE = 0.5  # of the GPU memory free when the pack is sized
 
 Shape = tuple[tuple[str, str], ...]
@@ -175,10 +177,12 @@ def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
     ``torch.optim`` optimizer; K > 1: a ``Pack`` and its packed optimizer), on one batch of
     the params' size (``_timed_steps``).
 
-    Larger packs stop being tried at the first one slower than the pack before it, or out of
-    memory. K = 1 is not part of that comparison: it takes the plain module's route, without
-    the fused step's fixed cost, so K = 2 is often slower than K = 1 on a CPU while K = 8 is
-    faster (digits CNN: 122, 117, 166, 223 member-steps/s at K = 1, 2, 4, 8)."""
+    Larger packs stop being tried at the first one slower than the pack before it, out of
+    memory, or that would take the measuring past ``MEASURE_BUDGET_S`` (a large network on a
+    busy CPU: the search's budget is for trials). K = 1 is not part of that comparison: it
+    takes the plain module's route, without the fused step's fixed cost, so K = 2 is often
+    slower than K = 1 on a CPU while K = 8 is faster (digits CNN: 122, 117, 166, 223
+    member-steps/s at K = 1, 2, 4, 8)."""
     params = task.with_defaults(params)
     amp = resolve_precision(precision, device)
     batch = int(params.get("batch_size", 64))
@@ -186,7 +190,13 @@ def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
     y = data.y_train[:batch].to(device)
     loss_fn = task.make_loss(params, data)
     rates: dict[int, float] = {}
+    started = time.perf_counter()
     for k in sizes:
+        if rates:  # a step's cost grows with K at most linearly; a size takes ~4 steps
+            last = max(rates)
+            guess = (TIMED_STEPS + 1) * k / rates[last]
+            if time.perf_counter() - started + guess > MEASURE_BUDGET_S:
+                break
         try:
             seconds = _timed_steps(task, data, params, device, k, x, y, loss_fn, amp.autocast)
         except torch.cuda.OutOfMemoryError:
@@ -204,7 +214,8 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
                  autocast: Callable[[], Any]) -> float:
     """Seconds of the fastest training step of ``k`` members: one untimed warm-up step, then
     at least ``TIMED_STEPS`` and ``MIN_TIMED_S`` (a tiny network's step is ~1 ms), at most
-    ``MAX_TIMED_STEPS``. The fastest, as ``timeit`` advises: a step is slower than it can be
+    ``MAX_TIMED_STEPS`` (and once ``SLOW_STEP_S`` is spent, no more). The fastest, as
+    ``timeit`` advises: a step is slower than it can be
     only for outside reasons (another process on the cores), which say nothing of K."""
     networks = [task.build_model(params, data.meta) for _ in range(k)]
     if k == 1:
@@ -231,7 +242,8 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
     step()
     sync()
     fastest, spent, steps = float("inf"), 0.0, 0
-    while steps < MAX_TIMED_STEPS and (steps < TIMED_STEPS or spent < MIN_TIMED_S):
+    while steps < MAX_TIMED_STEPS and (steps < TIMED_STEPS or spent < MIN_TIMED_S) and not (
+            steps and spent >= SLOW_STEP_S):
         started = time.perf_counter()
         step()
         sync()
