@@ -252,18 +252,29 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
     return max(fastest, 1e-9)
 
 
+def cost_key(params: Mapping[str, Any], network: nn.Module) -> tuple[Any, ...]:
+    """What a training step's cost depends on: every weight's and buffer's shape, the batch
+    size and the optimizer. Coarser than the shape key (an activation, a ``False`` flag that
+    adds no weight), so a search over many shapes measures a few costs, not one per pack."""
+    weights = tuple((k, tuple(v.shape)) for k, v in network.state_dict().items())
+    return weights, params.get("batch_size"), params.get("optimizer")
+
+
 class PackSizes:
-    """The pack size of each shape of one search under ``pack: auto``, measured the first
-    time a shape is asked for and kept (a search asks once per pack)."""
+    """The pack size under ``pack: auto`` of each cost (``cost_key``: the shapes of the
+    network a point builds, its batch size, its optimizer) of one search, measured the first
+    time a cost is asked for and kept (a search asks once per pack, and a digits search's
+    points have dozens of shape keys but far fewer costs)."""
 
     def __init__(self, task: Task, data: TaskData, device: torch.device,
                  precision: str = "auto") -> None:
         self.task, self.data, self.device, self.precision = task, data, device, precision
-        self.measured: dict[Shape, int] = {}
+        self.measured: dict[tuple[Any, ...], int] = {}
 
     def size(self, params: Mapping[str, Any], limit: int) -> int:
         """Members for a pack whose first point is ``params``: ``limit`` at most."""
-        key = shape_key(params, self.task)
+        full = self.task.with_defaults(params)
+        key = cost_key(full, self.task.build_model(full, self.data.meta))
         if key not in self.measured:
             self.measured[key] = self.measure(params, limit)
         return max(1, min(limit, self.measured[key]))

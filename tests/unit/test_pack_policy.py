@@ -45,14 +45,16 @@ def test_the_measurement_times_sizes_and_is_kept_per_shape(tabular, caplog):
     sizes = PackSizes(task, data, torch.device("cpu"))
     with caplog.at_level(logging.INFO, logger="mltune.search.packs"):
         first = sizes.size(params, limit=16)
-        # another point of the same shape (only free values differ): not measured again
+        # another point of the same shape (only free values differ): not measured again,
+        # nor one whose shape differs in what costs nothing (an activation)
         again = sizes.size({**params, "learning_rate": 0.05, "dropout": 0.3}, limit=16)
+        sizes.size({**params, "activation": "tanh"}, limit=16)
     assert 1 <= first <= 16 and again == first
     said = [r.getMessage() for r in caplog.records if "pack size measured" in r.getMessage()]
     assert len(said) == 1 and "K=1: " in said[0] and said[0].endswith(f"packs of {first}")
     assert sizes.size(params, limit=1) == 1  # the budget left still caps it
     other = {**params, "hidden_size": params["hidden_size"] * 2}
-    sizes.size(other, limit=2)  # another shape: measured on its own
+    sizes.size(other, limit=2)  # another cost: measured on its own
     assert len(sizes.measured) == 2
 
 
