@@ -4,13 +4,13 @@ how many members a pack has, and how members are grouped (``structure``).
 A pack's members share a shape key: every hyperparameter except the ``FREE`` ones, which live
 in tensors the pack stacks (initial weights, dropout rates) or in per-member values of the
 loop (learning rate, weight decay, optimizer options such as momentum, the loss). The size is
-``pack: N`` when the spec fixes it; under ``pack: auto`` it is measured, once per shape key of
-a search: a few training steps of the shape's first point at K = 1, 2, 4, 8, 16 members (on a
-GPU only as many as fit in half of its free memory), keeping the K with the most member-steps
-per second, and K = 1 unless a larger pack beats it by ``MARGIN``. A constant size was wrong
-both ways: on 2 CPU cores a pack of 8 made a 32x32 image search 0.53x as fast, while an MLP
-trains 2-3x the trials per hour packed. At most 16, and at most a quarter of the budget so that
-the sampler learns between packs.
+``pack: N`` when the spec fixes it; under ``pack: auto`` it is measured, once per cost of a
+search (``cost_key``): a few training steps of the pack's first point at K = 1, 2, 4, 8, 16
+members (on a GPU only as many as fit in half of its free memory), keeping the K with the most
+member-steps per second, and K = 1 unless a larger pack beats it by ``MARGIN``. A constant
+size was wrong both ways: on 2 CPU cores a pack of 8 made a 32x32 image search 0.53x as fast,
+while an MLP trains 2-3x the trials per hour packed. At most 16, and at most a quarter of the
+budget so that the sampler learns between packs.
 """
 
 from __future__ import annotations
