@@ -15,17 +15,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from mltune.core import interrupts
+from mltune.core.errors import SearchError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.data.splits import TaskData
 from mltune.search.packs import structure
-from mltune.search.pruning import TrialPruned
+from mltune.search.schedulers.base import Action, Scheduler
+from mltune.search.schedulers.none import NoScheduler
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import decode
 from mltune.tasks.base import Task
@@ -42,22 +44,12 @@ log = logging.getLogger(__name__)
 Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now or later)
 
 
-class Judge(Protocol):
-    """A pruning rule as a trial sees it (the local ``Pruner``, or a Ray actor's proxy)."""
+class TrialPruned(Exception):
+    """Raised from the epoch callback when the scheduler stops a trial; carries its best value."""
 
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool: ...
-
-    def finish(self, trial: int) -> None: ...
-
-
-class NoPruning:
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool:
-        return False
-
-    def finish(self, trial: int) -> None:
-        pass
+    def __init__(self, epoch: int, best: float, rule: str) -> None:
+        super().__init__(f"pruned by the {rule} rule at epoch {epoch}")
+        self.epoch, self.best, self.rule = epoch, best, rule
 
 
 @dataclass
@@ -74,16 +66,16 @@ class TrialRunner:
     """Runs trials of one search (or the single run of ``mltune train``): decode, open the run,
     train, log, close with a status.
 
-    Self-contained (no search-wide state but the pruning rule), so a backend can run it in a
+    Self-contained (no search-wide state but the scheduler), so a backend can run it in a
     worker process.
     """
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun | None,
-                 device: torch.device, precision: str, judge: Judge | None = None,
+                 device: torch.device, precision: str, scheduler: Scheduler | None = None,
                  finish: Finish = inline, raise_failures: bool = False) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
         self.device, self.precision = device, precision
-        self.judge = judge or NoPruning()
+        self.scheduler = scheduler or NoScheduler(spec.pruning, spec.direction)
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
 
@@ -94,7 +86,7 @@ class TrialRunner:
         try:
             return self.run_params(number, decode(sample), vals)
         finally:
-            self.judge.finish(number)
+            self.scheduler.on_end(number)
 
     def run_params(self, number: int, params: dict[str, Any],
                    vals: Mapping[str, Any] | None = None,
@@ -178,7 +170,7 @@ class TrialRunner:
             log.warning("pack %d failed: %s", pack, error)
         finally:
             for outcome in outcomes:
-                self.judge.finish(outcome.number)
+                self.scheduler.on_end(outcome.number)
             release_memory(self.device)
         seconds = time.perf_counter() - started
         for outcome in outcomes:
@@ -269,7 +261,7 @@ class TrialRunner:
 
     def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None
                    ) -> Callable[[int, dict[str, float]], None]:
-        """After each epoch: its metrics sent, Ctrl-C honoured, the pruning rule asked (with
+        """After each epoch: its metrics sent, Ctrl-C honoured, the scheduler asked (with
         the values of the pack's other members at this epoch, ``peers``, when packed)."""
         spec, best = self.spec, []
 
@@ -280,9 +272,13 @@ class TrialRunner:
             if not best or spec.direction.better(value, best[0]):
                 best[:] = [value]
             others = {n: v for n, v in (peers or {}).items() if n != number}
-            # the rule hears every epoch; at the last one there is nothing left to save, and
-            # a trial stopped there would lose the model it has finished training
-            if self.judge.report(number, epoch, value, others) and epoch < spec.epochs:
+            decision = self.scheduler.on_result(number, epoch, value, others)
+            if decision.action is Action.EXPLOIT:
+                raise SearchError(f"pruning.rule {spec.pruning.rule!r} answered EXPLOIT, which "
+                                  "these trials cannot honour yet; allowed: continue, stop")
+            # the scheduler hears every epoch; at the last one there is nothing left to save,
+            # and a trial stopped there would lose the model it has finished training
+            if decision.action is Action.STOP and epoch < spec.epochs:
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
 
         return done
