@@ -24,6 +24,7 @@ from mltune.core import interrupts
 from mltune.core.terms import Direction
 from mltune.data.streaming import Streamed, batches
 from mltune.spec.rules import WholeNumber
+from mltune.training import defaults
 from mltune.training.optim import make_optimizer
 from mltune.training.precision import Precision, resolve_precision
 
@@ -136,7 +137,7 @@ def fit(
     scaler = amp.scaler()
     network = torch.compile(model) if compile_model else model
     optimizer = make_optimizer(model, dict(params))
-    batch_size = int(params.get("batch_size", 64))
+    batch_size = defaults.batch_size(params)
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(data.x_train)
     result = FitResult()

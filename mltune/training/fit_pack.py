@@ -19,6 +19,7 @@ import torch
 
 from mltune.core import interrupts
 from mltune.data.streaming import batches
+from mltune.training import defaults
 from mltune.training.fit import (
     DivergedError,
     EarlyStopping,
@@ -70,7 +71,7 @@ def fit_pack(
     pack.to(device)
     amp = resolve_precision(precision, device)
     optimizer = make_packed_optimizer(list(pack.parameters()), [m.params for m in members])
-    batch_size = int(members[0].params.get("batch_size", 64))
+    batch_size = defaults.batch_size(members[0].params)
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(data.x_train)
     for member in members:
