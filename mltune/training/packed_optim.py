@@ -42,6 +42,11 @@ class PackedOptimizer:
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.weights]
         self.steps = 0
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """What ``torch.amp.GradScaler`` walks to unscale the gradients and find infs."""
+        return [{"params": self.weights}]
+
     def zero_grad(self) -> None:
         for w in self.weights:
             w.grad = None

@@ -1,0 +1,245 @@
+"""The one training loop: a pack of K >= 1 members, each judged on its own.
+
+A pack is fused (``Pack``: stacked weights under vmap, one ``PackedOptimizer``) when K > 1 and
+the family allows; otherwise it is a ``PlainPack`` of ordinary modules, each with its own
+``torch.optim`` optimizer (a pack of one is an ordinary trial, as fast as a loop written for
+one network). Gradient scaling, channels_last, autocast, divergence, timeouts, early stopping
+and best-weights restore are written once here, for every K. A member that stops (diverged,
+stopped by its callback, early-stopped, out of time) leaves at the end of an epoch; the others
+go on. Nothing is read back from the device inside an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mltune.core import interrupts
+from mltune.data.streaming import batches
+from mltune.training import defaults
+from mltune.training.fit import (
+    DivergedError,
+    EarlyStopping,
+    FitResult,
+    TrialTimeout,
+    batch_layout,
+    predict_batches,
+)
+from mltune.training.optim import make_optimizer
+from mltune.training.packed_optim import make_packed_optimizer
+from mltune.training.packing import Pack, can_pack
+from mltune.training.precision import resolve_precision
+
+
+@dataclass
+class Member:
+    """One member as the loop sees it. ``on_epoch`` may raise to stop this member alone (a
+    scheduler's STOP does); ``error`` is what stopped it, when something did."""
+
+    params: Mapping[str, Any]
+    loss_fn: Callable[..., torch.Tensor]
+    on_epoch: Callable[[int, dict[str, float]], None]
+    early_stopping: EarlyStopping | None = None
+    result: FitResult | None = None
+    error: BaseException | None = None
+    active: bool = True
+
+
+class PlainPack(nn.Module):
+    """K ordinary networks behind ``Pack``'s interface: for K = 1, and for families that
+    cannot be fused (recurrent ones), each member trained by its own torch optimizer."""
+
+    def __init__(self, networks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("a pack needs at least one member")
+        self.networks = nn.ModuleList(networks)
+        self.slots = list(range(len(networks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.networks[j](x) for j in self.slots])
+
+    def set_aside(self, members: Iterable[int]) -> list[int]:
+        """Members that stopped are no longer computed; the rows of those who stay."""
+        gone = set(members)
+        kept = [row for row, j in enumerate(self.slots) if j not in gone]
+        self.slots = [self.slots[row] for row in kept]
+        return kept
+
+    def member_state(self, j: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.networks[j].state_dict().items()}
+
+    @torch.no_grad()
+    def load_member_state(self, j: int, state: dict[str, torch.Tensor]) -> None:
+        self.networks[j].load_state_dict(state)
+
+    def load_into(self, j: int, network: nn.Module) -> nn.Module:
+        if network is not self.networks[j]:
+            network.load_state_dict(self.member_state(j))
+        return network
+
+
+AnyPack = Pack | PlainPack
+
+
+def make_pack(networks: Sequence[nn.Module]) -> AnyPack:
+    """Fused when there are several members of a family that fuses, plain otherwise."""
+    if len(networks) > 1 and can_pack(networks[0]) is None:
+        return Pack(networks)
+    return PlainPack(networks)
+
+
+class _Optimizers:
+    """The pack's optimizer(s) as the loop steps them: one packed optimizer over the stacked
+    weights, or one torch optimizer per plain member; both through the gradient scaler."""
+
+    def __init__(self, pack: AnyPack, members: Sequence[Member]) -> None:
+        self.pack = pack
+        if isinstance(pack, Pack):
+            self.packed = make_packed_optimizer(list(pack.parameters()),
+                                                [m.params for m in members])
+        else:
+            self.plain = [make_optimizer(net, dict(m.params))
+                          for net, m in zip(pack.networks, members, strict=True)]
+
+    def zero_grad(self) -> None:
+        if isinstance(self.pack, Pack):
+            self.packed.zero_grad()
+        else:
+            for j in self.pack.slots:
+                self.plain[j].zero_grad(set_to_none=True)
+
+    def step(self, scaler: torch.amp.GradScaler) -> None:
+        if isinstance(self.pack, Pack):
+            scaler.step(self.packed)  # type: ignore[arg-type]  (it has param_groups)
+        else:
+            for j in self.pack.slots:
+                scaler.step(self.plain[j])
+        scaler.update()
+
+    def keep(self, rows: list[int]) -> None:
+        if isinstance(self.pack, Pack) and rows:
+            self.packed.keep(rows, list(self.pack.parameters()))
+
+
+def train(
+    pack: AnyPack,
+    members: Sequence[Member],
+    data: Any,
+    *,
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+    epochs: int,
+    seed: int,
+    time_limit_s: float | None = None,
+    precision: str = "auto",
+    on_epoch_all: Callable[[int, Mapping[int, dict[str, float]]], None] | None = None,
+) -> None:
+    """Train the pack on ``data`` (a TaskData on the device); each member's ``result`` (and
+    ``error``) is filled in.
+
+    The members share the batch size and the batch order (``seed``), as the pack's shape key
+    says; an interrupt stops the whole pack and is raised. ``on_epoch_all`` gets every active
+    member's metrics of an epoch before any member's ``on_epoch``, so a scheduler can judge
+    the members against each other.
+    """
+    started = time.monotonic()
+    device = data.x_train.device
+    pack.to(device)
+    if device.type == "cuda" and data.x_train.dim() == 4:
+        pack.to(memory_format=torch.channels_last)
+    amp = resolve_precision(precision, device)
+    scaler = amp.scaler()
+    optimizers = _Optimizers(pack, members)
+    batch_size = defaults.batch_size(members[0].params)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n = len(data.x_train)
+    for member in members:
+        member.result = FitResult()
+
+    def stop(j: int, error: BaseException | None = None) -> None:
+        members[j].active, members[j].error = False, error
+
+    for epoch in range(1, epochs + 1):
+        training = list(pack.slots)  # the members still training, in the pack's row order
+        if not training:
+            break
+        pack.train()
+        order = torch.randperm(n, device=device, generator=generator)
+        loss_sums = torch.zeros(len(training), device=device)
+        inputs = batches(data.x_train, order, batch_size)
+        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
+            interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
+            index = order[start:start + batch_size]
+            targets = data.y_train[index]
+            with amp.autocast():
+                outputs = pack(batch_layout(x))
+                losses = torch.stack([members[j].loss_fn(outputs[row], targets)
+                                      for row, j in enumerate(training)])
+            optimizers.zero_grad()
+            scaler.scale(losses.sum()).backward()  # each member gets its own loss's gradient
+            optimizers.step(scaler)
+            loss_sums += losses.detach().float() * len(index)
+        train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
+        outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
+        measured: dict[int, dict[str, float]] = {}
+        for row, j in enumerate(training):
+            metrics = _measure(j, members[j], epoch, train_losses[row], outputs[row], data,
+                               score, stop)
+            if metrics is not None:
+                measured[j] = metrics
+        if on_epoch_all is not None and measured:
+            on_epoch_all(epoch, measured)
+        for j, metrics in measured.items():
+            _judge(pack, j, members[j], epoch, metrics, stop)
+        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+            for j in training:
+                if members[j].active:
+                    stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
+                                         f"(stopped after epoch {epoch})"))
+        stopped = [j for j in training if not members[j].active]
+        if stopped:  # they leave the pack; the optimizer keeps the rows of those who stay
+            optimizers.keep(pack.set_aside(stopped))
+    for j, member in enumerate(members):
+        stopper = member.early_stopping
+        if stopper is not None and stopper.best_state is not None and member.error is None:
+            pack.load_member_state(j, stopper.best_state)
+            assert member.result is not None
+            member.result.best_epoch = stopper.best_epoch
+
+
+def _measure(j: int, member: Member, epoch: int, train_loss: float, outputs: torch.Tensor,
+             data: Any, score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+             stop: Callable[[int, BaseException | None], None]) -> dict[str, float] | None:
+    """One member's metrics of the epoch (None when its loss diverged: it stops)."""
+    if not math.isfinite(train_loss):
+        stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
+        return None
+    metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
+    metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
+    assert member.result is not None
+    member.result.history.append(metrics)
+    return metrics
+
+
+def _judge(pack: AnyPack, j: int, member: Member, epoch: int, metrics: dict[str, float],
+           stop: Callable[[int, BaseException | None], None]) -> None:
+    """One member's epoch after every member was measured: its callback, its early
+    stopping."""
+    assert member.result is not None
+    try:
+        member.on_epoch(epoch, metrics)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # stopped by the scheduler, or its logging failed
+        stop(j, exc)
+        return
+    stopper = member.early_stopping
+    if stopper is not None and stopper.step(epoch, metrics, lambda: pack.member_state(j)):
+        member.result.stopped_early = True
+        stop(j, None)
