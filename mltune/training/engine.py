@@ -55,15 +55,18 @@ class PlainPack(nn.Module):
     """K ordinary networks behind ``Pack``'s interface: for K = 1, and for families that
     cannot be fused (recurrent ones), each member trained by its own torch optimizer."""
 
-    def __init__(self, networks: Sequence[nn.Module]) -> None:
+    def __init__(self, networks: Sequence[nn.Module], compile_model: bool = False) -> None:
         super().__init__()
         if not networks:
             raise ValueError("a pack needs at least one member")
         self.networks = nn.ModuleList(networks)
+        # what runs the forward pass: ``torch.compile`` of each network when asked (the same
+        # parameters); a plain list, so the compiled wrappers are no submodules
+        self._run = [torch.compile(n) if compile_model else n for n in networks]
         self.slots = list(range(len(networks)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.networks[j](x) for j in self.slots])
+        return torch.stack([self._run[j](x) for j in self.slots])
 
     def set_aside(self, members: Iterable[int]) -> list[int]:
         """Members that stopped are no longer computed; the rows of those who stay."""
@@ -88,11 +91,12 @@ class PlainPack(nn.Module):
 AnyPack = Pack | PlainPack
 
 
-def make_pack(networks: Sequence[nn.Module]) -> AnyPack:
-    """Fused when there are several members of a family that fuses, plain otherwise."""
+def make_pack(networks: Sequence[nn.Module], compile_model: bool = False) -> AnyPack:
+    """Fused when there are several members of a family that fuses, plain otherwise
+    (``compile_model``: the plain members' forward passes through ``torch.compile``)."""
     if len(networks) > 1 and can_pack(networks[0]) is None:
         return Pack(networks)
-    return PlainPack(networks)
+    return PlainPack(networks, compile_model)
 
 
 class _Optimizers:
@@ -243,3 +247,30 @@ def _judge(pack: AnyPack, j: int, member: Member, epoch: int, metrics: dict[str,
     if stopper is not None and stopper.step(epoch, metrics, lambda: pack.member_state(j)):
         member.result.stopped_early = True
         stop(j, None)
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    params: Mapping[str, Any],
+    *,
+    loss_fn: Callable[..., torch.Tensor],
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    time_limit_s: float | None = None,
+    precision: str = "auto",
+    compile_model: bool = False,
+) -> FitResult:
+    """Train one ``model`` (a pack of one) and raise what stopped it, for callers outside a
+    search (benchmarks, tests); ``model`` ends with the best epoch's weights under
+    ``early_stopping``."""
+    member = Member(params, loss_fn, on_epoch or (lambda epoch, metrics: None), early_stopping)
+    train(PlainPack([model], compile_model), [member], data, score=score, epochs=epochs,
+          seed=seed, time_limit_s=time_limit_s, precision=precision)
+    if member.error is not None:
+        raise member.error
+    assert member.result is not None
+    return member.result

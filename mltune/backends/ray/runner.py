@@ -127,7 +127,7 @@ def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
                          scheduler=ActorScheduler(scheduler) if scheduler is not None else None)
     try:
         with stop_when_told(stop_key(context.search_id)):
-            outcome = runner.run(config["number"], config["sample"], config["vals"])
+            outcome = runner.run_params(config["number"], config["params"])
     except KeyboardInterrupt:
         return  # the search was interrupted: the run is KILLED, nothing to report
     result = result_of(outcome, spec.metric, spec.direction)
@@ -190,7 +190,7 @@ class NumberedHyperOpt(HyperOptSearch):
         if sample is None:
             return None
         doc = self._live_trial_mapping[trial_id][1]
-        return {"number": self.session.take_number(), "sample": sample,
+        return {"number": self.session.take_number(), "params": decode(sample),
                 "vals": point_of(doc)}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -241,7 +241,7 @@ class Outcomes(tune.Callback):
         assert self.session is not None
         run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
         log.warning("trial %d failed: %s", number, error)
-        self.session.record(TrialOutcome(number, run_id or "", decode(trial.config["sample"]),
+        self.session.record(TrialOutcome(number, run_id or "", trial.config["params"],
                                          TrialStatus.FAILED, error=error))
 
     def __getstate__(self) -> dict[str, Any]:
