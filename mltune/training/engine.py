@@ -11,6 +11,7 @@ go on. Nothing is read back from the device inside an epoch.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,23 @@ from mltune.training.packing import Pack, can_pack
 from mltune.training.precision import resolve_precision
 
 
+@dataclass(frozen=True)
+class Exploit:
+    """What a member's ``on_epoch`` returns to go on from member ``source``'s row (weights,
+    buffers, optimizer state) with new ``values`` of its free hyperparameters (population-based
+    training: a scheduler's EXPLOIT)."""
+
+    source: int
+    values: Mapping[str, Any]
+
+
+def _optimizer_key(name: str) -> str:
+    """A hyperparameter's name as the optimizer calls it (``learning_rate`` -> ``lr``)."""
+    if name == "learning_rate":
+        return "lr"
+    return name.split(".", 1)[1] if name.startswith("optimizer.") else name
+
+
 @dataclass
 class Member:
     """One member as the loop sees it. ``on_epoch`` may raise to stop this member alone (a
@@ -44,7 +62,7 @@ class Member:
 
     params: Mapping[str, Any]
     loss_fn: Callable[..., torch.Tensor]
-    on_epoch: Callable[[int, dict[str, float]], None]
+    on_epoch: Callable[[int, dict[str, float]], Exploit | None]
     early_stopping: EarlyStopping | None = None
     result: FitResult | None = None
     error: BaseException | None = None
@@ -127,6 +145,23 @@ class _Optimizers:
                 scaler.step(self.plain[j])
         scaler.update()
 
+    @torch.no_grad()
+    def copy(self, source: int, target: int, values: Mapping[str, Any]) -> None:
+        """Member ``target`` takes ``source``'s optimizer state and values, then ``values``."""
+        new = {_optimizer_key(k): float(v) for k, v in values.items()}
+        if isinstance(self.pack, Pack):
+            rs, rt = self.pack.slots.index(source), self.pack.slots.index(target)
+            for state in self.packed.state:
+                for tensor in state.values():
+                    tensor[rt].copy_(tensor[rs])
+            for key, per_member in self.packed.hyper.items():
+                per_member[rt] = new.get(key, per_member[rs])
+            return
+        # a deep copy: load_state_dict keeps the very tensors it is given (step, moments)
+        self.plain[target].load_state_dict(copy.deepcopy(self.plain[source].state_dict()))
+        for group in self.plain[target].param_groups:
+            group.update({k: v for k, v in new.items() if k in group})
+
     def keep(self, rows: list[int]) -> None:
         if isinstance(self.pack, Pack) and rows:
             self.packed.keep(rows, list(self.pack.parameters()))
@@ -199,8 +234,11 @@ def train(
                 measured[j] = metrics
         if on_epoch_all is not None and measured:
             on_epoch_all(epoch, measured)
-        for j, metrics in measured.items():
-            _judge(pack, j, members[j], epoch, metrics, stop)
+        exploits = {j: _judge(pack, j, members[j], epoch, metrics, stop)
+                    for j, metrics in measured.items()}
+        for j, answer in exploits.items():
+            if answer is not None and members[j].active:
+                _exploit(pack, optimizers, members, j, answer)
         if time_limit_s is not None and time.monotonic() - started > time_limit_s:
             for j in training:
                 if members[j].active:
@@ -232,21 +270,33 @@ def _measure(j: int, member: Member, epoch: int, train_loss: float, outputs: tor
 
 
 def _judge(pack: AnyPack, j: int, member: Member, epoch: int, metrics: dict[str, float],
-           stop: Callable[[int, BaseException | None], None]) -> None:
+           stop: Callable[[int, BaseException | None], None]) -> Exploit | None:
     """One member's epoch after every member was measured: its callback, its early
-    stopping."""
+    stopping; an ``Exploit`` the callback answered."""
     assert member.result is not None
     try:
-        member.on_epoch(epoch, metrics)
+        answer = member.on_epoch(epoch, metrics)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # stopped by the scheduler, or its logging failed
         stop(j, exc)
-        return
+        return None
     stopper = member.early_stopping
     if stopper is not None and stopper.step(epoch, metrics, lambda: pack.member_state(j)):
         member.result.stopped_early = True
         stop(j, None)
+    return answer
+
+
+def _exploit(pack: AnyPack, optimizers: _Optimizers, members: Sequence[Member], target: int,
+             answer: Exploit) -> None:
+    """Member ``target`` goes on as a copy of ``answer.source`` with the new values."""
+    if answer.source not in pack.slots:
+        raise ValueError(f"exploit source {answer.source} is not training in this pack; "
+                         f"allowed: {pack.slots}")
+    pack.load_member_state(target, pack.member_state(answer.source))
+    optimizers.copy(answer.source, target, answer.values)
+    members[target].params = {**members[answer.source].params, **answer.values}
 
 
 def fit(

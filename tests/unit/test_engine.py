@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional
 
 from mltune.models.mlp import MLP
-from mltune.training.engine import Member, PlainPack, make_pack, train
+from mltune.training.engine import Exploit, Member, PlainPack, make_pack, train
 from mltune.training.packing import Pack
 
 PARAMS = {"learning_rate": 1e-2, "optimizer": "adam", "batch_size": 16}
@@ -120,3 +121,32 @@ def test_a_member_that_stops_leaves_and_the_others_go_on():
     assert pack.slots == [0]
     assert isinstance(both[1].error, Stop) and len(both[1].result.history) == 1
     assert len(both[0].result.history) == 3
+
+
+def exploiting(at: int, source: int, values: dict):
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> Exploit | None:
+        return Exploit(source, values) if epoch == at else None
+    return on_epoch
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_exploiting_member_trains_on_as_its_source_with_the_new_values(fused):
+    networks = [mlp(j) for j in range(3)]
+    pack = Pack(networks) if fused else PlainPack(networks)
+    three = members(3, [1e-2, 3e-3, 3e-2])
+    three[1].on_epoch = exploiting(1, 0, {"learning_rate": 1e-2})  # the source's own lr
+    three[2].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})  # a new lr
+    train(pack, three, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    source, copy, changed = (pack.member_state(j) for j in range(3))
+    for key, value in source.items():  # weights and optimizer state copied: the same path
+        assert torch.allclose(copy[key], value, atol=1e-6), key
+    assert three[1].result.history[1:] == pytest.approx(three[0].result.history[1:])
+    assert three[2].params["learning_rate"] == 5e-2
+    assert not torch.allclose(changed["body.0.weight"], source["body.0.weight"])
+    # and the new lr is what trains it: the source's row continued with lr 5e-2 by hand
+    reference = members(1, [1e-2])
+    reference[0].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})
+    alone = make_pack([mlp(0)])
+    train(alone, reference, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    for key, value in alone.member_state(0).items():
+        assert torch.allclose(changed[key], value, atol=1e-5), key
