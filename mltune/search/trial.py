@@ -11,6 +11,7 @@ resumed search's view of a trial agree.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,7 @@ from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
 from mltune.training.device import seed_everything
-from mltune.training.engine import Member, make_pack, train
+from mltune.training.engine import Exploit, Member, make_pack, train
 from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
 
@@ -132,13 +133,14 @@ class TrialRunner:
         be); a member that did not finish is ended by ``_ended``."""
         spec = self.spec
         peers: dict[int, float] = {}  # this epoch's value of each member, by trial number
+        index = {o.number: j for j, o in enumerate(outcomes)}  # trial number -> member
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
             peers.clear()
             peers.update({outcomes[j].number: m[spec.metric] for j, m in metrics.items()})
 
         members = [Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, run, peers), self.stopper())
+                          self.epoch_done(o.number, run, peers, index), self.stopper())
                    for o, run in zip(outcomes, runs, strict=True)]
         pack = make_pack(networks, compile_model=spec.compile)
         if isinstance(pack, Pack):
@@ -200,13 +202,16 @@ class TrialRunner:
         return (EarlyStopping(spec.metric, spec.direction, spec.patience)
                 if spec.patience else None)
 
-    def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None
-                   ) -> Callable[[int, dict[str, float]], None]:
+    def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None,
+                   members: Mapping[int, int] | None = None
+                   ) -> Callable[[int, dict[str, float]], Exploit | None]:
         """After each epoch: its metrics sent, Ctrl-C honoured, the scheduler asked (with
-        the values of the pack's other members at this epoch, ``peers``, when packed)."""
+        the values of the pack's other members at this epoch, ``peers``, when packed) and its
+        answer turned into what the engine does: go on, stop (``TrialPruned``), or go on from
+        another member's row (``Exploit``; ``members``: trial number -> member index)."""
         spec, best = self.spec, []
 
-        def done(epoch: int, metrics: dict[str, float]) -> None:
+        def done(epoch: int, metrics: dict[str, float]) -> Exploit | None:
             run.log_epoch(epoch, metrics)
             interrupts.check()
             value = metrics[spec.metric]
@@ -214,13 +219,19 @@ class TrialRunner:
                 best[:] = [value]
             others = {n: v for n, v in (peers or {}).items() if n != number}
             decision = self.scheduler.on_result(number, epoch, value, others)
-            if decision.action is Action.EXPLOIT:
-                raise SearchError(f"pruning.rule {spec.pruning.rule!r} answered EXPLOIT, which "
-                                  "these trials cannot honour yet; allowed: continue, stop")
             # the scheduler hears every epoch; at the last one there is nothing left to save,
             # and a trial stopped there would lose the model it has finished training
             if decision.action is Action.STOP and epoch < spec.epochs:
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
+            if decision.action is not Action.EXPLOIT:
+                return None
+            if decision.source not in (members or {}):
+                raise SearchError(f"the {spec.pruning.rule} scheduler asked trial {number} to "
+                                  f"exploit trial {decision.source}, which is not in its pack; "
+                                  f"allowed: {sorted(members or {})}")
+            run.client.set_tag(run.run_id, f"{T.EXPLOIT}.{epoch}", json.dumps(
+                {"source": decision.source, "values": dict(decision.values)}, default=str))
+            return Exploit((members or {})[decision.source], decision.values)
 
         return done
 
