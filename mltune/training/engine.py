@@ -84,6 +84,8 @@ class PlainPack(nn.Module):
         self.slots = list(range(len(networks)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.slots) == 1:  # a view, no copy: a lone trial pays nothing for the stack
+            return self._run[self.slots[0]](x).unsqueeze(0)
         return torch.stack([self._run[j](x) for j in self.slots])
 
     def set_aside(self, members: Iterable[int]) -> list[int]:
@@ -218,10 +220,12 @@ def train(
             targets = data.y_train[index]
             with amp.autocast():
                 outputs = pack(batch_layout(x))
-                losses = torch.stack([members[j].loss_fn(outputs[row], targets)
-                                      for row, j in enumerate(training)])
+                each = [members[j].loss_fn(outputs[row], targets)
+                        for row, j in enumerate(training)]
+                total = each[0] if len(each) == 1 else torch.stack(each).sum()
             optimizers.zero_grad()
-            scaler.scale(losses.sum()).backward()  # each member gets its own loss's gradient
+            scaler.scale(total).backward()  # each member gets its own loss's gradient
+            losses = each[0].unsqueeze(0) if len(each) == 1 else torch.stack(each)
             optimizers.step(scaler)
             loss_sums += losses.detach().float() * len(index)
         train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
