@@ -2,8 +2,9 @@
 from the code before the engine), and a fused pack of 8 against 8 trials one at a time.
 
 The same MLP configurations on a synthetic classification table (fp32, the CPU by default),
-run interleaved (old then new, new then old, ...) so drift and order hit both alike; printed: the median seconds
-of each and their ratio (target: within 3%), then trials/hour for K = 8 packed and K = 1.
+run interleaved (old then new, new then old, ...) so drift and order hit both alike;
+printed: the median seconds of each and their ratio (target: within 3%), then trials/hour
+for K = 8 packed and K = 1.
 No MLflow: the loop alone.
 
 Run: python benchmarks/engine.py [--rows 20000] [--epochs 3] [--repeat 5] [--members 8]
