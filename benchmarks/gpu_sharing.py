@@ -29,7 +29,7 @@ def train_once(epochs: int, samples: int, start: mp.Event | None = None) -> floa
     from throughput import synthetic_images
 
     from mltune.tasks import get_task
-    from mltune.training.fit import fit
+    from mltune.training.engine import fit
 
     task = get_task("image")
     data = synthetic_images(samples, 16, torch.device("cuda"))

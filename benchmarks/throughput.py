@@ -31,7 +31,7 @@ from mltune.data.splits import TaskData
 from mltune.tasks import get_task
 from mltune.tracking.runs import TrialRun
 from mltune.training.device import resolve_device
-from mltune.training.fit import fit
+from mltune.training.engine import fit
 from mltune.training.precision import resolve_precision
 
 PARAMS = {"num_blocks": 3, "channels": 32, "kernel_size": 3, "hidden_size": 128,

@@ -45,7 +45,7 @@ from mltune.data.splits import TaskData
 from mltune.spec.model import SearchSpec
 from mltune.tasks import get_task
 from mltune.training.device import resolve_device, seed_everything
-from mltune.training.fit import fit
+from mltune.training.engine import fit
 
 
 def pure_training(spec, configs, data) -> float:

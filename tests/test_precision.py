@@ -10,7 +10,7 @@ import mltune
 from mltune.core.errors import SpecError
 from mltune.tasks import get_task
 from mltune.tracking.model import load_network
-from mltune.training.fit import fit
+from mltune.training.engine import fit
 
 TINY = {"max_evals": 1, "epochs": 2, "seed": 1, "algo": "rand", "device": "cpu",
         "space": {"batch_size": 64, "lr": 0.003, "optimizer": "adam"}}

@@ -23,7 +23,6 @@ from mltune.search.hyperopt import (
     algorithm,
     domain_of,
     done,
-    point_of,
     rebuilt_trials,
     result_of,
     suggest_pack,
@@ -62,7 +61,7 @@ class LocalBackend:
             else:
                 docs = suggest_pack(space, trials, algo, rng, sized, session.is_free,
                                     domain=domain)
-            points = [(space_eval(space, spec_from_misc(d["misc"])), point_of(d)) for d in docs]
+            points = [decode(space_eval(space, spec_from_misc(d["misc"]))) for d in docs]
             for doc, outcome in zip(docs, session.run_pack(points), strict=True):
                 doc["state"], doc["result"] = JOB_STATE_DONE, result(outcome)
                 doc["refresh_time"] = time.time()

@@ -25,9 +25,9 @@ from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
 from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
-from mltune.search.pruning import make_pruner
 from mltune.search.result import SearchResult, select_best
 from mltune.search.resume import ResumeState, resume_search
+from mltune.search.schedulers import make_scheduler
 from mltune.search.session import Session
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
@@ -115,7 +115,7 @@ def tune(
             finisher = Finisher()
             runner = TrialRunner(spec, task, data, search, device,
                                  resolve_precision(spec.precision, device).name,
-                                 judge=make_pruner(spec.pruning, spec.direction),
+                                 scheduler=make_scheduler(spec.pruning, spec.direction),
                                  finish=finisher.submit)
             session = Session(spec, task, data, search, device, runner,
                               Progress(spec, search.log_best, progress, history.outcomes),

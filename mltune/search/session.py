@@ -1,7 +1,7 @@
 """A running search as a backend drives it: trial numbers, outcomes, progress and stop rules.
 
 The backend decides where trials run; whichever it is, each trial gets its number here and its
-outcome is recorded here (the local backend's trials through ``run_trial``, a Ray worker's
+outcome is recorded here (the local backend's trials through ``run_pack``, a Ray worker's
 through ``record``), so numbering, ``best_<metric>``, progress and stop rules are the same.
 """
 
@@ -42,12 +42,6 @@ class Session:
         number, self.next_number = self.next_number, self.next_number + 1
         return number
 
-    def run_trial(self, sample: Mapping[str, Any], vals: Mapping[str, Any]) -> TrialOutcome:
-        """Run the next trial here and record it."""
-        outcome = self.runner.run(self.take_number(), sample, vals)
-        self.record(outcome)
-        return outcome
-
     def is_free(self, key: str) -> bool:
         """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``)."""
         return is_free(key, self.task)
@@ -62,14 +56,13 @@ class Session:
             return limit
         return self.sizes.size(params, limit)
 
-    def run_pack(self, points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
-                 ) -> list[TrialOutcome]:
-        """Run ``(sample, vals)`` points as one pack (a single point: one trial) and record
-        each."""
-        if len(points) == 1:
-            return [self.run_trial(*points[0])]
-        members = [(self.take_number(), sample, vals) for sample, vals in points]
-        pack, self.next_pack = self.next_pack, self.next_pack + 1
+    def run_pack(self, points: Sequence[Mapping[str, Any]]) -> list[TrialOutcome]:
+        """Run trials with these decoded params as one pack (a single point: a lone trial,
+        no pack number) and record each; one outcome per point, in order."""
+        members = [(self.take_number(), params) for params in points]
+        pack = None
+        if len(members) > 1:
+            pack, self.next_pack = self.next_pack, self.next_pack + 1
         outcomes = self.runner.run_pack(pack, members)
         for outcome in outcomes:
             self.record(outcome)

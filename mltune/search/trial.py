@@ -11,53 +11,45 @@ resumed search's view of a trial agree.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from mltune.core import interrupts
+from mltune.core.errors import SearchError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.data.splits import TaskData
 from mltune.search.packs import structure
-from mltune.search.pruning import TrialPruned
+from mltune.search.schedulers.base import Action, Scheduler
+from mltune.search.schedulers.none import NoScheduler
 from mltune.spec.model import SearchSpec
-from mltune.spec.space import decode
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
 from mltune.training.device import seed_everything
-from mltune.training.fit import EarlyStopping, FitResult, fit
-from mltune.training.fit_pack import Member, fit_pack
+from mltune.training.engine import Exploit, Member, make_pack, train
+from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
 
 log = logging.getLogger(__name__)
 Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now or later)
 
 
-class Judge(Protocol):
-    """A pruning rule as a trial sees it (the local ``Pruner``, or a Ray actor's proxy)."""
+class TrialPruned(Exception):
+    """Raised from the epoch callback when the scheduler stops a trial; carries its best value."""
 
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool: ...
-
-    def finish(self, trial: int) -> None: ...
-
-
-class NoPruning:
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool:
-        return False
-
-    def finish(self, trial: int) -> None:
-        pass
+    def __init__(self, epoch: int, best: float, rule: str) -> None:
+        super().__init__(f"pruned by the {rule} rule at epoch {epoch}")
+        self.epoch, self.best, self.rule = epoch, best, rule
 
 
 @dataclass
@@ -74,83 +66,41 @@ class TrialRunner:
     """Runs trials of one search (or the single run of ``mltune train``): decode, open the run,
     train, log, close with a status.
 
-    Self-contained (no search-wide state but the pruning rule), so a backend can run it in a
+    Self-contained (no search-wide state but the scheduler), so a backend can run it in a
     worker process.
     """
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun | None,
-                 device: torch.device, precision: str, judge: Judge | None = None,
+                 device: torch.device, precision: str, scheduler: Scheduler | None = None,
                  finish: Finish = inline, raise_failures: bool = False) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
         self.device, self.precision = device, precision
-        self.judge = judge or NoPruning()
+        self.scheduler = scheduler or NoScheduler(spec.pruning, spec.direction)
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
 
-    def run(self, number: int, sample: Mapping[str, Any],
-            vals: Mapping[str, Any] | None = None) -> TrialOutcome:
-        """Trial ``number`` for hyperopt's ``sample``; never raises for a failed trial (an
-        interrupt and a lost tracking server do raise: they stop the search)."""
-        try:
-            return self.run_params(number, decode(sample), vals)
-        finally:
-            self.judge.finish(number)
-
-    def run_params(self, number: int, params: dict[str, Any],
-                   vals: Mapping[str, Any] | None = None,
+    def run_params(self, number: int, params: Mapping[str, Any],
                    run_name: str | None = None) -> TrialOutcome:
-        started = time.perf_counter()
-        outcome = TrialOutcome(number, "", params, TrialStatus.RUNNING)
-        run: TrialRun | None = None
-        try:
-            run = TrialRun.open(self.search, number, params, self.device, run_name=run_name,
-                                vals=vals, precision=self.precision)
-            outcome.run_id = run.run_id
-            trained = self._train(number, params, run)
-        except TrialPruned as pruned:
-            outcome.status, outcome.error = TrialStatus.PRUNED, str(pruned)
-            outcome.metrics = {self.spec.metric: pruned.best}
-            assert run is not None
-            run.end(TrialStatus.PRUNED, {T.OBJECTIVE: repr(float(pruned.best)),
-                                         T.EPOCHS_RUN: str(pruned.epoch), T.ERROR: str(pruned)})
-        except (KeyboardInterrupt, SystemExit):
-            if run is not None:
-                run.end(TrialStatus.KILLED, {T.INTERRUPTED: "true"})
-            raise
-        except Exception as exc:
-            if is_outage(exc):  # the server is gone: a resume re-runs this trial
-                if run is not None:
-                    best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
-                raise
-            outcome.status, outcome.error = TrialStatus.FAILED, describe_error(exc)
-            if run is not None:
-                run.fail(outcome.error)
-            if self.raise_failures:
-                raise
-            log.warning("trial %d failed: %s", number, outcome.error)
-        else:
-            outcome.status, outcome.metrics = TrialStatus.FINISHED, trained.result.final
-            self.finish(lambda: self._log(trained, outcome))
-        finally:
-            release_memory(self.device)
-        outcome.seconds = time.perf_counter() - started
-        return outcome
+        """Trial ``number`` with decoded ``params``: a pack of one. Never raises for a failed
+        trial unless ``raise_failures`` (an interrupt and a lost tracking server do raise:
+        they stop the search)."""
+        return self.run_pack(None, [(number, params)], run_name=run_name)[0]
 
-    def run_pack(self, pack: int, members: Sequence[tuple[int, Mapping[str, Any],
-                                                          Mapping[str, Any] | None]],
-                 ) -> list[TrialOutcome]:
-        """Trials ``(number, sample, vals)`` trained at once as one fused network (``Pack``);
-        each is still a trial of its own: its run, params, metrics, model and status (tag
-        ``mltune.pack``). Members whose networks differ in structure train in packs apart."""
+    def run_pack(self, pack: int | None, members: Sequence[tuple[int, Mapping[str, Any]]],
+                 run_name: str | None = None) -> list[TrialOutcome]:
+        """Trials ``(number, params)`` trained at once by the engine (``pack``: its number,
+        tagged ``mltune.pack``; None for a lone trial); each is still a trial of its own: its
+        run, params, metrics, model and status. Members whose networks differ in structure
+        train in packs apart."""
         started = time.perf_counter()
-        outcomes = [TrialOutcome(number, "", decode(sample), TrialStatus.RUNNING, pack=pack)
-                    for number, sample, _ in members]
+        outcomes = [TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=pack)
+                    for number, params in members]
         runs: list[TrialRun] = []
         try:
-            for outcome, (_, _, vals) in zip(outcomes, members, strict=True):
+            for outcome in outcomes:
                 runs.append(TrialRun.open(self.search, outcome.number, outcome.params,
-                                          self.device, vals=vals, precision=self.precision,
-                                          pack=pack))
+                                          self.device, run_name=run_name,
+                                          precision=self.precision, pack=pack))
                 outcome.run_id = runs[-1].run_id
             groups: dict[Any, list[int]] = {}
             networks = [self.build(o.number, o.params) for o in outcomes]
@@ -159,26 +109,18 @@ class TrialRunner:
             for group in groups.values():
                 self._train_group([outcomes[j] for j in group], [runs[j] for j in group],
                                   [networks[j] for j in group])
-        except (KeyboardInterrupt, SystemExit):
-            for run in runs:
-                run.end(TrialStatus.KILLED, {T.INTERRUPTED: "true"})
-            raise
-        except Exception as exc:
-            if is_outage(exc):
-                for run in runs:
-                    best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
-                raise
-            error = describe_error(exc)  # the pack as a whole failed (out of memory...)
-            for outcome, run in zip(outcomes, runs, strict=False):
+        except BaseException as exc:  # the pack as a whole stopped (out of memory, Ctrl-C...)
+            fatal = False
+            for j, outcome in enumerate(outcomes):
                 if outcome.status == TrialStatus.RUNNING:
-                    outcome.status, outcome.error = TrialStatus.FAILED, error
-                    run.fail(error)
-            for outcome in outcomes[len(runs):]:
-                outcome.status, outcome.error = TrialStatus.FAILED, error
-            log.warning("pack %d failed: %s", pack, error)
+                    fatal |= self._ended(outcome, runs[j] if j < len(runs) else None, exc)
+                else:
+                    fatal |= isinstance(exc, (KeyboardInterrupt, SystemExit)) or is_outage(exc)
+            if fatal or self.raise_failures:
+                raise
         finally:
             for outcome in outcomes:
-                self.judge.finish(outcome.number)
+                self.scheduler.on_end(outcome.number)
             release_memory(self.device)
         seconds = time.perf_counter() - started
         for outcome in outcomes:
@@ -187,70 +129,63 @@ class TrialRunner:
 
     def _train_group(self, outcomes: list[TrialOutcome], runs: list[TrialRun],
                      networks: list[nn.Module]) -> None:
-        """Members of one structure: fused when there are several, alone when one."""
-        if len(outcomes) == 1:
-            outcome, run = outcomes[0], runs[0]
-            try:
-                trained = self._train(outcome.number, outcome.params, run)
-            except Exception as exc:
-                self._stopped(outcome, run, exc)
-            else:
-                outcome.status, outcome.metrics = TrialStatus.FINISHED, trained.result.final
-                self.finish(lambda: self._log(trained, outcome))
-            return
+        """Members of one structure, trained together by the engine (fused when they can
+        be); a member that did not finish is ended by ``_ended``."""
         spec = self.spec
         peers: dict[int, float] = {}  # this epoch's value of each member, by trial number
+        index = {o.number: j for j, o in enumerate(outcomes)}  # trial number -> member
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
             peers.clear()
             peers.update({outcomes[j].number: m[spec.metric] for j, m in metrics.items()})
 
         members = [Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, run, peers), self.stopper())
+                          self.epoch_done(o.number, run, peers, index), self.stopper())
                    for o, run in zip(outcomes, runs, strict=True)]
-        seed_everything(spec.seed + outcomes[0].number)  # the pack's dropout draws
-        fused = Pack(networks)
-        fit_pack(fused, members, self.data, score=self.score, epochs=spec.epochs,
-                 seed=spec.seed, time_limit_s=spec.trial_timeout_s, precision=spec.precision,
-                 on_epoch_all=epoch_values)
+        pack = make_pack(networks, compile_model=spec.compile)
+        if isinstance(pack, Pack):
+            seed_everything(spec.seed + outcomes[0].number)  # the fused pack's dropout draws
+        train(pack, members, self.data, score=self.score, epochs=spec.epochs, seed=spec.seed,
+              time_limit_s=spec.trial_timeout_s, precision=spec.precision,
+              on_epoch_all=epoch_values)
         finished: list[tuple[Trained, TrialOutcome]] = []
         for j, (outcome, run, member) in enumerate(zip(outcomes, runs, members, strict=True)):
             run.stop_monitor()
             assert member.result is not None
             if member.error is not None:
-                self._stopped(outcome, run, member.error)
+                if self._ended(outcome, run, member.error) or self.raise_failures:
+                    raise member.error
                 continue
             outcome.status, outcome.metrics = TrialStatus.FINISHED, member.result.final
-            network = fused.load_into(j, networks[j])
+            network = pack.load_into(j, networks[j])
             finished.append((Trained(run, network, outcome.params, member.result), outcome))
         if finished:  # the members' models, logged together in the background
             self.finish(lambda: [self._log(t, o) for t, o in finished])
 
-    def _stopped(self, outcome: TrialOutcome, run: TrialRun, error: BaseException) -> None:
-        """A member that did not finish: pruned, or failed (diverged, timed out...)."""
+    def _ended(self, outcome: TrialOutcome, run: TrialRun | None,
+               error: BaseException) -> bool:
+        """The one place a trial that did not finish gets its status and its run's ending:
+        stopped by the scheduler (PRUNED: KILLED, ``mltune.pruned``), interrupted or cut off
+        from the tracking server (KILLED, ``mltune.interrupted``: a resume re-runs it), or
+        failed (FAILED, ``mltune.error``). True when ``error`` must stop the search."""
         if isinstance(error, TrialPruned):
             outcome.status, outcome.error = TrialStatus.PRUNED, str(error)
             outcome.metrics = {self.spec.metric: error.best}
-            run.end(TrialStatus.PRUNED, {T.OBJECTIVE: repr(float(error.best)),
-                                         T.EPOCHS_RUN: str(error.epoch), T.ERROR: str(error)})
-            return
+            if run is not None:
+                run.end(TrialStatus.PRUNED, {T.OBJECTIVE: repr(float(error.best)),
+                                             T.EPOCHS_RUN: str(error.epoch),
+                                             T.ERROR: str(error)})
+            return False
         if isinstance(error, (KeyboardInterrupt, SystemExit)) or is_outage(error):
-            raise error
+            outcome.status = TrialStatus.KILLED
+            if run is not None:
+                best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
+            return True
         outcome.status, outcome.error = TrialStatus.FAILED, describe_error(error)
-        run.fail(outcome.error)
+        if run is not None:
+            run.fail(outcome.error)
         log.warning("trial %d failed: %s", outcome.number, outcome.error)
-
-    def _train(self, number: int, params: Mapping[str, Any], run: TrialRun) -> Trained:
-        spec = self.spec
-        network = self.build(number, params)
-        result = fit(network, self.data, params,
-                     loss_fn=self.task.make_loss(params, self.data),
-                     score=self.score, epochs=spec.epochs, seed=spec.seed,
-                     on_epoch=self.epoch_done(number, run), early_stopping=self.stopper(),
-                     time_limit_s=spec.trial_timeout_s, precision=spec.precision,
-                     compile_model=spec.compile)
-        run.stop_monitor()
-        return Trained(run, network, params, result)
+        return False
 
     def build(self, number: int, params: Mapping[str, Any]) -> nn.Module:
         """Trial ``number``'s network: its initial weights (and dropout draws) come from the
@@ -267,23 +202,36 @@ class TrialRunner:
         return (EarlyStopping(spec.metric, spec.direction, spec.patience)
                 if spec.patience else None)
 
-    def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None
-                   ) -> Callable[[int, dict[str, float]], None]:
-        """After each epoch: its metrics sent, Ctrl-C honoured, the pruning rule asked (with
-        the values of the pack's other members at this epoch, ``peers``, when packed)."""
+    def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None,
+                   members: Mapping[int, int] | None = None
+                   ) -> Callable[[int, dict[str, float]], Exploit | None]:
+        """After each epoch: its metrics sent, Ctrl-C honoured, the scheduler asked (with
+        the values of the pack's other members at this epoch, ``peers``, when packed) and its
+        answer turned into what the engine does: go on, stop (``TrialPruned``), or go on from
+        another member's row (``Exploit``; ``members``: trial number -> member index)."""
         spec, best = self.spec, []
 
-        def done(epoch: int, metrics: dict[str, float]) -> None:
+        def done(epoch: int, metrics: dict[str, float]) -> Exploit | None:
             run.log_epoch(epoch, metrics)
             interrupts.check()
             value = metrics[spec.metric]
             if not best or spec.direction.better(value, best[0]):
                 best[:] = [value]
             others = {n: v for n, v in (peers or {}).items() if n != number}
-            # the rule hears every epoch; at the last one there is nothing left to save, and
-            # a trial stopped there would lose the model it has finished training
-            if self.judge.report(number, epoch, value, others) and epoch < spec.epochs:
+            decision = self.scheduler.on_result(number, epoch, value, others)
+            # the scheduler hears every epoch; at the last one there is nothing left to save,
+            # and a trial stopped there would lose the model it has finished training
+            if decision.action is Action.STOP and epoch < spec.epochs:
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
+            if decision.action is not Action.EXPLOIT:
+                return None
+            if decision.source not in (members or {}):
+                raise SearchError(f"the {spec.pruning.rule} scheduler asked trial {number} to "
+                                  f"exploit trial {decision.source}, which is not in its pack; "
+                                  f"allowed: {sorted(members or {})}")
+            run.client.set_tag(run.run_id, f"{T.EXPLOIT}.{epoch}", json.dumps(
+                {"source": decision.source, "values": dict(decision.values)}, default=str))
+            return Exploit((members or {})[decision.source], decision.values)
 
         return done
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mltune.core.errors import SpecError
+from mltune.spec.catalogs import SCHEDULERS
 from mltune.spec.model import (
     COMMON_DATA_KEYS,
     NOT_A_KEY,
@@ -255,7 +256,6 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
             "ray_address": address.strip() if address else None}
 
 
-PRUNING_RULES = ("none", "median", "asha")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -263,7 +263,7 @@ def _pruning_spec(value: Any) -> PruningSpec:
     keys = tuple(PruningSpec.__dataclass_fields__)
     raw = section(value, "pruning", keys)
     return PruningSpec(
-        rule=string(raw, "pruning.rule", "none", PRUNING_RULES),
+        rule=string(raw, "pruning.rule", "none", tuple(SCHEDULERS.names())),
         warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
         warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
         min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),

@@ -1,33 +1,25 @@
-"""The training loop: one screen, top to bottom.
+"""What the training loop (``engine``) and the code around it share: its result, its errors,
+early stopping, the batch layout and batched prediction.
 
 Data is already on the device; batches are index slices of it (no DataLoader, no worker
 processes), unless the data set is too large for memory: then the split is ``Streamed`` from
-disk by worker processes (``mltune.streaming``). The loop never reads a value back from the
-device inside an epoch: the loss sum is accumulated on the device and read once per epoch,
-where NaN/inf is also caught. On CUDA the forward pass runs under autocast (``precision``),
-CNN inputs in ``channels_last``.
+disk by worker processes (``mltune.streaming``). On CUDA image batches go in ``channels_last``.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
-from mltune.core import interrupts
 from mltune.core.terms import Direction
-from mltune.data.streaming import Streamed, batches
+from mltune.data.streaming import Streamed
 from mltune.spec.rules import WholeNumber
-from mltune.training.optim import make_optimizer
-from mltune.training.precision import Precision, resolve_precision
+from mltune.training.precision import Precision
 
-EpochCallback = Callable[[int, dict[str, float]], None]
 FIT_RULES = {"batch_size": WholeNumber(minimum=1)}  # the hyperparameters the loop reads
 
 
@@ -104,75 +96,3 @@ def batch_layout(x: torch.Tensor) -> torch.Tensor:
     if x.is_cuda and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def fit(
-    model: nn.Module,
-    data: Any,
-    params: Mapping[str, Any],
-    *,
-    loss_fn: Callable[..., torch.Tensor],
-    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
-    epochs: int,
-    seed: int,
-    on_epoch: EpochCallback | None = None,
-    early_stopping: EarlyStopping | None = None,
-    time_limit_s: float | None = None,
-    precision: str = "auto",
-    compile_model: bool = False,
-) -> FitResult:
-    """Train ``model`` on ``data`` (a TaskData already on the model's device).
-
-    ``on_epoch`` may raise to stop training (a pruning rule does); ``early_stopping`` ends it
-    when the metric stops improving and restores the best epoch's weights. ``compile_model``
-    trains a ``torch.compile`` of the network (same parameters; ``model`` is what is kept).
-    """
-    started = time.monotonic()
-    device = data.x_train.device
-    model.to(device)
-    if device.type == "cuda" and data.x_train.dim() == 4:
-        model.to(memory_format=torch.channels_last)
-    amp = resolve_precision(precision, device)
-    scaler = amp.scaler()
-    network = torch.compile(model) if compile_model else model
-    optimizer = make_optimizer(model, dict(params))
-    batch_size = int(params.get("batch_size", 64))
-    generator = torch.Generator(device=device).manual_seed(seed)
-    n = len(data.x_train)
-    result = FitResult()
-    for epoch in range(1, epochs + 1):
-        network.train()
-        order = torch.randperm(n, device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        inputs = batches(data.x_train, order, batch_size)
-        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
-            interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
-            index = order[start:start + batch_size]
-            with amp.autocast():
-                loss = loss_fn(network(batch_layout(x)), data.y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach().float() * len(index)
-        train_loss = float(loss_sum / n)  # the one read-back of the epoch
-        if not math.isfinite(train_loss):
-            raise DivergedError(f"train_loss became {train_loss} at epoch {epoch}")
-        outputs = predict_batches(network, data.x_val, precision=amp)
-        metrics = {"train_loss": train_loss,
-                   "val_loss": float(loss_fn(outputs, data.y_val))}
-        metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
-        result.history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        if early_stopping is not None and early_stopping.step(epoch, metrics,
-                                                              lambda: weights_copy(model)):
-            result.stopped_early = True
-            break
-        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
-            raise TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
-                               f"(stopped after epoch {epoch})")
-    if early_stopping is not None and early_stopping.best_state is not None:
-        model.load_state_dict(early_stopping.best_state)
-        result.best_epoch = early_stopping.best_epoch
-    return result

@@ -9,14 +9,11 @@ import torch
 
 from mltune.core.catalog import Catalog
 from mltune.spec.rules import Flag, Number, OneOf
+from mltune.training.defaults import learning_rate, optimizer_options
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float, dict[str, Any]],
                             torch.optim.Optimizer]
 OPTIMIZERS: Catalog[OptimizerFactory] = Catalog("optimizer")
-
-
-def _options(params: dict[str, Any]) -> dict[str, Any]:
-    return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("optimizer.")}
 
 
 OPTIMIZERS.add("adam", lambda p, lr, wd, o: torch.optim.Adam(p, lr=lr, weight_decay=wd))
@@ -41,9 +38,9 @@ def make_optimizer(model: torch.nn.Module, params: dict[str, Any]) -> torch.opti
     factory = OPTIMIZERS.get(params.get("optimizer", "adam"), field="optimizer")
     return factory(
         model.parameters(),
-        float(params.get("learning_rate", 1e-3)),
+        learning_rate(params),
         float(params.get("weight_decay", 0.0)),
-        _options(params),
+        optimizer_options(params),
     )
 
 

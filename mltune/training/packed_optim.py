@@ -16,11 +16,7 @@ from typing import Any
 import torch
 
 from mltune.core.catalog import Catalog
-
-
-def optimizer_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``optimizer.momentum`` -> ``momentum``: the chosen optimizer's own options."""
-    return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("optimizer.")}
+from mltune.training.defaults import learning_rate, optimizer_options
 
 
 def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
@@ -37,14 +33,19 @@ class PackedOptimizer:
     def __init__(self, weights: Sequence[torch.nn.Parameter],
                  members: Sequence[Mapping[str, Any]]) -> None:
         self.weights = list(weights)
-        lrs = [float(m.get("learning_rate", 1e-3)) for m in members]
+        lrs = [learning_rate(m) for m in members]
         decays = [float(m.get("weight_decay", 0.0)) for m in members]
-        options = [optimizer_options(dict(m)) for m in members]
+        options = [optimizer_options(m) for m in members]
         self.hyper = {"lr": lrs, "weight_decay": decays}
         for key, default in self.defaults.items():
             self.hyper[key] = [float(o.get(key, default)) for o in options]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.weights]
         self.steps = 0
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """What ``torch.amp.GradScaler`` walks to unscale the gradients and find infs."""
+        return [{"params": self.weights}]
 
     def zero_grad(self) -> None:
         for w in self.weights:

@@ -12,7 +12,7 @@ from torch.nn import functional
 
 from mltune.models.cnn import ConvNet
 from mltune.models.mlp import MLP
-from mltune.training.fit_pack import Member, fit_pack
+from mltune.training.engine import Member, train
 from mltune.training.packing import Pack, can_pack
 
 
@@ -89,7 +89,7 @@ def _fit(networks: list[nn.Module], rates: list[float], epochs: int,
     members = [Member({"learning_rate": lr, "optimizer": "adam", "batch_size": 16},
                       functional.cross_entropy, on_epoch(j)) for j, lr in enumerate(rates)]
     pack = Pack(networks)
-    fit_pack(pack, members, data, epochs=epochs, seed=0, precision="fp32",
+    train(pack, members, data, epochs=epochs, seed=0, precision="fp32",
              score=lambda out, y: {"accuracy": float((out.argmax(1) == y).float().mean())})
     return pack, members
 

@@ -43,7 +43,8 @@ from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.data.splits import TaskData
 from mltune.search.hyperopt import point_of, rebuilt_trials, result_of, startup_trials
-from mltune.search.pruning import make_pruner
+from mltune.search.schedulers import make_scheduler
+from mltune.search.schedulers.base import Decision
 from mltune.search.session import Session
 from mltune.search.trial import TrialRunner
 from mltune.spec.model import PruningSpec, SearchSpec
@@ -70,18 +71,18 @@ class TrialContext:
     search_id: str
 
 
-class PrunerActor:
-    """The search's pruning rule, shared by all workers (it judges across trials)."""
+class SchedulerActor:
+    """The search's scheduler, shared by all workers (it judges across trials)."""
 
     def __init__(self, spec: PruningSpec, direction: Direction) -> None:
-        self.pruner = make_pruner(spec, direction)
+        self.scheduler = make_scheduler(spec, direction)
 
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool:
-        return self.pruner.report(trial, epoch, value, peers)
+    def on_result(self, trial: int, epoch: int, value: float,
+                  peers: Mapping[int, float] | None = None) -> Decision:
+        return self.scheduler.on_result(trial, epoch, value, peers)
 
-    def finish(self, trial: int) -> None:
-        self.pruner.finish(trial)
+    def on_end(self, trial: int) -> None:
+        self.scheduler.on_end(trial)
 
 
 def worker_device(spec: SearchSpec) -> torch.device:
@@ -95,22 +96,23 @@ def worker_device(spec: SearchSpec) -> torch.device:
     return resolve_device(spec.device)
 
 
-class ActorJudge:
-    """The pruning actor as a trial asks it (``search.trial.Judge``)."""
+class ActorScheduler:
+    """The scheduler actor as a trial asks it (a ``Scheduler``)."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
-    def report(self, trial: int, epoch: int, value: float,
-               peers: Mapping[int, float] | None = None) -> bool:
-        return bool(ray.get(self.actor.report.remote(trial, epoch, value, peers)))
+    def on_result(self, trial: int, epoch: int, value: float,
+                  peers: Mapping[int, float] | None = None) -> Decision:
+        decision: Decision = ray.get(self.actor.on_result.remote(trial, epoch, value, peers))
+        return decision
 
-    def finish(self, trial: int) -> None:
-        self.actor.finish.remote(trial)
+    def on_end(self, trial: int) -> None:
+        self.actor.on_end.remote(trial)
 
 
 def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
-                    context: TrialContext | None = None, pruner: Any = None) -> None:
+                    context: TrialContext | None = None, scheduler: Any = None) -> None:
     """One trial in a Ray worker: a child run opened here, the outcome reported to the driver."""
     assert data is not None and context is not None
     os.environ.pop("MLFLOW_RUN_ID", None)  # never log into the parent (mlflow#15713)
@@ -122,10 +124,10 @@ def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
                        MlflowClient())
     runner = TrialRunner(spec, context.task, data.to(device), search, device,
                          resolve_precision(spec.precision, device).name,
-                         judge=ActorJudge(pruner) if pruner is not None else None)
+                         scheduler=ActorScheduler(scheduler) if scheduler is not None else None)
     try:
         with stop_when_told(stop_key(context.search_id)):
-            outcome = runner.run(config["number"], config["sample"], config["vals"])
+            outcome = runner.run_params(config["number"], config["params"])
     except KeyboardInterrupt:
         return  # the search was interrupted: the run is KILLED, nothing to report
     result = result_of(outcome, spec.metric, spec.direction)
@@ -188,7 +190,7 @@ class NumberedHyperOpt(HyperOptSearch):
         if sample is None:
             return None
         doc = self._live_trial_mapping[trial_id][1]
-        return {"number": self.session.take_number(), "sample": sample,
+        return {"number": self.session.take_number(), "params": decode(sample),
                 "vals": point_of(doc)}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -239,7 +241,7 @@ class Outcomes(tune.Callback):
         assert self.session is not None
         run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
         log.warning("trial %d failed: %s", number, error)
-        self.session.record(TrialOutcome(number, run_id or "", decode(trial.config["sample"]),
+        self.session.record(TrialOutcome(number, run_id or "", trial.config["params"],
                                          TrialStatus.FAILED, error=error))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -323,14 +325,14 @@ def run_search(session: Session, space: dict[str, Any]) -> None:
     try:
         with quiet, ray_session(spec, uri):
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
-            pruner = None
+            scheduler = None
             if spec.pruning.rule != "none":
-                pruner = ray.remote(num_cpus=0)(PrunerActor).remote(spec.pruning,
+                scheduler = ray.remote(num_cpus=0)(SchedulerActor).remote(spec.pruning,
                                                                     spec.direction)
             context = TrialContext(spec, session.task, uri, search.run_id,
                                    search.experiment_id, search.search_id)
             trainable = tune.with_parameters(train_in_worker, data=session.data.to("cpu"),
-                                             context=context, pruner=pruner)
+                                             context=context, scheduler=scheduler)
             searcher = NumberedHyperOpt(space, session)
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": spec.cpus_per_trial,

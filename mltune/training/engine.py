@@ -1,0 +1,330 @@
+"""The one training loop: a pack of K >= 1 members, each judged on its own.
+
+A pack is fused (``Pack``: stacked weights under vmap, one ``PackedOptimizer``) when K > 1 and
+the family allows; otherwise it is a ``PlainPack`` of ordinary modules, each with its own
+``torch.optim`` optimizer (a pack of one is an ordinary trial, as fast as a loop written for
+one network). Gradient scaling, channels_last, autocast, divergence, timeouts, early stopping
+and best-weights restore are written once here, for every K. A member that stops (diverged,
+stopped by its callback, early-stopped, out of time) leaves at the end of an epoch; the others
+go on. Nothing is read back from the device inside an epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from mltune.core import interrupts
+from mltune.data.streaming import batches
+from mltune.training import defaults
+from mltune.training.fit import (
+    DivergedError,
+    EarlyStopping,
+    FitResult,
+    TrialTimeout,
+    batch_layout,
+    predict_batches,
+)
+from mltune.training.optim import make_optimizer
+from mltune.training.packed_optim import make_packed_optimizer
+from mltune.training.packing import Pack, can_pack
+from mltune.training.precision import resolve_precision
+
+
+@dataclass(frozen=True)
+class Exploit:
+    """What a member's ``on_epoch`` returns to go on from member ``source``'s row (weights,
+    buffers, optimizer state) with new ``values`` of its free hyperparameters (population-based
+    training: a scheduler's EXPLOIT)."""
+
+    source: int
+    values: Mapping[str, Any]
+
+
+def _optimizer_key(name: str) -> str:
+    """A hyperparameter's name as the optimizer calls it (``learning_rate`` -> ``lr``)."""
+    if name == "learning_rate":
+        return "lr"
+    return name.split(".", 1)[1] if name.startswith("optimizer.") else name
+
+
+@dataclass
+class Member:
+    """One member as the loop sees it. ``on_epoch`` may raise to stop this member alone (a
+    scheduler's STOP does); ``error`` is what stopped it, when something did."""
+
+    params: Mapping[str, Any]
+    loss_fn: Callable[..., torch.Tensor]
+    on_epoch: Callable[[int, dict[str, float]], Exploit | None]
+    early_stopping: EarlyStopping | None = None
+    result: FitResult | None = None
+    error: BaseException | None = None
+    active: bool = True
+
+
+class PlainPack(nn.Module):
+    """K ordinary networks behind ``Pack``'s interface: for K = 1, and for families that
+    cannot be fused (recurrent ones), each member trained by its own torch optimizer."""
+
+    def __init__(self, networks: Sequence[nn.Module], compile_model: bool = False) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("a pack needs at least one member")
+        self.networks = nn.ModuleList(networks)
+        # what runs the forward pass: ``torch.compile`` of each network when asked (the same
+        # parameters); a plain list, so the compiled wrappers are no submodules
+        self._run = [torch.compile(n) if compile_model else n for n in networks]
+        self.slots = list(range(len(networks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.slots) == 1:  # a view, no copy: a lone trial pays nothing for the stack
+            return self._run[self.slots[0]](x).unsqueeze(0)
+        return torch.stack([self._run[j](x) for j in self.slots])
+
+    def set_aside(self, members: Iterable[int]) -> list[int]:
+        """Members that stopped are no longer computed; the rows of those who stay."""
+        gone = set(members)
+        kept = [row for row, j in enumerate(self.slots) if j not in gone]
+        self.slots = [self.slots[row] for row in kept]
+        return kept
+
+    def member_state(self, j: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.networks[j].state_dict().items()}
+
+    @torch.no_grad()
+    def load_member_state(self, j: int, state: dict[str, torch.Tensor]) -> None:
+        self.networks[j].load_state_dict(state)
+
+    def load_into(self, j: int, network: nn.Module) -> nn.Module:
+        if network is not self.networks[j]:
+            network.load_state_dict(self.member_state(j))
+        return network
+
+
+AnyPack = Pack | PlainPack
+
+
+def make_pack(networks: Sequence[nn.Module], compile_model: bool = False) -> AnyPack:
+    """Fused when there are several members of a family that fuses, plain otherwise
+    (``compile_model``: the plain members' forward passes through ``torch.compile``)."""
+    if len(networks) > 1 and can_pack(networks[0]) is None:
+        return Pack(networks)
+    return PlainPack(networks, compile_model)
+
+
+class _Optimizers:
+    """The pack's optimizer(s) as the loop steps them: one packed optimizer over the stacked
+    weights, or one torch optimizer per plain member; both through the gradient scaler."""
+
+    def __init__(self, pack: AnyPack, members: Sequence[Member]) -> None:
+        self.pack = pack
+        if isinstance(pack, Pack):
+            self.packed = make_packed_optimizer(list(pack.parameters()),
+                                                [m.params for m in members])
+        else:
+            self.plain = [make_optimizer(net, dict(m.params))
+                          for net, m in zip(pack.networks, members, strict=True)]
+
+    def zero_grad(self) -> None:
+        if isinstance(self.pack, Pack):
+            self.packed.zero_grad()
+        else:
+            for j in self.pack.slots:
+                self.plain[j].zero_grad(set_to_none=True)
+
+    def step(self, scaler: torch.amp.GradScaler) -> None:
+        if isinstance(self.pack, Pack):
+            scaler.step(self.packed)  # type: ignore[arg-type]  (it has param_groups)
+        else:
+            for j in self.pack.slots:
+                scaler.step(self.plain[j])
+        scaler.update()
+
+    @torch.no_grad()
+    def copy(self, source: int, target: int, values: Mapping[str, Any]) -> None:
+        """Member ``target`` takes ``source``'s optimizer state and values, then ``values``."""
+        new = {_optimizer_key(k): float(v) for k, v in values.items()}
+        if isinstance(self.pack, Pack):
+            rs, rt = self.pack.slots.index(source), self.pack.slots.index(target)
+            for state in self.packed.state:
+                for tensor in state.values():
+                    tensor[rt].copy_(tensor[rs])
+            for key, per_member in self.packed.hyper.items():
+                per_member[rt] = new.get(key, per_member[rs])
+            return
+        # a deep copy: load_state_dict keeps the very tensors it is given (step, moments)
+        self.plain[target].load_state_dict(copy.deepcopy(self.plain[source].state_dict()))
+        for group in self.plain[target].param_groups:
+            group.update({k: v for k, v in new.items() if k in group})
+
+    def keep(self, rows: list[int]) -> None:
+        if isinstance(self.pack, Pack) and rows:
+            self.packed.keep(rows, list(self.pack.parameters()))
+
+
+def train(
+    pack: AnyPack,
+    members: Sequence[Member],
+    data: Any,
+    *,
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+    epochs: int,
+    seed: int,
+    time_limit_s: float | None = None,
+    precision: str = "auto",
+    on_epoch_all: Callable[[int, Mapping[int, dict[str, float]]], None] | None = None,
+) -> None:
+    """Train the pack on ``data`` (a TaskData on the device); each member's ``result`` (and
+    ``error``) is filled in.
+
+    The members share the batch size and the batch order (``seed``), as the pack's shape key
+    says; an interrupt stops the whole pack and is raised. ``on_epoch_all`` gets every active
+    member's metrics of an epoch before any member's ``on_epoch``, so a scheduler can judge
+    the members against each other.
+    """
+    started = time.monotonic()
+    device = data.x_train.device
+    pack.to(device)
+    if device.type == "cuda" and data.x_train.dim() == 4:
+        pack.to(memory_format=torch.channels_last)
+    amp = resolve_precision(precision, device)
+    scaler = amp.scaler()
+    optimizers = _Optimizers(pack, members)
+    batch_size = defaults.batch_size(members[0].params)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n = len(data.x_train)
+    for member in members:
+        member.result = FitResult()
+
+    def stop(j: int, error: BaseException | None = None) -> None:
+        members[j].active, members[j].error = False, error
+
+    for epoch in range(1, epochs + 1):
+        training = list(pack.slots)  # the members still training, in the pack's row order
+        if not training:
+            break
+        pack.train()
+        order = torch.randperm(n, device=device, generator=generator)
+        loss_sums = torch.zeros(len(training), device=device)
+        inputs = batches(data.x_train, order, batch_size)
+        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
+            interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
+            index = order[start:start + batch_size]
+            targets = data.y_train[index]
+            with amp.autocast():
+                outputs = pack(batch_layout(x))
+                each = [members[j].loss_fn(outputs[row], targets)
+                        for row, j in enumerate(training)]
+                total = each[0] if len(each) == 1 else torch.stack(each).sum()
+            optimizers.zero_grad()
+            scaler.scale(total).backward()  # each member gets its own loss's gradient
+            losses = each[0].unsqueeze(0) if len(each) == 1 else torch.stack(each)
+            optimizers.step(scaler)
+            loss_sums += losses.detach().float() * len(index)
+        train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
+        outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
+        measured: dict[int, dict[str, float]] = {}
+        for row, j in enumerate(training):
+            metrics = _measure(j, members[j], epoch, train_losses[row], outputs[row], data,
+                               score, stop)
+            if metrics is not None:
+                measured[j] = metrics
+        if on_epoch_all is not None and measured:
+            on_epoch_all(epoch, measured)
+        exploits = {j: _judge(pack, j, members[j], epoch, metrics, stop)
+                    for j, metrics in measured.items()}
+        for j, answer in exploits.items():
+            if answer is not None and members[j].active:
+                _exploit(pack, optimizers, members, j, answer)
+        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
+            for j in training:
+                if members[j].active:
+                    stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
+                                         f"(stopped after epoch {epoch})"))
+        stopped = [j for j in training if not members[j].active]
+        if stopped:  # they leave the pack; the optimizer keeps the rows of those who stay
+            optimizers.keep(pack.set_aside(stopped))
+    for j, member in enumerate(members):
+        stopper = member.early_stopping
+        if stopper is not None and stopper.best_state is not None and member.error is None:
+            pack.load_member_state(j, stopper.best_state)
+            assert member.result is not None
+            member.result.best_epoch = stopper.best_epoch
+
+
+def _measure(j: int, member: Member, epoch: int, train_loss: float, outputs: torch.Tensor,
+             data: Any, score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+             stop: Callable[[int, BaseException | None], None]) -> dict[str, float] | None:
+    """One member's metrics of the epoch (None when its loss diverged: it stops)."""
+    if not math.isfinite(train_loss):
+        stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
+        return None
+    metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
+    metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
+    assert member.result is not None
+    member.result.history.append(metrics)
+    return metrics
+
+
+def _judge(pack: AnyPack, j: int, member: Member, epoch: int, metrics: dict[str, float],
+           stop: Callable[[int, BaseException | None], None]) -> Exploit | None:
+    """One member's epoch after every member was measured: its callback, its early
+    stopping; an ``Exploit`` the callback answered."""
+    assert member.result is not None
+    try:
+        answer = member.on_epoch(epoch, metrics)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # stopped by the scheduler, or its logging failed
+        stop(j, exc)
+        return None
+    stopper = member.early_stopping
+    if stopper is not None and stopper.step(epoch, metrics, lambda: pack.member_state(j)):
+        member.result.stopped_early = True
+        stop(j, None)
+    return answer
+
+
+def _exploit(pack: AnyPack, optimizers: _Optimizers, members: Sequence[Member], target: int,
+             answer: Exploit) -> None:
+    """Member ``target`` goes on as a copy of ``answer.source`` with the new values."""
+    if answer.source not in pack.slots:
+        raise ValueError(f"exploit source {answer.source} is not training in this pack; "
+                         f"allowed: {pack.slots}")
+    pack.load_member_state(target, pack.member_state(answer.source))
+    optimizers.copy(answer.source, target, answer.values)
+    members[target].params = {**members[answer.source].params, **answer.values}
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    params: Mapping[str, Any],
+    *,
+    loss_fn: Callable[..., torch.Tensor],
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    early_stopping: EarlyStopping | None = None,
+    time_limit_s: float | None = None,
+    precision: str = "auto",
+    compile_model: bool = False,
+) -> FitResult:
+    """Train one ``model`` (a pack of one) and raise what stopped it, for callers outside a
+    search (benchmarks, tests); ``model`` ends with the best epoch's weights under
+    ``early_stopping``."""
+    member = Member(params, loss_fn, on_epoch or (lambda epoch, metrics: None), early_stopping)
+    train(PlainPack([model], compile_model), [member], data, score=score, epochs=epochs,
+          seed=seed, time_limit_s=time_limit_s, precision=precision)
+    if member.error is not None:
+        raise member.error
+    assert member.result is not None
+    return member.result

@@ -1,0 +1,152 @@
+"""The one engine: a pack of one trains exactly as a plain torch loop would, packed members as
+they would alone, recurrent packs through the plain path, and with a gradient scaler."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional
+
+from mltune.models.mlp import MLP
+from mltune.training.engine import Exploit, Member, PlainPack, make_pack, train
+from mltune.training.packing import Pack
+
+PARAMS = {"learning_rate": 1e-2, "optimizer": "adam", "batch_size": 16}
+
+
+def data() -> SimpleNamespace:
+    torch.manual_seed(0)
+    x = torch.randn(96, 6)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
+
+
+def mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return MLP(6, 2, num_layers=2, hidden_size=8, dropout=0.0, norm="none")
+
+
+def accuracy(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    return {"accuracy": float((out.argmax(1) == y).float().mean())}
+
+
+def members(n: int, rates: list[float] | None = None) -> list[Member]:
+    rates = rates or [PARAMS["learning_rate"]] * n
+    return [Member({**PARAMS, "learning_rate": lr}, functional.cross_entropy, lambda e, m: None)
+            for lr in rates]
+
+
+def test_a_pack_of_one_trains_exactly_like_a_plain_torch_loop():
+    d = data()
+    pack = make_pack([mlp(0)])
+    assert isinstance(pack, PlainPack)
+    train(pack, members(1), d, score=accuracy, epochs=2, seed=0, precision="fp32")
+    reference = mlp(0)  # what ``fit`` did: the same seed, batch order and torch optimizer
+    optimizer = torch.optim.Adam(reference.parameters(), lr=PARAMS["learning_rate"])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        order = torch.randperm(64, generator=generator)
+        for start in range(0, 64, 16):
+            index = order[start:start + 16]
+            loss = functional.cross_entropy(reference(d.x_train[index]), d.y_train[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(pack.member_state(0)[key], value), key
+
+
+def test_a_packed_members_metrics_equal_the_same_config_trained_alone():
+    rates = [1e-2, 3e-3, 3e-2]
+    fused = make_pack([mlp(j) for j in range(3)])
+    assert isinstance(fused, Pack)
+    together = members(3, rates)
+    train(fused, together, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
+    for j, rate in enumerate(rates):
+        alone = members(1, [rate])
+        train(make_pack([mlp(j)]), alone, data(), score=accuracy, epochs=2, seed=0,
+              precision="fp32")
+        for got, expected in zip(together[j].result.history, alone[0].result.history,
+                                 strict=True):
+            for key, value in expected.items():
+                assert abs(got[key] - value) < 1e-5, (j, key)
+
+
+class Recurrent(nn.Module):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.gru, self.head = nn.GRU(1, 4, batch_first=True), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.gru(x.unsqueeze(-1))[0][:, -1])
+
+
+def test_a_recurrent_pack_of_two_trains_through_the_plain_path():
+    pack = make_pack([Recurrent(0), Recurrent(1)])
+    assert isinstance(pack, PlainPack)
+    both = members(2)
+    train(pack, both, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
+    assert [len(m.result.history) for m in both] == [2, 2]
+    assert all(m.error is None for m in both)
+
+
+def test_the_gradient_scaler_path_runs_on_the_cpu(monkeypatch):
+    from mltune.training.precision import Precision
+
+    monkeypatch.setattr(Precision, "scaler",
+                        lambda self: torch.amp.GradScaler("cpu", enabled=True))
+    for pack, n in ((make_pack([mlp(0)]), 1), (make_pack([mlp(0), mlp(1)]), 2)):
+        trained = members(n)
+        before = pack.member_state(0)["body.0.weight"].clone()
+        train(pack, trained, data(), score=accuracy, epochs=1, seed=0, precision="fp32")
+        assert all(m.error is None for m in trained)
+        assert not torch.equal(pack.member_state(0)["body.0.weight"], before)
+
+
+def test_a_member_that_stops_leaves_and_the_others_go_on():
+    class Stop(Exception):
+        pass
+
+    def stop_at_1(epoch: int, metrics: dict[str, float]) -> None:
+        raise Stop
+
+    pack = make_pack([mlp(0), mlp(1)])
+    both = members(2)
+    both[1].on_epoch = stop_at_1
+    train(pack, both, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    assert pack.slots == [0]
+    assert isinstance(both[1].error, Stop) and len(both[1].result.history) == 1
+    assert len(both[0].result.history) == 3
+
+
+def exploiting(at: int, source: int, values: dict):
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> Exploit | None:
+        return Exploit(source, values) if epoch == at else None
+    return on_epoch
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_exploiting_member_trains_on_as_its_source_with_the_new_values(fused):
+    networks = [mlp(j) for j in range(3)]
+    pack = Pack(networks) if fused else PlainPack(networks)
+    three = members(3, [1e-2, 3e-3, 3e-2])
+    three[1].on_epoch = exploiting(1, 0, {"learning_rate": 1e-2})  # the source's own lr
+    three[2].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})  # a new lr
+    train(pack, three, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    source, copy, changed = (pack.member_state(j) for j in range(3))
+    for key, value in source.items():  # weights and optimizer state copied: the same path
+        assert torch.allclose(copy[key], value, atol=1e-6), key
+    assert three[1].result.history[1:] == pytest.approx(three[0].result.history[1:])
+    assert three[2].params["learning_rate"] == 5e-2
+    assert not torch.allclose(changed["body.0.weight"], source["body.0.weight"])
+    # and the new lr is what trains it: the source's row continued with lr 5e-2 by hand
+    reference = members(1, [1e-2])
+    reference[0].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})
+    alone = make_pack([mlp(0)])
+    train(alone, reference, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    for key, value in alone.member_state(0).items():
+        assert torch.allclose(changed[key], value, atol=1e-5), key
