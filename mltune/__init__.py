@@ -4,12 +4,13 @@
     result = mltune.tune(mltune.load_spec("examples/digits.yaml", {"max_evals": 10}))
 
 The package root is the public API; importing it also registers the built-in tasks, model
-families and backends in their catalogs. No module of the package imports the root.
+families, samplers and backends in their catalogs. No module of the package imports the root.
 """
 
 from __future__ import annotations
 
 from mltune import backends, tasks  # noqa: F401  (register the built-in tasks and backends)
+from mltune.search import samplers  # noqa: F401  (registers the built-in samplers)
 from mltune.core._version import __version__
 from mltune.core.errors import (
     DataError,

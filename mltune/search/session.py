@@ -1,7 +1,7 @@
 """A running search as a backend drives it: trial numbers, outcomes, progress and stop rules.
 
 The backend decides where trials run; whichever it is, each trial gets its number here and its
-outcome is recorded here (the local backend's trials through ``run_trial``, a Ray worker's
+outcome is recorded here (the local backend's trials through ``run_pack``, a Ray worker's
 through ``record``), so numbering, ``best_<metric>``, progress and stop rules are the same.
 """
 
@@ -41,12 +41,6 @@ class Session:
         number, self.next_number = self.next_number, self.next_number + 1
         return number
 
-    def run_trial(self, sample: Mapping[str, Any], vals: Mapping[str, Any]) -> TrialOutcome:
-        """Run the next trial here and record it."""
-        outcome = self.runner.run(self.take_number(), sample, vals)
-        self.record(outcome)
-        return outcome
-
     def is_free(self, key: str) -> bool:
         """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``). For a
         user's network only the hyperparameters the task reads (training ones) may: its own
@@ -65,15 +59,15 @@ class Session:
             return limit
         return memory_size(self.task, self.data, params, self.device, limit)
 
-    def run_pack(self, points: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
-                 ) -> list[TrialOutcome]:
-        """Run ``(sample, vals)`` points as one pack (a single point: one trial) and record
-        each."""
+    def run_pack(self, points: Sequence[Mapping[str, Any]]) -> list[TrialOutcome]:
+        """Run decoded ``points`` as one pack (a single point: one trial) and record each;
+        one outcome per point, in order."""
         if len(points) == 1:
-            return [self.run_trial(*points[0])]
-        members = [(self.take_number(), sample, vals) for sample, vals in points]
-        pack, self.next_pack = self.next_pack, self.next_pack + 1
-        outcomes = self.runner.run_pack(pack, members)
+            outcomes = [self.runner.run(self.take_number(), points[0])]
+        else:
+            members = [(self.take_number(), point) for point in points]
+            pack, self.next_pack = self.next_pack, self.next_pack + 1
+            outcomes = self.runner.run_pack(pack, members)
         for outcome in outcomes:
             self.record(outcome)
         return outcomes

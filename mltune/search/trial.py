@@ -3,9 +3,9 @@ is decided.
 
 A trial is FINISHED when its network trained; its model is then logged (in the background by
 the local backend, while the next trial trains), and only a failure to log it can still turn it
-FAILED (or KILLED, when the tracking server went away: a resume runs it again). What TPE learns
-is the measured metric either way (``search.hyperopt.result_of``), so hyperopt's view and a
-resumed search's view of a trial agree.
+FAILED (or KILLED, when the tracking server went away: a resume runs it again). What the sampler
+learns is the measured metric either way (``search.samplers.base.loss_of``), so the sampler's
+view and a resumed search's view of a trial agree.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from mltune.data.splits import TaskData
 from mltune.search.packs import structure
 from mltune.search.pruning import TrialPruned
 from mltune.spec.model import SearchSpec
-from mltune.spec.space import decode
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.background import inline
@@ -71,7 +70,7 @@ class Trained:
 
 
 class TrialRunner:
-    """Runs trials of one search (or the single run of ``mltune train``): decode, open the run,
+    """Runs trials of one search (or the single run of ``mltune train``): open the run,
     train, log, close with a status.
 
     Self-contained (no search-wide state but the pruning rule), so a backend can run it in a
@@ -87,24 +86,22 @@ class TrialRunner:
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
 
-    def run(self, number: int, sample: Mapping[str, Any],
-            vals: Mapping[str, Any] | None = None) -> TrialOutcome:
-        """Trial ``number`` for hyperopt's ``sample``; never raises for a failed trial (an
-        interrupt and a lost tracking server do raise: they stop the search)."""
+    def run(self, number: int, params: Mapping[str, Any]) -> TrialOutcome:
+        """Trial ``number`` for a sampler's decoded ``params``; never raises for a failed trial
+        (an interrupt and a lost tracking server do raise: they stop the search)."""
         try:
-            return self.run_params(number, decode(sample), vals)
+            return self.run_params(number, dict(params))
         finally:
             self.judge.finish(number)
 
     def run_params(self, number: int, params: dict[str, Any],
-                   vals: Mapping[str, Any] | None = None,
                    run_name: str | None = None) -> TrialOutcome:
         started = time.perf_counter()
         outcome = TrialOutcome(number, "", params, TrialStatus.RUNNING)
         run: TrialRun | None = None
         try:
             run = TrialRun.open(self.search, number, params, self.device, run_name=run_name,
-                                vals=vals, precision=self.precision)
+                                precision=self.precision)
             outcome.run_id = run.run_id
             trained = self._train(number, params, run)
         except TrialPruned as pruned:
@@ -136,21 +133,19 @@ class TrialRunner:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def run_pack(self, pack: int, members: Sequence[tuple[int, Mapping[str, Any],
-                                                          Mapping[str, Any] | None]],
+    def run_pack(self, pack: int, members: Sequence[tuple[int, Mapping[str, Any]]],
                  ) -> list[TrialOutcome]:
-        """Trials ``(number, sample, vals)`` trained at once as one fused network (``Pack``);
+        """Trials ``(number, params)`` trained at once as one fused network (``Pack``);
         each is still a trial of its own: its run, params, metrics, model and status (tag
         ``mltune.pack``). Members whose networks differ in structure train in packs apart."""
         started = time.perf_counter()
-        outcomes = [TrialOutcome(number, "", decode(sample), TrialStatus.RUNNING, pack=pack)
-                    for number, sample, _ in members]
+        outcomes = [TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=pack)
+                    for number, params in members]
         runs: list[TrialRun] = []
         try:
-            for outcome, (_, _, vals) in zip(outcomes, members, strict=True):
+            for outcome in outcomes:
                 runs.append(TrialRun.open(self.search, outcome.number, outcome.params,
-                                          self.device, vals=vals, precision=self.precision,
-                                          pack=pack))
+                                          self.device, precision=self.precision, pack=pack))
                 outcome.run_id = runs[-1].run_id
             groups: dict[Any, list[int]] = {}
             networks = [self.build(o.number, o.params) for o in outcomes]
