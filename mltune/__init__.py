@@ -10,7 +10,6 @@ families, samplers and backends in their catalogs. No module of the package impo
 from __future__ import annotations
 
 from mltune import backends, tasks  # noqa: F401  (register the built-in tasks and backends)
-from mltune.search import samplers  # noqa: F401  (registers the built-in samplers)
 from mltune.core._version import __version__
 from mltune.core.errors import (
     DataError,
@@ -31,6 +30,7 @@ from mltune.models.description import (
     TimeseriesData,
 )
 from mltune.registry.gate import Decision, promote, rollback
+from mltune.search import samplers  # noqa: F401  (registers the built-in samplers)
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import build_spec, load_spec

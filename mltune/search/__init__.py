@@ -1,4 +1,5 @@
 """The search: the loop from spec to registered model (``loop``), one trial's life (``trial``),
-the running search a backend drives (``session``), the samplers behind one protocol (``samplers``), stop rules
-(``stopping``), pruning rules (``pruning``), resuming from MLflow (``resume``), the result and
-its best trial (``result``) and the end of a search (``finish``)."""
+the running search a backend drives (``session``), the samplers behind one protocol
+(``samplers``), stop rules (``stopping``), pruning rules (``pruning``), resuming from MLflow
+(``resume``), the result and its best trial (``result``) and the end of a search
+(``finish``)."""

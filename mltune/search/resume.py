@@ -2,8 +2,9 @@
 
 Each trial run holds its decoded point as params (read back typed by the space) and the value it
 was scored by (tag ``mltune.objective``), so any sampler's history is rebuilt from the finished,
-failed and pruned children; a store written by an earlier mltune has both too. Children left RUNNING by a crash are marked KILLED and their points
-are evaluated again first; trial numbers continue after the highest one.
+failed and pruned children; a store written by an earlier mltune has both too. Children left
+RUNNING by a crash are marked KILLED and their points are evaluated again first; trial numbers
+continue after the highest one.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from mltune.core.terms import TrialStatus
 from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.spec.build import build_spec
 from mltune.spec.catalogs import SAMPLERS
-from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.distributions import Space
+from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import parse_point
 from mltune.tasks import get_task
 from mltune.tracking import tags as T

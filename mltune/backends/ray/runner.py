@@ -46,8 +46,8 @@ from mltune.search.resume import resumed_sampler
 from mltune.search.samplers.base import Params, Sampler, loss_of
 from mltune.search.session import Session
 from mltune.search.trial import TrialRunner
-from mltune.spec.model import PruningSpec, SearchSpec
 from mltune.spec.distributions import Space
+from mltune.spec.model import PruningSpec, SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.runs import SearchRun

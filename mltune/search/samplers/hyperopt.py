@@ -16,8 +16,19 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from hyperopt import JOB_STATE_DONE, JOB_STATE_NEW, STATUS_FAIL, STATUS_OK, Domain, Trials
-from hyperopt import anneal, hp, rand, space_eval, tpe
+from hyperopt import (
+    JOB_STATE_DONE,
+    JOB_STATE_NEW,
+    STATUS_FAIL,
+    STATUS_OK,
+    Domain,
+    Trials,
+    anneal,
+    hp,
+    rand,
+    space_eval,
+    tpe,
+)
 from hyperopt.pyll import scope
 
 from mltune.search.samplers.base import Finished, Params
