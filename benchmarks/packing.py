@@ -91,7 +91,7 @@ def run_case(name: str, overrides: dict, base: dict, k: int, device: torch.devic
     runner = TrialRunner(spec, task, data, search, device, "fp32", finish=finisher.submit)
     configs = members(base, k)
     started = time.perf_counter()
-    packed = runner.run_pack(1, [(i + 1, c, None) for i, c in enumerate(configs)])
+    packed = runner.run_pack(1, [(i + 1, decode(c)) for i, c in enumerate(configs)])
     finisher.drain()
     packed_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -100,7 +100,7 @@ def test_a_member_trained_in_a_pack_and_alone_agree(client):
     members = [sample(lr, norm="layer", weight_init=init)
                for lr, init in zip(rates, ["default", "xavier_uniform", "orthogonal"],
                                    strict=True)]
-    packed = runner.run_pack(1, [(i + 1, m, None) for i, m in enumerate(members)])
+    packed = runner.run_pack(1, [(i + 1, decode(m)) for i, m in enumerate(members)])
     alone = [runner.run_params(i + 1, decode(m)) for i, m in enumerate(members)]
     for p, a in zip(packed, alone, strict=True):
         assert p.status == a.status == "FINISHED"
@@ -112,8 +112,9 @@ def test_a_member_trained_in_a_pack_and_alone_agree(client):
 def test_a_diverging_member_fails_while_the_others_finish(client):
     runner = runner_for({"task": "tabular", "epochs": 2}, client)
     diverging = sample(1e9, optimizer={"name": "sgd", "momentum": 0.9}, norm="none")
-    members = [(1, sample(3e-3, norm="none", optimizer={"name": "sgd", "momentum": 0.9}),
-                None), (2, diverging, None)]
+    members = [(1, decode(sample(3e-3, norm="none",
+                                 optimizer={"name": "sgd", "momentum": 0.9}))),
+               (2, decode(diverging))]
     outcomes = runner.run_pack(1, members)
     assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]
     assert "became nan" in outcomes[1].error or "became inf" in outcomes[1].error
