@@ -34,7 +34,8 @@ class Sampler(Protocol):
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
         """Up to ``n`` new points, each marked pending; ``fixed``: hyperparameters (decoded
-        names) that every point takes as given (a pack's shape key). A pending point is
+        names) that every point takes as given (a pack's shape key); a fixed choice keeps
+        its option's own hyperparameters free unless ``fixed`` names them. A pending point is
         never returned twice; fewer than ``n`` come back when no more distinct points can be
         had."""
         ...

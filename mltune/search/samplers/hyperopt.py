@@ -89,6 +89,9 @@ def to_hyperopt(space: Space, fixed: Mapping[str, Any] | None = None, prefix: st
 def _node(label: str, key: str, value: Any, fixed: Mapping[str, Any]) -> Any:
     if isinstance(value, Categorical):
         chosen = option_index(value, key, fixed) if key in fixed or _under(key, fixed) else None
+        if chosen is None and key in fixed:
+            raise ValueError(f"fixed {key}: {fixed[key]!r} is none of its options "
+                             f"{list(value.options)}")
         if chosen is not None:
             return _option(f"{label}[{chosen}]", key, value.options[chosen], fixed)
         options = [_option(f"{label}[{i}]", key, o, fixed) for i, o in enumerate(value.options)]
