@@ -291,17 +291,19 @@ def option_index(choice: Categorical, key: str, point: Mapping[str, Any]) -> int
     being present), a distribution by its draw being there, a literal by value (``True`` is
     not ``1``)."""
     value = point.get(key)
-    for i, option in enumerate(choice.options):  # what names itself first
-        if isinstance(option, Mapping) and "name" in option or not (
-                isinstance(option, Mapping) or is_distribution_object(option)):
-            shown = option["name"] if isinstance(option, Mapping) else option
-            if key in point and _same(shown, value):
-                return i
+    named = [i for i, o in enumerate(choice.options) if not _unnamed(o)]
+    for i in named:  # what names itself first
+        option = choice.options[i]
+        shown = option["name"] if isinstance(option, Mapping) else option
+        if key in point and _same(shown, value):
+            return i
     for i, option in enumerate(choice.options):  # then a draw, or an unnamed option's keys
-        if isinstance(option, Mapping) and "name" not in option:
+        if i in named:
+            continue
+        if isinstance(option, Mapping):
             if key not in point and all(f"{key}.{k}" in point for k in option):
                 return i
-        elif is_distribution_object(option) and key in point:
+        elif key in point:
             return i
     return None
 
@@ -340,14 +342,14 @@ def _parse_into(point: Params, space: Mapping[str, Any], raw: Mapping[str, str],
 
 
 def _parse_choice(point: Params, choice: Categorical, key: str, raw: Mapping[str, str]) -> None:
-    for option in choice.options:
+    for option in sorted(choice.options, key=_unnamed):  # as ``option_index``: named first
         if isinstance(option, Mapping):
             own = {k: v for k, v in option.items() if k != "name"}
             if "name" in option and not _written(raw.get(key), option["name"]):
                 continue
             if "name" not in option and key in raw:
                 continue
-            if all(f"{key}.{k}" in raw for k in own if _drawn(own[k])):
+            if all(f"{key}.{k}" in raw for k in own if is_distribution_object(own[k])):
                 if "name" in option:
                     point[key] = option["name"]
                 _parse_into(point, own, raw, f"{key}.")
@@ -362,8 +364,9 @@ def _parse_choice(point: Params, choice: Categorical, key: str, raw: Mapping[str
     raise KeyError(key)
 
 
-def _drawn(value: Any) -> bool:
-    return is_distribution_object(value)
+def _unnamed(option: Any) -> bool:
+    """An option known by its draw or its keys, not by a value of its own."""
+    return is_distribution_object(option) or isinstance(option, Mapping) and "name" not in option
 
 
 def _written(text: str | None, value: Any) -> bool:
