@@ -4,7 +4,8 @@
     result = mltune.tune(mltune.load_spec("examples/digits.yaml", {"max_evals": 10}))
 
 The package root is the public API; importing it also registers the built-in tasks, model
-families, backends and schedulers in their catalogs. No module of the package imports the root.
+families, samplers, schedulers and backends in their catalogs. No module of the package imports
+the root.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mltune.models.description import (
     TimeseriesData,
 )
 from mltune.registry.gate import Decision, promote, rollback
-from mltune.search import schedulers  # noqa: F401  (register the built-in schedulers)
+from mltune.search import samplers, schedulers  # noqa: F401  (register the built-ins)
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import build_spec, load_spec

@@ -112,7 +112,8 @@ def test_a_member_trained_in_a_pack_and_alone_agree(client):
 def test_a_diverging_member_fails_while_the_others_finish(client):
     runner = runner_for({"task": "tabular", "epochs": 2}, client)
     diverging = sample(1e9, optimizer={"name": "sgd", "momentum": 0.9}, norm="none")
-    members = [(1, decode(sample(3e-3, norm="none", optimizer={"name": "sgd", "momentum": 0.9}))),
+    members = [(1, decode(sample(3e-3, norm="none",
+                                 optimizer={"name": "sgd", "momentum": 0.9}))),
                (2, decode(diverging))]
     outcomes = runner.run_pack(1, members)
     assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]

@@ -8,6 +8,7 @@ import sys
 import time
 
 from conftest import all_runs, children_of, env_for_subprocess
+from mlflow.entities import Param
 from test_cli import run_cli
 
 import mltune
@@ -118,6 +119,8 @@ def test_points_killed_in_two_attempts_run_once_and_packs_stay_within_max_evals(
     again = {k: v for k, v in runs[1].data.tags.items() if k.startswith(("mltune.", "mlflow.p"))}
     again["mltune.trial"] = "5"
     twice = client.create_run(runs[1].info.experiment_id, tags=again, run_name="trial-0005")
+    client.log_batch(twice.info.run_id, params=[Param(k, v) for k, v in
+                                                runs[1].data.params.items()])
     client.set_terminated(parent, "RUNNING")
 
     resumed = mltune.tune(mltune.load_spec(None, spec), resume=parent)
@@ -125,8 +128,8 @@ def test_points_killed_in_two_attempts_run_once_and_packs_stay_within_max_evals(
     children = children_of(client, parent)
     assert [c.info.status for c in children].count("FINISHED") == 4
     assert len(resumed.trials) == 4
-    vals = [c.data.tags["mltune.hyperopt_vals"] for c in children
-            if c.info.status == "FINISHED"]
-    assert len(set(vals)) == 4  # trial 2's point ran again once, not twice
+    points = [tuple(sorted(c.data.params.items())) for c in children
+              if c.info.status == "FINISHED"]
+    assert len(set(points)) == 4  # trial 2's point ran again once, not twice
     assert client.get_run(twice.info.run_id).info.status == "KILLED"
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]

@@ -1,4 +1,5 @@
-"""Where trials run: ``local`` (hyperopt's fmin in this process) and ``ray`` (Ray Tune workers).
+"""Where trials run: ``local`` (packs one after another in this process) and ``ray`` (Ray Tune
+workers).
 
 Each module adds its backend to ``mltune.search.backend.BACKENDS``; this package is imported
 by the package root, so every built-in backend is known by name. ``ray`` imports Ray only

@@ -7,10 +7,11 @@ a new one is one module.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from mltune.core.catalog import Catalog
 from mltune.search.session import Session
+from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec
 
 
@@ -21,8 +22,9 @@ class Backend(Protocol):
         """Refuse what cannot run (a missing library, an unreachable cluster) before any data
         is read or any run is opened."""
 
-    def run(self, session: Session, space: dict[str, Any]) -> None:
-        """Run trials of ``space`` (hyperopt's) through ``session``, resumed history first."""
+    def run(self, session: Session, space: Space) -> None:
+        """Run trials of ``space`` (mltune's distributions: the backend makes the spec's
+        sampler from the catalog) through ``session``, resumed history first."""
 
 
 BACKENDS: Catalog[Backend] = Catalog("backend")

@@ -1,30 +1,32 @@
 """Resuming a search from what MLflow holds: no pickle, no side files.
 
-Each trial run carries hyperopt's raw point (tag ``mltune.hyperopt_vals``) and the value it was
-scored by (``mltune.objective``), so the history TPE learns from is rebuilt from the finished,
-failed and pruned children. Children left RUNNING by a crash are marked KILLED and their points
-are evaluated again first; trial numbers continue after the highest one.
+Each trial run holds its decoded point as params (read back typed by the space) and the value it
+was scored by (tag ``mltune.objective``), so any sampler's history is rebuilt from the finished,
+failed and pruned children; a store written by an earlier mltune has both too. Children left
+RUNNING by a crash are marked KILLED and their points are evaluated again first; trial numbers
+continue after the highest one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
 import yaml
-from hyperopt import space_eval
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
+from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.spec.build import build_spec
+from mltune.spec.catalogs import SAMPLERS
+from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
-from mltune.spec.space import decode
+from mltune.spec.space import parse_point
 from mltune.tasks import get_task
 from mltune.tracking import tags as T
 from mltune.tracking.model import quiet_model_io
@@ -36,10 +38,21 @@ class ResumeState:
     """The part of a search that already ran."""
 
     outcomes: list[TrialOutcome] = field(default_factory=list)  # finished, failed, pruned
-    vals: list[dict[str, Any]] = field(default_factory=list)  # hyperopt points of outcomes
-    requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted: run again
+    requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted points: run again
     next_number: int = 1
     next_pack: int = 1
+
+
+def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sampler:
+    """The search's sampler (``algo``) knowing what already ran: the finished, failed and
+    pruned trials learnt, the interrupted ones pending (they run again first, never asked
+    anew). Every backend starts from it."""
+    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.max_evals, spec.seed)
+    sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
+                     for o in history.outcomes])
+    for point in history.requeue:
+        sampler.pending(point)
+    return sampler
 
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
@@ -62,7 +75,7 @@ def _status(run: Any) -> TrialStatus:
     return TrialStatus(run.info.status)
 
 
-def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
+def resume_search(parent_run_id: str, spec: SearchSpec, space: Space,
                   data_fingerprint: str) -> tuple[SearchRun, ResumeState]:
     """Re-open ``parent_run_id`` and rebuild the search's history from its children."""
     client = MlflowClient()
@@ -106,28 +119,28 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: dict[str, Any],
         state.next_number = max(state.next_number, number + 1)
         if run.data.tags.get(T.PACK, "").isdigit():
             state.next_pack = max(state.next_pack, int(run.data.tags[T.PACK]) + 1)
-        vals = json.loads(run.data.tags.get(T.VALS, "null") or "null")
+        point = parse_point(space, run.data.params)
         status = _status(run)
         if status == TrialStatus.RUNNING:
             client.set_tag(run.info.run_id, T.INTERRUPTED, "true")
             client.set_terminated(run.info.run_id, "KILLED")
             status = TrialStatus.KILLED
-        if vals is None:
+        if point is None:  # its params never reached the store
             continue
         if status == TrialStatus.KILLED:
-            interrupted.append(vals)
+            interrupted.append(point)
             continue
         objective = run.data.tags.get(T.OBJECTIVE)
         outcome = TrialOutcome(
-            number, run.info.run_id, decode(space_eval(space, vals)), status,
+            number, run.info.run_id, point, status,
             metrics={spec.metric: float(objective)} if objective else {},
             model_uri=run.data.tags.get(T.MODEL_URI),
             error=run.data.tags.get(T.ERROR))
         state.outcomes.append(outcome)
-        state.vals.append(vals)
-    for vals in interrupted:  # a point killed twice (two attempts) runs again once
-        if vals not in state.vals and vals not in state.requeue:
-            state.requeue.append(vals)
+    ran = [o.params for o in state.outcomes]
+    for point in interrupted:  # a point killed twice (two attempts) runs again once
+        if point not in ran and point not in state.requeue:
+            state.requeue.append(point)
     client.set_terminated(parent_run_id, "RUNNING")
     resumed = int(parent.data.tags.get(T.RESUMED, "0")) + 1
     client.set_tag(parent_run_id, T.RESUMED, str(resumed))

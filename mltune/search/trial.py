@@ -3,9 +3,9 @@ is decided.
 
 A trial is FINISHED when its network trained; its model is then logged (in the background by
 the local backend, while the next trial trains), and only a failure to log it can still turn it
-FAILED (or KILLED, when the tracking server went away: a resume runs it again). What TPE learns
-is the measured metric either way (``search.hyperopt.result_of``), so hyperopt's view and a
-resumed search's view of a trial agree.
+FAILED (or KILLED, when the tracking server went away: a resume runs it again). What the sampler
+learns is the measured metric either way (``search.samplers.base.loss_of``), so the sampler's
+view and a resumed search's view of a trial agree.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Trained:
 
 
 class TrialRunner:
-    """Runs trials of one search (or the single run of ``mltune train``): decode, open the run,
+    """Runs trials of one search (or the single run of ``mltune train``): open the run,
     train, log, close with a status.
 
     Self-contained (no search-wide state but the scheduler), so a backend can run it in a

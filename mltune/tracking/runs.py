@@ -223,15 +223,12 @@ class TrialRun:
 
     @classmethod
     def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
-             device: torch.device, run_name: str | None = None,
-             vals: Mapping[str, Any] | None = None, precision: str | None = None,
+             device: torch.device, run_name: str | None = None, precision: str | None = None,
              pack: int | None = None) -> TrialRun:
         """A child run of ``search`` (or a standalone run without one); its params, and the
         search's training and validation splits as its inputs, sent in the background.
-
-        ``vals`` (hyperopt's raw point) is kept as a tag so a resumed search can rebuild its
-        history.
-        """
+        The params are the trial's decoded point: what a resumed search rebuilds its sampler
+        from."""
         client = MlflowClient()
         tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number),
                 T.DEVICE: str(device)}
@@ -248,8 +245,6 @@ class TrialRun:
             called = model_name(name)
             experiment_id = mlflow.tracking.fluent._get_experiment_id()
             mark_experiment(client, experiment_id)
-        if vals is not None:
-            tags[T.VALS] = json.dumps(vals)
         if precision is not None:
             tags[T.PRECISION] = precision
         if pack is not None:

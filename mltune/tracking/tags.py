@@ -30,7 +30,6 @@ TRIAL = "mltune.trial"  # the trial number
 PACK = "mltune.pack"  # the pack it trained in (packed searches)
 DEVICE = "mltune.device"
 PRECISION = "mltune.precision"
-VALS = "mltune.hyperopt_vals"  # hyperopt's raw point: what resume rebuilds TPE's history from
 OBJECTIVE = "mltune.objective"  # the value the search scored the trial by
 MODEL_URI = "mltune.model_uri"
 EPOCHS_RUN = "mltune.epochs_run"

@@ -1,4 +1,4 @@
-"""The ray backend: trials in parallel on Ray Tune, searched by Hyperopt TPE (``HyperOptSearch``).
+"""The ray backend: trials in parallel on Ray Tune, searched by the spec's sampler (any ``algo``).
 
 The driver (this process) holds the parent run, the search's bookkeeping and the sampler; each
 trial trains in a Ray worker, which opens its own child run with ``parent_run_id`` and logs it
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -28,14 +29,10 @@ def preflight(spec: SearchSpec) -> None:
     """Refuse what cannot run, before any data is read or any run is opened."""
     try:
         import ray.tune  # noqa: F401
-        from ray.tune.search.hyperopt import HyperOptSearch  # noqa: F401
     except ImportError as exc:
         missing = exc.name or "ray"
         raise SpecError(f"backend: 'ray' needs Ray Tune, which is not installed (no module "
                         f"{missing!r}); install it with: {INSTALL}") from None
-    if spec.algo not in ("tpe", "rand"):
-        raise SpecError(f"algo: {spec.algo!r} is not available with backend ray; expected "
-                        "tpe or rand (Ray's HyperOptSearch runs TPE)")
     if spec.ray_address is not None:
         check_reachable(spec.ray_address)
 
@@ -113,7 +110,7 @@ class RayBackend:
     def preflight(self, spec: SearchSpec) -> None:
         preflight(spec)
 
-    def run(self, session: Any, space: dict[str, Any]) -> None:
+    def run(self, session: Any, space: Mapping[str, Any]) -> None:
         from mltune.backends.ray.runner import run_search
 
         run_search(session, space)

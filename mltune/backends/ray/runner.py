@@ -1,7 +1,8 @@
 """The Ray Tune side of the ray backend (imported only when Ray is installed).
 
-Driver: ``run_search`` starts (or joins) Ray, hands Tune a ``HyperOptSearch`` that numbers its
-trials from the search's ``Session``, and records each outcome through ``Session.record`` as it
+Driver: ``run_search`` starts (or joins) Ray, hands Tune a ``SamplerSearch`` (the spec's sampler
+from the catalog, behind Tune's ``Searcher``) that numbers its trials from the search's
+``Session``, and records each outcome through ``Session.record`` as it
 arrives, so the parent's ``best_<metric>``, the progress bar and the stop rules work as with the
 local backend. Workers: ``train_in_worker`` trains one trial with ``TrialRunner`` (the same code
 the local backend runs) and reports the outcome back.
@@ -28,13 +29,11 @@ from typing import Any
 import mlflow
 import ray
 import torch
-from hyperopt import Trials
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.experimental import internal_kv
 from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.hyperopt import HyperOptSearch
 
 from mltune.backends.ray import check_tracking_store, worker_env, worker_tracking_uri
 from mltune.core import interrupts
@@ -42,13 +41,14 @@ from mltune.core.environ import temporarily
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.data.splits import TaskData
-from mltune.search.hyperopt import point_of, rebuilt_trials, result_of, startup_trials
+from mltune.search.resume import resumed_sampler
+from mltune.search.samplers.base import Params, Sampler, loss_of
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Decision
 from mltune.search.session import Session
 from mltune.search.trial import TrialRunner
+from mltune.spec.distributions import Space
 from mltune.spec.model import PruningSpec, SearchSpec
-from mltune.spec.space import decode
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.runs import SearchRun
@@ -130,8 +130,8 @@ def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
             outcome = runner.run_params(config["number"], config["params"])
     except KeyboardInterrupt:
         return  # the search was interrupted: the run is KILLED, nothing to report
-    result = result_of(outcome, spec.metric, spec.direction)
-    tune.report({LOSS: result.get("loss"), OUTCOME: json.dumps(asdict(outcome))})
+    tune.report({LOSS: loss_of(outcome, spec.metric, spec.direction),
+                 OUTCOME: json.dumps(asdict(outcome))})
 
 
 def stop_key(search_id: str) -> bytes:
@@ -160,62 +160,55 @@ def stop_when_told(key: bytes, every_s: float = 0.5) -> Iterator[None]:
         interrupts.clear()  # this worker process may train the next search's trials
 
 
-class NumberedHyperOpt(HyperOptSearch):
-    """HyperOptSearch that gives each trial its number and hyperopt's raw point.
+class SamplerSearch(Searcher):
+    """Tune's searcher over the search's ``Sampler``: each trial gets its number and its
+    decoded point (config ``{"number", "params"}``), and its loss is told back.
 
-    The raw point (``vals``) is what a resumed search rebuilds TPE's history from; the number
-    is given here, in the driver, so numbers stay unique however trials interleave. When a stop
-    rule fires, no new trial starts; the ones running finish.
+    The number is given here, in the driver, so numbers stay unique however trials interleave.
+    A resumed search's interrupted points come first. When a stop rule fires, no new trial
+    starts; the ones running finish.
     """
 
-    def __init__(self, space: dict[str, Any], session: Session) -> None:
-        spec, state = session.spec, session.history
-        history = rebuilt_trials(space, state,
-                                 lambda o: result_of(o, spec.metric, spec.direction))
-        budget = spec.max_evals
-        super().__init__(space=space, metric=LOSS, mode="min",
-                         n_initial_points=startup_trials(budget) if spec.algo == "tpe"
-                         else budget + 1,
-                         random_state_seed=spec.seed + len(history))
-        if len(history):
-            self._hpopt_trials = _requeued_first(history, len(state.requeue))
-            self._points_to_evaluate = len(state.requeue)
+    def __init__(self, sampler: Sampler, session: Session) -> None:
+        super().__init__(metric=LOSS, mode="min")
+        self.sampler: Sampler | None = sampler
         self.session: Session | None = session
+        self.queued = list(session.history.requeue)
+        self.live: dict[str, Params] = {}  # Tune's trial id -> the point it runs
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        assert self.session is not None
+        assert self.session is not None and self.sampler is not None
         if self.session.stop_reason() is not None:
             return Searcher.FINISHED
-        sample = super().suggest(trial_id)
-        if sample is None:
-            return None
-        doc = self._live_trial_mapping[trial_id][1]
-        return {"number": self.session.take_number(), "params": decode(sample),
-                "vals": point_of(doc)}
+        if self.queued:
+            point = self.queued.pop(0)
+        else:
+            points = self.sampler.ask(1)
+            if not points:
+                return None  # every point left is pending: ask again when one ends
+            point = points[0]
+        self.live[trial_id] = point
+        return {"number": self.session.take_number(), "params": point}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        # a failed trial (no loss) is a failed point for TPE, not a crash of the searcher
-        failed = error or not result or result.get(LOSS) is None
-        super().on_trial_complete(trial_id, result=None if failed else result, error=failed)
+        # a failed trial (no loss) is a failed point for the sampler, not a crash of Tune
+        point = self.live.pop(trial_id, None)
+        if point is None or self.sampler is None:
+            return
+        loss = None if error or not result else result.get(LOSS)
+        self.sampler.tell(point, loss)
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing: a search resumes from MLflow (``--resume``), not from Tune's files."""
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing: see ``save``."""
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # Tune pickles its config: leave the driver's links out
-        state["session"] = None
+        state["session"] = state["sampler"] = None
         return state
-
-
-def _requeued_first(trials: Trials, requeued: int) -> Trials:
-    """HyperOptSearch evaluates its queued points from index ``n-1`` down to 0: put the
-    interrupted points (last in ``rebuilt_trials``) first, in reverse, so they run in order."""
-    docs = trials._dynamic_trials
-    if requeued:
-        docs[:] = list(reversed(docs[-requeued:])) + docs[:-requeued]
-    trials.refresh()
-    return trials
 
 
 class Outcomes(tune.Callback):
@@ -241,7 +234,7 @@ class Outcomes(tune.Callback):
         assert self.session is not None
         run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
         log.warning("trial %d failed: %s", number, error)
-        self.session.record(TrialOutcome(number, run_id or "", trial.config["params"],
+        self.session.record(TrialOutcome(number, run_id or "", dict(trial.config["params"]),
                                          TrialStatus.FAILED, error=error))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -310,7 +303,7 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
             os.environ.pop("RAY_AUTH_MODE", None)
 
 
-def run_search(session: Session, space: dict[str, Any]) -> None:
+def run_search(session: Session, space: Space) -> None:
     """Run the rest of the search's budget on Ray Tune; outcomes go to ``session.record``."""
     spec = session.spec
     samples = spec.max_evals - len(session.history.outcomes)
@@ -333,7 +326,7 @@ def run_search(session: Session, space: dict[str, Any]) -> None:
                                    search.experiment_id, search.search_id)
             trainable = tune.with_parameters(train_in_worker, data=session.data.to("cpu"),
                                              context=context, scheduler=scheduler)
-            searcher = NumberedHyperOpt(space, session)
+            searcher = SamplerSearch(resumed_sampler(spec, space, session.history), session)
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": spec.cpus_per_trial,
                                                 "gpu": spec.gpus_per_trial}),

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction
 from mltune.spec.distributions import Space
 
 Params = dict[str, Any]
@@ -32,7 +34,8 @@ class Sampler(Protocol):
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
         """Up to ``n`` new points, each marked pending; ``fixed``: hyperparameters (decoded
-        names) that every point takes as given (a pack's shape key). A pending point is
+        names) that every point takes as given (a pack's shape key); a fixed choice keeps
+        its option's own hyperparameters free unless ``fixed`` names them. A pending point is
         never returned twice; fewer than ``n`` come back when no more distinct points can be
         had."""
         ...
@@ -55,3 +58,11 @@ class SamplerFactory(Protocol):
     """How a catalog entry makes a sampler: the search's space, budget and seed."""
 
     def __call__(self, space: Space, budget: int, seed: int) -> Sampler: ...
+
+
+def loss_of(outcome: TrialOutcome, metric: str, direction: Direction) -> float | None:
+    """What a sampler learns from a trial: its measured metric as a loss, whatever happened
+    after (a pruned trial's best value counts; so does a trial whose model could not be
+    logged). A trial that measured nothing is None: a failed point."""
+    value = outcome.metrics.get(metric)
+    return None if value is None else direction.as_loss(value)
