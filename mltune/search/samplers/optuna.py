@@ -145,7 +145,8 @@ class _Compiler:
         if isinstance(value, Normal):
             raise self.refuse(name, value.source, "uniform or loguniform")
         if isinstance(value, (Float, Int)):
-            if value.log and value.step not in (None, 1):
+            stepped = value.step != 1 if isinstance(value, Int) else value.step is not None
+            if value.log and stepped:
                 raise self.refuse(name, f"{value.source} (a log scale with a step)",
                                   "loguniform or quniform")
             low, high = _grid(value)
@@ -232,7 +233,8 @@ def _suggest(trial: Any, nodes: Sequence[_Node], point: Params) -> None:
                                                      log=d.log)
             else:
                 x = trial.suggest_float(node.key, d.low, d.high, step=d.step, log=d.log)
-                point[node.name] = _tidy(x) if d.step else x
+                point[node.name] = _tidy(d.low + round((x - d.low) / d.step) * d.step) \
+                    if d.step else x
         else:
             option = node.options[trial.suggest_categorical(node.key, node.dist.choices)]
             if option.named:
