@@ -35,6 +35,7 @@ choice whose options are distributions, a log scale with a step (``qloguniform``
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class _Number:
     name: str  # the decoded name, the point's key
     key: str  # Optuna's parameter name (the decoded name, unless two options clash)
     dist: Any  # optuna.distributions.FloatDistribution | IntDistribution
+    whole: bool  # an IntDistribution: its values are int
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class _Compiler:
                                          step=int(value.step))
             else:
                 dist = d.FloatDistribution(low, high, log=value.log, step=value.step)
-            return _Number(name, self.key(name, dist), dist)
+            return _Number(name, self.key(name, dist), dist, isinstance(value, Int))
         if isinstance(value, Categorical):
             if value.weights is not None:
                 raise self.refuse(name, f"{value.source} weights", "choice (equal weights)")
@@ -228,7 +230,7 @@ def _suggest(trial: Any, nodes: Sequence[_Node], point: Params) -> None:
             point[node.name] = node.value
         elif isinstance(node, _Number):
             d = node.dist
-            if type(d).__name__ == "IntDistribution":
+            if node.whole:
                 point[node.name] = trial.suggest_int(node.key, d.low, d.high, step=d.step,
                                                      log=d.log)
             else:
@@ -255,7 +257,8 @@ def _chosen(node: _Choice, point: Mapping[str, Any]) -> int | None:
 def _recorded(nodes: Sequence[_Node], point: Mapping[str, Any], params: dict[str, Any],
               dists: dict[str, Any]) -> bool:
     """A point's Optuna params and distributions; False if the point does not fit the space
-    (a value out of range, an unknown option): Optuna would not take it."""
+    (a value missing or of the wrong kind, an unknown option). Optuna's ``create_trial``
+    checks the rest (ranges, steps)."""
     for node in nodes:
         if isinstance(node, _Literal):
             continue
@@ -263,7 +266,7 @@ def _recorded(nodes: Sequence[_Node], point: Mapping[str, Any], params: dict[str
             value = point.get(node.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return False
-            if type(node.dist).__name__ == "IntDistribution":
+            if node.whole:
                 if value != int(value):
                     return False
                 value = int(value)
@@ -316,6 +319,12 @@ class OptunaSampler:
     acquisition both account for them. ``pending`` and ``rebuild`` add trials without
     drawing, so a rebuilt sampler's next point is the one a sampler told the same results
     one by one would give.
+
+    Fixed hyperparameters (a pack's shape key) are enqueued as the trial's fixed params:
+    the sampler draws the point as usual and the fixed values take precedence, which is what
+    Optuna's ``PartialFixedSampler`` does too (neither TPE nor GP can condition a draw on
+    given values). One lock around each call: a study is not meant to be asked and told
+    from two threads at once, and a search may tell from the thread that finishes a trial.
     """
 
     def __init__(self, algo: str, space: Space, budget: int, seed: int) -> None:
@@ -339,6 +348,7 @@ class OptunaSampler:
         self.optuna_sampler = sampler
         self.study: optuna.Study = optuna.create_study(direction="minimize", sampler=sampler)
         self._pending: list[tuple[int | None, Params]] = []  # (Optuna trial number, point)
+        self._lock = threading.Lock()
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
         fixed = dict(fixed or {})
@@ -348,11 +358,12 @@ class OptunaSampler:
         params: dict[str, Any] = {}
         _fixed_params(self._nodes, fixed, params)
         points: list[Params] = []
-        for _ in range(n):
-            point = self._draw(params, fixed)
-            if point is None:
-                break
-            points.append(point)
+        with self._lock:
+            for _ in range(n):
+                point = self._draw(params, fixed)
+                if point is None:
+                    break
+                points.append(point)
         return points
 
     def _draw(self, params: Mapping[str, Any], fixed: Mapping[str, Any]) -> Params | None:
@@ -374,6 +385,10 @@ class OptunaSampler:
         return None
 
     def tell(self, point: Params, loss: float | None) -> None:
+        with self._lock:
+            self._tell(point, loss)
+
+    def _tell(self, point: Params, loss: float | None) -> None:
         state = self._optuna.trial.TrialState
         failed = loss is None or math.isnan(loss)
         for i, (number, pending) in enumerate(self._pending):
@@ -389,14 +404,16 @@ class OptunaSampler:
 
     def pending(self, point: Params) -> None:
         trial = self._trial(point, None, running=True)
-        number = None
-        if trial is not None:
-            self.study.add_trial(trial)
-            number = len(self.study.get_trials(deepcopy=False)) - 1
-        self._pending.append((number, dict(point)))
+        with self._lock:
+            number = None
+            if trial is not None:
+                self.study.add_trial(trial)
+                number = len(self.study.get_trials(deepcopy=False)) - 1
+            self._pending.append((number, dict(point)))
 
     def rebuild(self, finished: Sequence[Finished]) -> None:
-        self._add(finished)
+        with self._lock:
+            self._add(finished)
 
     def _add(self, finished: Sequence[Finished]) -> None:
         """Finished trials into the study; a point that does not fit the space (the space
