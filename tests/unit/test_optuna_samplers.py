@@ -92,6 +92,27 @@ def test_a_step_is_counted_in_multiples_of_it_as_hyperopt_rounds():
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+def test_a_log_scale_with_a_step_gives_its_multiples(algo):
+    space = {"width": Int(16, 512, log=True, step=16, source="qloguniform"),
+             "scale": Float(0.5, 8.0, log=True, step=0.5, source="qloguniform")}
+    sampler = make(algo, space)
+    for _ in range(5):
+        (p,) = sampler.ask()
+        assert type(p["width"]) is int and 16 <= p["width"] <= 512 and p["width"] % 16 == 0
+        assert type(p["scale"]) is float and 0.5 <= p["scale"] <= 8.0
+        assert p["scale"] * 2 == int(p["scale"] * 2)
+        sampler.tell(p, math.log(p["width"]) - p["scale"])
+    fixed = sampler.ask(1, fixed={"width": 64})
+    assert fixed[0]["width"] == 64
+
+
+def test_a_log_scale_with_no_multiple_of_its_step_inside_is_refused():
+    with pytest.raises(SpecError, match=r"^space\.x: qloguniform with no multiple of its step "
+                                        r"inside its bounds cannot be sampled by optuna-tpe"):
+        make("optuna-tpe", {"x": Float(1.0, 1.5, log=True, step=2.0, source="qloguniform")})
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 def test_fixed_hyperparameters_are_honoured_and_an_options_own_stay_free(algo):
     sampler = make(algo)
     run(sampler, rounds=3)
@@ -142,6 +163,15 @@ def test_rebuilding_equals_telling_one_by_one(algo):
     assert rebuilt.ask(2) == told.ask(2)
 
 
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_resumed_sampler_asks_what_the_interrupted_one_would_have_asked(algo):
+    interrupted = make(algo, seed=5)
+    finished = [Finished(p, loss_of(p)) for p in run(interrupted, rounds=6)]
+    resumed = make(algo, seed=5)
+    resumed.rebuild(finished)
+    assert resumed.ask(1) == interrupted.ask(1)
+
+
 def test_a_point_that_no_longer_fits_the_space_is_left_out_of_a_rebuild():
     sampler = make("optuna-tpe", {"x": Float(0.0, 1.0)})
     sampler.rebuild([Finished({"x": 5.0}, 0.1), Finished({"x": 0.5}, 0.2)])
@@ -175,9 +205,6 @@ def test_auto_is_tpe_with_a_categorical_and_gp_on_a_numeric_space():
     (Categorical(("a", "b"), weights=(0.9, 0.1), source="pchoice"),
      "space.x: pchoice weights cannot be sampled by optuna-tpe; use choice (equal weights), "
      "or algo: tpe"),
-    (Float(1.0, 64.0, log=True, step=1.0, source="qloguniform"),
-     "space.x: qloguniform (a log scale with a step) cannot be sampled by optuna-tpe; use "
-     "loguniform or quniform, or algo: tpe"),
 ])
 def test_what_optuna_cannot_draw_is_refused_in_one_line(value, line):
     with pytest.raises(SpecError) as caught:

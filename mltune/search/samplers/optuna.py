@@ -29,7 +29,9 @@ a dict) can be an option and Optuna never has to store it.
 
 What Optuna cannot express is refused with one line naming the hyperparameter and what
 replaces it: normal draws (``normal``, ``lognormal``, ``qnormal``...), ``pchoice`` weights, a
-choice whose options are distributions, a log scale with a step (``qloguniform``).
+choice whose options are distributions. A log scale with a step (``qloguniform``), which
+Optuna's distributions refuse, is drawn as the step's multiples ``k * q`` with ``k`` an
+integer on a log scale: the same log-uniform law over the same grid.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mltune.core.errors import SpecError
 from mltune.search.samplers.base import Finished, Params
@@ -96,7 +100,24 @@ class _Number:
     name: str  # the decoded name, the point's key
     key: str  # Optuna's parameter name (the decoded name, unless two options clash)
     dist: Any  # optuna.distributions.FloatDistribution | IntDistribution
-    whole: bool  # an IntDistribution: its values are int
+    whole: bool  # the point's value is an int
+    scale: float | None = None  # a log scale with a step: Optuna draws k, the point k * scale
+
+    def value(self, drawn: float) -> Any:
+        """The point's value of what Optuna drew."""
+        if self.scale is not None:
+            x = drawn * self.scale
+            return int(round(x)) if self.whole else _tidy(x)
+        if self.whole:
+            return int(drawn)
+        d = self.dist
+        return _tidy(d.low + round((drawn - d.low) / d.step) * d.step) if d.step else drawn
+
+    def drawn(self, value: float) -> Any:
+        """What Optuna drew for a point's value."""
+        if self.scale is not None:
+            return int(round(value / self.scale))
+        return int(value) if self.whole else value
 
 
 @dataclass(frozen=True)
@@ -147,17 +168,24 @@ class _Compiler:
         if isinstance(value, Normal):
             raise self.refuse(name, value.source, "uniform or loguniform")
         if isinstance(value, (Float, Int)):
-            stepped = value.step != 1 if isinstance(value, Int) else value.step is not None
-            if value.log and stepped:
-                raise self.refuse(name, f"{value.source} (a log scale with a step)",
-                                  "loguniform or quniform")
+            whole = isinstance(value, Int)
+            if value.log and value.step is not None and not (whole and value.step == 1):
+                # Optuna takes no step on a log scale: draw k log-uniformly over the step's
+                # multiples inside [low, high] (low > 0, so k >= 1); the value is k * step
+                k_low = math.ceil(value.low / value.step - 1e-9)
+                k_high = math.floor(value.high / value.step + 1e-9)
+                if k_low > k_high:
+                    raise self.refuse(name, f"{value.source} with no multiple of its step "
+                                      "inside its bounds", "loguniform or quniform")
+                dist = d.IntDistribution(k_low, k_high, log=True)
+                return _Number(name, self.key(name, dist), dist, whole, float(value.step))
             low, high = _grid(value)
             if isinstance(value, Int):
                 dist = d.IntDistribution(int(low), int(high), log=value.log,
                                          step=int(value.step))
             else:
                 dist = d.FloatDistribution(low, high, log=value.log, step=value.step)
-            return _Number(name, self.key(name, dist), dist, isinstance(value, Int))
+            return _Number(name, self.key(name, dist), dist, whole)
         if isinstance(value, Categorical):
             if value.weights is not None:
                 raise self.refuse(name, f"{value.source} weights", "choice (equal weights)")
@@ -230,13 +258,11 @@ def _suggest(trial: Any, nodes: Sequence[_Node], point: Params) -> None:
             point[node.name] = node.value
         elif isinstance(node, _Number):
             d = node.dist
-            if node.whole:
-                point[node.name] = trial.suggest_int(node.key, d.low, d.high, step=d.step,
-                                                     log=d.log)
+            if node.whole or node.scale is not None:  # Optuna's IntDistribution
+                drawn = trial.suggest_int(node.key, d.low, d.high, step=d.step, log=d.log)
             else:
-                x = trial.suggest_float(node.key, d.low, d.high, step=d.step, log=d.log)
-                point[node.name] = _tidy(d.low + round((x - d.low) / d.step) * d.step) \
-                    if d.step else x
+                drawn = trial.suggest_float(node.key, d.low, d.high, step=d.step, log=d.log)
+            point[node.name] = node.value(drawn)
         else:
             option = node.options[trial.suggest_categorical(node.key, node.dist.choices)]
             if option.named:
@@ -266,11 +292,9 @@ def _recorded(nodes: Sequence[_Node], point: Mapping[str, Any], params: dict[str
             value = point.get(node.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return False
-            if node.whole:
-                if value != int(value):
-                    return False
-                value = int(value)
-            params[node.key], dists[node.key] = value, node.dist
+            if node.whole and value != int(value):
+                return False
+            params[node.key], dists[node.key] = node.drawn(value), node.dist
             continue
         index = _chosen(node, point)
         if index is None:
@@ -287,7 +311,7 @@ def _fixed_params(nodes: Sequence[_Node], fixed: Mapping[str, Any],
     options' own hyperparameters stay free unless fixed too)."""
     for node in nodes:
         if isinstance(node, _Number) and node.name in fixed:
-            params[node.key] = fixed[node.name]
+            params[node.key] = node.drawn(fixed[node.name])
         elif isinstance(node, _Choice):
             if node.name in fixed:
                 index = _chosen(node, {node.name: fixed[node.name]})
@@ -316,9 +340,13 @@ class OptunaSampler:
     """mltune's ``Sampler`` protocol over an in-memory Optuna study.
 
     Pending points are Optuna trials left RUNNING: TPE's constant liar and GP's q-batch
-    acquisition both account for them. ``pending`` and ``rebuild`` add trials without
-    drawing, so a rebuilt sampler's next point is the one a sampler told the same results
-    one by one would give.
+    acquisition both account for them.
+
+    Each draw is made by a fresh Optuna sampler seeded from (seed, trials in the study), not
+    by one sampler whose random state runs on: a point is then a function of the seed and
+    the history alone, so a resumed search's sampler (``rebuild``, which draws nothing) asks
+    exactly what the interrupted one would have asked next. Optuna's samplers keep no other
+    state that matters (GP caches its last kernel fit only to start the next fit from it).
 
     Fixed hyperparameters (a pack's shape key) are enqueued as the trial's fixed params:
     the sampler draws the point as usual and the fixed values take precedence, which is what
@@ -332,23 +360,32 @@ class OptunaSampler:
         self._optuna = optuna = _import_optuna(algo)
         self._nodes = _Compiler(optuna, algo).nodes(space)
         self._names = _names(self._nodes)
+        self._seed, self._startup = seed, startup_trials(budget)
+        self._conditional = _is_conditional(self._nodes)
         categorical = _has(self._nodes, _Choice)
-        conditional = _is_conditional(self._nodes)
-        kind = ("tpe" if categorical else "gp") if algo == "auto" else algo.removeprefix(
+        self.kind = ("tpe" if categorical else "gp") if algo == "auto" else algo.removeprefix(
             "optuna-")
-        startup = startup_trials(budget)
-        if kind == "tpe":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-                n_startup_trials=startup, seed=seed, multivariate=True, group=conditional,
-                constant_liar=True)
-        else:
-            sampler = optuna.samplers.GPSampler(
-                n_startup_trials=startup, seed=seed,
-                warn_independent_sampling=False)  # conditional params: documented fallback
-        self.optuna_sampler = sampler
-        self.study: optuna.Study = optuna.create_study(direction="minimize", sampler=sampler)
+        self.study: optuna.Study = optuna.create_study(direction="minimize",
+                                                       sampler=self._sampler(0))
         self._pending: list[tuple[int | None, Params]] = []  # (Optuna trial number, point)
+        self._discarded = 0  # duplicates of pending points, told FAIL: not part of the history
         self._lock = threading.Lock()
+
+    @property
+    def optuna_sampler(self) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler that draws the next point (TPESampler or GPSampler)."""
+        return self.study.sampler
+
+    def _sampler(self, draw: int) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler for one draw, seeded from the search's seed and ``draw``."""
+        seed = int(np.random.SeedSequence([self._seed, draw]).generate_state(1)[0])
+        samplers = self._optuna.samplers
+        if self.kind == "tpe":
+            return samplers.TPESampler(n_startup_trials=self._startup, seed=seed,
+                                       multivariate=True, group=self._conditional,
+                                       constant_liar=True)
+        return samplers.GPSampler(n_startup_trials=self._startup, seed=seed,
+                                  warn_independent_sampling=False)  # conditional: fallback
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
         fixed = dict(fixed or {})
@@ -370,7 +407,9 @@ class OptunaSampler:
         """One new point, not equal to a pending one; None after ``RETRIES`` duplicates (the
         duplicates are told FAIL: TPE and GP learn nothing from a failed trial)."""
         failed = self._optuna.trial.TrialState.FAIL
-        for _ in range(RETRIES):
+        history = len(self.study.get_trials(deepcopy=False)) - self._discarded
+        for retry in range(RETRIES):
+            self.study.sampler = self._sampler(history * RETRIES + retry)
             if params:
                 self.study.enqueue_trial(dict(params), skip_if_exists=False)
             trial = self.study.ask()
@@ -379,6 +418,7 @@ class OptunaSampler:
             point.update({k: v for k, v in fixed.items() if k in point})
             if any(p == point for _, p in self._pending):
                 self.study.tell(trial, state=failed)
+                self._discarded += 1
                 continue
             self._pending.append((trial.number, point))
             return point
