@@ -75,6 +75,7 @@ class Outcome:
     test: float  # the same trial's model on the holdout (NaN: the gate could not score it)
     wall_s: float
     error: str | None = None
+    finished: int = 0  # trials that finished (pruned and failed ones are not)
 
 
 def quiet() -> None:
@@ -108,7 +109,8 @@ def search(case: Case, folder: str) -> Outcome:
                        str(exc))
     wall = time.perf_counter() - started
     test = result.decision.challenger_score if result.decision else math.nan
-    return Outcome(case, spec.metric, result.best_value, test, wall, result.gate_error)
+    return Outcome(case, spec.metric, result.best_value, test, wall, result.gate_error,
+                   result.finished)
 
 
 def check_names(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -145,6 +147,7 @@ def table(outcomes: list[Outcome], args: argparse.Namespace) -> list[dict[str, A
                              "metric": mine[0].metric, "val": val, "val_sd": val_sd,
                              "test": test, "test_sd": test_sd,
                              "wall_s": sum(o.wall_s for o in mine),
+                             "finished": sum(o.finished for o in mine),
                              "errors": sorted({o.error for o in mine if o.error})})
     return rows
 
@@ -217,6 +220,9 @@ def main() -> None:
     for r in rows:
         for error in r["errors"]:
             print(f"note: {r['task']}/{r['trials']}/{r['algo']}: {error}")
+        if r["finished"] < r["trials"] * args.seeds:
+            print(f"note: {r['task']}/{r['trials']}/{r['algo']}: {r['finished']} of "
+                  f"{r['trials'] * args.seeds} trials finished")
     print(f"{len(cases)} searches, {sum(c.trials for c in cases)} trials of {args.epochs} "
           f"epochs, {jobs} at a time on {args.device}: {wall:.0f} s wall")
     print(json.dumps({"wall_s": round(wall, 1), "jobs": jobs, "epochs": args.epochs,
