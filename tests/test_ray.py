@@ -25,7 +25,7 @@ from serving import free_port
 from sklearn.datasets import load_digits
 
 import mltune
-from mltune.backends.ray import check_tracking_store, is_local_store, worker_tracking_uri
+from mltune.backends.ray.store import check_tracking_store, is_local_store, worker_tracking_uri
 from mltune.core.errors import SpecError
 from mltune.spec.build import build_spec, load_spec
 from mltune.spec.catalogs import SAMPLERS

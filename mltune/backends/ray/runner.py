@@ -35,7 +35,7 @@ from ray import tune
 from ray.experimental import internal_kv
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from mltune.backends.ray import check_tracking_store, worker_env, worker_tracking_uri
+from mltune.backends.ray.store import check_tracking_store, worker_env, worker_tracking_uri
 from mltune.core import interrupts
 from mltune.core.environ import temporarily
 from mltune.core.outcomes import TrialOutcome
@@ -230,7 +230,7 @@ class Outcomes(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The worker itself died (killed, out of host memory, node lost): a FAILED trial."""
         number = trial.config["number"]
-        error = f"the Ray worker of trial {number} died: {_first_line(trial.get_error())}"
+        error = f"the Ray worker of trial {number} died: {_last_line(trial.get_error())}"
         assert self.session is not None
         run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
         log.warning("trial %d failed: %s", number, error)
@@ -259,7 +259,8 @@ class Interrupted(tune.Stopper):
         return False
 
 
-def _first_line(error: Any) -> str:
+def _last_line(error: Any) -> str:
+    """A worker's error in one line: the last of its traceback, the exception itself."""
     text = str(error or "no error recorded").strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][:500] if lines else text
