@@ -32,6 +32,7 @@ from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
+from mltune.spec.catalogs import SAMPLERS
 from mltune.tracking.links import experiment_url, run_url, ui_command
 
 DEFAULT_CONFIG = "examples/digits.yaml"
@@ -143,7 +144,7 @@ def cli() -> None:
 @cli.command("tune")
 @with_spec_options
 @click.option("--max-evals", type=OptionalInt, help="Number of trials.")
-@click.option("--algo", default="", help="tpe | rand | anneal")
+@click.option("--algo", default="", help=" | ".join(SAMPLERS.names()))
 @click.option("--metric", default="", help="Metric to optimise (one every trial logs).")
 @click.option("--mode", default="", help="max | min")
 @click.option("--backend", default="", help="local | ray")

@@ -1,8 +1,8 @@
 """What a backend is (where trials run), and the catalog of backends by name.
 
-The catalog lives here, where the search looks a backend up; each backend module adds itself
-(``mltune.backends``, imported by the package root), so the search never imports a backend and
-a new one is one module.
+The catalog is ``spec.catalogs.BACKENDS``, the one a spec's ``backend`` is checked against; each
+backend module adds itself (``mltune.backends``, imported by the package root), so the search
+never imports a backend and a new one is one module.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Protocol
 
 from mltune.core.catalog import Catalog
 from mltune.search.session import Session
+from mltune.spec.catalogs import BACKENDS as _BACKENDS
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec
 
@@ -27,4 +28,4 @@ class Backend(Protocol):
         sampler from the catalog) through ``session``, resumed history first."""
 
 
-BACKENDS: Catalog[Backend] = Catalog("backend")
+BACKENDS: Catalog[Backend] = _BACKENDS  # the one the spec is checked against

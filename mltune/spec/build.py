@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from mltune.core.errors import SpecError
-from mltune.spec.catalogs import SAMPLERS, SCHEDULERS
+from mltune.spec.catalogs import BACKENDS, SAMPLERS, SCHEDULERS
 from mltune.spec.model import (
     COMMON_DATA_KEYS,
     NOT_A_KEY,
@@ -43,7 +43,6 @@ from mltune.spec.space import build_space
 from mltune.spec.tasks import TASKS
 
 MODES = ("max", "min")
-BACKENDS = ("local", "ray")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -197,7 +196,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         seed=integer(raw, "seed", 0, minimum=0),
         epochs=integer(raw, "epochs", 10, minimum=1),
         device=device,
-        backend=string(raw, "backend", "local", BACKENDS),
+        backend=string(raw, "backend", "local", BACKENDS.names()),
         parallelism=integer(raw, "parallelism", 1, minimum=1),
         registered_model=string(raw, "registered_model", f"mltune-{task.name}"),
         space=space,
