@@ -1,0 +1,92 @@
+"""One contract for every registered task, without MLflow: it loads tiny data, trains one epoch
+as a pack of one and as a pack of three through the one engine, scores every metric it declares,
+and answers raw input through the code its served model runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_text import make_texts, write_csv
+from test_timeseries import seasonal, write
+
+from mltune.spec.build import build_spec
+from mltune.spec.space import first_point
+from mltune.spec.tasks import TASKS
+from mltune.tasks import task_for
+from mltune.tracking.model import load_task_artifacts, save_task_artifacts
+from mltune.training.device import seed_everything
+from mltune.training.engine import Member, make_pack, train
+
+
+def _image(tmp: Path) -> dict[str, Any]:
+    return {"task": "image", "data": "sklearn:digits",
+            "space": {"num_blocks": 1, "channels": 16, "hidden_size": 64}}
+
+
+def _tabular(tmp: Path) -> dict[str, Any]:
+    return {"task": "tabular", "data": "sklearn:breast_cancer"}
+
+
+def _text(tmp: Path) -> dict[str, Any]:
+    texts, labels = make_texts(150, seed=0)
+    path = write_csv(tmp / "texts.csv", ["text", "label"], [[t, y] for t, y in zip(texts, labels,
+                                                                                     strict=True)])
+    return {"task": "text", "data": {"source": str(path), "text": "text", "target": "label"},
+            "space": {"hidden_size": 32, "num_layers": 1}}
+
+
+def _timeseries(tmp: Path) -> dict[str, Any]:
+    path = write(seasonal(rows=240), tmp / "sales.csv")
+    return {"task": "timeseries",
+            "data": {"source": path, "target": "sales", "time": "date", "horizon": 6},
+            "space": {"window": 12, "hidden_size": 16, "num_layers": 1}}
+
+
+SPECS = {"image": _image, "tabular": _tabular, "text": _text, "timeseries": _timeseries}
+
+
+def test_every_registered_task_is_in_this_contract():
+    assert set(TASKS.names()) == set(SPECS)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_a_task_trains_a_pack_scores_and_answers_raw_input(name, members, tmp_path):
+    spec = build_spec({**SPECS[name](tmp_path), "epochs": 1})
+    task = task_for(spec)
+    data = task.load(spec.data, seed=0)
+    params = {**task.default_params(), **first_point(spec.space)}  # a point of its space
+    rates = [1e-3, 3e-3, 1e-2][:members]  # members differ in what a pack lets differ
+    configs = [{**params, "learning_rate": lr} for lr in rates]
+    networks = []
+    for j, config in enumerate(configs):
+        seed_everything(j)
+        networks.append(task.build_model(config, data.meta))
+    pack = make_pack(networks)
+    crew = [Member(c, task.make_loss(c, data), lambda epoch, metrics: None) for c in configs]
+    train(pack, crew, data, score=lambda o, y: task.score(o, y, data.meta), epochs=1, seed=0,
+          precision="fp32")
+
+    declared = task.metrics(spec.data)
+    # what a served model knows: the data's description and the task's objects, through the
+    # files a logged model carries them in (joblib), as ServedModel.load_context reads them
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    served_meta = {**data.meta,
+                   **load_task_artifacts(save_task_artifacts(data.artifacts, str(folder)))}
+    for j, member in enumerate(crew):
+        assert member.error is None
+        assert member.result is not None and len(member.result.history) == 1
+        metrics = member.result.final
+        assert set(metrics) == set(declared)  # every declared metric, and only those
+        assert all(math.isfinite(v) for v in metrics.values())
+        network = pack.load_into(j, task.build_model(configs[j], data.meta)).eval()
+        example = task.input_example(data)
+        answer = task.predict(network, served_meta, example)
+        assert isinstance(answer, pd.DataFrame) and len(answer) >= 1
+        assert not answer.select_dtypes(include=[np.number]).isna().any().any()
