@@ -9,10 +9,10 @@ network that cannot be packed). A resumed search's sampler starts from what MLfl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from mltune.search.backend import BACKENDS
+from mltune.search.packs import shape
 from mltune.search.resume import resumed_sampler
 from mltune.search.samplers.base import Params, loss_of
 from mltune.search.session import Session
@@ -44,13 +44,6 @@ class LocalBackend:
                     points += sampler.ask(size - 1, fixed=shape(points[0], session.is_free))
             for point, outcome in zip(points, session.run_pack(points), strict=True):
                 sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
-
-
-def shape(point: Mapping[str, Any], is_free: Callable[[str], bool]) -> Params:
-    """What a pack's members share: the top-level hyperparameters that may not differ. A
-    conditional option's own hyperparameters (``optimizer.momentum``) stay free: the option
-    chosen is the shape, its values are per member."""
-    return {k: v for k, v in point.items() if "." not in k and not is_free(k)}
 
 
 def _same_shape(queued: list[Params], limit: int, is_free: Callable[[str], bool]

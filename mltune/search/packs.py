@@ -62,11 +62,17 @@ def is_free(key: str, task: Task) -> bool:
     return not task.network_in_use.user or top in task.param_rules()
 
 
+def shape(point: Mapping[str, Any], free: Callable[[str], bool]) -> dict[str, Any]:
+    """What the members of one pack share, as the values a sampler is asked to keep fixed:
+    every top-level param that is not ``free`` (a choice's own options,
+    ``optimizer.momentum``, are per-member values of the loop)."""
+    return {k: v for k, v in point.items() if "." not in k and not free(k)}
+
+
 def shape_key(params: Mapping[str, Any], task: Task) -> Shape:
-    """What the members of one pack share: every top-level param that is not free (a
-    choice's own options, ``optimizer.momentum``, are per-member values of the loop)."""
-    return tuple(sorted((k, repr(v)) for k, v in params.items()
-                        if "." not in k and not is_free(k, task)))
+    """``shape`` of ``params`` for ``task`` as a hashable key."""
+    fixed = shape(params, lambda key: is_free(key, task))
+    return tuple(sorted((k, repr(v)) for k, v in fixed.items()))
 
 
 def structure(network: nn.Module) -> tuple[Any, ...]:

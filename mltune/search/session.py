@@ -36,7 +36,7 @@ class Session:
         self.next_number = history.next_number
         self.next_pack = history.next_pack
         self.outcomes: list[TrialOutcome] = []
-        self.sizes = PackSizes(task, data, device, spec.precision)  # pack: auto, per shape
+        self.sizes = PackSizes(task, data, device, spec.precision)  # pack: auto, once per cost
 
     def take_number(self) -> int:
         number, self.next_number = self.next_number, self.next_number + 1

@@ -110,13 +110,10 @@ class TrialRunner:
                 self._train_group([outcomes[j] for j in group], [runs[j] for j in group],
                                   [networks[j] for j in group])
         except BaseException as exc:  # the pack as a whole stopped (out of memory, Ctrl-C...)
-            fatal = False
             for j, outcome in enumerate(outcomes):
                 if outcome.status == TrialStatus.RUNNING:
-                    fatal |= self._ended(outcome, runs[j] if j < len(runs) else None, exc)
-                else:
-                    fatal |= isinstance(exc, (KeyboardInterrupt, SystemExit)) or is_outage(exc)
-            if fatal or self.raise_failures:
+                    self._ended(outcome, runs[j] if j < len(runs) else None, exc)
+            if stops_search(exc) or self.raise_failures:
                 raise
         finally:
             for outcome in outcomes:
@@ -162,12 +159,13 @@ class TrialRunner:
         if finished:  # the members' models, logged together in the background
             self.finish(lambda: [self._log(t, o) for t, o in finished])
 
-    def _ended(self, outcome: TrialOutcome, run: TrialRun | None,
-               error: BaseException) -> bool:
+    def _ended(self, outcome: TrialOutcome, run: TrialRun | None, error: BaseException,
+               when: str = "") -> bool:
         """The one place a trial that did not finish gets its status and its run's ending:
         stopped by the scheduler (PRUNED: KILLED, ``mltune.pruned``), interrupted or cut off
         from the tracking server (KILLED, ``mltune.interrupted``: a resume re-runs it), or
-        failed (FAILED, ``mltune.error``). True when ``error`` must stop the search."""
+        failed (FAILED, ``mltune.error``; ``when`` says in which half, for the log). True
+        when ``error`` must stop the search (``stops_search``)."""
         if isinstance(error, TrialPruned):
             outcome.status, outcome.error = TrialStatus.PRUNED, str(error)
             outcome.metrics = {self.spec.metric: error.best}
@@ -176,7 +174,7 @@ class TrialRunner:
                                              T.EPOCHS_RUN: str(error.epoch),
                                              T.ERROR: str(error)})
             return False
-        if isinstance(error, (KeyboardInterrupt, SystemExit)) or is_outage(error):
+        if stops_search(error):
             outcome.status = TrialStatus.KILLED
             if run is not None:
                 best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
@@ -184,7 +182,7 @@ class TrialRunner:
         outcome.status, outcome.error = TrialStatus.FAILED, describe_error(error)
         if run is not None:
             run.fail(outcome.error)
-        log.warning("trial %d failed: %s", outcome.number, outcome.error)
+        log.warning("trial %d failed%s: %s", outcome.number, when, outcome.error)
         return False
 
     def build(self, number: int, params: Mapping[str, Any]) -> nn.Module:
@@ -209,7 +207,7 @@ class TrialRunner:
         the values of the pack's other members at this epoch, ``peers``, when packed) and its
         answer turned into what the engine does: go on, stop (``TrialPruned``), or go on from
         another member's row (``Exploit``; ``members``: trial number -> member index)."""
-        spec, best = self.spec, []
+        spec, best, members = self.spec, [], members or {}
 
         def done(epoch: int, metrics: dict[str, float]) -> Exploit | None:
             run.log_epoch(epoch, metrics)
@@ -225,13 +223,13 @@ class TrialRunner:
                 raise TrialPruned(epoch, best[0], spec.pruning.rule)
             if decision.action is not Action.EXPLOIT:
                 return None
-            if decision.source not in (members or {}):
+            if decision.source not in members:
                 raise SearchError(f"the {spec.pruning.rule} scheduler asked trial {number} to "
                                   f"exploit trial {decision.source}, which is not in its pack; "
-                                  f"allowed: {sorted(members or {})}")
+                                  f"allowed: {sorted(members)}")
             run.client.set_tag(run.run_id, f"{T.EXPLOIT}.{epoch}", json.dumps(
                 {"source": decision.source, "values": dict(decision.values)}, default=str))
-            return Exploit((members or {})[decision.source], decision.values)
+            return Exploit(members[decision.source], decision.values)
 
         return done
 
@@ -247,17 +245,16 @@ class TrialRunner:
                                               self.data)
             run.end(TrialStatus.FINISHED)
         except Exception as exc:
-            outcome.error = describe_error(exc)
-            if is_outage(exc):
-                outcome.status = TrialStatus.KILLED
-                best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
-            else:
-                outcome.status = TrialStatus.FAILED
-                run.fail(outcome.error)
+            outcome.error = describe_error(exc)  # kept on an outage too (the trial is KILLED)
+            self._ended(outcome, run, exc, when=" while its model was logged")
             if self.raise_failures:
                 raise
-            log.warning("trial %d failed while its model was logged: %s", outcome.number,
-                        outcome.error)
+
+
+def stops_search(error: BaseException) -> bool:
+    """Whether a trial's error ends the whole search: an interrupt, or a lost tracking
+    server (its trials are KILLED, to be run again by a resume)."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit)) or is_outage(error)
 
 
 def release_memory(device: torch.device) -> None:
