@@ -64,9 +64,11 @@ class Member:
     loss_fn: Callable[..., torch.Tensor]
     on_epoch: Callable[[int, dict[str, float]], Exploit | None]
     early_stopping: EarlyStopping | None = None
+    epochs: int | None = None  # the most epochs it may train (None: the pack's ``epochs``)
     result: FitResult | None = None
     error: BaseException | None = None
     active: bool = True
+    started: float = 0.0  # when it joined (time.monotonic()), for ``time_limit_s``
 
 
 class PlainPack(nn.Module):
@@ -80,13 +82,25 @@ class PlainPack(nn.Module):
         self.networks = nn.ModuleList(networks)
         # what runs the forward pass: ``torch.compile`` of each network when asked (the same
         # parameters); a plain list, so the compiled wrappers are no submodules
+        self.compile_model = compile_model
         self._run = [torch.compile(n) if compile_model else n for n in networks]
         self.slots = list(range(len(networks)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.slots) == 1:  # a view, no copy: a lone trial pays nothing for the stack
+    def forward(self, x: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        if len(self.slots) == 1 and not per_member:  # a view: a lone trial pays no stack
             return self._run[self.slots[0]](x).unsqueeze(0)
-        return torch.stack([self._run[j](x) for j in self.slots])
+        return torch.stack([self._run[j](x[row] if per_member else x)
+                            for row, j in enumerate(self.slots)])
+
+    def add(self, networks: Sequence[nn.Module]) -> list[int]:
+        """Members join a running pack (on its device already); their member numbers."""
+        first = len(self.networks)
+        for network in networks:
+            self.networks.append(network)
+            self._run.append(torch.compile(network) if self.compile_model else network)
+        joined = list(range(first, len(self.networks)))
+        self.slots += joined
+        return joined
 
     def set_aside(self, members: Iterable[int]) -> list[int]:
         """Members that stopped are no longer computed; the rows of those who stay."""
@@ -158,6 +172,7 @@ class _Optimizers:
                     tensor[rt].copy_(tensor[rs])
             for key, per_member in self.packed.hyper.items():
                 per_member[rt] = new.get(key, per_member[rs])
+            self.packed.steps[rt] = self.packed.steps[rs]
             return
         # a deep copy: load_state_dict keeps the very tensors it is given (step, moments)
         self.plain[target].load_state_dict(copy.deepcopy(self.plain[source].state_dict()))
@@ -165,13 +180,57 @@ class _Optimizers:
             group.update({k: v for k, v in new.items() if k in group})
 
     def keep(self, rows: list[int]) -> None:
-        if isinstance(self.pack, Pack) and rows:
+        if isinstance(self.pack, Pack):
             self.packed.keep(rows, list(self.pack.parameters()))
+
+    def add(self, members: Sequence[Member], networks: Sequence[nn.Module]) -> None:
+        """Members that joined the pack (already added to it) get their optimizer rows."""
+        if isinstance(self.pack, Pack):
+            self.packed.add(list(self.pack.parameters()), [m.params for m in members])
+        else:
+            self.plain += [make_optimizer(net, dict(m.params))
+                           for net, m in zip(networks, members, strict=True)]
+
+
+class _Cohorts:
+    """Each member's batch order: members that started together share one generator (the
+    search's seed), so a member draws the same batches in its own epoch e as it would alone,
+    whenever it joined. One cohort: one shared batch for the whole pack (no copies); several:
+    a (K, batch, ...) input, each row its member's own batch."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.seed, self.device = seed, device
+        self.of: dict[int, torch.Generator] = {}  # member -> its cohort's generator
+
+    def join(self, members: Iterable[int]) -> None:
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.of.update({j: generator for j in members})
+
+    def epoch(self, training: Sequence[int], x: Any, y: torch.Tensor, batch_size: int
+              ) -> Iterable[tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], int, bool]]:
+        """This epoch's batches: (input, targets, rows in the batch, per member?)."""
+        n = len(y)
+        cohorts: dict[int, torch.Generator] = {}
+        for j in training:
+            cohorts.setdefault(id(self.of[j]), self.of[j])
+        orders = {key: torch.randperm(n, device=self.device, generator=g)
+                  for key, g in cohorts.items()}
+        streams = [batches(x, order, batch_size) for order in orders.values()]
+        row_of = {key: i for i, key in enumerate(orders)}
+        which = [row_of[id(self.of[j])] for j in training]
+        for start, inputs in zip(range(0, n, batch_size), zip(*streams, strict=True),
+                                 strict=True):
+            indices = [order[start:start + batch_size] for order in orders.values()]
+            if len(inputs) == 1:
+                yield inputs[0], y[indices[0]], len(indices[0]), False
+                continue
+            yield (torch.stack([inputs[c] for c in which]), [y[indices[c]] for c in which],
+                   len(indices[0]), True)
 
 
 def train(
     pack: AnyPack,
-    members: Sequence[Member],
+    members: list[Member],
     data: Any,
     *,
     score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
@@ -180,16 +239,25 @@ def train(
     time_limit_s: float | None = None,
     precision: str = "auto",
     on_epoch_all: Callable[[int, Mapping[int, dict[str, float]]], None] | None = None,
+    refill: Callable[[int], Sequence[tuple[nn.Module, Member]]] | None = None,
+    on_leave: Callable[[int], None] | None = None,
+    deadline: float | None = None,
 ) -> None:
     """Train the pack on ``data`` (a TaskData on the device); each member's ``result`` (and
     ``error``) is filled in.
 
-    The members share the batch size and the batch order (``seed``), as the pack's shape key
-    says; an interrupt stops the whole pack and is raised. ``on_epoch_all`` gets every active
-    member's metrics of an epoch before any member's ``on_epoch``, so a scheduler can judge
-    the members against each other.
+    The members share the batch size (the pack's shape key says so); each counts its own
+    epochs (``epochs`` at most) and draws its own batch order from ``seed``. An interrupt
+    stops the whole pack and is raised. ``on_epoch_all`` gets every active member's metrics
+    of an epoch (by member index, with the member's own epoch numbers in its history) before
+    any member's ``on_epoch``, so a scheduler can judge the members against each other.
+
+    The pack stays full: at each epoch end, when members left, ``refill(free)`` may answer new
+    ``(network, Member)`` pairs of the pack's shape, which join as new members (appended to
+    ``members``). ``on_leave(j)`` runs as member ``j`` leaves, its final weights in place
+    (``pack.member_state(j)``). Past ``deadline`` (``time.monotonic()``), every member stops
+    at the end of its epoch, finished (``result.stopped = "time_budget"``).
     """
-    started = time.monotonic()
     device = data.x_train.device
     pack.to(device)
     if device.type == "cuda" and data.x_train.dim() == 4:
@@ -198,86 +266,127 @@ def train(
     scaler = amp.scaler()
     optimizers = _Optimizers(pack, members)
     batch_size = defaults.batch_size(members[0].params)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    n = len(data.x_train)
+    capacity = len(members)
+    cohorts = _Cohorts(seed, device)
+    cohorts.join(range(len(members)))
     for member in members:
         member.result = FitResult()
+        member.started = time.monotonic()
 
     def stop(j: int, error: BaseException | None = None) -> None:
         members[j].active, members[j].error = False, error
 
-    for epoch in range(1, epochs + 1):
+    step = 0
+    while pack.slots:
+        step += 1
         training = list(pack.slots)  # the members still training, in the pack's row order
-        if not training:
-            break
         pack.train()
-        order = torch.randperm(n, device=device, generator=generator)
         loss_sums = torch.zeros(len(training), device=device)
-        inputs = batches(data.x_train, order, batch_size)
-        for start, x in zip(range(0, n, batch_size), inputs, strict=True):
+        for x, targets, rows, per_member in cohorts.epoch(training, data.x_train,
+                                                          data.y_train, batch_size):
             interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
-            index = order[start:start + batch_size]
-            targets = data.y_train[index]
             with amp.autocast():
-                outputs = pack(batch_layout(x))
-                each = [members[j].loss_fn(outputs[row], targets)
+                outputs = pack(batch_layout(x), per_member=per_member)
+                each = [members[j].loss_fn(outputs[row],
+                                           targets[row] if per_member else targets)
                         for row, j in enumerate(training)]
                 total = each[0] if len(each) == 1 else torch.stack(each).sum()
             optimizers.zero_grad()
             scaler.scale(total).backward()  # each member gets its own loss's gradient
             losses = each[0].unsqueeze(0) if len(each) == 1 else torch.stack(each)
             optimizers.step(scaler)
-            loss_sums += losses.detach().float() * len(index)
-        train_losses = (loss_sums / n).tolist()  # the one read-back of the epoch
+            loss_sums += losses.detach().float() * rows
+        train_losses = (loss_sums / len(data.y_train)).tolist()  # the epoch's one read-back
         outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
         measured: dict[int, dict[str, float]] = {}
         for row, j in enumerate(training):
-            metrics = _measure(j, members[j], epoch, train_losses[row], outputs[row], data,
-                               score, stop)
+            metrics = _measure(j, members[j], train_losses[row], outputs[row], data, score,
+                               stop)
             if metrics is not None:
                 measured[j] = metrics
         if on_epoch_all is not None and measured:
-            on_epoch_all(epoch, measured)
-        exploits = {j: _judge(pack, j, members[j], epoch, metrics, stop)
+            on_epoch_all(step, measured)
+        exploits = {j: _judge(pack, j, members[j], metrics, stop)
                     for j, metrics in measured.items()}
         for j, answer in exploits.items():
             if answer is not None and members[j].active:
                 _exploit(pack, optimizers, members, j, answer)
-        if time_limit_s is not None and time.monotonic() - started > time_limit_s:
-            for j in training:
-                if members[j].active:
-                    stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
-                                         f"(stopped after epoch {epoch})"))
+        now = time.monotonic()
+        for j in training:
+            member = members[j]
+            assert member.result is not None
+            if not member.active:
+                continue
+            if len(member.result.history) >= (member.epochs or epochs):
+                stop(j, None)  # done: it trained every epoch it may
+            elif deadline is not None and now > deadline:
+                member.result.stopped = "time_budget"
+                stop(j, None)
+            elif time_limit_s is not None and now - member.started > time_limit_s:
+                stop(j, TrialTimeout(f"trial ran past trial_timeout_s={time_limit_s:g} "
+                                     f"(stopped after epoch {len(member.result.history)})"))
         stopped = [j for j in training if not members[j].active]
         if stopped:  # they leave the pack; the optimizer keeps the rows of those who stay
             optimizers.keep(pack.set_aside(stopped))
-    for j, member in enumerate(members):
-        stopper = member.early_stopping
-        if stopper is not None and stopper.best_state is not None and member.error is None:
-            pack.load_member_state(j, stopper.best_state)
-            assert member.result is not None
-            member.result.best_epoch = stopper.best_epoch
+            for j in stopped:
+                _leave(pack, j, members[j])
+                if on_leave is not None:
+                    on_leave(j)
+        free = capacity - len(pack.slots)
+        if refill is not None and free > 0 and (deadline is None or now <= deadline):
+            _join(pack, optimizers, cohorts, members, refill(free))
 
 
-def _measure(j: int, member: Member, epoch: int, train_loss: float, outputs: torch.Tensor,
-             data: Any, score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+def _leave(pack: AnyPack, j: int, member: Member) -> None:
+    """A member that finished ends with its best epoch's weights (under early stopping)."""
+    stopper = member.early_stopping
+    if stopper is not None and stopper.best_state is not None and member.error is None:
+        pack.load_member_state(j, stopper.best_state)
+        assert member.result is not None
+        member.result.best_epoch = stopper.best_epoch
+
+
+def _join(pack: AnyPack, optimizers: _Optimizers, cohorts: _Cohorts, members: list[Member],
+          joining: Sequence[tuple[nn.Module, Member]]) -> None:
+    """New members take free slots: rows in the pack and its optimizer, a cohort of their
+    own (their epoch 1 starts now), appended to ``members``."""
+    if not joining:
+        return
+    device = next(pack.parameters()).device
+    networks = [network.to(device) for network, _ in joining]
+    if device.type == "cuda" and isinstance(pack, PlainPack):
+        for network in networks:
+            network.to(memory_format=torch.channels_last)
+    numbers = pack.add(networks)
+    for number, (_, member) in zip(numbers, joining, strict=True):
+        assert number == len(members), "member numbers follow the members list"
+        member.result, member.started = FitResult(), time.monotonic()
+        members.append(member)
+    optimizers.add([m for _, m in joining], networks)
+    cohorts.join(numbers)
+
+
+def _measure(j: int, member: Member, train_loss: float, outputs: torch.Tensor, data: Any,
+             score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
              stop: Callable[[int, BaseException | None], None]) -> dict[str, float] | None:
-    """One member's metrics of the epoch (None when its loss diverged: it stops)."""
+    """One member's metrics of its epoch (None when its loss diverged: it stops)."""
+    assert member.result is not None
     if not math.isfinite(train_loss):
+        epoch = len(member.result.history) + 1
         stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
         return None
     metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
     metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
-    assert member.result is not None
     member.result.history.append(metrics)
     return metrics
 
 
-def _judge(pack: AnyPack, j: int, member: Member, epoch: int, metrics: dict[str, float],
+def _judge(pack: AnyPack, j: int, member: Member, metrics: dict[str, float],
            stop: Callable[[int, BaseException | None], None]) -> Exploit | None:
     """One member's epoch after every member was measured: its callback, its early
     stopping; an ``Exploit`` the callback answered."""
     assert member.result is not None
+    epoch = len(member.result.history)  # the member's own epoch
     try:
         answer = member.on_epoch(epoch, metrics)
     except (KeyboardInterrupt, SystemExit):

@@ -38,6 +38,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0  # the epoch whose weights the model holds (0: the last)
     stopped_early: bool = False
+    stopped: str | None = None  # what ended it before its last epoch, if not itself
 
     @property
     def final(self) -> dict[str, float]:

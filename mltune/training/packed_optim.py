@@ -5,7 +5,8 @@ PyTorch's optimizers take one value per parameter group and refuse a tensor of p
 learning rates, so the updates are written here, with the same arithmetic as ``torch.optim``
 (a member's weights move exactly as they would alone, up to float rounding). When members stop
 (pruned, diverged, early-stopped), the pack cuts their rows from the stacked weights and
-``keep`` cuts the same rows from the optimizer's values and state.
+``keep`` cuts the same rows from the optimizer's values and state; members that join a running
+pack get new rows (``add``) with fresh state and their own step count.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class PackedOptimizer:
         for key, default in self.defaults.items():
             self.hyper[key] = [float(o.get(key, default)) for o in options]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.weights]
-        self.steps = 0
+        self.steps = [0] * len(members)  # each member's own: one that joined later has fewer
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -58,16 +59,33 @@ class PackedOptimizer:
         same way."""
         self.weights = list(weights)
         self.hyper = {key: [values[row] for row in rows] for key, values in self.hyper.items()}
+        self.steps = [self.steps[row] for row in rows]
         for state in self.state:
             for key, value in state.items():
-                state[key] = value.index_select(0, torch.tensor(rows, device=value.device))
+                state[key] = value.index_select(
+                    0, torch.tensor(rows, dtype=torch.long, device=value.device))
+
+    @torch.no_grad()
+    def add(self, weights: Sequence[torch.nn.Parameter], members: Sequence[Mapping[str, Any]]
+            ) -> None:
+        """Members join as new last rows of ``weights`` (the pack's, grown): their own values,
+        zero state (what a fresh torch optimizer's first step amounts to) and no steps yet."""
+        joined = type(self)(weights, members)
+        self.weights = list(weights)
+        for key, values in joined.hyper.items():
+            self.hyper[key] = self.hyper[key] + values
+        self.steps += joined.steps
+        for state in self.state:
+            for key, value in state.items():
+                fresh = value.new_zeros((len(members), *value.shape[1:]))
+                state[key] = torch.cat([value, fresh])
 
     def _value(self, key: str, w: torch.Tensor) -> torch.Tensor:
         return _per_member(self.hyper[key], w)
 
     @torch.no_grad()
     def step(self) -> None:
-        self.steps += 1
+        self.steps = [n + 1 for n in self.steps]
         for w, state in zip(self.weights, self.state, strict=True):
             if w.grad is not None:
                 self.update(w, w.grad, state)
@@ -115,7 +133,7 @@ class PackedAdam(PackedOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-        step = self.steps
+        step = torch.tensor(self.steps, dtype=torch.float64)
         b1 = torch.tensor(self.hyper["beta1"], dtype=torch.float64)
         b2 = torch.tensor(self.hyper["beta2"], dtype=torch.float64)
         step_size = _per_member((1.0 / (1 - b1 ** step)).tolist(), w) * lr

@@ -105,7 +105,9 @@ class Pack(nn.Module):
     def _buffers_by_name(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, f"b{i}") for i, name in enumerate(self._buffer_names)}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        """(K, N, ...) outputs of one batch ``x`` shared by every member, or, ``per_member``,
+        of a (K, N, ...) input whose row k is member k's own batch."""
         params = dict(zip(self._names, self.stacked, strict=True))
         buffers = self._buffers_by_name()
         template = self.template
@@ -115,7 +117,35 @@ class Pack(nn.Module):
                 inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(template, (p, b), (inputs,))
 
-        return vmap(one, in_dims=(0, 0, None), randomness="different")(params, buffers, x)
+        batched = vmap(one, in_dims=(0, 0, 0 if per_member else None), randomness="different")
+        return batched(params, buffers, x)
+
+    @torch.no_grad()
+    def add(self, networks: Sequence[nn.Module]) -> list[int]:
+        """Members join a running pack as new last rows (fresh weights, their own buffers);
+        their member numbers, which continue after every member the pack ever had. The
+        stacked weights become new parameters, as in ``set_aside``."""
+        _same_shapes([self.template_like(), *networks])
+        params, buffers = stack_module_state([with_rated_dropout(n) for n in networks])
+        device = self.stacked[0].device
+        live = bool(self.slots)
+        self.stacked = nn.ParameterList([
+            nn.Parameter(torch.cat([w.detach(), params[k].to(device)]) if live
+                         else params[k].to(device))
+            for k, w in zip(self._names, self.stacked, strict=True)])
+        for i, (name, buffer) in enumerate(self._buffers_by_name().items()):
+            fresh = buffers[name].to(device)
+            setattr(self, f"b{i}", torch.cat([buffer, fresh]) if live else fresh)
+        first = max([*self.slots, *self._aside, -1]) + 1
+        joined = list(range(first, first + len(networks)))
+        self.slots += joined
+        return joined
+
+    def template_like(self) -> nn.Module:
+        """An ordinary network of the pack's shape (on the CPU, weights not meaningful), to
+        check a joining member against."""
+        network = copy.deepcopy(self.template).to_empty(device="cpu")
+        return network
 
     @torch.no_grad()
     def set_aside(self, members: Iterable[int]) -> list[int]:

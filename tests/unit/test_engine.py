@@ -3,6 +3,7 @@ they would alone, recurrent packs through the plain path, and with a gradient sc
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -117,8 +118,10 @@ def test_a_member_that_stops_leaves_and_the_others_go_on():
     pack = make_pack([mlp(0), mlp(1)])
     both = members(2)
     both[1].on_epoch = stop_at_1
-    train(pack, both, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
-    assert pack.slots == [0]
+    left: list[int] = []
+    train(pack, both, data(), score=accuracy, epochs=3, seed=0, precision="fp32",
+          on_leave=left.append)
+    assert left == [1, 0] and pack.slots == []  # member 1 after epoch 1, member 0 when done
     assert isinstance(both[1].error, Stop) and len(both[1].result.history) == 1
     assert len(both[0].result.history) == 3
 
@@ -150,3 +153,80 @@ def test_an_exploiting_member_trains_on_as_its_source_with_the_new_values(fused)
     train(alone, reference, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
     for key, value in alone.member_state(0).items():
         assert torch.allclose(changed[key], value, atol=1e-5), key
+
+
+def assert_same_history(got: list[dict], expected: list[dict]) -> None:
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5)
+
+
+def stop_at(at: int):
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == at:
+            raise RuntimeError(f"stopped at {epoch}")
+    return on_epoch
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_member_that_joins_a_running_pack_trains_exactly_as_it_would_alone(fused):
+    networks = [mlp(0), mlp(1)]
+    pack = Pack(networks) if fused else PlainPack(networks)
+    running = members(2, [1e-2, 3e-3])
+    running[1].on_epoch = stop_at(1)  # leaves after its first epoch: a slot is free
+    joining = members(1, [3e-2])[0]
+    offers = [[(mlp(7), joining)]]
+    asked: list[int] = []
+
+    def refill(free: int):
+        asked.append(free)
+        return offers.pop() if offers else []
+
+    train(pack, running, data(), score=accuracy, epochs=3, seed=0, precision="fp32",
+          refill=refill)
+    assert asked[0] == 1 and len(running) == 3 and running[2] is joining
+    assert len(joining.result.history) == 3 and joining.error is None  # its own 3 epochs
+    alone = members(1, [3e-2])
+    single = make_pack([mlp(7)])
+    train(single, alone, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
+    assert_same_history(joining.result.history, alone[0].result.history)
+    for key, value in single.member_state(0).items():
+        assert torch.allclose(pack.member_state(2)[key], value, atol=1e-5), key
+    # the members that were there are untouched by the newcomer
+    first = members(1, [1e-2])
+    train(make_pack([mlp(0)]), first, data(), score=accuracy, epochs=3, seed=0,
+          precision="fp32")
+    assert_same_history(running[0].result.history, first[0].result.history)
+
+
+def test_a_refilled_pack_stays_full_while_points_remain():
+    pack = make_pack([mlp(j) for j in range(3)])
+    group = members(3)
+    for m in group:
+        m.epochs = 2
+    supply = list(range(10, 16))  # six more members of the same shape
+    live: list[int] = []
+
+    def refill(free: int):
+        taken, supply[:] = supply[:free], supply[free:]
+        return [(mlp(seed), members(1)[0]) for seed in taken]
+
+    def count(epoch: int, measured) -> None:
+        live.append(len(measured))
+
+    for m in group:
+        m.epochs = 2
+    train(pack, group, data(), score=accuracy, epochs=2, seed=0, precision="fp32",
+          refill=refill, on_epoch_all=count)
+    assert len(group) == 9 and all(len(m.result.history) == 2 for m in group)
+    assert live == [3, 3, 3, 3, 3, 3]  # full every epoch: 9 members x 2 epochs / 3 slots
+
+
+def test_past_the_deadline_every_member_ends_finished_at_its_epoch_end():
+    pack = make_pack([mlp(0), mlp(1)])
+    both = members(2)
+    offered: list[int] = []
+    train(pack, both, data(), score=accuracy, epochs=5, seed=0, precision="fp32",
+          deadline=time.monotonic() - 1, refill=lambda free: offered.append(free) or [])
+    assert all(m.error is None and m.result.stopped == "time_budget" for m in both)
+    assert [len(m.result.history) for m in both] == [1, 1] and offered == []
