@@ -2,7 +2,9 @@
 
 A pack's first point is the sampler's own and fixes the pack's shape (every hyperparameter
 that may not differ inside a pack); the others are asked with that shape fixed, each knowing
-every earlier result. A pack is one trial when the search is unpacked (``pack: 1``, or a
+every earlier result. As members end (done, pruned, early-stopped), new points take their
+slots at the next epoch boundary (``Refill``), so a pack stays full while its shape lasts.
+A pack is one trial when the search is unpacked (``pack: 1``, or a
 network that cannot be packed). A resumed search's sampler starts from what MLflow holds
 (``resume.resumed_sampler``), and its interrupted points run first, in packs of one shape.
 """
@@ -11,18 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mltune.core.outcomes import TrialOutcome
 from mltune.search.backend import BACKENDS
 from mltune.search.packs import shape
 from mltune.search.resume import resumed_sampler
-from mltune.search.samplers.base import Params, loss_of
+from mltune.search.samplers.base import Params, Sampler, loss_of
 from mltune.search.session import Session
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec
 
 
 class LocalBackend:
-    """Packs of trials one after another in this process (the models of one pack are logged
-    in the background while the next trains)."""
+    """Packs of trials one after another in this process, each kept full while its shape
+    lasts (the models of one pack are logged in the background while it trains on)."""
 
     def preflight(self, spec: SearchSpec) -> None:
         """Nothing to check: every sampler in the catalog runs here."""
@@ -31,19 +34,52 @@ class LocalBackend:
         spec = session.spec
         sampler = resumed_sampler(spec, space, session.history)
         queued = list(session.history.requeue)
+        stash: list[Params] = []  # the sampler's points of another shape: they start packs
+
+        def tell(point: Params, outcome: TrialOutcome) -> None:
+            sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
+
         while session.stop_reason() is None and session.left > 0:
+            more = None
             if queued:
                 points = _same_shape(queued, min(session.pack_limit, session.left),
                                      session.is_free)
             else:
-                points = sampler.ask(1)
+                points = [stash.pop(0)] if stash else sampler.ask(1)
                 if not points:
                     return  # no point left that is not pending: the space is spent
                 size = session.pack_size(points[0])
                 if size > 1:
-                    points += sampler.ask(size - 1, fixed=shape(points[0], session.is_free))
-            for point, outcome in zip(points, session.run_pack(points), strict=True):
-                sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
+                    fixed = shape(points[0], session.is_free)
+                    points += sampler.ask(size - 1, fixed=fixed)
+                    more = Refill(sampler, fixed, session.is_free, stash, misses=2 * size)
+            session.run_pack(points, more, on_end=tell)
+
+
+class Refill:
+    """The points that take a running pack's free slots: the sampler's own next point when it
+    has the pack's shape; otherwise that point waits (``stash``: it starts a later pack) and
+    a point of the pack's shape is asked instead. After ``misses`` such points the sampler
+    has asked for other shapes long enough: the pack takes no one more and drains."""
+
+    def __init__(self, sampler: Sampler, fixed: Params, is_free: Callable[[str], bool],
+                 stash: list[Params], misses: int) -> None:
+        self.sampler, self.fixed, self.is_free = sampler, fixed, is_free
+        self.stash, self.misses = stash, misses
+
+    def __call__(self, n: int) -> list[Params]:
+        points: list[Params] = []
+        while len(points) < n and self.misses > 0:
+            asked = self.sampler.ask(1)
+            if not asked:
+                break
+            if shape(asked[0], self.is_free) == self.fixed:
+                points += asked
+                continue
+            self.stash += asked
+            self.misses -= 1
+            points += self.sampler.ask(1, fixed=self.fixed)
+        return points
 
 
 def _same_shape(queued: list[Params], limit: int, is_free: Callable[[str], bool]

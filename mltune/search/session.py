@@ -7,7 +7,7 @@ through ``record``), so numbering, ``best_<metric>``, progress and stop rules ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,8 @@ from mltune.search.trial import TrialRunner
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking.runs import SearchRun
+
+More = Callable[[int], Sequence[Mapping[str, Any]]]  # up to n more points for a pack's free slots
 
 
 class Session:
@@ -36,11 +38,20 @@ class Session:
         self.next_number = history.next_number
         self.next_pack = history.next_pack
         self.outcomes: list[TrialOutcome] = []
+        self.in_flight: set[int] = set()  # numbers of trials started and not yet recorded
         self.sizes = PackSizes(task, data, device, spec.precision)  # pack: auto, once per cost
 
     def take_number(self) -> int:
         number, self.next_number = self.next_number, self.next_number + 1
+        self.in_flight.add(number)
         return number
+
+    @property
+    def deadline(self) -> float | None:
+        """When the time budget is spent (``time.monotonic()``), if the search has one: the
+        members of a running pack stop at their next epoch end past it."""
+        budget = self.spec.stop.time_budget_s
+        return None if budget is None else self.progress.started + budget
 
     def is_free(self, key: str) -> bool:
         """Whether hyperparameter ``key`` may differ inside a pack (``packs.is_free``)."""
@@ -56,21 +67,41 @@ class Session:
             return limit
         return self.sizes.size(params, limit)
 
-    def run_pack(self, points: Sequence[Mapping[str, Any]]) -> list[TrialOutcome]:
-        """Run trials with these decoded params as one pack (a single point: a lone trial,
-        no pack number) and record each; one outcome per point, in order."""
-        members = [(self.take_number(), params) for params in points]
+    def run_pack(self, points: Sequence[Mapping[str, Any]], more: More | None = None,
+                 on_end: Callable[[Mapping[str, Any], TrialOutcome], None] | None = None,
+                 ) -> list[TrialOutcome]:
+        """Run trials with these decoded params as one pack (a single point without ``more``:
+        a lone trial, no pack number) and record each as it ends; ``more(n)``: up to ``n``
+        points to take the slots of members that ended (asked only while the budget and the
+        stop rules allow). ``on_end(point, outcome)`` hears each trial as it ends. The
+        outcomes of every trial the pack ran."""
+        asked = {}  # trial number -> its point as the caller gave it
+        for params in points:
+            asked[self.take_number()] = params
         pack = None
-        if len(members) > 1:
+        if len(asked) > 1 or more is not None:
             pack, self.next_pack = self.next_pack, self.next_pack + 1
-        outcomes = self.runner.run_pack(pack, members)
-        for outcome in outcomes:
+
+        def refill(free: int) -> list[tuple[int, Mapping[str, Any]]]:
+            if more is None or self.stop_reason() is not None or self.left <= 0:
+                return []
+            taken = [(self.take_number(), p) for p in more(min(free, self.left))]
+            asked.update(taken)
+            return taken
+
+        def ended(outcome: TrialOutcome) -> None:
             self.record(outcome)
-        return outcomes
+            if on_end is not None:
+                on_end(asked[outcome.number], outcome)
+
+        return self.runner.run_pack(pack, list(asked.items()),
+                                    refill=refill if more is not None else None,
+                                    on_end=ended, deadline=self.deadline)
 
     def record(self, outcome: TrialOutcome) -> None:
         """A trial ended (here or in a worker): keep it, update the best, progress, stop rules."""
         self.outcomes.append(outcome)
+        self.in_flight.discard(outcome.number)
         self.progress(outcome)
 
     def stop_reason(self) -> str | None:
@@ -78,8 +109,8 @@ class Session:
 
     @property
     def left(self) -> int:
-        """Trials the budget still allows."""
-        return self.spec.max_evals - len(self.all_outcomes)
+        """Trials the budget still allows (those running count as spent)."""
+        return self.spec.max_evals - len(self.all_outcomes) - len(self.in_flight)
 
     @property
     def all_outcomes(self) -> list[TrialOutcome]:

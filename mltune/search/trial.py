@@ -36,12 +36,13 @@ from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
 from mltune.training.device import seed_everything
-from mltune.training.engine import Exploit, Member, make_pack, train
+from mltune.training.engine import AnyPack, Exploit, Member, make_pack, train
 from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
 
 log = logging.getLogger(__name__)
 Finish = Callable[[Callable[[], None]], Any]  # runs a trial's logging job (now or later)
+Refill = Callable[[int], Sequence[tuple[int, Mapping[str, Any]]]]  # free slots -> new trials
 
 
 class TrialPruned(Exception):
@@ -60,6 +61,29 @@ class Trained:
     network: nn.Module
     params: Mapping[str, Any]
     result: FitResult
+
+
+class _Trials:
+    """The trials of one ``run_pack`` call as they are opened: outcome, run, network."""
+
+    def __init__(self, pack: int | None, run_name: str | None) -> None:
+        self.pack, self.run_name = pack, run_name
+        self.outcomes: list[TrialOutcome] = []
+        self.runs: list[TrialRun] = []
+        self.networks: list[nn.Module] = []
+
+    def open(self, runner: TrialRunner, number: int, params: Mapping[str, Any]) -> int:
+        """Open trial ``number``'s run and build its network; its index here."""
+        outcome = TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=self.pack)
+        self.outcomes.append(outcome)
+        run = TrialRun.open(runner.search, number, outcome.params, runner.device,
+                            run_name=self.run_name, precision=runner.precision,
+                            pack=self.pack)
+        self.runs.append(run)
+        outcome.run_id = run.run_id
+        runner.scheduler.on_start(number, outcome.params)
+        self.networks.append(runner.build(number, params))
+        return len(self.outcomes) - 1
 
 
 class TrialRunner:
@@ -87,77 +111,129 @@ class TrialRunner:
         return self.run_pack(None, [(number, params)], run_name=run_name)[0]
 
     def run_pack(self, pack: int | None, members: Sequence[tuple[int, Mapping[str, Any]]],
-                 run_name: str | None = None) -> list[TrialOutcome]:
+                 run_name: str | None = None, refill: Refill | None = None,
+                 on_end: Callable[[TrialOutcome], None] | None = None,
+                 deadline: float | None = None) -> list[TrialOutcome]:
         """Trials ``(number, params)`` trained at once by the engine (``pack``: its number,
         tagged ``mltune.pack``; None for a lone trial); each is still a trial of its own: its
         run, params, metrics, model and status. Members whose networks differ in structure
-        train in packs apart."""
+        train in packs apart.
+
+        ``refill(free)``: more ``(number, params)`` of the pack's shape to take the slots of
+        members that ended, at an epoch boundary (the pack stays full while it answers);
+        ``on_end(outcome)`` hears each trial as its training ends, joined ones too;
+        ``deadline`` (``time.monotonic()``): every member stops FINISHED at the end of its
+        epoch past it (``mltune.stopped=time_budget``). The outcomes of every trial it ran,
+        in the order they started."""
         started = time.perf_counter()
-        outcomes = [TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=pack)
-                    for number, params in members]
-        runs: list[TrialRun] = []
+        trials = _Trials(pack, run_name)
         try:
-            for outcome in outcomes:
-                runs.append(TrialRun.open(self.search, outcome.number, outcome.params,
-                                          self.device, run_name=run_name,
-                                          precision=self.precision, pack=pack))
-                outcome.run_id = runs[-1].run_id
+            for number, params in members:
+                trials.open(self, number, params)
             groups: dict[Any, list[int]] = {}
-            networks = [self.build(o.number, o.params) for o in outcomes]
-            for j, network in enumerate(networks):
+            for j, network in enumerate(trials.networks):
                 groups.setdefault(structure(network), []).append(j)
-            for group in groups.values():
-                self._train_group([outcomes[j] for j in group], [runs[j] for j in group],
-                                  [networks[j] for j in group])
+            work = list(groups.values())
+            while work:  # the first group takes refills; points of another structure wait
+                group = work.pop(0)
+                later = self._train_group(trials, group, refill if refill else None, on_end,
+                                          deadline)
+                refill = None
+                if later:
+                    work.append(later)
         except BaseException as exc:  # the pack as a whole stopped (out of memory, Ctrl-C...)
-            for j, outcome in enumerate(outcomes):
+            for j, outcome in enumerate(trials.outcomes):
                 if outcome.status == TrialStatus.RUNNING:
-                    self._ended(outcome, runs[j] if j < len(runs) else None, exc)
+                    run = trials.runs[j] if j < len(trials.runs) else None
+                    self._ended(outcome, run, exc)
+                    self.scheduler.on_end(outcome.number)
+                    if not stops_search(exc) and on_end is not None:
+                        on_end(outcome)
             if stops_search(exc) or self.raise_failures:
                 raise
         finally:
-            for outcome in outcomes:
-                self.scheduler.on_end(outcome.number)
             release_memory(self.device)
         seconds = time.perf_counter() - started
-        for outcome in outcomes:
-            outcome.seconds = seconds
-        return outcomes
+        for outcome in trials.outcomes:
+            outcome.seconds = outcome.seconds or seconds
+        return trials.outcomes
 
-    def _train_group(self, outcomes: list[TrialOutcome], runs: list[TrialRun],
-                     networks: list[nn.Module]) -> None:
+    def _train_group(self, trials: _Trials, group: list[int], refill: Refill | None,
+                     on_end: Callable[[TrialOutcome], None] | None,
+                     deadline: float | None) -> list[int]:
         """Members of one structure, trained together by the engine (fused when they can
-        be); a member that did not finish is ended by ``_ended``."""
-        spec = self.spec
+        be), refilled while ``refill`` answers; each ends as it leaves. The trials a refill
+        opened whose networks differ in structure: trained after, as a group of their own."""
+        spec, outcomes = self.spec, trials.outcomes
         peers: dict[int, float] = {}  # this epoch's value of each member, by trial number
-        index = {o.number: j for j, o in enumerate(outcomes)}  # trial number -> member
+        index: dict[int, int] = {}  # trial number -> member
+        rows: list[int] = []  # member -> trial (index into trials)
+        later: list[int] = []
+        shape = structure(trials.networks[group[0]])
+
+        def member(t: int) -> Member:
+            index[outcomes[t].number] = len(rows)
+            rows.append(t)
+            o = outcomes[t]
+            return Member(o.params, self.task.make_loss(o.params, self.data),
+                          self.epoch_done(o.number, trials.runs[t], peers, index),
+                          self.stopper())
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
             peers.clear()
-            peers.update({outcomes[j].number: m[spec.metric] for j, m in metrics.items()})
+            peers.update({outcomes[rows[j]].number: m[spec.metric] for j, m in metrics.items()})
 
-        members = [Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, run, peers, index), self.stopper())
-                   for o, run in zip(outcomes, runs, strict=True)]
-        pack = make_pack(networks, compile_model=spec.compile)
+        def join(free: int) -> list[tuple[nn.Module, Member]]:
+            assert refill is not None
+            joining = []
+            for number, params in refill(free):
+                t = trials.open(self, number, params)
+                if structure(trials.networks[t]) == shape:
+                    joining.append((trials.networks[t], member(t)))
+                else:
+                    later.append(t)
+            return joining
+
+        started = time.perf_counter()
+        members = [member(t) for t in group]
+        pack = make_pack([trials.networks[t] for t in group], compile_model=spec.compile)
         if isinstance(pack, Pack):
-            seed_everything(spec.seed + outcomes[0].number)  # the fused pack's dropout draws
+            seed_everything(spec.seed + outcomes[group[0]].number)  # the fused pack's dropout
+        finished: list[tuple[Trained, TrialOutcome]] = []
+
+        def leave(js: list[int]) -> None:
+            for j in js:
+                t = rows[j]
+                finished.extend(self._leave(pack, j, members[j], outcomes[t], trials.runs[t],
+                                            trials.networks[t]))
+                outcomes[t].seconds = time.perf_counter() - started
+            if finished:  # the models of this epoch's leavers, logged in the background
+                done = list(finished)
+                self.finish(lambda: [self._log(t, o) for t, o in done])
+                finished.clear()
+            for j in js:
+                self.scheduler.on_end(outcomes[rows[j]].number)
+                if on_end is not None:
+                    on_end(outcomes[rows[j]])
+
         train(pack, members, self.data, score=self.score, epochs=spec.epochs, seed=spec.seed,
               time_limit_s=spec.trial_timeout_s, precision=spec.precision,
-              on_epoch_all=epoch_values)
-        finished: list[tuple[Trained, TrialOutcome]] = []
-        for j, (outcome, run, member) in enumerate(zip(outcomes, runs, members, strict=True)):
-            run.stop_monitor()
-            assert member.result is not None
-            if member.error is not None:
-                if self._ended(outcome, run, member.error) or self.raise_failures:
-                    raise member.error
-                continue
-            outcome.status, outcome.metrics = TrialStatus.FINISHED, member.result.final
-            network = pack.load_into(j, networks[j])
-            finished.append((Trained(run, network, outcome.params, member.result), outcome))
-        if finished:  # the members' models, logged together in the background
-            self.finish(lambda: [self._log(t, o) for t, o in finished])
+              on_epoch_all=epoch_values, refill=join if refill else None, on_leave=leave,
+              deadline=deadline)
+        return later
+
+    def _leave(self, pack: AnyPack, j: int, member: Member, outcome: TrialOutcome,
+               run: TrialRun, network: nn.Module) -> list[tuple[Trained, TrialOutcome]]:
+        """A member's training ended: its status, and its network to log when it finished."""
+        run.stop_monitor()
+        assert member.result is not None
+        if member.error is not None:
+            if self._ended(outcome, run, member.error) or self.raise_failures:
+                raise member.error
+            return []
+        outcome.status, outcome.metrics = TrialStatus.FINISHED, member.result.final
+        network = pack.load_into(j, network)
+        return [(Trained(run, network, outcome.params, member.result), outcome)]
 
     def _ended(self, outcome: TrialOutcome, run: TrialRun | None, error: BaseException,
                when: str = "") -> bool:
@@ -243,7 +319,8 @@ class TrialRunner:
             run.log_artifacts(self.task.trial_artifacts(trained.network, self.data))
             outcome.model_uri = run.log_model(self.task, trained.network, trained.params,
                                               self.data)
-            run.end(TrialStatus.FINISHED)
+            run.end(TrialStatus.FINISHED,
+                    {T.STOPPED: result.stopped} if result.stopped else None)
         except Exception as exc:
             outcome.error = describe_error(exc)  # kept on an outage too (the trial is KILLED)
             self._ended(outcome, run, exc, when=" while its model was logged")

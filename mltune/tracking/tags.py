@@ -36,6 +36,7 @@ EPOCHS_RUN = "mltune.epochs_run"
 BEST_EPOCH = "mltune.best_epoch"  # which epoch's weights were logged
 ERROR = "mltune.error"  # why a FAILED trial failed
 EXPLOIT = "mltune.exploit"  # + ".<epoch>": the trial it continued from and its new values (json)
+STOPPED = "mltune.stopped"  # "time_budget": a FINISHED trial the search's time budget cut short
 PRUNED = "mltune.pruned"  # "true" on a KILLED run a pruning rule stopped
 INTERRUPTED = "mltune.interrupted"  # "true" on a KILLED run a resume must run again
 

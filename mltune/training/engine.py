@@ -240,7 +240,7 @@ def train(
     precision: str = "auto",
     on_epoch_all: Callable[[int, Mapping[int, dict[str, float]]], None] | None = None,
     refill: Callable[[int], Sequence[tuple[nn.Module, Member]]] | None = None,
-    on_leave: Callable[[int], None] | None = None,
+    on_leave: Callable[[list[int]], None] | None = None,
     deadline: float | None = None,
 ) -> None:
     """Train the pack on ``data`` (a TaskData on the device); each member's ``result`` (and
@@ -254,9 +254,11 @@ def train(
 
     The pack stays full: at each epoch end, when members left, ``refill(free)`` may answer new
     ``(network, Member)`` pairs of the pack's shape, which join as new members (appended to
-    ``members``). ``on_leave(j)`` runs as member ``j`` leaves, its final weights in place
-    (``pack.member_state(j)``). Past ``deadline`` (``time.monotonic()``), every member stops
-    at the end of its epoch, finished (``result.stopped = "time_budget"``).
+    ``members``). ``on_leave(js)`` runs as members ``js`` leave, their final weights in place
+    (``pack.member_state(j)``), to be taken then: a long-lived pack lets go of what a member
+    that left holds (its weights, optimizer state and best-epoch copy). Past ``deadline``
+    (``time.monotonic()``), every member stops at the end of its epoch, finished
+    (``result.stopped = "time_budget"``).
     """
     device = data.x_train.device
     pack.to(device)
@@ -330,8 +332,10 @@ def train(
             optimizers.keep(pack.set_aside(stopped))
             for j in stopped:
                 _leave(pack, j, members[j])
-                if on_leave is not None:
-                    on_leave(j)
+            if on_leave is not None:
+                on_leave(stopped)
+                for j in stopped:  # taken out by on_leave: what they hold can go
+                    _forget(pack, optimizers, members[j], j)
         free = capacity - len(pack.slots)
         if refill is not None and free > 0 and (deadline is None or now <= deadline):
             _join(pack, optimizers, cohorts, members, refill(free))
@@ -344,6 +348,15 @@ def _leave(pack: AnyPack, j: int, member: Member) -> None:
         pack.load_member_state(j, stopper.best_state)
         assert member.result is not None
         member.result.best_epoch = stopper.best_epoch
+
+
+def _forget(pack: AnyPack, optimizers: _Optimizers, member: Member, j: int) -> None:
+    if member.early_stopping is not None:
+        member.early_stopping.best_state = None
+    if isinstance(pack, Pack):
+        pack.forget(j)
+    else:
+        optimizers.plain[j] = None  # type: ignore[call-overload]
 
 
 def _join(pack: AnyPack, optimizers: _Optimizers, cohorts: _Cohorts, members: list[Member],

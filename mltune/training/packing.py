@@ -96,6 +96,7 @@ class Pack(nn.Module):
             self.register_buffer(f"b{i}", buffers[name])
         self._template = [copy.deepcopy(rated[0]).to("meta")]  # a list: not a submodule
         self.slots = list(range(len(networks)))  # the member in each row of the stacked weights
+        self.count = len(networks)  # members the pack ever had (set aside and forgotten too)
         self._aside: dict[int, dict[str, torch.Tensor]] = {}  # set-aside members' states
 
     @property
@@ -136,8 +137,8 @@ class Pack(nn.Module):
         for i, (name, buffer) in enumerate(self._buffers_by_name().items()):
             fresh = buffers[name].to(device)
             setattr(self, f"b{i}", torch.cat([buffer, fresh]) if live else fresh)
-        first = max([*self.slots, *self._aside, -1]) + 1
-        joined = list(range(first, first + len(networks)))
+        joined = list(range(self.count, self.count + len(networks)))
+        self.count += len(networks)
         self.slots += joined
         return joined
 
@@ -179,6 +180,10 @@ class Pack(nn.Module):
         state.update({k: b[row].detach().clone() for k, b in self._buffers_by_name().items()
                       if k in keys})
         return state
+
+    def forget(self, j: int) -> None:
+        """Let go of a member that left (its weights were taken: ``load_into``)."""
+        self._aside.pop(j, None)
 
     @torch.no_grad()
     def load_member_state(self, j: int, state: dict[str, torch.Tensor]) -> None:

@@ -120,7 +120,7 @@ def test_a_member_that_stops_leaves_and_the_others_go_on():
     both[1].on_epoch = stop_at_1
     left: list[int] = []
     train(pack, both, data(), score=accuracy, epochs=3, seed=0, precision="fp32",
-          on_leave=left.append)
+          on_leave=left.extend)
     assert left == [1, 0] and pack.slots == []  # member 1 after epoch 1, member 0 when done
     assert isinstance(both[1].error, Stop) and len(both[1].result.history) == 1
     assert len(both[0].result.history) == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision
@@ -28,6 +29,9 @@ class AshaScheduler:
         while rung < epoch:
             rung *= self.spec.eta
         return rung == epoch
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Nothing to learn from a trial's starting values."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:

@@ -7,6 +7,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision
@@ -24,6 +25,9 @@ class MedianScheduler:
         self.running: dict[int, dict[int, float]] = defaultdict(dict)
         self.done: dict[int, list[float]] = defaultdict(list)  # epoch -> values of ended trials
         self.ended = 0
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Nothing to learn from a trial's starting values."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, Decision
@@ -16,6 +17,9 @@ class NoScheduler:
 
     def __init__(self, spec: PruningSpec, direction: Direction) -> None:
         self.spec, self.direction = spec, direction
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Nothing to learn from a trial's starting values."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:
