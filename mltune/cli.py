@@ -198,7 +198,9 @@ def summary(result: SearchResult) -> str:
     params = ", ".join(f"{k}={short(v, width=None)}" for k, v in sorted(best.params.items()))
     lines = [
         f"Search {spec.name!r} finished: {result.finished} trials finished, "
-        f"{result.failed} failed (parent run {result.parent_run_id})",
+        f"{result.failed} failed, {result.pruned} pruned (parent run {result.parent_run_id})",
+        f"Epochs: {result.epochs_trained} trained, {result.epochs_without_pruning} without "
+        "pruning",
         f"Best trial: trial-{best.number:04d}  {spec.metric}={result.best_value:.4f}  "
         f"(run {best.run_id})",
         f"Best params: {params}",

@@ -21,6 +21,7 @@ class TrialOutcome:
     error: str | None = None
     seconds: float = 0.0
     pack: int | None = None  # the pack it trained in, when packed
+    epochs: int = 0  # the epochs it trained (fewer than the search's when stopped early)
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)  # from JSON (a Ray worker's report) too

@@ -133,7 +133,8 @@ def describe(result: SearchResult) -> str:
         scores += f", {holdout} **{decision.challenger_score:.4f}** (holdout)"
     lines = [f"**{spec.name}**: {len(result.trials)} trials ({result.finished} finished, "
              f"{result.failed} failed, {result.pruned} pruned), optimising {spec.metric} "
-             f"({spec.mode}).", "",
+             f"({spec.mode}); {result.epochs_trained} epochs trained of the "
+             f"{result.epochs_without_pruning} the same trials would take unpruned.", "",
              f"- **Best trial:** [trial-{best.number:04d}]({link}): {scores}"]
     if decision is not None:
         alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both

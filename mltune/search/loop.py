@@ -132,7 +132,8 @@ def tune(
         search.log_summary(
             params={f"best.{k}": v for k, v in result.best.params.items()},
             metrics={"trials_finished": result.finished, "trials_failed": result.failed,
-                     "trials_pruned": result.pruned},
+                     "trials_pruned": result.pruned, "epochs_trained": result.epochs_trained,
+                     "epochs_without_pruning": result.epochs_without_pruning},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
                   T.STOP_REASON: session.stop_reason() or "max_evals reached",
                   T.NOTE: describe(result)},

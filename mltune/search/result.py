@@ -46,6 +46,16 @@ class SearchResult:
     def pruned(self) -> int:
         return self.count(TrialStatus.PRUNED)
 
+    @property
+    def epochs_trained(self) -> int:
+        """The epochs the search's trials trained, all together."""
+        return sum(t.epochs for t in self.trials)
+
+    @property
+    def epochs_without_pruning(self) -> int:
+        """What the same trials would have trained had none stopped early."""
+        return len(self.trials) * self.spec.epochs
+
 
 def select_best(outcomes: list[TrialOutcome], metric: str, direction: Direction) -> TrialOutcome:
     """The best finished trial by ``metric``; the earliest wins a tie."""

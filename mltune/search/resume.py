@@ -135,7 +135,8 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: Space,
             number, run.info.run_id, point, status,
             metrics={spec.metric: float(objective)} if objective else {},
             model_uri=run.data.tags.get(T.MODEL_URI),
-            error=run.data.tags.get(T.ERROR))
+            error=run.data.tags.get(T.ERROR),
+            epochs=int(run.data.tags.get(T.EPOCHS_RUN, "0") or 0))
         state.outcomes.append(outcome)
     ran = [o.params for o in state.outcomes]
     for point in interrupted:  # a point killed twice (two attempts) runs again once

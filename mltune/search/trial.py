@@ -11,7 +11,6 @@ view and a resumed search's view of a trial agree.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -176,7 +175,7 @@ class TrialRunner:
             rows.append(t)
             o = outcomes[t]
             return Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, trials.runs[t], peers, index),
+                          self.epoch_done(o.number, trials.runs[t], peers, index, o.params),
                           self.stopper())
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
@@ -227,6 +226,7 @@ class TrialRunner:
         """A member's training ended: its status, and its network to log when it finished."""
         run.stop_monitor()
         assert member.result is not None
+        outcome.epochs = len(member.result.history)
         if member.error is not None:
             if self._ended(outcome, run, member.error) or self.raise_failures:
                 raise member.error
@@ -277,13 +277,16 @@ class TrialRunner:
                 if spec.patience else None)
 
     def epoch_done(self, number: int, run: TrialRun, peers: Mapping[int, float] | None = None,
-                   members: Mapping[int, int] | None = None
+                   members: Mapping[int, int] | None = None,
+                   params: Mapping[str, Any] | None = None,
                    ) -> Callable[[int, dict[str, float]], Exploit | None]:
         """After each epoch: its metrics sent, Ctrl-C honoured, the scheduler asked (with
         the values of the pack's other members at this epoch, ``peers``, when packed) and its
         answer turned into what the engine does: go on, stop (``TrialPruned``), or go on from
-        another member's row (``Exploit``; ``members``: trial number -> member index)."""
+        another member's row (``Exploit``; ``members``: trial number -> member index; ``params``:
+        the trial's starting values, whose changes are logged)."""
         spec, best, members = self.spec, [], members or {}
+        current = dict(params or {})  # its values as they are now (PBT changes them)
 
         def done(epoch: int, metrics: dict[str, float]) -> Exploit | None:
             run.log_epoch(epoch, metrics)
@@ -303,8 +306,8 @@ class TrialRunner:
                 raise SearchError(f"the {spec.pruning.rule} scheduler asked trial {number} to "
                                   f"exploit trial {decision.source}, which is not in its pack; "
                                   f"allowed: {sorted(members)}")
-            run.client.set_tag(run.run_id, f"{T.EXPLOIT}.{epoch}", json.dumps(
-                {"source": decision.source, "values": dict(decision.values)}, default=str))
+            run.log_exploit(epoch, decision.source, current, decision.values)
+            current.update(decision.values)
             return Exploit(members[decision.source], decision.values)
 
         return done

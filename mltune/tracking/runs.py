@@ -220,6 +220,7 @@ class TrialRun:
         self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
         self._best_epoch: int | None = None
         self._outcome: dict[str, str] = {}  # tags sent with the model, or at the run's end
+        self._changed: set[str] = set()  # hp/<name> metrics logged (population-based training)
 
     @classmethod
     def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
@@ -266,6 +267,24 @@ class TrialRun:
         self._pending.append(send_later(
             self.client.log_batch, self.run_id,
             metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
+
+    def log_exploit(self, epoch: int, source: int, before: Mapping[str, Any],
+                    values: Mapping[str, Any]) -> None:
+        """Population-based training: from ``epoch`` on this trial continues from trial
+        ``source``'s weights with ``values``. Its params stay its starting values (MLflow
+        params cannot change); each changed value is a metric ``hp/<name>`` (step = epoch;
+        the first change also logs the value it had at step 0), and tags name the trial it
+        copied from and when (the latest copy)."""
+        stamp = _now_ms()
+        metrics = [Metric(f"hp/{k}", float(v), stamp, epoch) for k, v in values.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)]
+        metrics += [Metric(m.key, float(before[m.key[3:]]), stamp, 0) for m in metrics
+                    if m.key not in self._changed and isinstance(before.get(m.key[3:]),
+                                                                  int | float)]
+        self._changed.update(m.key for m in metrics)
+        self._pending.append(send_later(
+            self.client.log_batch, self.run_id, metrics=metrics,
+            tags=[RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))]))
 
     def flush(self) -> None:
         """Wait until every metric sent so far is stored (raises what the server answered)."""
