@@ -193,6 +193,8 @@ def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_ur
     numbers = [int(c.data.tags["mltune.trial"]) for c in children]
     assert len(numbers) == len(set(numbers))
     assert [c.info.status for c in children].count("FINISHED") == 8
+    # killed inside a refilled pack: pack 1 had taken more trials than its two slots
+    assert len([c for c in children if c.data.tags.get("mltune.pack") == "1"]) > 2
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
     assert all(c.data.tags.get("mltune.interrupted") == "true" for c in children
                if c.info.status == "KILLED")

@@ -1,0 +1,49 @@
+"""Slots kept full: a pack takes new trials as its members end, and the search's time budget
+stops a running pack with every member FINISHED."""
+
+from __future__ import annotations
+
+from conftest import children_of
+
+import mltune
+
+
+def steps(client, run_id: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, "val_accuracy"))
+
+
+def test_asha_with_refill_keeps_the_pack_full_and_every_trial_a_whole_record(client):
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 12, "epochs": 4, "pack": 3, "seed": 5,
+        "pruning": {"rule": "asha", "min_epochs": 1, "eta": 2}}))
+    children = children_of(client, result.parent_run_id)
+    assert sorted(int(c.data.tags["mltune.trial"]) for c in children) == list(range(1, 13))
+    packs = {c.data.tags["mltune.pack"] for c in children}
+    assert len(packs) < 4  # 12 trials in slots of 3: pruned members' slots were refilled
+    pruned = [c for c in children if c.data.tags.get("mltune.pruned") == "true"]
+    assert pruned and all(c.info.status == "KILLED" for c in pruned)
+    for child in children:  # each a trial of its own: its epochs counted from 1
+        ran = int(child.data.tags["mltune.epochs_run"])
+        assert steps(client, child.info.run_id) == list(range(1, ran + 1))
+        if child.info.status == "FINISHED":
+            assert ran == 4 and child.data.tags["mltune.model_uri"].startswith("models:/")
+    parent = client.get_run(result.parent_run_id).data.metrics
+    assert parent["epochs_without_pruning"] == 48
+    assert parent["epochs_trained"] == sum(int(c.data.tags["mltune.epochs_run"])
+                                           for c in children) < 48
+
+
+def test_the_time_budget_stops_a_running_pack_with_every_member_finished(client):
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 6, "epochs": 500, "pack": 3, "seed": 1,
+        "stop": {"time_budget_s": 4}}))
+    children = children_of(client, result.parent_run_id)
+    assert len(children) == 3  # the first pack was still training when the budget ran out
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mltune.stopped"] == "time_budget"
+        ran = int(child.data.tags["mltune.epochs_run"])
+        assert 1 <= ran < 500 and steps(client, child.info.run_id) == list(range(1, ran + 1))
+    assert client.get_run(result.parent_run_id).data.tags["mltune.stop_reason"].startswith(
+        "time budget of 4 s spent")
+    assert result.registered_version == 1
