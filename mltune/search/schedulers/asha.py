@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision
 from mltune.spec.catalogs import SCHEDULERS
+from mltune.spec.distributions import Space
 from mltune.spec.model import PruningSpec
 
 
@@ -19,7 +21,8 @@ from mltune.spec.model import PruningSpec
 class AshaScheduler:
     """Keeps each rung's values for the whole search (asynchronous: no trial waits)."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction) -> None:
+    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
+                 seed: int = 0) -> None:
         self.spec, self.direction = spec, direction
         self.rungs: dict[int, dict[int, float]] = defaultdict(dict)  # rung -> trial -> value
 
@@ -28,6 +31,9 @@ class AshaScheduler:
         while rung < epoch:
             rung *= self.spec.eta
         return rung == epoch
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Params play no part in this rule."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:
