@@ -266,7 +266,7 @@ def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
         warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
         min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),
         eta=integer(raw, "pruning.eta", 3, minimum=2),
-        max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1),
+        max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1, maximum=epochs),
         brackets=optional_integer(raw, "pruning.brackets", minimum=1),
         every=integer(raw, "pruning.every", 4, minimum=1),
         fraction=number(raw, "pruning.fraction", 0.25, above=0, maximum=0.5),

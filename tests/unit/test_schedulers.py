@@ -209,6 +209,11 @@ def test_hyperband_spec_needs_rungs_for_its_brackets():
         load_spec(None, {"epochs": 10, "pruning.rule": "hyperband", "pruning.min_epochs": 10})
     with pytest.raises(SpecError, match=r"pruning.brackets: 0 is not allowed"):
         load_spec(None, {"pruning.rule": "hyperband", "pruning.brackets": 0})
+    with pytest.raises(SpecError, match=r"pruning.max_epochs: 11 is not allowed; expected a "
+                                        r"whole number from 1 to 10"):
+        load_spec(None, {"epochs": 10, "pruning.rule": "hyperband", "pruning.max_epochs": 11})
+    with pytest.raises(SpecError, match=r"pruning.rule: .*hyperband.*pbt"):
+        load_spec(None, {"pruning.rule": "hyperbandd"})
 
 
 def pbt(direction: Direction = Direction.MAX, seed: int = 0, **fields):

@@ -14,7 +14,7 @@ the aggressive, a moderate and a cautious bracket.
 Each trial's bracket follows from its number alone, so it is the same whoever asks and in
 whatever order (a resumed search, Ray's actor): trials come in blocks of ``BLOCK`` consecutive
 numbers that share a bracket (a pack's members start together, with consecutive numbers, and
-are judged as one group), and the blocks go to brackets in proportion to Hyperband's bracket
+are usually judged as one group), and the blocks go to brackets in proportion to Hyperband's bracket
 sizes, ``ceil(B / (r + 1) * eta**r)`` for a bracket of ``r`` rungs out of ``B - 1``: the more
 aggressive a bracket, the more trials it gets, because it stops most of them early.
 """
