@@ -115,7 +115,8 @@ def tune(
             finisher = Finisher()
             runner = TrialRunner(spec, task, data, search, device,
                                  resolve_precision(spec.precision, device).name,
-                                 scheduler=make_scheduler(spec.pruning, spec.direction),
+                                 scheduler=make_scheduler(spec.pruning, spec.direction, space,
+                                                          spec.seed),
                                  finish=finisher.submit)
             session = Session(spec, task, data, search, device, runner,
                               Progress(spec, search.log_best, progress, history.outcomes),

@@ -203,7 +203,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         min_delta=non_negative(raw, "min_delta", 0.0),
         patience=optional_integer(raw, "patience", minimum=1),
         trial_timeout_s=optional_positive(raw, "trial_timeout_s"),
-        pruning=_pruning_spec(raw.get("pruning")),
+        pruning=_pruning_spec(raw.get("pruning"), integer(raw, "epochs", 10, minimum=1)),
         stop=_stop_spec(raw.get("stop")),
         precision=string(raw, "precision", "auto", PRECISIONS),
         compile=boolean(raw, "compile", False),
@@ -257,16 +257,37 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def _pruning_spec(value: Any) -> PruningSpec:
+def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
     keys = tuple(PruningSpec.__dataclass_fields__)
     raw = section(value, "pruning", keys)
-    return PruningSpec(
+    spec = PruningSpec(
         rule=string(raw, "pruning.rule", "none", tuple(SCHEDULERS.names())),
         warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
         warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
         min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),
         eta=integer(raw, "pruning.eta", 3, minimum=2),
+        max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1, maximum=epochs),
+        brackets=optional_integer(raw, "pruning.brackets", minimum=1),
+        every=integer(raw, "pruning.every", 4, minimum=1),
+        fraction=number(raw, "pruning.fraction", 0.25, above=0, maximum=0.5),
+        resample_probability=number(raw, "pruning.resample_probability", 0.25, minimum=0,
+                                    maximum=1),
     )
+    rungs = spec.rungs() or ()
+    if spec.rule == "hyperband" and not rungs:
+        raise SpecError(f"pruning.min_epochs: {spec.min_epochs} is not allowed with rule "
+                        f"hyperband and {spec.max_epochs} epochs; expected a first rung below "
+                        f"{spec.max_epochs} (a judgment at the last epoch saves nothing)")
+    if spec.rule == "hyperband" and spec.bracket_count() > len(rungs):
+        raise SpecError(f"pruning.brackets: {spec.brackets} is not allowed; expected 1 to "
+                        f"{len(rungs)}, one per rung below {spec.max_epochs} epochs (rungs "
+                        f"{', '.join(map(str, rungs))}; bracket s starts at the s-th)")
+    horizon = spec.max_epochs or epochs
+    if spec.rule == "pbt" and spec.every >= horizon:
+        raise SpecError(f"pruning.every: {spec.every} is not allowed with rule pbt and "
+                        f"{horizon} epochs; expected 1 to {horizon - 1} (an exploit at the "
+                        "last epoch trains nothing after it)")
+    return spec
 
 
 def _stop_spec(value: Any) -> StopSpec:

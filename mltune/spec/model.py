@@ -55,11 +55,39 @@ class DataSpec:
 class PruningSpec:
     """Stopping losing trials early, judged across trials on the search's metric."""
 
-    rule: str = "none"  # none | median | asha
+    rule: str = "none"  # none | median | asha | hyperband | pbt
     warmup_trials: int = 3  # median: trials that always run in full first
     warmup_epochs: int = 1  # median: epochs before a trial can be judged
-    min_epochs: int = 1  # asha: the first rung
-    eta: int = 3  # asha: keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+    min_epochs: int = 1  # asha, hyperband: the first rung
+    eta: int = 3  # asha, hyperband: keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+    max_epochs: int | None = None  # hyperband: rungs lie below it (built: the search's epochs)
+    brackets: int | None = None  # hyperband: None -> one per rung, at most DEFAULT_BRACKETS
+    every: int = 4  # pbt: epochs between two exploits
+    fraction: float = 0.25  # pbt: the bottom fraction of a pack copies its top fraction
+    resample_probability: float = 0.25  # pbt: a value drawn anew instead of scaled 0.8x/1.2x
+
+    def rungs(self) -> tuple[int, ...] | None:
+        """The rung epochs ``min_epochs * eta**k`` below ``max_epochs`` (a judgment at the
+        last epoch would save no training); None when ``max_epochs`` is unknown (no bound)."""
+        if self.max_epochs is None:
+            return None
+        rungs, rung = [], self.min_epochs
+        while rung < self.max_epochs:
+            rungs.append(rung)
+            rung *= self.eta
+        return tuple(rungs)
+
+    def bracket_count(self) -> int:
+        """Hyperband's brackets: as given, else one per rung up to ``DEFAULT_BRACKETS``."""
+        if self.brackets is not None:
+            return self.brackets
+        rungs = self.rungs()
+        return DEFAULT_BRACKETS if rungs is None else max(1, min(DEFAULT_BRACKETS, len(rungs)))
+
+
+# Hyperband's default: the aggressive, the moderate and the cautious bracket. More brackets
+# start ever later (min_epochs * eta**3 = 27 epochs with eta 3), past most searches' epochs.
+DEFAULT_BRACKETS = 3
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,12 @@ class TrialContext:
 class SchedulerActor:
     """The search's scheduler, shared by all workers (it judges across trials)."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction) -> None:
-        self.scheduler = make_scheduler(spec, direction)
+    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
+                 seed: int = 0) -> None:
+        self.scheduler = make_scheduler(spec, direction, space, seed)
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        self.scheduler.on_start(trial, params)
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:
@@ -101,6 +105,9 @@ class ActorScheduler:
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        self.actor.on_start.remote(trial, dict(params))  # one caller's calls arrive in order
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:
@@ -321,8 +328,8 @@ def run_search(session: Session, space: Space) -> None:
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
             scheduler = None
             if spec.pruning.rule != "none":
-                scheduler = ray.remote(num_cpus=0)(SchedulerActor).remote(spec.pruning,
-                                                                    spec.direction)
+                scheduler = ray.remote(num_cpus=0)(SchedulerActor).remote(
+                    spec.pruning, spec.direction, space, spec.seed)
             context = TrialContext(spec, session.task, uri, search.run_id,
                                    search.experiment_id, search.search_id)
             trainable = tune.with_parameters(train_in_worker, data=session.data.to("cpu"),

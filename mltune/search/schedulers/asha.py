@@ -13,6 +13,7 @@ from typing import Any
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision
 from mltune.spec.catalogs import SCHEDULERS
+from mltune.spec.distributions import Space
 from mltune.spec.model import PruningSpec
 
 
@@ -20,7 +21,8 @@ from mltune.spec.model import PruningSpec
 class AshaScheduler:
     """Keeps each rung's values for the whole search (asynchronous: no trial waits)."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction) -> None:
+    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
+                 seed: int = 0) -> None:
         self.spec, self.direction = spec, direction
         self.rungs: dict[int, dict[int, float]] = defaultdict(dict)  # rung -> trial -> value
 
@@ -31,7 +33,7 @@ class AshaScheduler:
         return rung == epoch
 
     def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
-        """Nothing to learn from a trial's starting values."""
+        """Params play no part in this rule."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:

@@ -38,7 +38,17 @@ def exploit(source: int, values: Mapping[str, Any]) -> Decision:
 
 
 class Scheduler(Protocol):
-    """Judges trials epoch by epoch, against each other."""
+    """Judges trials epoch by epoch, against each other.
+
+    A factory (the class ``SCHEDULERS`` names) is called as ``factory(spec, direction, space,
+    seed)``: the search's ``PruningSpec``, its ``Direction``, its space (``spec.space``'s
+    ``build_space``: names -> literals and distributions; None when unknown) and its seed.
+    A rule that needs neither space nor seed ignores them.
+    """
+
+    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+        """Trial ``trial`` starts with these decoded params (flat: ``optimizer.momentum``)."""
+        ...
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:

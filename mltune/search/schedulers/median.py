@@ -12,6 +12,7 @@ from typing import Any
 from mltune.core.terms import Direction
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision
 from mltune.spec.catalogs import SCHEDULERS
+from mltune.spec.distributions import Space
 from mltune.spec.model import PruningSpec
 
 
@@ -20,14 +21,15 @@ class MedianScheduler:
     """Judges a trial against trials that ended, never against running ones (their curves are
     still moving)."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction) -> None:
+    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
+                 seed: int = 0) -> None:
         self.spec, self.direction = spec, direction
         self.running: dict[int, dict[int, float]] = defaultdict(dict)
         self.done: dict[int, list[float]] = defaultdict(list)  # epoch -> values of ended trials
         self.ended = 0
 
     def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
-        """Nothing to learn from a trial's starting values."""
+        """Params play no part in this rule."""
 
     def on_result(self, trial: int, epoch: int, value: float,
                   peers: Mapping[int, float] | None = None) -> Decision:
