@@ -3,9 +3,11 @@ stops a running pack with every member FINISHED."""
 
 from __future__ import annotations
 
+import torch
 from conftest import children_of
 
 import mltune
+from mltune.tracking.model import load_network
 
 
 def steps(client, run_id: str) -> list[int]:
@@ -47,3 +49,29 @@ def test_the_time_budget_stops_a_running_pack_with_every_member_finished(client)
     assert client.get_run(result.parent_run_id).data.tags["mltune.stop_reason"].startswith(
         "time budget of 4 s spent")
     assert result.registered_version == 1
+
+
+def test_pbt_copies_inside_the_pack_and_each_run_tells_what_changed(client):
+    result = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 4, "epochs": 6, "pack": 4, "seed": 2,
+        "space.optimizer": "sgd",
+        "pruning": {"rule": "pbt", "every": 2, "fraction": 0.25,
+                    "resample_probability": 0.0}}))
+    children = {c.data.tags["mltune.trial"]: c for c in children_of(client,
+                                                                     result.parent_run_id)}
+    copied = [c for c in children.values() if "mltune.pbt.parent" in c.data.tags]
+    assert copied, "the bottom member of 4 copies a top one every 2 epochs"
+    for child in copied:
+        parent = children[child.data.tags["mltune.pbt.parent"]]
+        assert int(child.data.tags["mltune.pbt.epoch"]) in (2, 4)
+        history = client.get_metric_history(child.info.run_id, "hp/learning_rate")
+        steps = sorted(m.step for m in history)
+        assert steps[0] == 0 and set(steps[1:]) <= {2, 4}
+        start = [m.value for m in history if m.step == 0][0]
+        assert start == float(child.data.params["learning_rate"])  # params: its start
+        changed = [m.value for m in history if m.step > 0]
+        assert all(v > 0 for v in changed)  # 0.8x or 1.2x a top member's rate, in bounds
+        assert child.info.status == "FINISHED"
+        mine = load_network(child.data.tags["mltune.model_uri"]).state_dict()
+        theirs = load_network(parent.data.tags["mltune.model_uri"]).state_dict()
+        assert any(not torch.equal(mine[k], theirs[k]) for k in mine)  # its own weights

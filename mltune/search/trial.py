@@ -176,7 +176,7 @@ class TrialRunner:
             o = outcomes[t]
             return Member(o.params, self.task.make_loss(o.params, self.data),
                           self.epoch_done(o.number, trials.runs[t], peers, index, o.params),
-                          self.stopper())
+                          self.stopper(), rebuild=self.rebuild)
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
             peers.clear()
@@ -266,6 +266,11 @@ class TrialRunner:
         search's seed plus its number; the batch order is the search's (``seed``), the same
         for every trial, packed or not."""
         seed_everything(self.spec.seed + number)
+        return self.task.build_model(params, self.data.meta)
+
+    def rebuild(self, params: Mapping[str, Any]) -> nn.Module:
+        """A network of ``params`` whose weights are not used: an exploit's new dropout
+        rates are read from it."""
         return self.task.build_model(params, self.data.meta)
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

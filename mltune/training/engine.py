@@ -69,6 +69,9 @@ class Member:
     error: BaseException | None = None
     active: bool = True
     started: float = 0.0  # when it joined (time.monotonic()), for ``time_limit_s``
+    # the network its params build (its weights unused): where an exploit's new dropout
+    # rates are read from; None when no value an exploit sets lives in the network
+    rebuild: Callable[[Mapping[str, Any]], nn.Module] | None = None
 
 
 class PlainPack(nn.Module):
@@ -115,6 +118,14 @@ class PlainPack(nn.Module):
     @torch.no_grad()
     def load_member_state(self, j: int, state: dict[str, torch.Tensor]) -> None:
         self.networks[j].load_state_dict(state)
+
+    @torch.no_grad()
+    def set_rates(self, j: int, network: nn.Module) -> None:
+        """Member ``j``'s dropout rates become ``network``'s."""
+        rates = {name: m.p for name, m in network.named_modules() if isinstance(m, nn.Dropout)}
+        for name, module in self.networks[j].named_modules():
+            if isinstance(module, nn.Dropout) and name in rates:
+                module.p = rates[name]
 
     def load_into(self, j: int, network: nn.Module) -> nn.Module:
         if network is not self.networks[j]:
@@ -422,7 +433,10 @@ def _exploit(pack: AnyPack, optimizers: _Optimizers, members: Sequence[Member], 
                          f"allowed: {pack.slots}")
     pack.load_member_state(target, pack.member_state(answer.source))
     optimizers.copy(answer.source, target, answer.values)
-    members[target].params = {**members[answer.source].params, **answer.values}
+    member = members[target]
+    member.params = {**members[answer.source].params, **answer.values}
+    if member.rebuild is not None:  # rates that live in the network (dropout) change too
+        pack.set_rates(target, member.rebuild(member.params))
 
 
 def fit(

@@ -181,6 +181,16 @@ class Pack(nn.Module):
                       if k in keys})
         return state
 
+    @torch.no_grad()
+    def set_rates(self, j: int, network: nn.Module) -> None:
+        """Member ``j``'s dropout rates (buffers of its row) become those of ``network`` (an
+        ordinary network of the pack's shape): an exploit's new ``dropout``."""
+        rated = dict(with_rated_dropout(network).named_buffers())
+        row = self.slots.index(j)
+        for name, buffer in self._buffers_by_name().items():
+            if name.endswith(".p") and name in rated:
+                buffer[row].copy_(rated[name])
+
     def forget(self, j: int) -> None:
         """Let go of a member that left (its weights were taken: ``load_into``)."""
         self._aside.pop(j, None)

@@ -230,3 +230,37 @@ def test_past_the_deadline_every_member_ends_finished_at_its_epoch_end():
           deadline=time.monotonic() - 1, refill=lambda free: offered.append(free) or [])
     assert all(m.error is None and m.result.stopped == "time_budget" for m in both)
     assert [len(m.result.history) for m in both] == [1, 1] and offered == []
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_exploit_that_changes_dropout_sets_the_members_own_rate(fused):
+    def net(seed: int, dropout: float) -> nn.Module:
+        torch.manual_seed(seed)
+        return MLP(6, 2, num_layers=2, hidden_size=8, dropout=dropout, norm="none")
+
+    pack = Pack([net(0, 0.1), net(1, 0.1)]) if fused else PlainPack([net(0, 0.1), net(1, 0.1)])
+
+    def rates(j: int) -> set[float]:
+        if isinstance(pack, Pack):
+            row = pack.slots.index(j)
+            return {round(float(b[row]), 6) for name, b in pack._buffers_by_name().items()
+                    if name.endswith(".p")}
+        return {m.p for m in pack.networks[j].modules() if isinstance(m, nn.Dropout)}
+
+    seen: dict[int, set[float]] = {}
+
+    def watch(at: int, then):
+        def on_epoch(epoch: int, metrics: dict[str, float]):
+            if epoch == 2:
+                seen.update({j: rates(j) for j in (0, 1)})
+            return then(epoch, metrics)
+        return on_epoch
+
+    two = members(2)
+    for m in two:
+        m.params = {**m.params, "dropout": 0.1}
+        m.rebuild = lambda params: net(9, params["dropout"])
+    two[1].on_epoch = watch(2, exploiting(1, 0, {"dropout": 0.4}))
+    train(pack, two, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
+    assert two[1].params["dropout"] == 0.4 and two[0].params["dropout"] == 0.1
+    assert seen == {0: {0.1}, 1: {0.4}}  # member 1 trained epoch 2 at its new rate
