@@ -109,8 +109,11 @@ class Run:
 
 
 def quiet() -> None:
+    import mlflow  # noqa: F401  (its import sets its loggers' levels: quieten them after)
+
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
     logging.getLogger("mltune").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
 
@@ -268,7 +271,9 @@ def run_peer(dataset: str, seed: int, spec_overrides: dict[str, Any], budget_s: 
         return run
     run.val = kept["value"]
     network = kept["network"].cpu()
-    outputs = predict_batches(network, task.holdout_inputs(data, data.meta).cpu())
+    # the holdout as encoded with this data's own fitted preprocessing, the one the network
+    # trained on (what ``holdout_inputs`` gives the served model of the same search)
+    outputs = predict_batches(network, data.x_test.cpu())
     scores = task.score(outputs, data.y_test.cpu(), holdout_meta(data.meta))
     run.test = float(scores[holdout_metric(spec.metric).removeprefix("test_")])
     return run
