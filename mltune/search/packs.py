@@ -16,6 +16,7 @@ budget so that the sampler learns between packs.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ FREE = frozenset({"learning_rate", "weight_decay", "loss", "weight_init", "dropo
 MAX_PACK = 16
 SIZES_TRIED = (1, 2, 4, 8, 16)  # member counts timed under pack: auto
 MARGIN = 0.10  # a pack must beat K = 1 by this share of its member-steps/s to be used
+NEAR = 2.0  # a cost within this factor of weights of a measured one reuses its size
 TIMED_STEPS = 3  # after one warm-up step, at least this many timed steps...
 MIN_TIMED_S = 0.05  # ...and this long (a tiny network's steps are ~1 ms each)...
 MAX_TIMED_STEPS = 50  # ...but no more steps than this, and one is enough past SLOW_STEP_S
@@ -258,6 +260,10 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
     return max(fastest, 1e-9)
 
 
+def _count(shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> int:
+    return sum(math.prod(shape) for _, shape in shapes)
+
+
 def cost_key(params: Mapping[str, Any], network: nn.Module) -> tuple[Any, ...]:
     """What a training step's cost depends on: every weight's and buffer's shape, the batch
     size and the optimizer. Coarser than the shape key (an activation, a ``False`` flag that
@@ -282,8 +288,19 @@ class PackSizes:
         full = self.task.with_defaults(params)
         key = cost_key(full, self.task.build_model(full, self.data.meta))
         if key not in self.measured:
-            self.measured[key] = self.measure(params, limit)
+            near = self.near(key)
+            self.measured[key] = self.measure(params, limit) if near is None else near
         return max(1, min(limit, self.measured[key]))
+
+    def near(self, key: tuple[Any, ...]) -> int | None:
+        """The size measured for a cost like ``key`` (the same batch size and optimizer, a
+        network within ``NEAR`` x as many weights), if one was: measuring costs ~1-2 s, more
+        than a small trial, and sizes change slowly with a network's size."""
+        weights = _count(key[0])
+        for other, size in self.measured.items():
+            if other[1:] == key[1:] and 1 / NEAR <= _count(other[0]) / max(weights, 1) <= NEAR:
+                return size
+        return None
 
     def measure(self, params: Mapping[str, Any], limit: int) -> int:
         """Time the sizes up to ``limit`` (and, on a GPU, up to what fits) and choose."""

@@ -53,9 +53,14 @@ def test_the_measurement_times_sizes_and_is_kept_per_shape(tabular, caplog):
     said = [r.getMessage() for r in caplog.records if "pack size measured" in r.getMessage()]
     assert len(said) == 1 and "K=1: " in said[0] and said[0].endswith(f"packs of {first}")
     assert sizes.size(params, limit=1) == 1  # the budget left still caps it
-    other = {**params, "hidden_size": params["hidden_size"] * 2}
-    sizes.size(other, limit=2)  # another cost: measured on its own
-    assert len(sizes.measured) == 2
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mltune.search.packs"):
+        near = {**params, "hidden_size": params["hidden_size"] + 1}
+        assert sizes.size(near, limit=16) == first  # a like cost takes the measured size
+        other = {**params, "hidden_size": params["hidden_size"] * 4}
+        sizes.size(other, limit=2)  # a cost four times as large: measured on its own
+    said = [r.getMessage() for r in caplog.records if "pack size measured" in r.getMessage()]
+    assert len(said) == 1 and len(sizes.measured) == 3
 
 
 def test_free_keys_differ_inside_a_pack_and_shape_the_key_only_when_not_free():
