@@ -177,7 +177,7 @@ def test_given_start_points_are_completed_from_the_defaults_inside_the_space(tmp
         "space": {"learning_rate": {"loguniform": [1e-2, 1e-1]},  # the default 3e-3 is out
                   "batch_size": {"choice": [128, 256]},  # the default 64 is not a choice
                   "num_layers": {"quniform": [3, 4, 1]}},  # nor is the default 2
-        "start": [{"learning_rate": 0.05},
+        "start": [{"learning_rate": "5e-2"},  # YAML 1.1 reads 5e-2 as text: a number here
                   {"optimizer": "sgd", "optimizer.momentum": 0.9, "batch_size": 256},
                   {"optimizer.momentum": 0.95},  # the option that has it: sgd
                   {"learning_rate": 0.05}],  # the same point again: trained once

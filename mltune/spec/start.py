@@ -160,10 +160,11 @@ def _nearest_option(choice: Categorical, default: Any, known: bool) -> int:
 def _number(dist: Float | Int | Normal, key: str, given: Mapping[str, Any],
             defaults: Mapping[str, Any], field: str) -> int | float:
     if key in given:
-        problem = _number_problem(dist, given[key])
+        value = _yaml_number(given[key])
+        problem = _number_problem(dist, value)
         if problem:
             raise SpecError(f"{field}.{key}: {given[key]!r} is not allowed; expected {problem}")
-        return _typed(dist, given[key])
+        return _typed(dist, value)
     default = defaults.get(key)
     if _is_number(default) and math.isfinite(default):
         return _typed(dist, _nearest(dist, float(default)))
@@ -228,6 +229,16 @@ def _typed(dist: Float | Int | Normal, value: float) -> int | float:
 def _on_step(value: float, step: float) -> bool:
     ratio = value / step
     return abs(ratio - round(ratio)) <= 1e-6 * max(1.0, abs(ratio))
+
+
+def _yaml_number(value: Any) -> Any:
+    """``'1e-3'`` -> ``0.001``: YAML 1.1 (PyYAML) reads an exponent without a dot as text."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _is_number(value: Any) -> bool:
