@@ -33,12 +33,13 @@ from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult
 from mltune.spec.build import load_spec
 from mltune.spec.catalogs import SAMPLERS
+from mltune.spec.options import duration
 from mltune.tracking.links import experiment_url, run_url, ui_command
 
 DEFAULT_CONFIG = "examples/digits.yaml"
 # A library error's ``field`` as the flag a user of the command types.
 FLAGS = {"resume": "--resume", "model": "--model", "min_delta": "--min-delta",
-         "overrides": "--set", "params": "--params"}
+         "overrides": "--set", "params": "--params", "time_budget": "--time-budget"}
 
 
 def exit_code(error: MltuneError) -> int:
@@ -144,6 +145,9 @@ def cli() -> None:
 @cli.command("tune")
 @with_spec_options
 @click.option("--max-evals", type=OptionalInt, help="Number of trials.")
+@click.option("--time-budget", default="", metavar="DURATION",
+              help="Stop starting trials after this long: 600, 90s, 10m, 1.5h "
+              "(stop.time_budget_s). With no max_evals in the spec, the budget is time alone.")
 @click.option("--algo", default="", help=" | ".join(SAMPLERS.names()))
 @click.option("--metric", default="", help="Metric to optimise (one every trial logs).")
 @click.option("--mode", default="", help="max | min")
@@ -160,8 +164,11 @@ def cli() -> None:
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
 @click.option("--resume", default="", metavar="PARENT_RUN_ID",
               help="Continue the search of this parent run (after a crash or Ctrl-C).")
-def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags: Any) -> None:
+def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_budget: str,
+                 **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""
+    if time_budget.strip():
+        flags["stop.time_budget_s"] = duration(time_budget, "time_budget")
     spec = load_spec(config or None, _overrides(flags, assignments))
     _quiet_mlflow()
     from tqdm import tqdm
@@ -176,7 +183,7 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, **flags
         bar = bars[0]
         bar.set_postfix_str(f"best {spec.metric}={best:.4f}" if best is not None else "")
         bar.update(1)
-        if bar.n >= bar.total:
+        if bar.total is not None and bar.n >= bar.total:
             bar.close()  # before registration prints its own lines
 
     try:

@@ -46,6 +46,36 @@ def test_bad_flag_values_are_refused(tracking_uri, capsys):
     assert code == 2 and "--set: expected key=value, got 'nokey'" in err
 
 
+@pytest.mark.parametrize("value", ["ten", "10x", "0", "-5m", "1.5 days", "nan"])
+def test_a_bad_time_budget_is_one_line_and_exit_2(value, tracking_uri, client, capsys):
+    code, out, err = run_cli(["tune", "--time-budget", value, "--epochs", "1"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"mltune: error: --time-budget: {value!r} is not a duration; expected seconds (600) "
+        "or a number above 0 with a unit: 90s, 10m, 1.5h"]
+    assert "Traceback" not in err + out
+    assert not all_runs(client)
+
+
+@pytest.mark.parametrize(("value", "seconds"),
+                         [("600", 600.0), ("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0)])
+def test_a_time_budget_is_read_in_seconds_minutes_or_hours(value, seconds, tracking_uri,
+                                                           capsys):
+    from mltune.spec.options import duration
+
+    assert duration(value, "time_budget") == seconds
+    # accepted by the command: with it, max_evals may be null (the next check is start:'s)
+    code, _, err = run_cli(["tune", "--time-budget", value, "--set", "max_evals=null",
+                            "--set", "start=[{nokey: 1}]"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "mltune: error: start[0].nokey: unknown key; the space's keys: num_blocks, channels, "
+        "kernel_size, hidden_size, activation, batch_norm, dropout, learning_rate, "
+        "weight_decay, loss, weight_init, optimizer, optimizer.momentum, batch_size"]
+    code, _, err = run_cli(["tune", "--set", "max_evals=null"], capsys)  # without: refused
+    assert code == 2 and "mltune: error: max_evals: null (no trial limit) needs a time " \
+        "budget (stop.time_budget_s, --time-budget)" in err
+
+
 def test_real_process_prints_no_traceback(tracking_uri, tmp_path):
     config = tmp_path / "spec.yaml"
     config.write_text("space:\n  dropout: {uniform: [0.9, 0.1]}\n")

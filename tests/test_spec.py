@@ -146,3 +146,131 @@ def test_spec_round_trips_through_its_yaml_form(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec.to_dict()))
     assert load_spec(path) == spec
+
+
+# -- start: the points a search trains first --------------------------------------------------
+
+def _start_points(spec):
+    from mltune.spec.start import start_points
+    from mltune.tasks import task_for
+
+    task = task_for(spec)
+    return task, start_points(spec, task, build_space(spec.space))
+
+
+def test_the_first_point_of_a_search_is_the_tasks_defaults_by_default():
+    spec = load_spec(None, {"task": "tabular"})  # sklearn:breast_cancer
+    assert spec.start is None
+    task, points = _start_points(spec)
+    assert len(points) == 1
+    (point,) = points
+    assert set(point) == set(spec.space)  # every hyperparameter the space has, no other
+    assert point == {k: task.default_params()[k] for k in point}
+    assert all(type(v) in (int, float, str, bool) for v in point.values())  # native
+    assert type(point["num_layers"]) is int and type(point["learning_rate"]) is float
+
+
+def test_given_start_points_are_completed_from_the_defaults_inside_the_space(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "tabular",
+        "space": {"learning_rate": {"loguniform": [1e-2, 1e-1]},  # the default 3e-3 is out
+                  "batch_size": {"choice": [128, 256]},  # the default 64 is not a choice
+                  "num_layers": {"quniform": [3, 4, 1]}},  # nor is the default 2
+        "start": [{"learning_rate": "5e-2"},  # YAML 1.1 reads 5e-2 as text: a number here
+                  {"optimizer": "sgd", "optimizer.momentum": 0.9, "batch_size": 256},
+                  {"optimizer.momentum": 0.95},  # the option that has it: sgd
+                  {"learning_rate": 0.05}],  # the same point again: trained once
+    }))
+    spec = load_spec(config)
+    _, points = _start_points(spec)
+    assert len(points) == 3
+    first, sgd, momentum = points
+    assert first["learning_rate"] == 0.05 and first["optimizer"] == "adam"
+    assert (first["batch_size"], first["num_layers"]) == (128, 3)  # nearest values it has
+    assert "optimizer.momentum" not in first
+    assert (sgd["optimizer"], sgd["optimizer.momentum"], sgd["batch_size"]) == ("sgd", 0.9, 256)
+    assert sgd["learning_rate"] == 0.01  # the default, clipped into the range
+    assert (momentum["optimizer"], momentum["optimizer.momentum"]) == ("sgd", 0.95)
+    assert first["dropout"] == 0.1 and type(first["num_layers"]) is int  # defaults, typed
+
+
+def test_start_empty_trains_no_point_before_the_sampler():
+    spec = load_spec(None, {"task": "tabular", "start": []})
+    assert spec.start == ()
+    assert _start_points(spec)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ([{}, {"learnin_rate": 0.01}], r"start\[1\]\.learnin_rate: unknown key; the space's "
+                                       r"keys: num_layers, hidden_size"),
+        ([{"learning_rate": 0.5}], r"start\[0\]\.learning_rate: 0\.5 is not allowed; expected "
+                                   r"a number within \[0\.0001, 0\.03\]"),
+        ([{"num_layers": 2.5}], r"start\[0\]\.num_layers: 2\.5 is not allowed; expected a whole "
+                                r"number within \[1, 4\]"),
+        ([{"hidden_size": 100}], r"start\[0\]\.hidden_size: 100 is not one of the choices: "
+                                 r"32, 64, 128, 256"),
+        ([{"activation": True}], r"start\[0\]\.activation: True is not one of the choices"),
+        ([{"optimizer": "adam", "optimizer.momentum": 0.9}],
+         r"start\[0\]\.optimizer\.momentum: belongs to another option of 'optimizer' than "
+         r"'adam'"),
+        ([{"optimizer.momentum": 1.5}], r"start\[0\]\.optimizer\.momentum: 1\.5 is not allowed"),
+        ([{"optimizer.nesterov": True}], r"start\[0\]\.optimizer\.nesterov: no option of "
+                                         r"'optimizer' has this key"),
+        ([{"epochs": 3}], r"start\[0\]\.epochs: unknown key"),
+        ({"learning_rate": 0.01, "x": 1}, r"start\[0\]\.x: unknown key"),
+        ("defaults", r"start: expected a list of points"),
+        ([["learning_rate", 0.01]], r"start\[0\]: expected a mapping of space keys"),
+        ([{}] * 3, r"start: 3 points, more than max_evals \(2\) trials"),
+    ],
+)
+def test_bad_start_points_are_refused_naming_the_field_and_value(start, message):
+    with pytest.raises(SpecError, match=message) as caught:
+        load_spec(None, {"task": "tabular", "max_evals": 2, "start": start})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_fixed_value_of_the_space_is_the_only_one_a_start_point_may_give():
+    spec = load_spec(None, {"task": "tabular", "space.dropout": 0.2,
+                            "start": [{"dropout": 0.2}]})
+    assert _start_points(spec)[1][0]["dropout"] == 0.2
+    with pytest.raises(SpecError, match=r"start\[0\]\.dropout: 0\.3 is not allowed; the space "
+                                        r"fixes it to 0\.2"):
+        load_spec(None, {"task": "tabular", "space.dropout": 0.2, "start": [{"dropout": 0.3}]})
+
+
+@pytest.mark.parametrize("start", [None, [], [{"learning_rate": 0.01, "optimizer": "sgd"}]])
+def test_start_round_trips_through_the_yaml_form(start, tmp_path):
+    overrides = {"task": "tabular"} if start is None else {"task": "tabular", "start": start}
+    spec = load_spec(None, overrides)
+    assert ("start" in spec.to_dict()) == (start is not None)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    assert load_spec(path) == spec
+    assert load_spec(path).start == spec.start
+
+
+# -- max_evals and the time budget ------------------------------------------------------------
+
+def test_with_a_time_budget_max_evals_may_be_left_out_the_budget_is_then_time_alone(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text("stop:\n  time_budget_s: 600\n")
+    spec = load_spec(config)
+    assert spec.max_evals is None and spec.stop.time_budget_s == 600
+    assert spec.planned_trials == 40  # what its samplers and an auto pack are sized for
+    assert load_spec(None, {"max_evals": None, "stop.time_budget_s": 60}).max_evals is None
+    assert load_spec(config, {"max_evals": 8}).max_evals == 8  # both: whichever ends first
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    assert load_spec(path) == spec
+
+
+def test_without_a_time_budget_max_evals_defaults_to_20_and_null_is_refused(tmp_path):
+    assert load_spec(None).max_evals == 20
+    config = tmp_path / "s.yaml"
+    config.write_text("max_evals: null\n")
+    with pytest.raises(SpecError, match=r"^max_evals: null \(no trial limit\) needs a time "
+                                        r"budget \(stop\.time_budget_s, --time-budget\)"):
+        load_spec(config)

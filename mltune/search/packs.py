@@ -134,7 +134,7 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
         return 1, reason
     if requested != "auto":
         return int(requested), None
-    return max(1, min(MAX_PACK, spec.max_evals // 4)), None
+    return max(1, min(MAX_PACK, spec.planned_trials // 4)), None
 
 
 def memory_size(task: Task, data: TaskData, params: Mapping[str, Any],

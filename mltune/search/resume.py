@@ -47,7 +47,7 @@ def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sam
     """The search's sampler (``algo``) knowing what already ran: the finished, failed and
     pruned trials learnt, the interrupted ones pending (they run again first, never asked
     anew). Every backend starts from it."""
-    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.max_evals, spec.seed)
+    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])
     for point in history.requeue:

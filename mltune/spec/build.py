@@ -40,6 +40,7 @@ from mltune.spec.options import (
 )
 from mltune.spec.rules import check_space
 from mltune.spec.space import build_space
+from mltune.spec.start import check_start
 from mltune.spec.tasks import TASKS
 
 MODES = ("max", "min")
@@ -172,7 +173,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     if not isinstance(user_space, Mapping):
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
     space = {**task.default_space(), **user_space}
-    build_space(space)  # validates every distribution now, before anything runs
+    built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
     metric = string(raw, "metric", task.default_metric)
@@ -182,6 +183,12 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
             f"metric: {metric!r} is not logged by task {task.name!r}; available: "
             f"{', '.join(logged)}"
         )
+    stop = _stop_spec(raw.get("stop"))
+    max_evals = _max_evals(raw, stop)
+    start = check_start(raw.get("start"), built)
+    if start and max_evals is not None and len(start) > max_evals:
+        raise SpecError(f"start: {len(start)} points, more than max_evals ({max_evals}) "
+                        "trials; give at most max_evals points or raise max_evals")
     device = string(raw, "device", "auto")
     if not _DEVICE.match(device):
         raise SpecError(f"device: {device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
@@ -191,7 +198,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         data=data,
         metric=metric,
         mode=string(raw, "mode", logged[metric].value, MODES),
-        max_evals=integer(raw, "max_evals", 20, minimum=1),
+        max_evals=max_evals,
         algo=string(raw, "algo", "tpe", SAMPLERS.names()),
         seed=integer(raw, "seed", 0, minimum=0),
         epochs=integer(raw, "epochs", 10, minimum=1),
@@ -204,12 +211,13 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         patience=optional_integer(raw, "patience", minimum=1),
         trial_timeout_s=optional_positive(raw, "trial_timeout_s"),
         pruning=_pruning_spec(raw.get("pruning"), integer(raw, "epochs", 10, minimum=1)),
-        stop=_stop_spec(raw.get("stop")),
+        stop=stop,
         precision=string(raw, "precision", "auto", PRECISIONS),
         compile=boolean(raw, "compile", False),
         pack=_pack(raw.get("pack", "auto")),
         **_ray_keys(raw, device),
         model=model,
+        start=start,
         space_given=tuple(str(k) for k in user_space),
     )
 
@@ -288,6 +296,18 @@ def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
                         f"{horizon} epochs; expected 1 to {horizon - 1} (an exploit at the "
                         "last epoch trains nothing after it)")
     return spec
+
+
+def _max_evals(raw: Mapping[str, Any], stop: StopSpec) -> int | None:
+    """``max_evals``: trials in all (20 by default); with a time budget (``stop.time_budget_s``)
+    it may be left out or null: the budget is then time alone (None)."""
+    if raw.get("max_evals") is None:
+        if stop.time_budget_s is not None:
+            return None
+        if "max_evals" in raw:
+            raise SpecError("max_evals: null (no trial limit) needs a time budget "
+                            "(stop.time_budget_s, --time-budget); expected a whole number >= 1")
+    return integer(raw, "max_evals", 20, minimum=1)
 
 
 def _stop_spec(value: Any) -> StopSpec:

@@ -16,6 +16,9 @@ from mltune.core.terms import Direction
 
 COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
 NOT_A_KEY = {"spec_key": False}  # metadata of a SearchSpec field that no spec file can set
+# The trials a search bounded by time alone (no max_evals) plans for: its samplers' random
+# start-up (a quarter: 10, Optuna's default) and an ``auto`` pack's size are sized from it.
+TIME_ONLY_TRIALS = 40
 
 
 def model_name(model: Any) -> str | None:
@@ -108,7 +111,7 @@ class SearchSpec:
     data: DataSpec
     metric: str
     mode: str
-    max_evals: int
+    max_evals: int | None  # None: no trial limit, the time budget (stop.time_budget_s) alone
     algo: str
     seed: int
     epochs: int
@@ -131,8 +134,18 @@ class SearchSpec:
     # the network: None (the task's own family), a family's name, a reference to the user's
     # callable (``nets.py:build``, ``pkg.mod:build``) or, from Python, the callable itself
     model: Any = None
+    # the points trained first (``mltune.spec.start``): None, the task's defaults; a tuple of
+    # partial points as written (completed from the defaults); () none
+    start: tuple[Mapping[str, Any], ...] | None = None
     # the space keys the spec gave; the others came from the defaults of the network
     space_given: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_A_KEY)
+
+    @property
+    def planned_trials(self) -> int:
+        """The trials a search plans for: ``max_evals``, or, bounded by time alone, a nominal
+        ``TIME_ONLY_TRIALS`` (what a sampler's random start-up and an ``auto`` pack size are
+        sized from; the search itself runs until the time budget is spent)."""
+        return self.max_evals if self.max_evals is not None else TIME_ONLY_TRIALS
 
     @property
     def direction(self) -> Direction:
@@ -154,7 +167,10 @@ class SearchSpec:
         merged = {**data, **options, **references}  # ${VAR} as written, never its value
         values["data"] = {k: v for k, v in merged.items() if v is not None}
         values["stop"] = {k: v for k, v in values["stop"].items() if v is not None}
-        return {k: v for k, v in values.items() if v is not None}
+        kept = {k: v for k, v in values.items() if v is not None}
+        if self.max_evals is None:  # written as null: its absence would read as the default
+            kept["max_evals"] = None
+        return kept
 
     def fingerprint(self) -> str:
         """A short hash of the whole spec, for lineage tags."""

@@ -9,6 +9,7 @@ allowed. The spec's top-level keys, its sections (``pruning``, ``stop``) and the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -73,6 +74,25 @@ def optional_integer(raw: Mapping[str, Any], key: str, minimum: int) -> int | No
 
 def optional_positive(raw: Mapping[str, Any], key: str, unit: str = "seconds") -> float | None:
     return None if raw.get(key) is None else number(raw, key, None, above=0, unit=unit)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str, key: str) -> float:
+    """Seconds from ``600``, ``90s``, ``10m`` or ``1.5h`` (a time budget as typed): a number
+    above 0, with a unit s, m or h (none: seconds); anything else a SpecError naming ``key``."""
+    value = str(text).strip().lower()
+    scale = _UNITS.get(value[-1:], None)
+    number_text = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number_text) * (scale or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SpecError(f"{text!r} is not a duration; expected seconds (600) or a number above "
+                        "0 with a unit: 90s, 10m, 1.5h", field=key)
+    return seconds
 
 
 def column_list(raw: Mapping[str, Any], key: str) -> list[str]:

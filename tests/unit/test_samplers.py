@@ -126,6 +126,26 @@ def test_a_rebuilt_sampler_runs_its_interrupted_points_as_pending(name: str) -> 
     assert interrupted not in sampler.ask(2)
 
 
+def test_a_point_it_never_asked_is_run_as_pending_then_learnt_when_told(name: str) -> None:
+    """A search's start points (``start:``, the task's defaults) are no sampler's proposal:
+    marked pending, they are never asked while they run, and told, they are learnt as if
+    the sampler had asked them (a sampler rebuilt from the same history asks the same)."""
+    given = {"f": 0.5, "fs": 0.25, "lf": 0.01, "i": 4, "li": 8, "r": 3, "c": True,
+             "opt": "sgd", "opt.momentum": 0.9, "lit": "fixed"}
+    sampler = make(name, seed=2)
+    sampler.pending(given)
+    asked = sampler.ask(3)
+    assert given not in asked
+    for point in asked:
+        check_inside(point)
+    sampler.tell(given, 0.25)
+    for point in asked:
+        sampler.tell(point, loss(point))
+    rebuilt = make(name, seed=2)
+    rebuilt.rebuild([Finished(given, 0.25)] + [Finished(p, loss(p)) for p in asked])
+    assert rebuilt.ask(1) == sampler.ask(1)
+
+
 def test_the_digits_space_gives_the_same_first_eight_tpe_points_run_to_run() -> None:
     """The image task's default space (digits), tpe, seed 0, budget 20, each point told a
     loss of its own: the sequence a user's search starts with, pinned."""

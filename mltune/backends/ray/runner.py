@@ -314,9 +314,13 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
 def run_search(session: Session, space: Space) -> None:
     """Run the rest of the search's budget on Ray Tune; outcomes go to ``session.record``."""
     spec = session.spec
-    samples = spec.max_evals - len(session.history.outcomes)
-    if samples <= 0:
-        return
+    # time alone (no max_evals): -1, Ray Tune's "until the searcher says FINISHED", which it
+    # does once a stop rule (the time budget) fires
+    samples = -1
+    if spec.max_evals is not None:
+        samples = spec.max_evals - len(session.history.outcomes)
+        if samples <= 0:
+            return
     search = session.search
     uri = worker_tracking_uri(mlflow.get_tracking_uri())
     storage = tempfile.mkdtemp(prefix="mltune-ray-")
