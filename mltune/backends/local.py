@@ -6,7 +6,8 @@ every earlier result. As members end (done, pruned, early-stopped), new points t
 slots at the next epoch boundary (``Refill``), so a pack stays full while its shape lasts.
 A pack is one trial when the search is unpacked (``pack: 1``, or a
 network that cannot be packed). A resumed search's sampler starts from what MLflow holds
-(``resume.resumed_sampler``), and its interrupted points run first, in packs of one shape.
+(``resume.resumed_sampler``). The ``start:`` points (by default the task's defaults) and a
+resumed search's interrupted points run first, in packs of one shape that the sampler fills.
 """
 
 from __future__ import annotations
@@ -41,18 +42,18 @@ class LocalBackend:
 
         while session.stop_reason() is None and session.left > 0:
             more = None
-            if queued:
+            if queued:  # start points, then a resumed search's interrupted ones
                 points = _same_shape(queued, min(session.pack_limit, session.left),
                                      session.is_free)
             else:
                 points = [stash.pop(0)] if stash else sampler.ask(1)
                 if not points:
                     return  # no point left that is not pending: the space is spent
-                size = session.pack_size(points[0])
-                if size > 1:
-                    fixed = shape(points[0], session.is_free)
-                    points += sampler.ask(size - 1, fixed=fixed)
-                    more = Refill(sampler, fixed, session.is_free, stash, misses=2 * size)
+            size = session.pack_size(points[0])
+            if size > 1:  # the sampler fills the pack, and refills it as members end
+                fixed = shape(points[0], session.is_free)
+                points += sampler.ask(size - len(points), fixed=fixed)
+                more = Refill(sampler, fixed, session.is_free, stash, misses=2 * size)
             session.run_pack(points, more, on_end=tell)
 
 

@@ -35,6 +35,7 @@ from mltune.spec.build import with_model
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.rules import check_params
 from mltune.spec.space import build_space
+from mltune.spec.start import not_yet_run, start_points
 from mltune.tasks import task_for
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
@@ -107,6 +108,8 @@ def tune(
         mark_experiment(search.client, search.experiment_id)
     else:
         search, history = start_search(spec, data.fingerprint, datasets), ResumeState()
+    seen = [o.params for o in history.outcomes] + history.requeue
+    history.requeue[:0] = not_yet_run(start_points(spec, task, space), seen)  # run first
     try:
         if on_start is not None:
             on_start()
@@ -136,7 +139,8 @@ def tune(
                      "trials_pruned": result.pruned, "epochs_trained": result.epochs_trained,
                      "epochs_without_pruning": result.epochs_without_pruning},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
-                  T.STOP_REASON: session.stop_reason() or "max_evals reached",
+                  T.STOP_REASON: session.stop_reason() or (
+                      "max_evals reached" if spec.max_evals is not None else "space spent"),
                   T.NOTE: describe(result)},
         )
         gc.unfreeze()

@@ -7,6 +7,7 @@ through ``record``), so numbering, ``best_<metric>``, progress and stop rules ar
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -110,6 +111,8 @@ class Session:
     @property
     def left(self) -> int:
         """Trials the budget still allows (those running count as spent)."""
+        if self.spec.max_evals is None:  # time alone: the time budget's stop rule ends it
+            return sys.maxsize
         return self.spec.max_evals - len(self.all_outcomes) - len(self.in_flight)
 
     @property
