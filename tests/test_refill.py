@@ -7,6 +7,7 @@ import torch
 from conftest import children_of
 
 import mltune
+from mltune.tasks import get_task
 from mltune.tracking.model import load_network
 
 
@@ -75,3 +76,24 @@ def test_pbt_copies_inside_the_pack_and_each_run_tells_what_changed(client):
         mine = load_network(child.data.tags["mltune.model_uri"]).state_dict()
         theirs = load_network(parent.data.tags["mltune.model_uri"]).state_dict()
         assert any(not torch.equal(mine[k], theirs[k]) for k in mine)  # its own weights
+
+
+def test_the_first_trial_trains_the_tasks_defaults_unless_start_says_otherwise(client):
+    spec = mltune.load_spec(None, {"task": "tabular", "max_evals": 3, "epochs": 2, "pack": 1})
+    result = mltune.tune(spec)
+    defaults = get_task("tabular").default_params()
+    first = result.trials[0]
+    assert first.number == 1
+    assert {k: v for k, v in first.params.items() if k in defaults} == {
+        k: v for k, v in defaults.items() if k in first.params}
+    assert result.best_value >= first.metrics["val_accuracy"]  # never worse than defaults
+    given = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 2, "epochs": 1, "pack": 1, "name": "given",
+        "start": [{"learning_rate": 0.02, "hidden_size": 32}]}))
+    assert given.trials[0].params["learning_rate"] == 0.02
+    assert given.trials[0].params["hidden_size"] == 32
+    assert given.trials[0].params["dropout"] == first.params["dropout"]  # completed
+    off = mltune.tune(mltune.load_spec(None, {
+        "task": "tabular", "max_evals": 1, "epochs": 1, "pack": 1, "name": "off",
+        "start": []}))
+    assert off.trials[0].params != first.params  # the sampler's own first point

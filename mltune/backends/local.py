@@ -7,7 +7,8 @@ slots at the next epoch boundary (``Refill``), so a pack stays full while its sh
 A pack is one trial when the search is unpacked (``pack: 1``, or a
 network that cannot be packed). A resumed search's sampler starts from what MLflow holds
 (``resume.resumed_sampler``). The ``start:`` points (by default the task's defaults) and a
-resumed search's interrupted points run first, in packs of one shape that the sampler fills.
+resumed search's interrupted points run first, in packs of one shape; the last of them is
+filled and refilled by the sampler.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class LocalBackend:
                 if not points:
                     return  # no point left that is not pending: the space is spent
             size = session.pack_size(points[0])
-            if size > 1:  # the sampler fills the pack, and refills it as members end
+            if size > 1 and not queued:  # the sampler fills the pack, refills it as they end
                 fixed = shape(points[0], session.is_free)
                 points += sampler.ask(size - len(points), fixed=fixed)
                 more = Refill(sampler, fixed, session.is_free, stash, misses=2 * size)

@@ -160,7 +160,7 @@ def tune(
 
 
 def _result(spec: SearchSpec, session: Session) -> SearchResult:
-    outcomes = session.all_outcomes
+    outcomes = sorted(session.all_outcomes, key=lambda o: o.number)  # they end out of order
     best = select_best(outcomes, spec.metric, spec.direction)
     search = session.search
     return SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
