@@ -38,13 +38,13 @@ def test_a_packed_tabular_search_logs_every_member_as_its_own_trial(client):
     children = children_of(client, result.parent_run_id)
     assert [int(c.data.tags["mltune.trial"]) for c in children] == [1, 2, 3, 4, 5, 6]
     packs = packs_of(children)
-    # one pack, refilled: trials 4-6 took the slots of 1-3 when they ended
-    assert sorted(packs) == ["1"] and len(packs["1"]) == 6
+    # members that end together end their pack: the next starts from the sampler's own point
+    assert sorted(packs) == ["1", "2"] and all(len(p) == 3 for p in packs.values())
     for members in packs.values():
         # members share the shape key and differ in the rest (TPE fills them apart)
         for key in SHAPE_KEYS:
             assert len({m.data.params[key] for m in members}) == 1, key
-        assert len({m.data.params["learning_rate"] for m in members}) == 6
+        assert len({m.data.params["learning_rate"] for m in members}) == 3
     for child in children:
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
@@ -181,8 +181,10 @@ def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
 
 def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_uri, client,
                                                                      capsys):
+    # ASHA (eta 2) stops one of two members at each rung: their slots are refilled
     args = ["--set", "task=tabular", "--max-evals", "8", "--epochs", "3",
-            "--pack", "2", "--seed", "4"]
+            "--pack", "2", "--seed", "4", "--set", "pruning.rule=asha",
+            "--set", "pruning.eta=2"]
     process = start_search(tracking_uri, *args)
     parent_id = wait_for_finished_trials(client, 2, process)
     process.send_signal(signal.SIGKILL)
@@ -192,11 +194,15 @@ def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_ur
     children = children_of(client, parent_id)
     numbers = [int(c.data.tags["mltune.trial"]) for c in children]
     assert len(numbers) == len(set(numbers))
-    assert [c.info.status for c in children].count("FINISHED") == 8
+    assert len(children) == 8 + sum(c.data.tags.get("mltune.interrupted") == "true"
+                                    for c in children)
+    assert all(c.info.status == "FINISHED" or c.data.tags.get("mltune.pruned") == "true"
+               or c.data.tags.get("mltune.interrupted") == "true" for c in children)
     # killed inside a refilled pack: pack 1 had taken more trials than its two slots
     assert len([c for c in children if c.data.tags.get("mltune.pack") == "1"]) > 2
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
-    assert all(c.data.tags.get("mltune.interrupted") == "true" for c in children
+    assert all(c.data.tags.get("mltune.interrupted") == "true"
+               or c.data.tags.get("mltune.pruned") == "true" for c in children
                if c.info.status == "KILLED")
     assert client.get_run(parent_id).info.status == "FINISHED"
 

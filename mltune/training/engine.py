@@ -263,9 +263,9 @@ def train(
     of an epoch (by member index, with the member's own epoch numbers in its history) before
     any member's ``on_epoch``, so a scheduler can judge the members against each other.
 
-    The pack stays full: at each epoch end, when members left, ``refill(free)`` may answer new
-    ``(network, Member)`` pairs of the pack's shape, which join as new members (appended to
-    ``members``). ``on_leave(js)`` runs as members ``js`` leave, their final weights in place
+    The pack stays full: at each epoch end, when members left and others still train,
+    ``refill(free)`` may answer new ``(network, Member)`` pairs of the pack's shape, which join
+    as new members (appended to ``members``). ``on_leave(js)`` runs as members ``js`` leave, their final weights in place
     (``pack.member_state(j)``), to be taken then: a long-lived pack lets go of what a member
     that left holds (its weights, optimizer state and best-epoch copy). Past ``deadline``
     (``time.monotonic()``), every member stops at the end of its epoch, finished
@@ -347,8 +347,11 @@ def train(
                 on_leave(stopped)
                 for j in stopped:  # taken out by on_leave: what they hold can go
                     _forget(pack, optimizers, members[j], j)
+        # a pack whose members all ended has ended: the next one starts from the sampler's
+        # own point (its shape free), so only a pack still training takes newcomers
         free = capacity - len(pack.slots)
-        if refill is not None and free > 0 and (deadline is None or now <= deadline):
+        if refill is not None and pack.slots and free > 0 and (deadline is None
+                                                               or now <= deadline):
             _join(pack, optimizers, cohorts, members, refill(free))
 
 

@@ -202,24 +202,26 @@ def test_a_member_that_joins_a_running_pack_trains_exactly_as_it_would_alone(fus
 def test_a_refilled_pack_stays_full_while_points_remain():
     pack = make_pack([mlp(j) for j in range(3)])
     group = members(3)
-    for m in group:
-        m.epochs = 2
+    for m, epochs in zip(group, (1, 2, 6), strict=True):  # they end at different epochs
+        m.epochs = epochs
     supply = list(range(10, 16))  # six more members of the same shape
     live: list[int] = []
 
     def refill(free: int):
         taken, supply[:] = supply[:free], supply[free:]
-        return [(mlp(seed), members(1)[0]) for seed in taken]
+        joining = [(mlp(seed), members(1)[0]) for seed in taken]
+        for _, m in joining:
+            m.epochs = 2
+        return joining
 
     def count(epoch: int, measured) -> None:
         live.append(len(measured))
 
-    for m in group:
-        m.epochs = 2
-    train(pack, group, data(), score=accuracy, epochs=2, seed=0, precision="fp32",
+    train(pack, group, data(), score=accuracy, epochs=6, seed=0, precision="fp32",
           refill=refill, on_epoch_all=count)
-    assert len(group) == 9 and all(len(m.result.history) == 2 for m in group)
-    assert live == [3, 3, 3, 3, 3, 3]  # full every epoch: 9 members x 2 epochs / 3 slots
+    assert len(group) == 9 and supply == []
+    assert [len(m.result.history) for m in group] == [1, 2, 6] + [2] * 6
+    assert live == [3, 3, 3, 3, 3, 3, 2, 1]  # full while points remained, then it drains
 
 
 def test_past_the_deadline_every_member_ends_finished_at_its_epoch_end():
