@@ -265,11 +265,11 @@ def train(
 
     The pack stays full: at each epoch end, when members left and others still train,
     ``refill(free)`` may answer new ``(network, Member)`` pairs of the pack's shape, which join
-    as new members (appended to ``members``). ``on_leave(js)`` runs as members ``js`` leave, their final weights in place
-    (``pack.member_state(j)``), to be taken then: a long-lived pack lets go of what a member
-    that left holds (its weights, optimizer state and best-epoch copy). Past ``deadline``
-    (``time.monotonic()``), every member stops at the end of its epoch, finished
-    (``result.stopped = "time_budget"``).
+    as new members (appended to ``members``). ``on_leave(js)`` runs as members ``js`` leave,
+    their final weights in place (``pack.member_state(j)``), to be taken then: a long-lived
+    pack lets go of what a member that left holds (its weights, optimizer state and
+    best-epoch copy). Past ``deadline`` (``time.monotonic()``), every member stops at the end
+    of its epoch, finished (``result.stopped = "time_budget"``).
     """
     device = data.x_train.device
     pack.to(device)
