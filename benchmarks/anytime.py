@@ -48,11 +48,9 @@ Reported per data set and mode, as the mean over seeds with the min..max over se
   least the peer's final best of the same seed: the mean over the seeds where it was, with
   ``k/N`` seeds when not all, ``never`` when none (``n/a`` without the optuna mode). The
   peer's own row is when it reached its final best;
-- ``occupancy``: how full the packs were (mean live members / K over the search), in time:
-  per pack, the members' lifetimes (a trial's run start, when it joined, to its last epoch's
-  metric) summed, over K (the most members alive at once) times the pack's span. Lone trials
-  are left out; ``n/a`` where no trial trained in a pack (and for the peer, one trial at a
-  time).
+- ``occupancy``: how full the packs were: the search's parent-run metric ``pack_occupancy``
+  (member-seconds trained over slot-seconds held, packs of two or more); ``n/a`` where no
+  trial trained in a pack (and for the peer, one trial at a time).
 
 Sizing: each search takes the budget, plus how far its last trial or pack runs past it, plus
 a few seconds of set-up (store, data; the 50,000-row table is read and encoded per search) and
@@ -78,7 +76,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,44 +155,12 @@ def trial_epochs(client: Any, run_id: str, metric: str) -> int:
     return len(client.get_metric_history(run_id, metric)) if run_id else 0
 
 
-def lifetime(client: Any, run_id: str, metric: str) -> tuple[float, float] | None:
-    """When a trial joined its pack (its run's start) and left it (its last epoch's
-    metric), in ms; None when it trained no epoch."""
-    history = client.get_metric_history(run_id, metric) if run_id else []
-    if not history:
-        return None
-    return client.get_run(run_id).info.start_time, max(m.timestamp for m in history)
-
-
-def slots(spans: list[tuple[float, float]]) -> int:
-    """The most members alive at once: the pack's K."""
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
-    alive = most = 0
-    for _, change in events:
-        alive += change
-        most = max(most, alive)
-    return most
-
-
-def occupancy(result: Any, metric: str) -> float | None:
-    """Member-time lived over slot-time held (see the docstring); None without packs."""
+def occupancy(result: Any) -> float | None:
+    """The search's own measure (the parent run's ``pack_occupancy``); None without packs."""
     import mlflow
 
-    packs: dict[int, list[str]] = defaultdict(list)
-    for outcome in result.trials:
-        if outcome.pack is not None:
-            packs[outcome.pack].append(outcome.run_id)
-    if not packs:
-        return None
-    client = mlflow.MlflowClient()
-    lived = held = 0.0
-    for run_ids in packs.values():
-        spans = [s for r in run_ids if (s := lifetime(client, r, metric)) is not None]
-        if not spans:
-            continue
-        lived += sum(b - a for a, b in spans)
-        held += slots(spans) * (max(b for _, b in spans) - min(a for a, _ in spans))
-    return lived / held if held else None
+    return mlflow.MlflowClient().get_run(result.parent_run_id).data.metrics.get(
+        "pack_occupancy")
 
 
 def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any],
@@ -229,7 +194,7 @@ def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any
     run.error = result.gate_error
     run.trials = len(result.trials)
     run.search_s = run.curve[-1][0] if run.curve else 0.0
-    run.occupancy = occupancy(result, spec.metric)
+    run.occupancy = occupancy(result)
     return run
 
 

@@ -51,15 +51,18 @@ def main() -> None:
         wall = time.perf_counter() - started
         epochs = sum(len(client.get_metric_history(t.run_id, "val_accuracy"))
                      for t in result.trials)
+        occupancy = client.get_run(result.parent_run_id).data.metrics.get("pack_occupancy")
         rows[name] = {"epochs": epochs, "best_val_accuracy": round(result.best_value, 4),
-                      "pruned": result.pruned, "wall_s": round(wall, 1)}
+                      "pruned": result.pruned, "wall_s": round(wall, 1),
+                      "occupancy": None if occupancy is None else round(occupancy, 2)}
     full = rows["none"]["epochs"]
     wall = rows["none"]["wall_s"]
     print(f"{'rule':10}{'epochs':>8}{'of full':>9}{'pruned':>8}{'best val_acc':>14}{'wall s':>8}"
-          f"{'of full':>9}")
+          f"{'of full':>9}{'occupancy':>11}")
     for name, row in rows.items():
         print(f"{name:10}{row['epochs']:8d}{row['epochs'] / full:9.2f}{row['pruned']:8d}"
-              f"{row['best_val_accuracy']:14.4f}{row['wall_s']:8.1f}{row['wall_s'] / wall:9.2f}")
+              f"{row['best_val_accuracy']:14.4f}{row['wall_s']:8.1f}{row['wall_s'] / wall:9.2f}"
+              f"{row['occupancy'] if row['occupancy'] is not None else 'n/a':>11}")
     print(json.dumps(rows))
 
 

@@ -31,6 +31,7 @@ def test_asha_with_refill_keeps_the_pack_full_and_every_trial_a_whole_record(cli
         if child.info.status == "FINISHED":
             assert ran == 4 and child.data.tags["mltune.model_uri"].startswith("models:/")
     parent = client.get_run(result.parent_run_id).data.metrics
+    assert 0 < parent["pack_occupancy"] <= 1
     assert parent["epochs_without_pruning"] == 48
     assert parent["epochs_trained"] == sum(int(c.data.tags["mltune.epochs_run"])
                                            for c in children) < 48

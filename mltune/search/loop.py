@@ -137,7 +137,9 @@ def tune(
             params={f"best.{k}": v for k, v in result.best.params.items()},
             metrics={"trials_finished": result.finished, "trials_failed": result.failed,
                      "trials_pruned": result.pruned, "epochs_trained": result.epochs_trained,
-                     "epochs_without_pruning": result.epochs_without_pruning},
+                     "epochs_without_pruning": result.epochs_without_pruning,
+                     **({"pack_occupancy": runner.occupancy.share}
+                        if runner.occupancy.share is not None else {})},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
                   T.STOP_REASON: session.stop_reason() or (
                       "max_evals reached" if spec.max_evals is not None else "space spent"),

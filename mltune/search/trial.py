@@ -35,7 +35,7 @@ from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
 from mltune.training.device import seed_everything
-from mltune.training.engine import AnyPack, Exploit, Member, make_pack, train
+from mltune.training.engine import AnyPack, Exploit, Member, Occupancy, make_pack, train
 from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
 
@@ -102,6 +102,7 @@ class TrialRunner:
         self.scheduler = scheduler or NoScheduler(spec.pruning, spec.direction)
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
+        self.occupancy = Occupancy()  # how full the packs' slots were, over the search
 
     def run_params(self, number: int, params: Mapping[str, Any],
                    run_name: str | None = None) -> TrialOutcome:
@@ -216,10 +217,12 @@ class TrialRunner:
                 if on_end is not None:
                     on_end(outcomes[rows[j]])
 
-        train(pack, members, self.data, score=self.score, epochs=spec.epochs, seed=spec.seed,
-              time_limit_s=spec.trial_timeout_s, precision=spec.precision,
-              on_epoch_all=epoch_values, refill=join if refill else None, on_leave=leave,
-              deadline=deadline)
+        used = train(pack, members, self.data, score=self.score, epochs=spec.epochs,
+                     seed=spec.seed, time_limit_s=spec.trial_timeout_s,
+                     precision=spec.precision, on_epoch_all=epoch_values,
+                     refill=join if refill else None, on_leave=leave, deadline=deadline)
+        if len(group) > 1:  # lone trials have no slots to keep full
+            self.occupancy += used
         return later
 
     def _leave(self, pack: AnyPack, j: int, member: Member, outcome: TrialOutcome,

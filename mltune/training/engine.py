@@ -203,6 +203,29 @@ class _Optimizers:
                            for net, m in zip(networks, members, strict=True)]
 
 
+@dataclass
+class Occupancy:
+    """How full a pack's slots were: member-seconds trained over slot-seconds held (each
+    epoch's time times its members, and times the pack's size)."""
+
+    member_s: float = 0.0
+    slot_s: float = 0.0
+
+    def add(self, seconds: float, members: int, slots: int) -> None:
+        self.member_s += seconds * members
+        self.slot_s += seconds * slots
+
+    def __iadd__(self, other: Occupancy) -> Occupancy:
+        self.member_s += other.member_s
+        self.slot_s += other.slot_s
+        return self
+
+    @property
+    def share(self) -> float | None:
+        """Mean live members / slots over the time trained (None before any epoch)."""
+        return self.member_s / self.slot_s if self.slot_s else None
+
+
 class _Cohorts:
     """Each member's batch order: members that started together share one generator (the
     search's seed), so a member draws the same batches in its own epoch e as it would alone,
@@ -253,7 +276,7 @@ def train(
     refill: Callable[[int], Sequence[tuple[nn.Module, Member]]] | None = None,
     on_leave: Callable[[list[int]], None] | None = None,
     deadline: float | None = None,
-) -> None:
+) -> Occupancy:
     """Train the pack on ``data`` (a TaskData on the device); each member's ``result`` (and
     ``error``) is filled in.
 
@@ -289,9 +312,10 @@ def train(
     def stop(j: int, error: BaseException | None = None) -> None:
         members[j].active, members[j].error = False, error
 
-    step = 0
+    step, occupancy = 0, Occupancy()
     while pack.slots:
         step += 1
+        epoch_started = time.monotonic()
         training = list(pack.slots)  # the members still training, in the pack's row order
         pack.train()
         loss_sums = torch.zeros(len(training), device=device)
@@ -325,6 +349,7 @@ def train(
             if answer is not None and members[j].active:
                 _exploit(pack, optimizers, members, j, answer)
         now = time.monotonic()
+        occupancy.add(now - epoch_started, len(training), capacity)
         for j in training:
             member = members[j]
             assert member.result is not None
@@ -353,6 +378,7 @@ def train(
         if refill is not None and pack.slots and free > 0 and (deadline is None
                                                                or now <= deadline):
             _join(pack, optimizers, cohorts, members, refill(free))
+    return occupancy
 
 
 def _leave(pack: AnyPack, j: int, member: Member) -> None:
