@@ -34,7 +34,8 @@ def packs_of(children) -> dict[str, list]:
 
 def test_a_packed_tabular_search_logs_every_member_as_its_own_trial(client):
     result = mltune.tune(mltune.load_spec(None, {
-        "task": "tabular", "max_evals": 6, "epochs": 2, "pack": 3, "seed": 3}))
+        "task": "tabular", "max_evals": 6, "epochs": 2, "pack": 3, "seed": 3,
+        "pruning": {"rule": "none"}}))
     children = children_of(client, result.parent_run_id)
     assert [int(c.data.tags["mltune.trial"]) for c in children] == [1, 2, 3, 4, 5, 6]
     packs = packs_of(children)
@@ -64,7 +65,8 @@ def test_a_packed_tabular_search_logs_every_member_as_its_own_trial(client):
 
 def test_a_packed_digits_search_trains_its_members_at_once_and_serves_them(client):
     result = mltune.tune(mltune.load_spec(None, {"max_evals": 4, "epochs": 2, "pack": 4,
-                                                 "space.channels": 16}))
+                                                 "space.channels": 16,
+                                                 "pruning": {"rule": "none"}}))
     children = children_of(client, result.parent_run_id)
     assert {c.data.tags["mltune.pack"] for c in children} == {"1"}
     assert all(c.info.status == "FINISHED" for c in children)
@@ -148,7 +150,8 @@ def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
     result = mltune.tune(mltune.load_spec(None, {
         "task": "tabular", "max_evals": 4, "epochs": 12, "patience": 1, "pack": 4,
         "algo": "rand", "seed": 3, "space.learning_rate": {"choice": [0.3, 0.1, 0.03]},
-        "space.optimizer": "sgd", "space.norm": "none", "space.dropout": 0.0}))
+        "space.optimizer": "sgd", "space.norm": "none", "space.dropout": 0.0,
+        "pruning": {"rule": "none"}}))
     spec = result.spec
     children = children_of(client, result.parent_run_id)
     assert len(packs_of(children)) == 1 and len(children) == 4

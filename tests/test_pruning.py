@@ -12,6 +12,7 @@ from mltune.tasks import get_task
 # half of the learning rates cannot learn in a few epochs: clearly losing trials
 # pack: 2, not auto: a measured size may differ between two searches, and with it their points
 LOSING = {"max_evals": 8, "epochs": 4, "algo": "rand", "seed": 2, "pack": 2,
+          "pruning": {"rule": "none"},
           "space.learning_rate": {"choice": [3.0e-3, 1.0e-6]}, "space.optimizer": "adam",
           "space.batch_norm": True, "space.weight_init": "default"}
 

@@ -40,7 +40,7 @@ def test_asha_with_refill_keeps_the_pack_full_and_every_trial_a_whole_record(cli
 def test_the_time_budget_stops_a_running_pack_with_every_member_finished(client):
     result = mltune.tune(mltune.load_spec(None, {
         "task": "tabular", "max_evals": 6, "epochs": 500, "pack": 3, "seed": 1,
-        "stop": {"time_budget_s": 4}}))
+        "stop": {"time_budget_s": 4}, "pruning": {"rule": "none"}}))
     children = children_of(client, result.parent_run_id)
     assert len(children) == 3  # the first pack was still training when the budget ran out
     for child in children:

@@ -93,6 +93,9 @@ def test_overrides_and_defaults(tmp_path):
     assert spec.metric == "val_accuracy" and spec.mode == "max"
     assert spec.registered_model == "mltune-image"
     assert load_spec(None, {"metric": "val_loss"}).mode == "min"
+    # ASHA unless the spec says otherwise: benchmarks/anytime.py's winner at equal wall time
+    assert spec.pruning.rule == "asha" and (spec.pruning.min_epochs, spec.pruning.eta) == (1, 3)
+    assert load_spec(None, {"pruning": {"rule": "none"}}).pruning.rule == "none"
 
 
 @pytest.mark.parametrize(

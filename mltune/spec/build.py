@@ -269,7 +269,7 @@ def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
     keys = tuple(PruningSpec.__dataclass_fields__)
     raw = section(value, "pruning", keys)
     spec = PruningSpec(
-        rule=string(raw, "pruning.rule", "none", tuple(SCHEDULERS.names())),
+        rule=string(raw, "pruning.rule", "asha", tuple(SCHEDULERS.names())),
         warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
         warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
         min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),

@@ -58,7 +58,7 @@ class DataSpec:
 class PruningSpec:
     """Stopping losing trials early, judged across trials on the search's metric."""
 
-    rule: str = "none"  # none | median | asha | hyperband | pbt
+    rule: str = "asha"  # none | median | asha | hyperband | pbt (asha: benchmarks/anytime.py)
     warmup_trials: int = 3  # median: trials that always run in full first
     warmup_epochs: int = 1  # median: epochs before a trial can be judged
     min_epochs: int = 1  # asha, hyperband: the first rung
