@@ -3,8 +3,9 @@ tests/test_chaos.py and benchmarks/chaos.py).
 
 Each attempt runs ``mltune tune`` (``--resume`` the search once its parent run exists) and
 kills it after a random delay unless it ended first; a last attempt runs to the end. What a
-user must then find: exactly ``max_evals`` finished trials, no trial number twice, no run left
-RUNNING, one registered version for the search, and ``champion`` on the better version.
+user must then find: exactly ``max_evals`` trials run to their end (finished or pruned), no
+trial number twice, no run left RUNNING, one registered version for the search, and
+``champion`` on the better version.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def kill_and_resume(client: MlflowClient, args: list[str], name: str, env: dict[
 class Findings:
     """The record a user finds after the kills."""
 
-    finished: int
+    finished: int  # trials run to their end: finished, or pruned by the rule
     duplicates: int
     running: int
     versions: int
@@ -116,6 +117,9 @@ def inspect(client: MlflowClient, parent: str, model: str) -> Findings:
             theirs = float(tags["mltune.champion_holdout_score"])
             winner = version.version if ours > theirs else tags["mltune.compared_with"]
             better = str(champion.version) == str(winner)
-    return Findings(finished=sum(c.info.status == "FINISHED" for c in children),
+    # a trial ran to its end when it finished or the pruning rule (ASHA by default) stopped it
+    ended = [c for c in children
+             if c.info.status == "FINISHED" or c.data.tags.get("mltune.pruned") == "true"]
+    return Findings(finished=len(ended),
                     duplicates=len(numbers) - len(set(numbers)), running=len(running),
                     versions=len(versions), champion_is_better=better)

@@ -21,6 +21,7 @@ def test_four_searches_at_once_on_one_sqlite_file_lose_nothing(tracking_uri, cli
         name: subprocess.Popen(
             [sys.executable, "-m", "mltune", "tune", "--set", "task=tabular",
              "--max-evals", "3", "--epochs", "2", "--pack", "1", "--seed", str(i),
+             "--set", "pruning.rule=none",  # every trial's model written: the store's load
              "--name", name, "--registered-model", name, *extra],
             env=env_for_subprocess(tracking_uri), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
