@@ -230,6 +230,13 @@ def summary(result: SearchResult) -> str:
         f"(run {best.run_id})",
         f"Best params: {params}",
     ]
+    if result.refit_run_id:
+        lines.append(f"Refit: trial-{best.number:04d}'s configuration on train + validation, "
+                     f"{result.refit_epochs} epochs (run {result.refit_run_id}): its model is "
+                     "the one registered")
+    elif result.refit_error:
+        lines.append(f"Refit failed: {result.refit_error}; the best trial's model is "
+                     "registered instead")
     if result.registered_version:
         lines.append(f"Registered: {spec.registered_model} version {result.registered_version}"
                      f" (aliases: {', '.join(result.aliases)})")

@@ -139,3 +139,12 @@ def test_refit_is_a_boolean_spec_key_off_by_default():
     with pytest.raises(SpecError, match=r"^refit: 'yes' is not allowed; expected true or "
                                         r"false$"):
         mltune.load_spec(None, {"refit": "yes"})
+
+
+def test_the_cli_summary_says_the_refit_was_registered(tracking_uri, client, capsys):
+    code, out, _ = run_cli(["tune", "--set", "task=tabular", "--set", "pruning.rule=none",
+                            "--max-evals", "2", "--epochs", "1", "--refit"], capsys)
+    assert code == 0
+    refit = next(r for r in all_runs(client) if r.data.tags.get("mltune.role") == "refit")
+    assert f"(run {refit.info.run_id}): its model is the one registered" in out
+    assert client.get_model_version_by_alias(NAME, "challenger").run_id == refit.info.run_id
