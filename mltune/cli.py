@@ -107,6 +107,17 @@ class _Optional(click.ParamType):
 OptionalInt = _Optional(int)
 
 
+class _OptionalBool(click.ParamType):
+    """true / false, where an empty string means "not given" (MLproject defaults)."""
+
+    name = "boolean"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return click.BOOL.convert(value, param, ctx)
+
+
 def _overrides(flags: Mapping[str, Any], assignments: tuple[str, ...]) -> dict[str, Any]:
     overrides = {k: v for k, v in flags.items() if v is not None and v != ""}
     overrides.update(parse_assignment(text) for text in assignments)
@@ -164,9 +175,16 @@ def cli() -> None:
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
 @click.option("--resume", default="", metavar="PARENT_RUN_ID",
               help="Continue the search of this parent run (after a crash or Ctrl-C).")
+@click.option("--refit", type=_OptionalBool(), is_flag=False, flag_value=True, default=None,
+              help="Train the best configuration again on train + validation and register "
+              "that model (refit: true); --refit false or --no-refit: the best trial's.")
+@click.option("--no-refit", "no_refit", is_flag=True, default=False,
+              help="Register the best trial's own model (refit: false, the default).")
 def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_budget: str,
-                 **flags: Any) -> None:
+                 no_refit: bool, **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""
+    if no_refit:
+        flags["refit"] = False
     if time_budget.strip():
         flags["stop.time_budget_s"] = duration(time_budget, "time_budget")
     spec = load_spec(config or None, _overrides(flags, assignments))
@@ -212,6 +230,13 @@ def summary(result: SearchResult) -> str:
         f"(run {best.run_id})",
         f"Best params: {params}",
     ]
+    if result.refit_run_id:
+        lines.append(f"Refit: trial-{best.number:04d}'s configuration on train + validation, "
+                     f"{result.refit_epochs} epochs (run {result.refit_run_id}): its model is "
+                     "the one registered")
+    elif result.refit_error:
+        lines.append(f"Refit failed: {result.refit_error}; the best trial's model is "
+                     "registered instead")
     if result.registered_version:
         lines.append(f"Registered: {spec.registered_model} version {result.registered_version}"
                      f" (aliases: {', '.join(result.aliases)})")

@@ -31,21 +31,26 @@ log = logging.getLogger(__name__)
 
 
 def register_best(result: SearchResult, search: SearchRun, data: TaskData) -> None:
-    """The best trial's model as a new version (``challenger``), then the promotion gate."""
+    """The best trial's model as a new version (``challenger``), then the promotion gate.
+    With a refit (``refit: true`` and it finished), the refit's model is the version, tagged
+    ``mltune.refit_of`` = the best trial's run, and is what the gate scores."""
     spec, best = result.spec, result.best
     if best.model_uri is None:
         raise SearchError(f"trial {best.number} finished without a logged model")
-    version = register(
-        best.model_uri,
-        spec.registered_model,
-        tags={T.SEARCH_ID: search.search_id, T.PARENT_RUN_ID: search.run_id,
-              T.RUN_ID: best.run_id, T.METRIC: spec.metric,
-              T.METRIC_VALUE: result.best_value, T.MODE: spec.mode,
-              T.TASK: spec.task, T.SPEC_HASH: spec.fingerprint(),
-              T.DATA_FINGERPRINT: data.fingerprint},
-        description=(f"Best of {len(result.trials)} trials of search {spec.name!r} "
-                     f"({search.search_id}): {spec.metric}={result.best_value:.4f}"),
-    )
+    summary = (f"Best of {len(result.trials)} trials of search {spec.name!r} "
+               f"({search.search_id}): {spec.metric}={result.best_value:.4f}")
+    tags: dict[str, Any] = {
+        T.SEARCH_ID: search.search_id, T.PARENT_RUN_ID: search.run_id, T.RUN_ID: best.run_id,
+        T.METRIC: spec.metric, T.METRIC_VALUE: result.best_value, T.MODE: spec.mode,
+        T.TASK: spec.task, T.SPEC_HASH: spec.fingerprint(), T.DATA_FINGERPRINT: data.fingerprint}
+    model_uri = best.model_uri
+    if result.refit_run_id and result.refit_model_uri:
+        model_uri = result.refit_model_uri
+        tags.update({T.RUN_ID: result.refit_run_id, T.REFIT_OF: best.run_id})
+        summary = (f"Refit on train + validation of trial {best.number} "
+                   f"({result.refit_epochs} epochs). {summary} (the trial's validation "
+                   "score; the refit has none: it trained on the validation rows)")
+    version = register(model_uri, spec.registered_model, tags=tags, description=summary)
     search.set_tag(T.REGISTERED_MODEL, f"{spec.registered_model}/{version.version}")
     result.registered_version = version.version
     result.aliases = [CHALLENGER]
@@ -142,9 +147,21 @@ def describe(result: SearchResult) -> str:
         lines.append(f"- **Gate:** {decision.line()}{alone}")
     elif result.gate_error:
         lines.append(f"- **Gate:** not run: {result.gate_error}")
+    if result.refit_run_id:
+        refit = run_url(result.experiment_id, result.refit_run_id, base=base)
+        lines.append(f"- **Refit:** [refit]({refit}): trial-{best.number:04d}'s configuration "
+                     f"trained again on train + validation for {result.refit_epochs} epochs; "
+                     "its model is the one registered and gated (its val_* metrics are on "
+                     "rows it trained on)")
+    elif result.refit_error:
+        lines.append(f"- **Refit:** failed ({result.refit_error}); the best trial's own model "
+                     "is registered instead")
     if result.registered_version:
+        source = ("the refit's model" if result.refit_run_id
+                  else f"trial-{best.number:04d}'s model")
         lines.append(f"- **Registered:** `{spec.registered_model}` version "
-                     f"{result.registered_version} (aliases: {', '.join(result.aliases)})")
+                     f"{result.registered_version}, {source} (aliases: "
+                     f"{', '.join(result.aliases)})")
     lines.append(f"- **Report:** not made: {result.report_error}" if result.report_error else
                  f"- **Report:** `{REPORT_DIR}/report.html` among this run's artifacts")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 spec -> network (a user's imported) -> task and device -> backend preflight -> space ->
 tracking server check -> data loaded once -> a user's network built and run on two samples ->
 parent run (new or resumed) with the splits as its datasets -> the backend runs trials through a
-``Session`` -> best trial -> registration and gate (the report's figures drawn meanwhile) ->
+``Session`` -> best trial -> its refit on train + validation (``refit: true``) -> registration and
+gate (the report's figures drawn meanwhile) ->
 figures, report page, summary and description.
 """
 
@@ -25,6 +26,7 @@ from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
 from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
+from mltune.search.refit import check_refit, try_refit
 from mltune.search.result import SearchResult, select_best
 from mltune.search.resume import ResumeState, resume_search
 from mltune.search.schedulers import make_scheduler
@@ -98,6 +100,7 @@ def tune(
     hide_references(data, spec)
     task.check_network(data)  # a user's network: built, and two samples through it
     pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
+    check_refit(spec, data)  # refit: true on streamed data: refused now
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
@@ -129,6 +132,12 @@ def tune(
             finally:
                 finisher.close()  # every finished trial's model is logged
         result = _result(spec, session)
+        if spec.refit:  # the best configuration on train + validation; a failure costs a tag
+            refit, result.refit_error = try_refit(spec, task, data, search, device,
+                                                  runner.precision, result.best)
+            if refit is not None:
+                result.refit_run_id, result.refit_model_uri = refit.run_id, refit.model_uri
+                result.refit_epochs = refit.epochs
         report = PendingReport.start(search)  # figures drawn while the best is registered
         register_best(result, search, data)
         log_best_figures(task, data, result, search)
@@ -141,6 +150,7 @@ def tune(
                      **({"pack_occupancy": runner.occupancy.share}
                         if runner.occupancy.share is not None else {})},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
+                  **({T.REFIT_RUN_ID: result.refit_run_id} if result.refit_run_id else {}),
                   T.STOP_REASON: session.stop_reason() or (
                       "max_evals reached" if spec.max_evals is not None else "space spent"),
                   T.NOTE: describe(result)},

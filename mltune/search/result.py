@@ -26,6 +26,11 @@ class SearchResult:
     decision: Decision | None = None  # the promotion gate's, for the registered version
     gate_error: str | None = None  # why the gate could not run, when it could not
     report_error: str | None = None  # why the report could not be made, when it could not
+    # refit: true: the run id of the refit whose model was registered, or why the refit failed
+    refit_run_id: str | None = None
+    refit_model_uri: str | None = None
+    refit_epochs: int | None = None
+    refit_error: str | None = None
 
     @property
     def best_value(self) -> float:

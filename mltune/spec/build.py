@@ -215,6 +215,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         precision=string(raw, "precision", "auto", PRECISIONS),
         compile=boolean(raw, "compile", False),
         pack=_pack(raw.get("pack", "auto")),
+        refit=boolean(raw, "refit", False),
         **_ray_keys(raw, device),
         model=model,
         start=start,

@@ -128,6 +128,9 @@ class SearchSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
     compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
     pack: int | str = "auto"  # trials trained at once as one fused network: auto | N (1: off)
+    # after the search: the best configuration trained again on train + validation for its
+    # trial's epochs, and that model registered and gated instead of the trial's
+    refit: bool = False
     cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
     gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins

@@ -84,6 +84,12 @@ class SplitDatasets:
         """A trial's inputs: what it trained on and what it was scored on."""
         return [self.inputs[c] for c in (TRAINING, VALIDATION) if c in self.inputs]
 
+    @property
+    def for_refit(self) -> list[DatasetInput]:
+        """A refit's inputs: it trained on the training and the validation splits both."""
+        return [DatasetInput(self.inputs[c].dataset, [InputTag(DATASET_CONTEXT, TRAINING)])
+                for c in (TRAINING, VALIDATION) if c in self.inputs]
+
     def linked(self, metric: str) -> tuple[str, str] | None:
         """(name, digest) of the split a trial metric was measured on (``val_*``: validation,
         ``train_*``: training), or None."""

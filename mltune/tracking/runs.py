@@ -225,16 +225,25 @@ class TrialRun:
     @classmethod
     def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
              device: torch.device, run_name: str | None = None, precision: str | None = None,
-             pack: int | None = None) -> TrialRun:
+             pack: int | None = None, refit_of: str | None = None,
+             extra_tags: Mapping[str, str] | None = None) -> TrialRun:
         """A child run of ``search`` (or a standalone run without one); its params, and the
         search's training and validation splits as its inputs, sent in the background.
         The params are the trial's decoded point: what a resumed search rebuilds its sampler
-        from."""
+        from.
+
+        ``refit_of`` (a trial's run id): the run is that trial's refit, not a trial: role
+        ``refit``, no trial number (resume and the report read role ``trial`` only), and both
+        splits as its training inputs. ``extra_tags``: more tags on the run."""
         client = MlflowClient()
-        tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number),
-                T.DEVICE: str(device)}
+        if refit_of is None:
+            tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number)}
+            model_tags = {T.TRIAL: str(number)}
+        else:
+            tags = {T.ROLE: "refit", T.REFIT_OF: refit_of}
+            model_tags = {T.ROLE: "refit", T.REFIT_OF: refit_of}
+        tags.update({T.DEVICE: str(device), **(extra_tags or {})})
         name = run_name or f"trial-{number:04d}"
-        model_tags = {T.TRIAL: str(number)}
         datasets = None
         if search is not None:
             tags[T.SEARCH_ID] = model_tags[T.SEARCH_ID] = search.search_id
@@ -256,9 +265,9 @@ class TrialRun:
         run._pending.append(send_later(  # in order, before the first epoch's metrics
             client.log_batch, info.run_id,
             params=[Param(k, param_value(v)) for k, v in params.items()]))
-        if run.datasets.for_trial:
-            run._pending.append(send_later(client.log_inputs, info.run_id,
-                                           datasets=run.datasets.for_trial))
+        inputs = run.datasets.for_trial if refit_of is None else run.datasets.for_refit
+        if inputs:
+            run._pending.append(send_later(client.log_inputs, info.run_id, datasets=inputs))
         return run
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:

@@ -7,7 +7,7 @@ versions, so these names are a contract. Add keys; never rename one.
 from __future__ import annotations
 
 # -- on every run mltune opens --------------------------------------------------------------
-ROLE = "mltune.role"  # search | trial | train
+ROLE = "mltune.role"  # search | trial | train | refit
 SEARCH_ID = "mltune.search_id"
 TASK = "mltune.task"
 VERSION = "mltune.version"  # the mltune that wrote it
@@ -24,6 +24,8 @@ REPORT = "mltune.report"
 REPORT_ERROR = "mltune.report_error"
 RESUMED = "mltune.resumed"  # how many times the search was resumed
 RESUMES = "mltune.resumes"  # on a launcher run of `mlflow run -P resume=...`: the search it resumed
+REFIT_RUN_ID = "mltune.refit_run_id"  # the refit run whose model was registered (refit: true)
+REFIT_ERROR = "mltune.refit_error"  # why the refit failed (the best trial's model registered)
 
 # -- on each trial's run ----------------------------------------------------------------------
 TRIAL = "mltune.trial"  # the trial number
@@ -40,6 +42,11 @@ PBT_EPOCH = "mltune.pbt.epoch"  # the epoch it did so
 STOPPED = "mltune.stopped"  # "time_budget": a FINISHED trial the search's time budget cut short
 PRUNED = "mltune.pruned"  # "true" on a KILLED run a pruning rule stopped
 INTERRUPTED = "mltune.interrupted"  # "true" on a KILLED run a resume must run again
+
+# -- on a refit run (role refit: the best configuration trained again on train + validation) --
+REFIT_OF = "mltune.refit_of"  # the best trial's run id (also on the version registered from it)
+VAL_IS_TRAIN = "mltune.val_is_train"  # "true": its val_* metrics are measured on rows it trained on
+TRAIN_ROWS = "mltune.train_rows"  # the rows it trained on (training + validation splits)
 
 # -- on registered model versions -------------------------------------------------------------
 PARENT_RUN_ID = "mltune.parent_run_id"
