@@ -38,7 +38,8 @@ def wait_for_finished_trials(client, count: int, process: subprocess.Popen,
 
 
 def test_kill_9_then_resume_ends_with_max_evals_finished_trials(tracking_uri, client, capsys):
-    args = ["--max-evals", "4", "--epochs", "2", "--seed", "5"]
+    # every trial trained in full (ASHA's pruned trials: the kill test of tests/test_packing.py)
+    args = ["--max-evals", "4", "--epochs", "2", "--seed", "5", "--set", "pruning.rule=none"]
     process = start_search(tracking_uri, *args)
     parent_id = wait_for_finished_trials(client, 2, process)
     process.send_signal(signal.SIGKILL)

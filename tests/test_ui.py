@@ -134,7 +134,8 @@ def test_parent_run_description_summarises_the_result(searched):
     assert f"val_accuracy **{best.data.metrics['val_accuracy']:.4f}** (validation)" in note
     assert f"test_accuracy **{parent.data.metrics['test_accuracy']:.4f}** (holdout)" in note
     assert "**Gate:** mltune-ui: promoted v1 to champion: first version" in note
-    assert "**Registered:** `mltune-ui` version 1 (aliases: challenger, champion)" in note
+    assert (f"**Registered:** `mltune-ui` version 1, {best.info.run_name}'s model (aliases: "
+            "challenger, champion)") in note
     assert "**Report:** `report/report.html`" in note
 
 
