@@ -9,10 +9,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import all_runs
+from conftest import all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
 
 import mltune
+from mltune.cli import tune_command
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
 from mltune.search.result import SearchResult
@@ -121,3 +122,18 @@ def test_ensemble_is_a_whole_number_spec_key_off_by_default():
     with pytest.raises(SpecError) as caught:
         mltune.load_spec(None, {"ensemble": -1})
     assert str(caught.value) == "ensemble: -1 is not allowed; expected a whole number >= 0"
+
+
+def test_the_cli_takes_ensemble_and_an_empty_value_as_not_given(tracking_uri, client, capsys):
+    code, out, err = run_cli(["tune", "--set", "task=tabular", "--set", "pruning.rule=none",
+                              "--max-evals", "2", "--epochs", "1", "--ensemble", "2"], capsys)
+    assert code == 0, err
+    parent = next(r for r in all_runs(client) if r.data.tags.get("mltune.role") == "search")
+    assert parent.data.params["spec.ensemble"] == "2"
+    ensemble = [r for r in all_runs(client) if r.data.tags.get("mltune.role") == "ensemble"]
+    if ensemble:  # two trials of one epoch: their average may or may not beat the best
+        assert f"(run {ensemble[0].info.run_id}): its model is the one registered" in out
+    else:
+        assert "Ensemble: no trial added to the best improved it" in out
+    option = next(p for p in tune_command.params if p.name == "ensemble")
+    assert option.type.convert("", option, None) is None  # MLproject's default: not given
