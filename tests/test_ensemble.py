@@ -137,3 +137,13 @@ def test_the_cli_takes_ensemble_and_an_empty_value_as_not_given(tracking_uri, cl
         assert "Ensemble: no trial added to the best improved it" in out
     option = next(p for p in tune_command.params if p.name == "ensemble")
     assert option.type.convert("", option, None) is None  # MLproject's default: not given
+
+
+def test_with_refit_an_ensemble_of_trials_models_is_registered_and_no_refit_trained(client):
+    result = search(ensemble=3, refit=True)
+    roles = sorted(r.data.tags["mltune.role"] for r in children(client, result.parent_run_id))
+    assert roles == ["ensemble"] + ["trial"] * 6
+    assert result.refit_run_id is None and result.refit_error is None
+    version = client.get_model_version_by_alias(NAME, "challenger")
+    assert version.run_id == result.ensemble_run_id
+    assert "mltune.refit_of" not in version.tags
