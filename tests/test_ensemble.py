@@ -92,6 +92,10 @@ def test_an_ensemble_of_trials_is_registered_and_served_as_their_weighted_averag
 
     # the report and a resume see the six trials only
     assert sorted(load_trials(client, result.parent_run_id).frame["trial"]) == [1, 2, 3, 4, 5, 6]
+    resumed = mltune.tune(mltune.load_spec(None, {**SEARCH, "ensemble": 3, "max_evals": 7}),
+                          resume=result.parent_run_id)
+    assert sorted(t.number for t in resumed.trials) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(load_trials(client, result.parent_run_id).frame["trial"]) == list(range(1, 8))
 
 
 def test_an_ensemble_of_one_registers_the_best_trial_as_without_ensemble(client):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from mltune.core.terms import Direction
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction, TrialStatus
 from mltune.models.ensemble import Averaged
-from mltune.search.ensemble import greedy_selection
+from mltune.search.ensemble import candidates, greedy_selection
 
 
 def mse_to(target: list[float]):
@@ -56,3 +57,15 @@ def test_the_averaged_network_answers_the_log_of_the_weighted_probabilities():
     torch.testing.assert_close(out.exp(), expected)
     raw = Averaged(members, [0.25, 0.75], probabilities=False)(x)
     torch.testing.assert_close(raw, 0.25 * members[0](x) + 0.75 * members[1](x))
+
+
+def test_candidates_are_the_best_four_per_member_finished_with_a_model():
+    def trial(number: int, value: float, status: str = "FINISHED", uri: str | None = "m"):
+        return TrialOutcome(number, f"r{number}", {}, TrialStatus(status),
+                            {"val_loss": value}, model_uri=uri)
+
+    trials = [trial(1, 0.5), trial(2, 0.1, "PRUNED"), trial(3, 0.2), trial(4, 0.3, uri=None),
+              trial(5, 0.2), *[trial(n, 0.9 + n / 100) for n in range(6, 12)]]
+    chosen = candidates(trials, "val_loss", Direction.MIN, 1)
+    assert [t.number for t in chosen] == [3, 5, 1, 6]  # a tie: the earliest first
+    assert len(candidates(trials, "val_loss", Direction.MIN, 3)) == 9  # all there are
