@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from conftest import all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
+from test_timeseries import HORIZON, SPACE, seasonal, write
 
 import mltune
 from mltune.cli import tune_command
@@ -151,3 +152,29 @@ def test_with_refit_an_ensemble_of_trials_models_is_registered_and_no_refit_trai
     version = client.get_model_version_by_alias(NAME, "challenger")
     assert version.run_id == result.ensemble_run_id
     assert "mltune.refit_of" not in version.tags
+
+
+def test_a_forecast_ensemble_averages_its_members_forecasts_whatever_their_windows(
+        client, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    known = seasonal().iloc[:420]
+    raw = {"task": "timeseries", "name": "sales", "registered_model": "sales-forecast",
+           "data": {"source": write(known, tmp_path / "sales.csv"), "time": "date",
+                    "target": "sales", "horizon": HORIZON},
+           "max_evals": 4, "epochs": 3, "seed": 5, "space": SPACE, "ensemble": 3,
+           "pruning": {"rule": "none"}, "pack": 1}
+    result = mltune.tune(mltune.load_spec(None, raw))
+    assert result.ensemble_run_id is not None  # seed 5: trials of windows 12 and 24
+    served = mlflow.pyfunc.load_model("models:/sales-forecast@challenger")
+    by_run = {t.run_id: t for t in result.trials}
+    members = result.ensemble_members
+    recent = known.iloc[-48:]
+    singles = [mlflow.pyfunc.load_model(by_run[m["run_id"]].model_uri) for m in members]
+    expected = sum(m["weight"] * single.predict(recent)["forecast"].to_numpy()
+                   for m, single in zip(members, singles, strict=True))
+    answer = served.predict(recent)
+    assert list(answer.columns) == list(singles[0].predict(recent).columns)
+    np.testing.assert_allclose(answer["forecast"].to_numpy(), expected, rtol=1e-5)
+    assert {int(by_run[m["run_id"]].params["window"]) for m in members} == {12, 24}
+    # it reads its longest member's window: fewer rows are refused as a single model does
+    assert "this model reads the latest 24 rows" in refusal(served, recent.iloc[-15:])
