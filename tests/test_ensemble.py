@@ -17,6 +17,7 @@ import mltune
 from mltune.cli import tune_command
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
+from mltune.search import ensemble as ensemble_module
 from mltune.search.result import SearchResult
 from mltune.tracking.model import BadInput
 
@@ -178,3 +179,21 @@ def test_a_forecast_ensemble_averages_its_members_forecasts_whatever_their_windo
     assert {int(by_run[m["run_id"]].params["window"]) for m in members} == {12, 24}
     # it reads its longest member's window: fewer rows are refused as a single model does
     assert "this model reads the latest 24 rows" in refusal(served, recent.iloc[-15:])
+
+
+def test_a_failed_ensemble_registers_the_best_trial_and_says_why(client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ensemble_module, "log_ensemble_model", broken)
+    result = search(ensemble=3)
+    assert result.ensemble_run_id is None
+    assert result.ensemble_error == "RuntimeError: disk full"
+    failed = [r for r in children(client, result.parent_run_id)
+              if r.data.tags["mltune.role"] == "ensemble"]
+    assert [r.info.status for r in failed] == ["FAILED"]
+    assert client.get_model_version_by_alias(NAME, "challenger").run_id == result.best.run_id
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mltune.ensemble_error"] == result.ensemble_error
+    assert "Ensemble:** failed" in parent.data.tags["mlflow.note.content"]
