@@ -180,6 +180,8 @@ def cli() -> None:
               "that model (refit: true); --refit false or --no-refit: the best trial's.")
 @click.option("--no-refit", "no_refit", is_flag=True, default=False,
               help="Register the best trial's own model (refit: false, the default).")
+@click.option("--ensemble", type=OptionalInt, help="Register the average of up to N trials "
+              "chosen by greedy ensemble selection (ensemble: N; 0, the default: off).")
 def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_budget: str,
                  no_refit: bool, **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""
@@ -230,6 +232,18 @@ def summary(result: SearchResult) -> str:
         f"(run {best.run_id})",
         f"Best params: {params}",
     ]
+    if result.ensemble_run_id:
+        members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
+                            for m in result.ensemble_members)
+        lines.append(f"Ensemble: {members}; {spec.metric}={result.ensemble_value:.4f} "
+                     f"(validation) (run {result.ensemble_run_id}): its model is the one "
+                     "registered")
+    elif result.ensemble_members:
+        lines.append("Ensemble: no trial added to the best improved it; the best trial's model "
+                     "is registered alone")
+    elif result.ensemble_error:
+        lines.append(f"Ensemble failed: {result.ensemble_error}; the single model is "
+                     "registered instead")
     if result.refit_run_id:
         lines.append(f"Refit: trial-{best.number:04d}'s configuration on train + validation, "
                      f"{result.refit_epochs} epochs (run {result.refit_run_id}): its model is "

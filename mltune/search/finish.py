@@ -9,6 +9,7 @@ report's figures are drawn in a thread while the best model is registered and ga
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 def register_best(result: SearchResult, search: SearchRun, data: TaskData) -> None:
     """The best trial's model as a new version (``challenger``), then the promotion gate.
     With a refit (``refit: true`` and it finished), the refit's model is the version, tagged
-    ``mltune.refit_of`` = the best trial's run, and is what the gate scores."""
+    ``mltune.refit_of`` = the best trial's run, and is what the gate scores. With an ensemble
+    (``ensemble: N``, more than one member chosen), the ensemble's model is the version, tagged
+    ``mltune.ensemble.members`` and its description listing members and weights."""
     spec, best = result.spec, result.best
     if best.model_uri is None:
         raise SearchError(f"trial {best.number} finished without a logged model")
@@ -50,6 +53,16 @@ def register_best(result: SearchResult, search: SearchRun, data: TaskData) -> No
         summary = (f"Refit on train + validation of trial {best.number} "
                    f"({result.refit_epochs} epochs). {summary} (the trial's validation "
                    "score; the refit has none: it trained on the validation rows)")
+    if result.ensemble_run_id and result.ensemble_model_uri:
+        model_uri = result.ensemble_model_uri
+        members = ", ".join(f"trial {m['trial']} ({m['run_id']}) x{m['weight']:.4g}"
+                            for m in result.ensemble_members)
+        tags.update({T.RUN_ID: result.ensemble_run_id,
+                     T.ENSEMBLE_MEMBERS: json.dumps(result.ensemble_members)})
+        summary = (f"Ensemble of {len(result.ensemble_members)} trials of search {spec.name!r} "
+                   f"({search.search_id}), predictions averaged with weights: {members}. "
+                   f"{spec.metric}={result.ensemble_value:.4f} on validation (the rows it was "
+                   f"selected on); best single trial {best.number}: {result.best_value:.4f}")
     version = register(model_uri, spec.registered_model, tags=tags, description=summary)
     search.set_tag(T.REGISTERED_MODEL, f"{spec.registered_model}/{version.version}")
     result.registered_version = version.version
@@ -156,8 +169,22 @@ def describe(result: SearchResult) -> str:
     elif result.refit_error:
         lines.append(f"- **Refit:** failed ({result.refit_error}); the best trial's own model "
                      "is registered instead")
+    if result.ensemble_run_id:
+        ensemble = run_url(result.experiment_id, result.ensemble_run_id, base=base)
+        members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
+                            for m in result.ensemble_members)
+        lines.append(f"- **Ensemble:** [ensemble]({ensemble}): {members}; {spec.metric} "
+                     f"{result.ensemble_value:.4f} on validation (the rows it was chosen on); "
+                     "its model is the one registered and gated")
+    elif result.ensemble_members:
+        lines.append("- **Ensemble:** no trial added to the best improved its validation "
+                     "score; the best trial's model is registered alone")
+    elif result.ensemble_error:
+        lines.append(f"- **Ensemble:** failed ({result.ensemble_error}); the single model is "
+                     "registered instead")
     if result.registered_version:
-        source = ("the refit's model" if result.refit_run_id
+        source = ("the ensemble's model" if result.ensemble_run_id
+                  else "the refit's model" if result.refit_run_id
                   else f"trial-{best.number:04d}'s model")
         lines.append(f"- **Registered:** `{spec.registered_model}` version "
                      f"{result.registered_version}, {source} (aliases: "

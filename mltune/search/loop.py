@@ -3,9 +3,9 @@
 spec -> network (a user's imported) -> task and device -> backend preflight -> space ->
 tracking server check -> data loaded once -> a user's network built and run on two samples ->
 parent run (new or resumed) with the splits as its datasets -> the backend runs trials through a
-``Session`` -> best trial -> its refit on train + validation (``refit: true``) -> registration and
-gate (the report's figures drawn meanwhile) ->
-figures, report page, summary and description.
+``Session`` -> best trial -> an ensemble of trials (``ensemble: N``) or else the best's refit on
+train + validation (``refit: true``) -> registration and gate (the report's figures drawn
+meanwhile) -> figures, report page, summary and description.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mltune.data.splits import TaskData
 from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
+from mltune.search.ensemble import try_ensemble
 from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
 from mltune.search.refit import check_refit, try_refit
 from mltune.search.result import SearchResult, select_best
@@ -132,7 +133,15 @@ def tune(
             finally:
                 finisher.close()  # every finished trial's model is logged
         result = _result(spec, session)
-        if spec.refit:  # the best configuration on train + validation; a failure costs a tag
+        if spec.ensemble > 1:  # trials' own models averaged; a failure costs a tag
+            ensemble, result.ensemble_error = try_ensemble(spec, task, data, search, device,
+                                                           result.trials, result.best)
+            if ensemble is not None:
+                result.ensemble_members, result.ensemble_value = (ensemble.members,
+                                                                  ensemble.value)
+                result.ensemble_run_id = ensemble.run_id
+                result.ensemble_model_uri = ensemble.model_uri
+        if spec.refit and result.ensemble_run_id is None:  # an ensemble's members: no refit
             refit, result.refit_error = try_refit(spec, task, data, search, device,
                                                   runner.precision, result.best)
             if refit is not None:
@@ -151,6 +160,8 @@ def tune(
                         if runner.occupancy.share is not None else {})},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
                   **({T.REFIT_RUN_ID: result.refit_run_id} if result.refit_run_id else {}),
+                  **({T.ENSEMBLE_RUN_ID: result.ensemble_run_id}
+                     if result.ensemble_run_id else {}),
                   T.STOP_REASON: session.stop_reason() or (
                       "max_evals reached" if spec.max_evals is not None else "space spent"),
                   T.NOTE: describe(result)},

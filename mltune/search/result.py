@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mltune.core.errors import SearchError
 from mltune.core.outcomes import TrialOutcome
@@ -31,6 +32,13 @@ class SearchResult:
     refit_model_uri: str | None = None
     refit_epochs: int | None = None
     refit_error: str | None = None
+    # ensemble: N: the ensemble registered (its run, model and members), or why none was made;
+    # ensemble_members alone (no run): one member was chosen, the best trial's model stands
+    ensemble_run_id: str | None = None
+    ensemble_model_uri: str | None = None
+    ensemble_members: list[dict[str, Any]] = field(default_factory=list)
+    ensemble_value: float | None = None
+    ensemble_error: str | None = None
 
     @property
     def best_value(self) -> float:

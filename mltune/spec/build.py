@@ -216,6 +216,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         compile=boolean(raw, "compile", False),
         pack=_pack(raw.get("pack", "auto")),
         refit=boolean(raw, "refit", False),
+        ensemble=integer(raw, "ensemble", 0, minimum=0),
         **_ray_keys(raw, device),
         model=model,
         start=start,

@@ -131,6 +131,9 @@ class SearchSpec:
     # after the search: the best configuration trained again on train + validation for its
     # trial's epochs, and that model registered and gated instead of the trial's
     refit: bool = False
+    # after the search: the registered model averages up to N trials chosen by greedy ensemble
+    # selection (``mltune.search.ensemble``); 0 or 1: off (the best trial's model alone)
+    ensemble: int = 0
     cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
     gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins

@@ -257,6 +257,11 @@ class Task(ABC):
     def predict(self, model: nn.Module, meta: Mapping[str, Any], model_input: Any) -> pd.DataFrame:
         """Raw user input -> the user's labels or values (the served model's ``predict``)."""
 
+    def outputs_are_logits(self, meta: Mapping[str, Any]) -> bool:
+        """Whether the network's outputs are class logits (an ensemble averages their softmax)
+        rather than values (averaged as they are). None are by default."""
+        return False
+
     def trial_artifacts(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
         """Extra files logged with each trained network, by file name (none by default).
 

@@ -66,6 +66,9 @@ class ClassificationMixin:
     def metrics(self, data: DataSpec) -> dict[str, Direction]:
         return logged_metrics(CLASSIFICATION_SCORES)
 
+    def outputs_are_logits(self, meta: Mapping[str, Any]) -> bool:
+        return True
+
     def signature_for(self, inputs: Schema | None, meta: Mapping[str, Any]) -> ModelSignature:
         classes = meta["classes"]
         label_type = "string" if isinstance(classes[0], str) else (

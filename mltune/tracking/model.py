@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -38,6 +38,7 @@ from mlflow.tracking.context.registry import resolve_tags
 
 from mltune.core.environ import temporarily
 from mltune.core.errors import DataError, MltuneError
+from mltune.models.ensemble import Averaged
 from mltune.models.network import write_code
 
 WEIGHTS = "weights"
@@ -125,6 +126,37 @@ class ServedModel(mlflow.pyfunc.PythonModel):
         return state
 
 
+class EnsembleModel(ServedModel):
+    """Several networks of one search as one pyfunc model: each member rebuilt from its params
+    (weights ``weights.<i>``), their outputs averaged with ``weights`` (``Averaged``), then
+    read and decoded by the task exactly as a single network's (``ServedModel.predict``): the
+    same output columns, the same input checks and refusals. ``params``: the first member's
+    (what the gate's ``val_loss`` is measured with)."""
+
+    def __init__(self, task: str, members: Sequence[Mapping[str, Any]], weights: Sequence[float],
+                 probabilities: bool, meta: Mapping[str, Any], builder: Any = None) -> None:
+        super().__init__(task, members[0], meta, builder)
+        self.members = [dict(p) for p in members]
+        self.weights = [float(w) for w in weights]
+        self.probabilities = probabilities
+
+    def load_context(self, context: Any) -> None:
+        from mltune.tasks import get_task
+
+        task = get_task(self.task).for_model(self.builder)
+        networks = []
+        for i, params in enumerate(self.members):
+            network = task.build_model(params, self.meta)
+            state = torch.load(context.artifacts[f"{WEIGHTS}.{i}"], map_location="cpu",
+                               weights_only=True)
+            network.load_state_dict(state)
+            networks.append(network)
+        self._network = Averaged(networks, self.weights, self.probabilities).eval()
+        extras = load_task_artifacts(context.artifacts)
+        self.meta = {**self.meta, **extras}
+        self._artifact_names = list(extras)
+
+
 # The ``mltune/__init__.py`` a logged model carries: it runs the package's own ``__init__``
 # from the archive beside it, whose folder is then where submodules are found.
 _LOADER = '''"""mltune as it travels with a logged model: the package is in mltune.zip beside this
@@ -210,6 +242,34 @@ def log_model(run_id: str, experiment_id: str, task: Any, network: torch.nn.Modu
     and loading the model back to run its input example (the tests serve each task's).
     """
     chosen = task.network  # None: the task's own family, rebuilt as models before ``model:``
+    served = ServedModel(task.name, params, data.meta, chosen.builder if chosen else None)
+    return _log_pyfunc(run_id, experiment_id, task, served, {WEIGHTS: network}, data, name,
+                       step, model_params, tags)
+
+
+def log_ensemble_model(run_id: str, experiment_id: str, task: Any,
+                       networks: Sequence[torch.nn.Module], params: Sequence[Mapping[str, Any]],
+                       weights: Sequence[float], probabilities: bool, data: Any,
+                       name: str = "model", model_params: Mapping[str, str] | None = None,
+                       tags: Mapping[str, str] | None = None) -> ModelInfo:
+    """Log an ensemble of ``task``'s trained ``networks`` (with their ``params``, averaged
+    with ``weights``) as one pyfunc LoggedModel of run ``run_id`` (``EnsembleModel``); the
+    rest as ``log_model``."""
+    chosen = task.network
+    served = EnsembleModel(task.name, params, weights, probabilities, data.meta,
+                           chosen.builder if chosen else None)
+    files = {f"{WEIGHTS}.{i}": network for i, network in enumerate(networks)}
+    return _log_pyfunc(run_id, experiment_id, task, served, files, data, name, 0,
+                       model_params, tags)
+
+
+def _log_pyfunc(run_id: str, experiment_id: str, task: Any, served: ServedModel,
+                networks: Mapping[str, torch.nn.Module], data: Any, name: str, step: int,
+                model_params: Mapping[str, str] | None, tags: Mapping[str, str] | None,
+                ) -> ModelInfo:
+    """``served`` with the weights of ``networks`` (artifact name -> network) as a LoggedModel
+    of run ``run_id``: created, saved, uploaded, linked to the run, marked READY."""
+    chosen = task.network
     client = MlflowClient()
     model = client.create_logged_model(
         experiment_id, name=name, source_run_id=run_id,
@@ -217,17 +277,19 @@ def log_model(run_id: str, experiment_id: str, task: Any, network: torch.nn.Modu
         params=dict(model_params or {}))
     try:
         with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
-            weights = os.path.join(tmp, "weights.pt")
-            torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
-            artifacts = {WEIGHTS: weights, **save_task_artifacts(data.artifacts, tmp)}
+            artifacts = {}
+            for key, network in networks.items():
+                path = os.path.join(tmp, f"{key}.pt")
+                torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, path)
+                artifacts[key] = path
+            artifacts.update(save_task_artifacts(data.artifacts, tmp))
             user_code = write_code(chosen.code, os.path.join(tmp, "code")) if chosen else []
             folder = os.path.join(tmp, "model")
             described = Model(artifact_path=model.artifact_location, run_id=run_id,
                               model_uuid=model.model_id, model_id=model.model_id)
             mlflow.pyfunc.save_model(
                 folder, mlflow_model=described,
-                python_model=ServedModel(task.name, params, data.meta,
-                                         chosen.builder if chosen else None),
+                python_model=served,
                 artifacts=artifacts,
                 code_paths=[*packaged_code(), *user_code],
                 signature=task.signature(data),

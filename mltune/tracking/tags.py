@@ -7,7 +7,7 @@ versions, so these names are a contract. Add keys; never rename one.
 from __future__ import annotations
 
 # -- on every run mltune opens --------------------------------------------------------------
-ROLE = "mltune.role"  # search | trial | train | refit
+ROLE = "mltune.role"  # search | trial | train | refit | ensemble
 SEARCH_ID = "mltune.search_id"
 TASK = "mltune.task"
 VERSION = "mltune.version"  # the mltune that wrote it
@@ -26,6 +26,9 @@ RESUMED = "mltune.resumed"  # how many times the search was resumed
 RESUMES = "mltune.resumes"  # on a launcher run of `mlflow run -P resume=...`: the search it resumed
 REFIT_RUN_ID = "mltune.refit_run_id"  # the refit run whose model was registered (refit: true)
 REFIT_ERROR = "mltune.refit_error"  # why the refit failed (the best trial's model registered)
+ENSEMBLE_RUN_ID = "mltune.ensemble_run_id"  # the ensemble run whose model was registered
+ENSEMBLE_ERROR = "mltune.ensemble_error"  # why no ensemble was made (the single one registered)
+ENSEMBLE_MEMBERS = "mltune.ensemble.members"  # JSON [{trial, run_id, weight}] (run and version)
 
 # -- on each trial's run ----------------------------------------------------------------------
 TRIAL = "mltune.trial"  # the trial number

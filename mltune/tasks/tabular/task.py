@@ -283,6 +283,9 @@ class TabularTask(ClassificationMixin, Task):
             return self.labelled(outputs, meta)
         return pd.DataFrame({"prediction": outputs[:, 0].double().numpy()})
 
+    def outputs_are_logits(self, meta: Mapping[str, Any]) -> bool:
+        return bool(meta["problem"] == "classification")
+
     def holdout_inputs(self, data: TaskData, meta: Mapping[str, Any]) -> torch.Tensor:
         """The raw holdout rows encoded by ``meta``'s own fitted preprocessing (the champion
         of another search has its own); a model of another target or classes is refused."""

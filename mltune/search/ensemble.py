@@ -1,0 +1,202 @@
+"""Ensembles (``ensemble: N``): the registered model averages the predictions of up to N
+finished trials, chosen by greedy ensemble selection with replacement (Caruana et al. 2004).
+
+Candidates: the ``CANDIDATES_PER_MEMBER * N`` best finished trials by the search's metric (on
+validation). Each candidate's logged model is loaded once and predicts the validation rows
+once. Selection starts empty and adds, N times at most, the candidate (one already chosen too)
+whose addition gives the best validation score of the averaged predictions (the search's
+metric and direction; class probabilities averaged for classification, raw outputs for
+regression and forecasting); it stops as soon as no addition improves the score. Weights:
+times chosen / additions.
+
+One member chosen: nothing changes, the best trial's model is registered as without
+``ensemble``. More: an ``ensemble`` child run of the search (tag ``mltune.role=ensemble``, no
+``mltune.trial``: resume and the report read role ``trial`` only) whose tag
+``mltune.ensemble.members`` lists them (JSON ``[{trial, run_id, weight}]``), its metric the
+ensemble's validation score (measured on the rows it was selected on: optimistic; the
+promotion gate's holdout score is the fair one), and its model: one pyfunc holding every
+member's network (``EnsembleModel``), served exactly like a single trial's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from mltune.core.outcomes import TrialOutcome
+from mltune.core.terms import Direction, TrialStatus
+from mltune.data.splits import TaskData
+from mltune.models.ensemble import average
+from mltune.search.trial import release_memory, stops_search
+from mltune.spec.model import SearchSpec
+from mltune.tasks.base import Task
+from mltune.tracking import tags as T
+from mltune.tracking.model import load_network, log_ensemble_model
+from mltune.tracking.remote import best_effort
+from mltune.tracking.runs import SearchRun, describe_error, model_name, param_value
+from mltune.training.fit import predict_batches
+
+log = logging.getLogger(__name__)
+RUN_NAME = "ensemble"
+ROLE = "ensemble"
+CANDIDATES_PER_MEMBER = 4  # candidates: the 4 * N best finished trials
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A selection: each member trial with its run and weight; its validation score; its run
+    and model once logged (None when one member was chosen: nothing is logged)."""
+
+    members: list[dict[str, Any]]  # {trial, run_id, weight}, best weight first
+    value: float
+    candidates: int
+    run_id: str | None = None
+    model_uri: str | None = None
+
+
+def candidates(trials: Sequence[TrialOutcome], metric: str, direction: Direction,
+               size: int) -> list[TrialOutcome]:
+    """The ``CANDIDATES_PER_MEMBER * size`` best finished trials with a logged model, best
+    first (the earliest first on a tie)."""
+    finished = [t for t in trials if t.status == TrialStatus.FINISHED and metric in t.metrics
+                and t.model_uri is not None]
+    finished.sort(key=lambda t: (direction.sort_key(t.metrics[metric]), t.number))
+    return finished[:CANDIDATES_PER_MEMBER * size]
+
+
+def greedy_selection(predictions: Sequence[torch.Tensor], score: Callable[[torch.Tensor], float],
+                     direction: Direction, size: int, probabilities: bool) -> list[int]:
+    """How many times each candidate is chosen (Caruana et al. 2004): start empty; add, with
+    replacement, the candidate whose addition scores best (``score`` of the averaged
+    ``predictions``; the earliest candidate wins a tie), ``size`` additions at most; stop as
+    soon as the best addition does not strictly improve on the ensemble so far."""
+    counts = [0] * len(predictions)
+    best: float | None = None
+    for _ in range(size):
+        choice, value = None, None
+        for i in range(len(predictions)):
+            trial = counts.copy()
+            trial[i] += 1
+            scored = score(averaged(predictions, trial, probabilities))
+            if value is None or direction.better(scored, value):
+                choice, value = i, scored
+        if choice is None or value is None or (best is not None
+                                               and not direction.better(value, best)):
+            break
+        counts[choice] += 1
+        best = value
+    return counts
+
+
+def averaged(predictions: Sequence[torch.Tensor], counts: Sequence[int],
+             probabilities: bool) -> torch.Tensor:
+    """The predictions averaged with weights ``counts / sum(counts)`` (zero counts left out)."""
+    total = sum(counts)
+    chosen = [(p, c / total) for p, c in zip(predictions, counts, strict=True) if c]
+    return average([p for p, _ in chosen], [w for _, w in chosen], probabilities)
+
+
+def validation_scorer(spec: SearchSpec, task: Task, data: TaskData,
+                      params: dict[str, Any]) -> Callable[[torch.Tensor], float]:
+    """Outputs on the validation rows -> the search's metric (``val_loss``: the loss of the
+    best trial's ``params``)."""
+    targets = data.y_val.cpu()
+    if spec.metric == "val_loss":
+        loss = task.make_loss(params, data)
+        return lambda outputs: float(loss(outputs, targets))
+    key = spec.metric.removeprefix("val_")
+    return lambda outputs: float(task.score(outputs, targets, data.meta)[key])
+
+
+def select(spec: SearchSpec, task: Task, data: TaskData, trials: Sequence[TrialOutcome],
+           best: TrialOutcome, device: torch.device,
+           ) -> tuple[Ensemble, list[torch.nn.Module], list[TrialOutcome]]:
+    """Greedy selection among the candidates: the selection, and the chosen members'
+    networks (CPU) and trials, in the selection's order."""
+    pool = candidates(trials, spec.metric, spec.direction, spec.ensemble)
+    networks, predictions = [], []
+    try:
+        for trial in pool:
+            assert trial.model_uri is not None
+            network = load_network(trial.model_uri)
+            with torch.no_grad():
+                predictions.append(predict_batches(network.to(device), data.x_val).cpu())
+            networks.append(network.cpu())
+    finally:
+        release_memory(device)
+    probabilities = task.outputs_are_logits(data.meta)
+    score = validation_scorer(spec, task, data, best.params)
+    counts = greedy_selection(predictions, score, spec.direction, spec.ensemble, probabilities)
+    total = sum(counts)
+    order = sorted((i for i, c in enumerate(counts) if c), key=lambda i: (-counts[i], i))
+    members = [{"trial": pool[i].number, "run_id": pool[i].run_id, "weight": counts[i] / total}
+               for i in order]
+    value = score(averaged(predictions, counts, probabilities))
+    return (Ensemble(members, value, len(pool)), [networks[i] for i in order],
+            [pool[i] for i in order])
+
+
+def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
+                 selection: Ensemble, networks: list[torch.nn.Module],
+                 trials: list[TrialOutcome]) -> Ensemble:
+    """The ``ensemble`` child run and its model; returns the selection with both."""
+    client = search.client
+    members = json.dumps(selection.members)
+    tags = {T.ROLE: ROLE, T.SEARCH_ID: search.search_id, MLFLOW_PARENT_RUN_ID: search.run_id,
+            T.ENSEMBLE_MEMBERS: members}
+    run_id = client.create_run(search.experiment_id, run_name=RUN_NAME,
+                               tags=resolve_tags(tags)).info.run_id
+    try:
+        params = {"ensemble.size": spec.ensemble, "ensemble.candidates": selection.candidates,
+                  "ensemble.members": len(selection.members)}
+        for key, value in params.items():
+            client.log_param(run_id, key, param_value(value))
+        client.log_metric(run_id, spec.metric, selection.value)
+        search_name, _ = search.trial_context()
+        info = log_ensemble_model(
+            run_id, search.experiment_id, task, networks, [t.params for t in trials],
+            [m["weight"] for m in selection.members], task.outputs_are_logits(data.meta), data,
+            name=model_name(search_name, RUN_NAME),
+            model_params={k: param_value(v) for k, v in params.items()},
+            tags={T.ROLE: ROLE, T.SEARCH_ID: search.search_id})
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException as exc:
+        if stops_search(exc):
+            best_effort(client.set_terminated, run_id, "KILLED")
+        else:
+            best_effort(client.set_tag, run_id, T.ENSEMBLE_ERROR, describe_error(exc))
+            best_effort(client.set_terminated, run_id, "FAILED")
+        raise
+    return Ensemble(selection.members, selection.value, selection.candidates, run_id,
+                    info.model_uri)
+
+
+def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
+                 device: torch.device, trials: Sequence[TrialOutcome], best: TrialOutcome,
+                 ) -> tuple[Ensemble | None, str | None]:
+    """Selection, then (more than one member) the ensemble's run and model; never losing the
+    search: (the ensemble, None); (the one-member selection, None): nothing logged, the best
+    trial's model stays the one registered; or (None, why it failed), with a warning and the
+    parent tagged ``mltune.ensemble_error``. An interrupt or a lost tracking server is
+    raised."""
+    try:
+        selection, networks, chosen = select(spec, task, data, trials, best, device)
+        if len(selection.members) < 2:
+            log.info("ensemble: no addition improved on trial %d alone; its model is "
+                     "registered", selection.members[0]["trial"])
+            return selection, None
+        return log_ensemble(spec, task, data, search, selection, networks, chosen), None
+    except BaseException as exc:
+        if stops_search(exc):
+            raise
+        error = describe_error(exc)
+        log.warning("ensemble not made, the single model is registered instead: %s", error)
+        best_effort(search.set_tag, T.ENSEMBLE_ERROR, error)
+        return None, error
