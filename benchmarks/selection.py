@@ -1,0 +1,383 @@
+"""Model selection: does the way the registered model is chosen and trained make it better on
+the holdout split, at equal wall time?
+
+For each data set (``breast_cancer``: the tabular MLP on scikit-learn's bundled table;
+``digits``: the image task's CNN on 400 of scikit-learn's 8x8 digits, a seeded subsample
+written as a folder of grey PNGs, one sub-folder per class, read at ``data.image_size: 8``,
+since the image task has no row-limit option; ``synthetic``: the tabular MLP on a seeded,
+noisy 2,000-row ``make_classification`` table, ``flip_y=0.2``, written as a CSV with target
+column ``label``), each seed and each mode, one search with the task's default space,
+``--epochs`` per trial and a time budget of ``--budget-s`` seconds (``stop: {time_budget_s:
+T}``, ``max_evals`` out of reach). A seed fixes the data split, the sampler's draws and the
+networks' initial weights: every mode sees the same splits (paired seeds).
+
+Modes (``--modes``), each a spec override on the same base spec, searched through the public
+API (``mltune.tune``) with full tracking, each on its own sqlite store in a temporary folder:
+
+- ``one``: one validation split, mltune's defaults (``refit: false``, ``ensemble: 0``): the
+  best trial's model is registered;
+- ``cv``: ``cv: 5`` (k-fold cross-validation per trial);
+- ``cv_refit``: ``cv: 5`` + ``refit: true``;
+- ``cv_refit_ensemble``: ``cv: 5`` + ``refit: true`` + ``ensemble: 5``;
+- ``refit``: ``refit: true`` (the best configuration trained again on train + validation);
+- ``ensemble``: ``ensemble: 5`` (greedy ensemble selection over the finished trials);
+- ``refit_ensemble``: ``refit: true`` + ``ensemble: 5``.
+
+A mode whose spec keys the spec refuses (``cv`` is not built yet on this branch) is skipped
+with a printed note, so the script runs today and picks the mode up once the key exists.
+
+The clock starts when the data has loaded (``on_start``, once the parent run is open); each
+trial's end is the moment the search records it (the ``progress`` callback). The budget ends
+the search; what runs after it (the refit, the ensemble's selection, registration, the
+promotion gate, the report) is not in the budget: ``after s`` shows what each mode spends
+there (from the last trial's end to ``tune`` returning).
+
+Reported per data set and mode, as the mean over seeds with the min..max over seeds beside it:
+
+- ``best val``: the best finished trial's validation metric (``SearchResult.best_value``). For
+  refit and ensemble runs too, this is the best trial's value, not the refit's (its ``val_*``
+  rows were trained on) nor the ensemble's (selected on those very rows): the validation
+  figure the choice was made on;
+- ``holdout``: the REGISTERED model on the holdout split (``test_size``, never used to pick a
+  trial or members) with the spec's metric: the promotion gate's score
+  (``SearchResult.decision.challenger_score``, the model as served: the refit's, the
+  ensemble's or the best trial's). Each search registers under its own model name, so no
+  other search's champion is in the comparison;
+- ``gap``: the optimism gap, ``best val`` minus ``holdout`` (for a metric to minimise,
+  ``holdout`` minus ``best val``): positive when the validation figure flattered the model;
+- ``trials``: trials ended in the budget (finished, pruned and failed);
+- ``search s``: seconds from the clock's start to the last trial's end;
+- ``after s``: seconds from the last trial's end until ``tune`` returned;
+- ``members``: the registered ensemble's size (1: the best trial stood alone); ``n/a``
+  without ``ensemble``.
+
+A third figure, the cost of one 5-fold trial trained as a pack against 5 separate trainings,
+needs ``cv``: until it is built the script prints ``n/a (cv not built)``.
+
+Sizing: each search takes the budget, plus how far its last trial or pack runs past it, plus
+``after s`` and a few seconds of set-up. The default run (3 data sets x 5 seeds x the modes
+the spec accepts, 4 today, 7 once ``cv`` exists, at 30 s) is 60 searches today (105 later) of
+some 40-50 s, about 45-50 minutes today (80-90 later), one search after another in one
+process. The smoke run (``--budget-s 15 --seeds 1 --datasets breast_cancer --modes
+one,cv,refit,ensemble``) is three searches and a note.
+
+Run: python benchmarks/selection.py [--budget-s 30] [--seeds 5] [--epochs 10]
+     [--datasets breast_cancer,digits,synthetic]
+     [--modes one,cv,cv_refit,cv_refit_ensemble,refit,ensemble,refit_ensemble]
+     [--rows 2000] [--digits 400] [--device cpu] [--threads 0] [--markdown PATH]
+The tables print as text (and as markdown to PATH when given); the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_EVALS = 10_000  # out of reach: the time budget ends each search
+FOLDS = 5
+MEMBERS = 5
+MODES: dict[str, dict[str, Any]] = {
+    "one": {},
+    "cv": {"cv": FOLDS},
+    "cv_refit": {"cv": FOLDS, "refit": True},
+    "cv_refit_ensemble": {"cv": FOLDS, "refit": True, "ensemble": MEMBERS},
+    "refit": {"refit": True},
+    "ensemble": {"ensemble": MEMBERS},
+    "refit_ensemble": {"refit": True, "ensemble": MEMBERS},
+}
+DATASETS = ("breast_cancer", "digits", "synthetic")
+CV_COST_NOT_BUILT = "n/a (cv not built)"
+
+
+@dataclass
+class Run:
+    """One search of one mode, data set and seed."""
+
+    dataset: str
+    mode: str
+    seed: int
+    metric: str
+    mode_dir: str  # max | min
+    val: float = math.nan
+    test: float = math.nan
+    gap: float = math.nan
+    trials: int = 0
+    search_s: float = 0.0
+    after_s: float = 0.0
+    members: int | None = None  # the registered ensemble's size; None without ensemble
+    registered: str = ""  # whose model was registered: trial, refit or ensemble
+    errors: list[str] = field(default_factory=list)
+
+
+def quiet() -> None:
+    import mlflow  # noqa: F401  (its import sets its loggers' levels: quieten them after)
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
+    logging.getLogger("mltune").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+
+
+def synthetic_csv(folder: Path, rows: int) -> str:
+    """A seeded, noisy ``make_classification`` table (20 features, 10 informative, 2 classes,
+    a fifth of the labels drawn at random)."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=rows, n_features=20, n_informative=10,
+                               n_redundant=4, flip_y=0.2, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
+    frame["label"] = y
+    path = folder / f"synthetic_{rows}.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def digits_folder(folder: Path, count: int) -> str:
+    """``count`` of scikit-learn's digits (a seeded subsample) as grey 8x8 PNGs, one
+    sub-folder per class (the image task's folder layout)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    chosen = np.random.default_rng(0).choice(len(digits.target), size=count, replace=False)
+    root = folder / f"digits_{count}"
+    for i in chosen:
+        pixels = np.clip(np.rint(digits.images[i] * 255.0 / 16.0), 0, 255).astype(np.uint8)
+        target = root / str(int(digits.target[i]))
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(target / f"{int(i):04d}.png")
+    return str(root)
+
+
+def base_spec(dataset: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if dataset == "breast_cancer":
+        return {"task": "tabular", "data": {"source": "sklearn:breast_cancer"}}
+    if dataset == "digits":
+        return {"task": "image",
+                "data": {"source": digits_folder(folder, args.digits), "image_size": 8}}
+    return {"task": "tabular",
+            "data": {"source": synthetic_csv(folder, args.rows), "target": "label"}}
+
+
+def overrides(base: dict[str, Any], mode: str, seed: int, args: argparse.Namespace,
+              dataset: str) -> dict[str, Any]:
+    name = f"selection-{dataset}-{mode}-{seed}"
+    return {**base, **MODES[mode], "seed": seed, "epochs": args.epochs,
+            "max_evals": MAX_EVALS, "stop": {"time_budget_s": args.budget_s},
+            "device": args.device, "name": name, "registered_model": name}
+
+
+def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any],
+               folder: Path) -> Run:
+    import mlflow
+
+    import mltune
+    name = spec_overrides["name"]
+    mlflow.set_tracking_uri(f"sqlite:///{folder / name}.db")
+    spec = mltune.load_spec(None, spec_overrides)
+    run = Run(dataset, mode, seed, spec.metric, spec.mode)
+    clock: dict[str, float] = {}
+    ends: list[float] = []
+
+    def started() -> None:
+        clock["t0"] = time.monotonic()
+
+    def progress(outcome: Any, best: float | None) -> None:
+        ends.append(time.monotonic() - clock["t0"])
+
+    try:
+        result = mltune.tune(spec, progress=progress, on_start=started)
+    except mltune.MltuneError as exc:
+        run.errors.append(str(exc))
+        return run
+    total = time.monotonic() - clock["t0"]
+    run.val = result.best_value
+    run.test = result.decision.challenger_score if result.decision else math.nan
+    sign = 1.0 if spec.mode == "max" else -1.0
+    run.gap = sign * (run.val - run.test)
+    run.trials = len(result.trials)
+    run.search_s = ends[-1] if ends else 0.0
+    run.after_s = total - run.search_s
+    if spec.ensemble > 1:
+        run.members = len(result.ensemble_members) or 1
+    run.registered = ("ensemble" if result.ensemble_run_id else
+                      "refit" if result.refit_run_id else "trial")
+    run.errors = [e for e in (result.gate_error, result.refit_error, result.ensemble_error) if e]
+    return run
+
+
+def spread(values: list[float], digits: int = 4) -> str:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return "n/a"
+    mean = statistics.fmean(finite)
+    if len(finite) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{min(finite):.{digits}f}..{max(finite):.{digits}f}]"
+
+
+def rows_of(runs: list[Run], dataset: str, modes: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for mode in modes:
+        mine = [r for r in runs if r.dataset == dataset and r.mode == mode]
+        if not mine:
+            continue
+        members = [float(r.members) for r in mine if r.members is not None]
+        rows.append({
+            "mode": mode, "metric": mine[0].metric,
+            "val": spread([r.val for r in mine]), "test": spread([r.test for r in mine]),
+            "gap": spread([r.gap for r in mine]),
+            "trials": spread([float(r.trials) for r in mine], 1),
+            "mean_trials": statistics.fmean(r.trials for r in mine),
+            "search_s": spread([r.search_s for r in mine], 1),
+            "after_s": spread([r.after_s for r in mine], 1),
+            "members": spread(members, 1) if members else "n/a",
+            "registered": ",".join(sorted({r.registered for r in mine if r.registered})),
+            "errors": sorted({e for r in mine for e in r.errors})})
+    return rows
+
+
+COLUMNS = (("mode", "mode"), ("val", "best {val}"), ("test", "registered {test}"),
+           ("gap", "gap"), ("trials", "trials"), ("search_s", "search s"),
+           ("after_s", "after s"), ("members", "members"), ("registered", "registered"))
+
+
+def headers(rows: list[dict[str, Any]]) -> list[str]:
+    from mltune.core.terms import holdout_metric
+
+    metric = rows[0]["metric"]
+    return [h.format(val=metric, test=holdout_metric(metric)) for _, h in COLUMNS]
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    cells = [headers(rows)] + [[str(r[k]) for k, _ in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                     for row in cells)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(headers(rows)) + " |",
+             "|---|" + "---:|" * (len(COLUMNS) - 1)]
+    lines += ["| " + " | ".join(str(r[k]) for k, _ in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def usable_modes(modes: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """The modes asked for that the spec accepts; a refused one is skipped with a note."""
+    import mltune
+
+    kept = []
+    for mode in modes:
+        if mode not in MODES:
+            parser.error(f"--modes: unknown mode {mode!r}; known: {', '.join(MODES)}")
+        try:
+            mltune.load_spec(None, {"task": "tabular", **MODES[mode],
+                                    "data": {"source": "sklearn:breast_cancer"}})
+        except mltune.MltuneError as exc:
+            print(f"note: mode {mode} skipped: the spec refuses it: {exc}")
+            continue
+        kept.append(mode)
+    return kept
+
+
+def cv_pack_cost(modes: list[str]) -> str:
+    """The third figure: one 5-fold trial as a pack vs 5 trainings (needs ``cv``)."""
+    if not any("cv" in MODES[m] for m in modes):
+        return CV_COST_NOT_BUILT
+    return "n/a (not measured by this script yet)"
+
+
+def warm_up(folder: Path, device: str) -> None:
+    """One tiny search first: imports and first-call costs are no mode's."""
+    import mlflow
+
+    import mltune
+
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'warm-up'}.db")
+    mltune.tune(mltune.load_spec(None, {"task": "tabular", "max_evals": 1, "epochs": 1,
+                                        "device": device, "name": "warm-up",
+                                        "registered_model": "warm-up"}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=30.0, help="wall-clock budget T")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--rows", type=int, default=2_000, help="rows of the synthetic table")
+    parser.add_argument("--digits", type=int, default=400, help="images of the digits subsample")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    args = parser.parse_args()
+    datasets = [d for d in args.datasets.split(",") if d]
+    for d in datasets:
+        if d not in DATASETS:
+            parser.error(f"--datasets: unknown {d!r}; known: {', '.join(DATASETS)}")
+    quiet()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    modes = usable_modes([m for m in args.modes.split(",") if m], parser)
+    folder = Path(tempfile.mkdtemp(prefix="mltune-selection-"))
+    warm_up(folder, args.device)
+    started = time.perf_counter()
+    runs: list[Run] = []
+    for dataset in datasets:
+        base = base_spec(dataset, folder, args)
+        for seed in range(args.seeds):
+            for mode in modes:
+                spec = overrides(base, mode, seed, args, dataset)
+                t = time.perf_counter()
+                run = run_mltune(dataset, mode, seed, spec, folder)
+                runs.append(run)
+                print(f"  {dataset} seed {seed} {mode}: best {run.metric} {run.val:.4f}, "
+                      f"registered ({run.registered or 'none'}) holdout {run.test:.4f}, "
+                      f"gap {run.gap:+.4f}, {run.trials} trials in {run.search_s:.1f} s "
+                      f"+ {run.after_s:.1f} s after ({time.perf_counter() - t:.0f} s with "
+                      "set-up)" + "".join(f"; note: {e}" for e in run.errors), flush=True)
+    wall = time.perf_counter() - started
+    cost = cv_pack_cost(modes)
+    tables, markdown = {}, []
+    for dataset in datasets:
+        rows = rows_of(runs, dataset, modes)
+        if not rows:
+            continue
+        tables[dataset] = rows
+        title = (f"{dataset}: budget {args.budget_s:g} s, {args.epochs} epochs/trial, "
+                 f"{args.seeds} seed(s), mean [min..max] over seeds")
+        print(f"\n{title}\n{text_table(rows)}")
+        print("mean trials: " + ", ".join(f"{r['mode']} {r['mean_trials']:.1f}" for r in rows))
+        for r in rows:
+            for error in r["errors"]:
+                print(f"note: {dataset}/{r['mode']}: {error}")
+        markdown += [f"### {title}", "", markdown_table(rows), ""]
+    print(f"\n{FOLDS}-fold trial as a pack vs {FOLDS} trainings: {cost}")
+    markdown += [f"{FOLDS}-fold trial as a pack vs {FOLDS} trainings: {cost}", ""]
+    if args.markdown:
+        args.markdown.write_text("\n".join(markdown))
+        print(f"\nmarkdown written to {args.markdown}")
+    print(f"{len(runs)} searches on {args.device}: {wall:.0f} s wall")
+    print(json.dumps({"budget_s": args.budget_s, "epochs": args.epochs, "seeds": args.seeds,
+                      "modes": modes, "wall_s": round(wall, 1), "tables": tables,
+                      "cv_pack_cost": cost, "runs": [asdict(r) for r in runs]}, default=str))
+
+
+if __name__ == "__main__":
+    main()
