@@ -57,9 +57,10 @@ needs ``cv``: until it is built the script prints ``n/a (cv not built)``.
 Sizing: each search takes the budget, plus how far its last trial or pack runs past it, plus
 ``after s`` and a few seconds of set-up. The default run (3 data sets x 5 seeds x the modes
 the spec accepts, 4 today, 7 once ``cv`` exists, at 30 s) is 60 searches today (105 later) of
-some 40-50 s, about 45-50 minutes today (80-90 later), one search after another in one
+some 35-45 s, about 40-45 minutes today (70-80 later), one search after another in one
 process. The smoke run (``--budget-s 15 --seeds 1 --datasets breast_cancer --modes
-one,cv,refit,ensemble``) is three searches and a note.
+one,cv,refit,ensemble``: three searches of 20-23 s, ``cv`` skipped with a note) took 82 s on
+two shared cores.
 
 Run: python benchmarks/selection.py [--budget-s 30] [--seeds 5] [--epochs 10]
      [--datasets breast_cancer,digits,synthetic]
