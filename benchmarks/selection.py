@@ -73,15 +73,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import statistics
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from search_common import markdown_table, quiet, spread, synthetic_csv, text_table, warm_up
 
 MAX_EVALS = 10_000  # out of reach: the time budget ends each search
 FOLDS = 5
@@ -119,31 +119,6 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
-def quiet() -> None:
-    import mlflow  # noqa: F401  (its import sets its loggers' levels: quieten them after)
-
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.ERROR)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
-    logging.getLogger("mltune").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
-
-
-def synthetic_csv(folder: Path, rows: int) -> str:
-    """A seeded, noisy ``make_classification`` table (20 features, 10 informative, 2 classes,
-    a fifth of the labels drawn at random)."""
-    import pandas as pd
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(n_samples=rows, n_features=20, n_informative=10,
-                               n_redundant=4, flip_y=0.2, random_state=0)
-    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
-    frame["label"] = y
-    path = folder / f"synthetic_{rows}.csv"
-    frame.to_csv(path, index=False)
-    return str(path)
-
-
 def digits_folder(folder: Path, count: int) -> str:
     """``count`` of scikit-learn's digits (a seeded subsample) as grey 8x8 PNGs, one
     sub-folder per class (the image task's folder layout)."""
@@ -169,7 +144,7 @@ def base_spec(dataset: str, folder: Path, args: argparse.Namespace) -> dict[str,
         return {"task": "image",
                 "data": {"source": digits_folder(folder, args.digits), "image_size": 8}}
     return {"task": "tabular",
-            "data": {"source": synthetic_csv(folder, args.rows), "target": "label"}}
+            "data": {"source": synthetic_csv(folder, args.rows, flip_y=0.2), "target": "label"}}
 
 
 def overrides(base: dict[str, Any], mode: str, seed: int, args: argparse.Namespace,
@@ -219,16 +194,6 @@ def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any
     return run
 
 
-def spread(values: list[float], digits: int = 4) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return "n/a"
-    mean = statistics.fmean(finite)
-    if len(finite) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} [{min(finite):.{digits}f}..{max(finite):.{digits}f}]"
-
-
 def rows_of(runs: list[Run], dataset: str, modes: list[str]) -> list[dict[str, Any]]:
     rows = []
     for mode in modes:
@@ -255,27 +220,6 @@ COLUMNS = (("mode", "mode"), ("val", "best {val}"), ("test", "registered {test}"
            ("after_s", "after s"), ("members", "members"), ("registered", "registered"))
 
 
-def headers(rows: list[dict[str, Any]]) -> list[str]:
-    from mltune.core.terms import holdout_metric
-
-    metric = rows[0]["metric"]
-    return [h.format(val=metric, test=holdout_metric(metric)) for _, h in COLUMNS]
-
-
-def text_table(rows: list[dict[str, Any]]) -> str:
-    cells = [headers(rows)] + [[str(r[k]) for k, _ in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                     for row in cells)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(headers(rows)) + " |",
-             "|---|" + "---:|" * (len(COLUMNS) - 1)]
-    lines += ["| " + " | ".join(str(r[k]) for k, _ in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def usable_modes(modes: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """The modes asked for that the spec accepts; a refused one is skipped with a note."""
     import mltune
@@ -299,18 +243,6 @@ def cv_pack_cost(modes: list[str]) -> str:
     if not any("cv" in MODES[m] for m in modes):
         return CV_COST_NOT_BUILT
     return "n/a (not measured by this script yet)"
-
-
-def warm_up(folder: Path, device: str) -> None:
-    """One tiny search first: imports and first-call costs are no mode's."""
-    import mlflow
-
-    import mltune
-
-    mlflow.set_tracking_uri(f"sqlite:///{folder / 'warm-up'}.db")
-    mltune.tune(mltune.load_spec(None, {"task": "tabular", "max_evals": 1, "epochs": 1,
-                                        "device": device, "name": "warm-up",
-                                        "registered_model": "warm-up"}))
 
 
 def main() -> None:
@@ -363,12 +295,12 @@ def main() -> None:
         tables[dataset] = rows
         title = (f"{dataset}: budget {args.budget_s:g} s, {args.epochs} epochs/trial, "
                  f"{args.seeds} seed(s), mean [min..max] over seeds")
-        print(f"\n{title}\n{text_table(rows)}")
+        print(f"\n{title}\n{text_table(rows, COLUMNS)}")
         print("mean trials: " + ", ".join(f"{r['mode']} {r['mean_trials']:.1f}" for r in rows))
         for r in rows:
             for error in r["errors"]:
                 print(f"note: {dataset}/{r['mode']}: {error}")
-        markdown += [f"### {title}", "", markdown_table(rows), ""]
+        markdown += [f"### {title}", "", markdown_table(rows, COLUMNS), ""]
     print(f"\n{FOLDS}-fold trial as a pack vs {FOLDS} trainings: {cost}")
     markdown += [f"{FOLDS}-fold trial as a pack vs {FOLDS} trainings: {cost}", ""]
     if args.markdown:

@@ -11,6 +11,7 @@ view and a resumed search's view of a trial agree.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -137,8 +138,7 @@ class TrialRunner:
             work = list(groups.values())
             while work:  # the first group takes refills; points of another structure wait
                 group = work.pop(0)
-                later = self._train_group(trials, group, refill if refill else None, on_end,
-                                          deadline)
+                later = self._train_group(trials, group, refill, on_end, deadline)
                 refill = None
                 if later:
                     work.append(later)
@@ -220,7 +220,7 @@ class TrialRunner:
         used = train(pack, members, self.data, score=self.score, epochs=spec.epochs,
                      seed=spec.seed, time_limit_s=spec.trial_timeout_s,
                      precision=spec.precision, on_epoch_all=epoch_values,
-                     refill=join if refill else None, on_leave=leave, deadline=deadline)
+                     refill=join if refill is not None else None, on_leave=leave, deadline=deadline)
         if len(group) > 1:  # lone trials have no slots to keep full
             self.occupancy += used
         return later
@@ -346,7 +346,7 @@ def stops_search(error: BaseException) -> bool:
     return isinstance(error, (KeyboardInterrupt, SystemExit)) or is_outage(error)
 
 
-_released = [0]  # calls of release_memory so far
+_releases = itertools.count(1)  # calls of release_memory
 
 
 def release_memory(device: torch.device) -> None:
@@ -354,7 +354,6 @@ def release_memory(device: torch.device) -> None:
     after every pack (what a trial's network and tensors make), a full collection every
     ``FULL_COLLECTION_EVERY`` packs (a full one cost 74 ms, more than a small trial's
     training, even with what set-up made frozen by ``gc.freeze``)."""
-    _released[0] += 1
-    gc.collect(2 if _released[0] % FULL_COLLECTION_EVERY == 0 else 1)
+    gc.collect(2 if next(_releases) % FULL_COLLECTION_EVERY == 0 else 1)
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -86,9 +86,13 @@ class PackedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         self.steps = [n + 1 for n in self.steps]
+        self.prepare()
         for w, state in zip(self.weights, self.state, strict=True):
             if w.grad is not None:
                 self.update(w, w.grad, state)
+
+    def prepare(self) -> None:
+        """What a step's updates share, computed once a step rather than once a weight."""
 
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
@@ -118,6 +122,15 @@ class PackedAdam(PackedOptimizer):
     defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     decoupled = False  # AdamW: weight decay applied to the weights, not the gradient
 
+    def prepare(self) -> None:
+        """Each member's bias corrections for its own step count (members that joined later
+        have taken fewer steps)."""
+        step = torch.tensor(self.steps, dtype=torch.float64)
+        b1 = torch.tensor(self.hyper["beta1"], dtype=torch.float64)
+        b2 = torch.tensor(self.hyper["beta2"], dtype=torch.float64)
+        self._correction1 = (1.0 / (1 - b1 ** step)).tolist()
+        self._correction2_sqrt = ((1 - b2 ** step) ** 0.5).tolist()
+
     def update(self, w: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor]
                ) -> None:
         lr = self._value("lr", w)
@@ -133,11 +146,8 @@ class PackedAdam(PackedOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-        step = torch.tensor(self.steps, dtype=torch.float64)
-        b1 = torch.tensor(self.hyper["beta1"], dtype=torch.float64)
-        b2 = torch.tensor(self.hyper["beta2"], dtype=torch.float64)
-        step_size = _per_member((1.0 / (1 - b1 ** step)).tolist(), w) * lr
-        correction2_sqrt = _per_member(((1 - b2 ** step) ** 0.5).tolist(), w)
+        step_size = _per_member(self._correction1, w) * lr
+        correction2_sqrt = _per_member(self._correction2_sqrt, w)
         denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self._value("eps", w))
         w.sub_(step_size * exp_avg / denom)
 
