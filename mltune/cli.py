@@ -175,13 +175,17 @@ def cli() -> None:
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
 @click.option("--resume", default="", metavar="PARENT_RUN_ID",
               help="Continue the search of this parent run (after a crash or Ctrl-C).")
+@click.option("--cv", type=OptionalInt, help="Score each trial by k-fold cross-validation of "
+              "train + validation, its k folds trained as one pack (cv: k, k >= 2).")
 @click.option("--refit", type=_OptionalBool(), is_flag=False, flag_value=True, default=None,
               help="Train the best configuration again on train + validation and register "
-              "that model (refit: true); --refit false or --no-refit: the best trial's.")
+              "that model (refit: true; the default with --cv); --refit false or --no-refit: "
+              "the best trial's.")
 @click.option("--no-refit", "no_refit", is_flag=True, default=False,
-              help="Register the best trial's own model (refit: false, the default).")
+              help="Register the best trial's own model (refit: false; the default without "
+              "--cv).")
 @click.option("--ensemble", type=OptionalInt, help="Register the average of up to N trials "
-              "chosen by greedy ensemble selection (ensemble: N; 0, the default: off).")
+              "chosen by greedy ensemble selection (ensemble: N >= 1; default: off).")
 def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_budget: str,
                  no_refit: bool, **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.data.splits import TaskData
-from mltune.models.ensemble import average
+from mltune.models.ensemble import Averaged, average
 from mltune.search.trial import release_memory, stops_search
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
@@ -103,11 +103,11 @@ def averaged(predictions: Sequence[torch.Tensor], counts: Sequence[int],
     return average([p for p, _ in chosen], [w for _, w in chosen], probabilities)
 
 
-def validation_scorer(spec: SearchSpec, task: Task, data: TaskData,
-                      params: dict[str, Any]) -> Callable[[torch.Tensor], float]:
-    """Outputs on the validation rows -> the search's metric (``val_loss``: the loss of the
-    best trial's ``params``)."""
-    targets = data.y_val.cpu()
+def validation_scorer(spec: SearchSpec, task: Task, data: TaskData, params: dict[str, Any],
+                      targets: torch.Tensor) -> Callable[[torch.Tensor], float]:
+    """Outputs on the rows of ``targets`` -> the search's metric (``val_loss``: the loss of
+    the best trial's ``params``)."""
+    targets = targets.cpu()
     if spec.metric == "val_loss":
         loss = task.make_loss(params, data)
         return lambda outputs: float(loss(outputs, targets))
@@ -117,23 +117,37 @@ def validation_scorer(spec: SearchSpec, task: Task, data: TaskData,
 
 def select(spec: SearchSpec, task: Task, data: TaskData, trials: Sequence[TrialOutcome],
            best: TrialOutcome, device: torch.device,
+           oof: Mapping[int, torch.Tensor] | None = None,
            ) -> tuple[Ensemble, list[torch.nn.Module], list[TrialOutcome]]:
     """Greedy selection among the candidates: the selection, and the chosen members'
-    networks (CPU) and trials, in the selection's order."""
-    pool = candidates(trials, spec.metric, spec.direction, spec.ensemble)
+    networks (CPU) and trials, in the selection's order. ``oof`` (cross-validation): each
+    trial's out-of-fold predictions of the pooled training and validation rows, by trial
+    number: what is selected on, instead of the validation split (which every fold but one
+    trained on)."""
+    size = spec.ensemble or 1
+    pool = candidates(trials, spec.metric, spec.direction, size)
+    if oof is not None:
+        pool = [trial for trial in pool if trial.number in oof]
     networks, predictions = [], []
     try:
         for trial in pool:
             assert trial.model_uri is not None
             network = load_network(trial.model_uri)
-            with torch.no_grad():
-                predictions.append(predict_batches(network.to(device), data.x_val).cpu())
+            if oof is None:
+                with torch.no_grad():
+                    predictions.append(predict_batches(network.to(device), data.x_val).cpu())
             networks.append(network.cpu())
     finally:
         release_memory(device)
+    targets = data.y_val
+    if oof is not None:  # the rows some fold scored (all but a time-ordered first stretch)
+        first = oof[pool[0].number]
+        scored = ~first.reshape(len(first), -1).isnan().any(dim=1)
+        predictions = [oof[trial.number][scored] for trial in pool]
+        targets = torch.cat([data.y_train, data.y_val]).cpu()[scored]
     probabilities = task.outputs_are_logits(data.meta)
-    score = validation_scorer(spec, task, data, best.params)
-    counts = greedy_selection(predictions, score, spec.direction, spec.ensemble, probabilities)
+    score = validation_scorer(spec, task, data, best.params, targets)
+    counts = greedy_selection(predictions, score, spec.direction, size, probabilities)
     total = sum(counts)
     order = sorted((i for i, c in enumerate(counts) if c), key=lambda i: (-counts[i], i))
     members = [{"trial": pool[i].number, "run_id": pool[i].run_id, "weight": counts[i] / total}
@@ -141,6 +155,22 @@ def select(spec: SearchSpec, task: Task, data: TaskData, trials: Sequence[TrialO
     value = score(averaged(predictions, counts, probabilities))
     return (Ensemble(members, value, len(pool)), [networks[i] for i in order],
             [pool[i] for i in order])
+
+
+def flattened(networks: Sequence[torch.nn.Module], params: Sequence[Mapping[str, Any]],
+              weights: Sequence[float]
+              ) -> tuple[list[torch.nn.Module], list[Mapping[str, Any]], list[float]]:
+    """Members that are themselves averages (a cross-validated trial's fold networks) as
+    their networks, each with its share of the member's weight: the same predictions."""
+    out: tuple[list[torch.nn.Module], list[Mapping[str, Any]], list[float]] = ([], [], [])
+    for network, p, w in zip(networks, params, weights, strict=True):
+        parts = list(network.members) if isinstance(network, Averaged) else [network]
+        shares = network.weights if isinstance(network, Averaged) else [1.0]
+        for part, share in zip(parts, shares, strict=True):
+            out[0].append(part)
+            out[1].append(p)
+            out[2].append(w * share)
+    return out
 
 
 def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
@@ -160,9 +190,12 @@ def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun
             client.log_param(run_id, key, param_value(value))
         client.log_metric(run_id, spec.metric, selection.value)
         search_name, _ = search.trial_context()
+        weights = [m["weight"] for m in selection.members]
+        params_of = [t.params for t in trials]
+        networks, params_of, weights = flattened(networks, params_of, weights)
         info = log_ensemble_model(
-            run_id, search.experiment_id, task, networks, [t.params for t in trials],
-            [m["weight"] for m in selection.members], task.outputs_are_logits(data.meta), data,
+            run_id, search.experiment_id, task, networks, params_of,
+            weights, task.outputs_are_logits(data.meta), data,
             name=model_name(search_name, RUN_NAME),
             model_params={k: param_value(v) for k, v in params.items()},
             tags={T.ROLE: ROLE, T.SEARCH_ID: search.search_id})
@@ -180,6 +213,7 @@ def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun
 
 def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
                  device: torch.device, trials: Sequence[TrialOutcome], best: TrialOutcome,
+                 oof: Mapping[int, torch.Tensor] | None = None,
                  ) -> tuple[Ensemble | None, str | None]:
     """Selection, then (more than one member) the ensemble's run and model; never losing the
     search: (the ensemble, None); (the one-member selection, None): nothing logged, the best
@@ -187,7 +221,7 @@ def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun
     parent tagged ``mltune.ensemble_error``. An interrupt or a lost tracking server is
     raised."""
     try:
-        selection, networks, chosen = select(spec, task, data, trials, best, device)
+        selection, networks, chosen = select(spec, task, data, trials, best, device, oof)
         if len(selection.members) < 2:
             log.info("ensemble: no addition improved on trial %d alone; its model is "
                      "registered", selection.members[0]["trial"])

@@ -25,6 +25,7 @@ from mltune.data.splits import TaskData
 from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
+from mltune.search.crossval import search_folds
 from mltune.search.ensemble import try_ensemble
 from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
 from mltune.search.refit import check_refit, try_refit
@@ -102,6 +103,7 @@ def tune(
     task.check_network(data)  # a user's network: built, and two samples through it
     pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     check_refit(spec, data)  # refit: true on streamed data: refused now
+    folds = search_folds(spec, task, data)  # cv: k; what cannot be cross-validated: refused
     if device.type == "cuda" and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
@@ -124,7 +126,7 @@ def tune(
                                  resolve_precision(spec.precision, device).name,
                                  scheduler=make_scheduler(spec.pruning, spec.direction, space,
                                                           spec.seed),
-                                 finish=finisher.submit)
+                                 finish=finisher.submit, folds=folds)
             session = Session(spec, task, data, search, device, runner,
                               Progress(spec, search.log_best, progress, history.outcomes),
                               history, pack_limit)
@@ -133,9 +135,10 @@ def tune(
             finally:
                 finisher.close()  # every finished trial's model is logged
         result = _result(spec, session)
-        if spec.ensemble > 1:  # trials' own models averaged; a failure costs a tag
+        if (spec.ensemble or 0) > 1:  # trials' own models averaged; a failure costs a tag
             ensemble, result.ensemble_error = try_ensemble(spec, task, data, search, device,
-                                                           result.trials, result.best)
+                                                           result.trials, result.best,
+                                                           runner.oof if folds else None)
             if ensemble is not None:
                 result.ensemble_members, result.ensemble_value = (ensemble.members,
                                                                   ensemble.value)

@@ -12,7 +12,7 @@ trained on, so its ``val_*`` metrics are not a validation score: the run says so
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from mlflow.tracking import MlflowClient
@@ -21,6 +21,7 @@ from mltune.core import interrupts
 from mltune.core.errors import SearchError, SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
+from mltune.data.folds import pooled
 from mltune.data.splits import TaskData
 from mltune.search.trial import release_memory, stops_search
 from mltune.spec.model import SearchSpec
@@ -56,13 +57,6 @@ def check_refit(spec: SearchSpec, data: TaskData) -> None:
                         "memory; set refit: false", field="refit")
 
 
-def joined(data: TaskData) -> TaskData:
-    """The data a refit trains on: training rows = the training and validation splits
-    together; validation and holdout as they are (the engine still measures validation)."""
-    return replace(data, x_train=torch.cat([data.x_train, data.x_val]),
-                   y_train=torch.cat([data.y_train, data.y_val]))
-
-
 def refit_epochs(client: MlflowClient, best: TrialOutcome, spec: SearchSpec) -> int:
     """The epochs the best trial chose: the epoch whose weights it logged (its best under
     early stopping: ``mltune.best_epoch``), else the epochs it trained."""
@@ -82,7 +76,7 @@ def refit_best(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
         raise SearchError(f"trial {best.number} is {best.status.value}; only a finished trial "
                           "is refit")
     epochs = refit_epochs(search.client, best, spec)
-    data = joined(data)
+    data = pooled(data)  # the engine still measures validation
     rows = len(data.x_train)
     params = dict(best.params)
     run = TrialRun.open(search, best.number, params, device, run_name=RUN_NAME,

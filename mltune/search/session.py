@@ -61,12 +61,13 @@ class Session:
     def pack_size(self, params: Mapping[str, Any]) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once;
         never more than the budget has left."""
-        limit = min(self.pack_limit, self.left)
+        per_trial = self.runner.members_per_trial  # cv: k members a trial
+        limit = min(max(1, self.pack_limit // per_trial), self.left)
         if limit <= 1:
             return 1
         if self.spec.pack != "auto":
             return limit
-        return self.sizes.size(params, limit)
+        return max(1, self.sizes.size(params, limit * per_trial) // per_trial)
 
     def run_pack(self, points: Sequence[Mapping[str, Any]], more: More | None = None,
                  on_end: Callable[[Mapping[str, Any], TrialOutcome], None] | None = None,

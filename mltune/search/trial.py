@@ -10,6 +10,7 @@ view and a resumed search's view of a trial agree.
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 import logging
@@ -25,7 +26,9 @@ from mltune.core import interrupts
 from mltune.core.errors import SearchError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
+from mltune.data.folds import Fold, pooled
 from mltune.data.splits import TaskData
+from mltune.search.crossval import FoldedTrial, out_of_fold
 from mltune.search.packs import structure
 from mltune.search.schedulers.base import Action, Scheduler
 from mltune.search.schedulers.none import NoScheduler
@@ -59,7 +62,7 @@ class Trained:
     """A trained network whose run is still open, waiting for its model to be logged."""
 
     run: TrialRun
-    network: nn.Module
+    network: nn.Module | list[nn.Module]  # a cross-validated trial's: one per fold
     params: Mapping[str, Any]
     result: FitResult
 
@@ -71,7 +74,7 @@ class _Trials:
         self.pack, self.run_name = pack, run_name
         self.outcomes: list[TrialOutcome] = []
         self.runs: list[TrialRun] = []
-        self.networks: list[nn.Module] = []
+        self.networks: list[list[nn.Module]] = []  # per trial: one network, or one per fold
 
     def open(self, runner: TrialRunner, number: int, params: Mapping[str, Any]) -> int:
         """Open trial ``number``'s run and build its network; its index here."""
@@ -83,7 +86,9 @@ class _Trials:
         self.runs.append(run)
         outcome.run_id = run.run_id
         runner.scheduler.on_start(number, outcome.params)
-        self.networks.append(runner.build(number, params))
+        network = runner.build(number, params)  # every fold starts from the same weights
+        self.networks.append([network, *(copy.deepcopy(network)
+                                         for _ in range(runner.members_per_trial - 1))])
         return len(self.outcomes) - 1
 
 
@@ -92,18 +97,29 @@ class TrialRunner:
     train, log, close with a status.
 
     Self-contained (no search-wide state but the scheduler), so a backend can run it in a
-    worker process.
+    worker process. ``folds`` (``cv: k``, ``search.crossval``): a trial is k members, one per
+    fold, trained on the pooled training and validation rows; its out-of-fold predictions are
+    kept (``oof``, by trial number) when an ensemble is to be selected on them.
     """
 
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun | None,
                  device: torch.device, precision: str, scheduler: Scheduler | None = None,
-                 finish: Finish = inline, raise_failures: bool = False) -> None:
+                 finish: Finish = inline, raise_failures: bool = False,
+                 folds: Sequence[Fold] | None = None) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
+        self.folds = list(folds) if folds else None
+        self.train_data = pooled(data) if self.folds else data  # what the engine trains on
+        self.oof: dict[int, torch.Tensor] = {}
         self.device, self.precision = device, precision
         self.scheduler = scheduler or NoScheduler(spec.pruning, spec.direction)
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
         self.occupancy = Occupancy()  # how full the packs' slots were, over the search
+
+    @property
+    def members_per_trial(self) -> int:
+        """Pack members a trial takes: one, or one per fold."""
+        return len(self.folds) if self.folds else 1
 
     def run_params(self, number: int, params: Mapping[str, Any],
                    run_name: str | None = None) -> TrialOutcome:
@@ -133,8 +149,8 @@ class TrialRunner:
             for number, params in members:
                 trials.open(self, number, params)
             groups: dict[Any, list[int]] = {}
-            for j, network in enumerate(trials.networks):
-                groups.setdefault(structure(network), []).append(j)
+            for j, networks in enumerate(trials.networks):
+                groups.setdefault(structure(networks[0]), []).append(j)
             work = list(groups.values())
             while work:  # the first group takes refills; points of another structure wait
                 group = work.pop(0)
@@ -163,81 +179,119 @@ class TrialRunner:
                      on_end: Callable[[TrialOutcome], None] | None,
                      deadline: float | None) -> list[int]:
         """Members of one structure, trained together by the engine (fused when they can
-        be), refilled while ``refill`` answers; each ends as it leaves. The trials a refill
-        opened whose networks differ in structure: trained after, as a group of their own."""
+        be), refilled while ``refill`` answers; each trial ends as its members leave (one, or
+        its k folds together). The trials a refill opened whose networks differ in
+        structure: trained after, as a group of their own."""
         spec, outcomes = self.spec, trials.outcomes
-        peers: dict[int, float] = {}  # this epoch's value of each member, by trial number
-        index: dict[int, int] = {}  # trial number -> member
-        rows: list[int] = []  # member -> trial (index into trials)
+        peers: dict[int, float] = {}  # this epoch's value of each trial, by trial number
+        index: dict[int, int] = {}  # trial number -> member (its first)
+        trial_of: list[int] = []  # member -> trial (index into trials)
+        fold_of: list[int] = []  # member -> its fold (0 without cv)
+        folded: dict[int, FoldedTrial] = {}  # trial -> its folds judged as one (cv)
+        leaving: dict[int, list[int]] = {}  # trial -> its members that left so far
         later: list[int] = []
-        shape = structure(trials.networks[group[0]])
+        shape = structure(trials.networks[group[0]][0])
+        per_trial = self.members_per_trial
 
-        def member(t: int) -> Member:
-            index[outcomes[t].number] = len(rows)
-            rows.append(t)
+        def member(t: int) -> list[Member]:
             o = outcomes[t]
-            return Member(o.params, self.task.make_loss(o.params, self.data),
-                          self.epoch_done(o.number, trials.runs[t], peers, index, o.params),
-                          self.stopper(), rebuild=self.rebuild)
+            index[o.number] = len(trial_of)
+            trial_of.extend([t] * per_trial)
+            fold_of.extend(range(per_trial))
+            loss = self.task.make_loss(o.params, self.data)
+            on_epoch = self.epoch_done(o.number, trials.runs[t], peers, index, o.params)
+            if self.folds is None:
+                return [Member(o.params, loss, on_epoch, self.stopper(), rebuild=self.rebuild)]
+            folded[t] = trial = FoldedTrial(per_trial, on_epoch)
+            return [Member(o.params, loss, trial.callback(i), trial.stopper(self.stopper()),
+                           fold=fold) for i, fold in enumerate(self.folds)]
 
         def epoch_values(epoch: int, metrics: Mapping[int, dict[str, float]]) -> None:
             peers.clear()
-            peers.update({outcomes[rows[j]].number: m[spec.metric] for j, m in metrics.items()})
+            by_trial: dict[int, dict[int, dict[str, float]]] = {}
+            for j, m in metrics.items():
+                by_trial.setdefault(trial_of[j], {})[fold_of[j]] = m
+            for t, folds in by_trial.items():
+                if t in folded:
+                    failed = next((members[j].error for j in range(len(members))
+                                   if trial_of[j] == t and members[j].error is not None), None)
+                    mean = folded[t].measured(folds, failed)
+                    if mean is not None:
+                        peers[outcomes[t].number] = mean[spec.metric]
+                else:
+                    peers[outcomes[t].number] = folds[0][spec.metric]
 
         def join(free: int) -> list[tuple[nn.Module, Member]]:
             assert refill is not None
-            joining = []
-            for number, params in refill(free):
+            joining: list[tuple[nn.Module, Member]] = []
+            for number, params in refill(free // per_trial):
                 t = trials.open(self, number, params)
-                if structure(trials.networks[t]) == shape:
-                    joining.append((trials.networks[t], member(t)))
+                if structure(trials.networks[t][0]) == shape:
+                    joining += zip(trials.networks[t], member(t), strict=True)
                 else:
                     later.append(t)
             return joining
 
         started = time.perf_counter()
-        members = [member(t) for t in group]
-        pack = make_pack([trials.networks[t] for t in group], compile_model=spec.compile)
+        members = [m for t in group for m in member(t)]
+        pack = make_pack([n for t in group for n in trials.networks[t]],
+                         compile_model=spec.compile)
         if isinstance(pack, Pack):
             seed_everything(spec.seed + outcomes[group[0]].number)  # the fused pack's dropout
         finished: list[tuple[Trained, TrialOutcome]] = []
 
         def leave(js: list[int]) -> None:
+            ended = []
             for j in js:
-                t = rows[j]
-                finished.extend(self._leave(pack, j, members[j], outcomes[t], trials.runs[t],
-                                            trials.networks[t]))
+                t = trial_of[j]
+                leaving.setdefault(t, []).append(j)
+                if len(leaving[t]) < per_trial:  # its other folds are still training
+                    continue
+                mine = sorted(leaving.pop(t), key=lambda m: fold_of[m])
+                finished.extend(self._leave(pack, mine, members, folded.pop(t, None),
+                                            outcomes[t], trials.runs[t], trials.networks[t]))
                 outcomes[t].seconds = time.perf_counter() - started
+                ended.append(t)
             if finished:  # the models of this epoch's leavers, logged in the background
                 done = list(finished)
                 self.finish(lambda: [self._log(t, o) for t, o in done])
                 finished.clear()
-            for j in js:
-                self.scheduler.on_end(outcomes[rows[j]].number)
+            for t in ended:
+                self.scheduler.on_end(outcomes[t].number)
                 if on_end is not None:
-                    on_end(outcomes[rows[j]])
+                    on_end(outcomes[t])
 
-        used = train(pack, members, self.data, score=self.score, epochs=spec.epochs,
+        used = train(pack, members, self.train_data, score=self.score, epochs=spec.epochs,
                      seed=spec.seed, time_limit_s=spec.trial_timeout_s,
                      precision=spec.precision, on_epoch_all=epoch_values,
                      refill=join if refill is not None else None, on_leave=leave, deadline=deadline)
-        if len(group) > 1:  # lone trials have no slots to keep full
+        if len(members) > 1:  # lone trials have no slots to keep full
             self.occupancy += used
         return later
 
-    def _leave(self, pack: AnyPack, j: int, member: Member, outcome: TrialOutcome,
-               run: TrialRun, network: nn.Module) -> list[tuple[Trained, TrialOutcome]]:
-        """A member's training ended: its status, and its network to log when it finished."""
+    def _leave(self, pack: AnyPack, js: list[int], members: Sequence[Member],
+               folded: FoldedTrial | None, outcome: TrialOutcome, run: TrialRun,
+               networks: list[nn.Module]) -> list[tuple[Trained, TrialOutcome]]:
+        """A trial's training ended (its member ``js[0]``, or its fold members ``js`` in fold
+        order): its status, and its network(s) to log when it finished."""
         run.stop_monitor()
-        assert member.result is not None
-        outcome.epochs = len(member.result.history)
-        if member.error is not None:
-            if self._ended(outcome, run, member.error) or self.raise_failures:
-                raise member.error
+        first = members[js[0]]
+        assert first.result is not None
+        result = first.result if folded is None else folded.result(first.result)
+        outcome.epochs = len(result.history)
+        errors = [members[j].error for j in js if members[j].error is not None]
+        if errors:
+            error = folded.error if folded is not None and folded.error else errors[0]
+            if self._ended(outcome, run, error) or self.raise_failures:
+                raise error
             return []
-        outcome.status, outcome.metrics = TrialStatus.FINISHED, member.result.final
-        network = pack.load_into(j, network)
-        return [(Trained(run, network, outcome.params, member.result), outcome)]
+        outcome.status, outcome.metrics = TrialStatus.FINISHED, result.final
+        trained = [pack.load_into(j, network) for j, network in zip(js, networks, strict=True)]
+        if folded is None:
+            return [(Trained(run, trained[0], outcome.params, result), outcome)]
+        if (self.spec.ensemble or 0) > 1 and self.folds is not None:
+            self.oof[outcome.number] = out_of_fold(trained, self.folds, self.train_data)
+        return [(Trained(run, trained, outcome.params, result), outcome)]
 
     def _ended(self, outcome: TrialOutcome, run: TrialRun | None, error: BaseException,
                when: str = "") -> bool:
@@ -328,7 +382,8 @@ class TrialRunner:
         try:
             run.log_outcome(result.final.get(self.spec.metric), epochs_run=len(result.history),
                             best_epoch=result.best_epoch or len(result.history))
-            run.log_artifacts(self.task.trial_artifacts(trained.network, self.data))
+            if isinstance(trained.network, nn.Module):  # a fold's rows differ: no val files
+                run.log_artifacts(self.task.trial_artifacts(trained.network, self.data))
             outcome.model_uri = run.log_model(self.task, trained.network, trained.params,
                                               self.data)
             run.end(TrialStatus.FINISHED,

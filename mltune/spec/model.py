@@ -128,12 +128,16 @@ class SearchSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
     compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
     pack: int | str = "auto"  # trials trained at once as one fused network: auto | N (1: off)
+    # cross-validation (``mltune.search.crossval``): each trial trains and is scored on k folds
+    # of train + validation as k members of one pack, judged on the fold mean; None: off
+    cv: int | None = None
     # after the search: the best configuration trained again on train + validation for its
-    # trial's epochs, and that model registered and gated instead of the trial's
+    # trial's epochs, and that model registered and gated instead of the trial's (default:
+    # on with cv, off without)
     refit: bool = False
     # after the search: the registered model averages up to N trials chosen by greedy ensemble
-    # selection (``mltune.search.ensemble``); 0 or 1: off (the best trial's model alone)
-    ensemble: int = 0
+    # selection (``mltune.search.ensemble``); None or 1: off (the best trial's model alone)
+    ensemble: int | None = None
     cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
     gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins

@@ -251,7 +251,7 @@ def log_ensemble_model(run_id: str, experiment_id: str, task: Any,
                        networks: Sequence[torch.nn.Module], params: Sequence[Mapping[str, Any]],
                        weights: Sequence[float], probabilities: bool, data: Any,
                        name: str = "model", model_params: Mapping[str, str] | None = None,
-                       tags: Mapping[str, str] | None = None) -> ModelInfo:
+                       tags: Mapping[str, str] | None = None, step: int = 0) -> ModelInfo:
     """Log an ensemble of ``task``'s trained ``networks`` (with their ``params``, averaged
     with ``weights``) as one pyfunc LoggedModel of run ``run_id`` (``EnsembleModel``); the
     rest as ``log_model``."""
@@ -259,7 +259,7 @@ def log_ensemble_model(run_id: str, experiment_id: str, task: Any,
     served = EnsembleModel(task.name, params, weights, probabilities, data.meta,
                            chosen.builder if chosen else None)
     files = {f"{WEIGHTS}.{i}": network for i, network in enumerate(networks)}
-    return _log_pyfunc(run_id, experiment_id, task, served, files, data, name, 0,
+    return _log_pyfunc(run_id, experiment_id, task, served, files, data, name, step,
                        model_params, tags)
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ from mltune.spec.model import SearchSpec
 from mltune.tracking import tags as T
 from mltune.tracking.background import send_later, sent
 from mltune.tracking.datasets import SplitDatasets
-from mltune.tracking.model import log_model
+from mltune.tracking.model import log_ensemble_model, log_model
 from mltune.tracking.system import start_monitor
 
 SPEC_FILE = "spec.yaml"  # on the parent run
@@ -317,15 +317,23 @@ class TrialRun:
             else:
                 self.client.log_figure(self.run_id, content, name)
 
-    def log_model(self, task: Any, network: torch.nn.Module, params: Mapping[str, Any],
-                  data: Any) -> str:
+    def log_model(self, task: Any, network: torch.nn.Module | Sequence[torch.nn.Module],
+                  params: Mapping[str, Any], data: Any) -> str:
         """The trained network as the run's pyfunc LoggedModel, named after the search and the
         trial, with its params and its metrics linked (``_model_metrics``); its URI is also a
-        tag. ``log_outcome`` comes first: it says which epoch's weights these are."""
-        info = log_model(self.run_id, self.experiment_id, task, network, params, data,
-                         name=self.model_name, step=self._logged_epoch() or 0,
-                         model_params={k: param_value(v) for k, v in params.items()},
-                         tags=self.model_tags)
+        tag. ``log_outcome`` comes first: it says which epoch's weights these are. Several
+        networks (a cross-validated trial's, one per fold) are served as their average."""
+        shown = {k: param_value(v) for k, v in params.items()}
+        step = self._logged_epoch() or 0
+        if isinstance(network, torch.nn.Module):
+            info = log_model(self.run_id, self.experiment_id, task, network, params, data,
+                             name=self.model_name, step=step, model_params=shown,
+                             tags=self.model_tags)
+        else:
+            info = log_ensemble_model(
+                self.run_id, self.experiment_id, task, network, [params] * len(network),
+                [1 / len(network)] * len(network), task.outputs_are_logits(data.meta), data,
+                name=self.model_name, step=step, model_params=shown, tags=self.model_tags)
         self.model_uri = info.model_uri
         tags = {**self._outcome, T.MODEL_URI: self.model_uri}
         self.client.log_batch(self.run_id, metrics=self._model_metrics(info.model_id),

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mltune.core import interrupts
+from mltune.data.folds import Fold
 from mltune.data.streaming import batches
 from mltune.training import defaults
 from mltune.training.fit import (
@@ -72,6 +73,12 @@ class Member:
     # the network its params build (its weights unused): where an exploit's new dropout
     # rates are read from; None when no value an exploit sets lives in the network
     rebuild: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    # cross-validation: the rows it trains on and is scored on (of ``data.x_train``, the
+    # pooled splits); None: all training rows, scored on the validation split
+    fold: Fold | None = None
+
+
+PREDICT_ROWS = 1024  # rows of each member scored at once
 
 
 class PlainPack(nn.Module):
@@ -164,12 +171,14 @@ class _Optimizers:
             for j in self.pack.slots:
                 self.plain[j].zero_grad(set_to_none=True)
 
-    def step(self, scaler: torch.amp.GradScaler) -> None:
+    def step(self, scaler: torch.amp.GradScaler, active: Sequence[bool] | None) -> None:
+        """One step of every member, or of the ``active`` ones (by row) only."""
         if isinstance(self.pack, Pack):
-            scaler.step(self.packed)  # type: ignore[arg-type]  (it has param_groups)
+            scaler.step(self.packed, active=active)  # type: ignore[arg-type]
         else:
-            for j in self.pack.slots:
-                scaler.step(self.plain[j])
+            for row, j in enumerate(self.pack.slots):
+                if active is None or active[row]:
+                    scaler.step(self.plain[j])
         scaler.update()
 
     @torch.no_grad()
@@ -227,39 +236,58 @@ class Occupancy:
 
 
 class _Cohorts:
-    """Each member's batch order: members that started together share one generator (the
-    search's seed), so a member draws the same batches in its own epoch e as it would alone,
-    whenever it joined. One cohort: one shared batch for the whole pack (no copies); several:
-    a (K, batch, ...) input, each row its member's own batch."""
+    """Each member's batch order: members that started together on the same rows share one
+    generator (the search's seed), so a member draws the same batches in its own epoch e as it
+    would alone, whenever it joined. One cohort: one shared batch for the whole pack (no
+    copies); several: a (K, batch, ...) input, each row its member's own batch.
+
+    Members on folds of different sizes (cross-validation) each pass over their own rows once
+    an epoch: a shorter order is cycled to the longest one's length so that the batches stack,
+    and a member whose own rows are spent sits the remaining batches out (``active``)."""
 
     def __init__(self, seed: int, device: torch.device) -> None:
         self.seed, self.device = seed, device
-        self.of: dict[int, torch.Generator] = {}  # member -> its cohort's generator
+        self.of: dict[int, tuple[torch.Generator, Fold | None]] = {}  # member -> cohort
 
-    def join(self, members: Iterable[int]) -> None:
-        generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.of.update({j: generator for j in members})
+    def join(self, members: Iterable[int], folds: Callable[[int], Fold | None]) -> None:
+        made: dict[int, torch.Generator] = {}
+        for j in members:
+            fold = folds(j)
+            if id(fold) not in made:
+                made[id(fold)] = torch.Generator(device=self.device).manual_seed(self.seed)
+            self.of[j] = (made[id(fold)], fold)
 
     def epoch(self, training: Sequence[int], x: Any, y: torch.Tensor, batch_size: int
-              ) -> Iterable[tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], int, bool]]:
-        """This epoch's batches: (input, targets, rows in the batch, per member?)."""
-        n = len(y)
-        cohorts: dict[int, torch.Generator] = {}
+              ) -> Iterable[tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], list[int],
+                                  bool, list[bool] | None]]:
+        """This epoch's batches: (input, targets, each member's rows in it, per member?,
+        which members train on it: None for all)."""
+        cohorts: dict[tuple[int, int], tuple[torch.Generator, Fold | None]] = {}
         for j in training:
-            cohorts.setdefault(id(self.of[j]), self.of[j])
-        orders = {key: torch.randperm(n, device=self.device, generator=g)
-                  for key, g in cohorts.items()}
-        streams = [batches(x, order, batch_size) for order in orders.values()]
-        row_of = {key: i for i, key in enumerate(orders)}
-        which = [row_of[id(self.of[j])] for j in training]
+            generator, fold = self.of[j]
+            cohorts.setdefault((id(generator), id(fold)), (generator, fold))
+        orders = []
+        for generator, fold in cohorts.values():
+            rows = len(y) if fold is None else len(fold.train)
+            order = torch.randperm(rows, device=self.device, generator=generator)
+            orders.append(order if fold is None else fold.train[order])
+        lengths = [len(order) for order in orders]
+        n = max(lengths)
+        orders = [order if len(order) == n else order.repeat(math.ceil(n / len(order)))[:n]
+                  for order in orders]
+        keys = list(cohorts)
+        which = [keys.index((id(self.of[j][0]), id(self.of[j][1]))) for j in training]
+        streams = [batches(x, order, batch_size) for order in orders]
         for start, inputs in zip(range(0, n, batch_size), zip(*streams, strict=True),
                                  strict=True):
-            indices = [order[start:start + batch_size] for order in orders.values()]
+            indices = [order[start:start + batch_size] for order in orders]
+            rows = [max(0, min(len(indices[0]), lengths[c] - start)) for c in which]
+            active = None if min(rows) > 0 else [r > 0 for r in rows]
             if len(inputs) == 1:
-                yield inputs[0], y[indices[0]], len(indices[0]), False
+                yield inputs[0], y[indices[0]], rows, False, active
                 continue
             yield (torch.stack([inputs[c] for c in which]), [y[indices[c]] for c in which],
-                   len(indices[0]), True)
+                   rows, True, active)
 
 
 def train(
@@ -304,7 +332,7 @@ def train(
     batch_size = defaults.batch_size(members[0].params)
     capacity = len(members)
     cohorts = _Cohorts(seed, device)
-    cohorts.join(range(len(members)))
+    cohorts.join(range(len(members)), lambda j: members[j].fold)
     for member in members:
         member.result = FitResult()
         member.started = time.monotonic()
@@ -319,26 +347,32 @@ def train(
         training = list(pack.slots)  # the members still training, in the pack's row order
         pack.train()
         loss_sums = torch.zeros(len(training), device=device)
-        for x, targets, rows, per_member in cohorts.epoch(training, data.x_train,
-                                                          data.y_train, batch_size):
+        counted = [0] * len(training)  # rows each member trained on this epoch
+        for x, targets, rows, per_member, active in cohorts.epoch(training, data.x_train,
+                                                                  data.y_train, batch_size):
             interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
             with amp.autocast():
                 outputs = pack(batch_layout(x), per_member=per_member)
-                each = [members[j].loss_fn(outputs[row],
-                                           targets[row] if per_member else targets)
+                each = [members[j].loss_fn(*_own(outputs[row],
+                                                 targets[row] if per_member else targets,
+                                                 rows[row]))
                         for row, j in enumerate(training)]
                 total = each[0] if len(each) == 1 else torch.stack(each).sum()
             optimizers.zero_grad()
             scaler.scale(total).backward()  # each member gets its own loss's gradient
             losses = each[0].unsqueeze(0) if len(each) == 1 else torch.stack(each)
-            optimizers.step(scaler)
-            loss_sums += losses.detach().float() * rows
-        train_losses = (loss_sums / len(data.y_train)).tolist()  # the epoch's one read-back
-        outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
+            optimizers.step(scaler, active)
+            if rows.count(rows[0]) == len(rows):  # the same rows for every member
+                loss_sums += losses.detach().float() * rows[0]
+            else:
+                loss_sums += losses.detach().float() * torch.tensor(rows, device=device)
+            counted = [c + r for c, r in zip(counted, rows, strict=True)]
+        # the epoch's one read-back
+        train_losses = (loss_sums / torch.tensor(counted, device=device)).tolist()
+        scored = _validate(pack, [members[j].fold for j in training], data, amp)
         measured: dict[int, dict[str, float]] = {}
         for row, j in enumerate(training):
-            metrics = _measure(j, members[j], train_losses[row], outputs[row], data, score,
-                               stop)
+            metrics = _measure(j, members[j], train_losses[row], *scored(row), score, stop)
             if metrics is not None:
                 measured[j] = metrics
         if on_epoch_all is not None and measured:
@@ -381,6 +415,16 @@ def train(
     return occupancy
 
 
+def _own(outputs: torch.Tensor, targets: torch.Tensor, rows: int
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A member's part of a batch: its first ``rows`` rows when the batch runs past the end
+    of its fold's rows (the rest were cycled in to stack with larger folds); the whole batch
+    when it has none (it sits this batch out: its loss is not counted, its weights kept)."""
+    if 0 < rows < len(targets):
+        return outputs[:rows], targets[:rows]
+    return outputs, targets
+
+
 def _leave(pack: AnyPack, j: int, member: Member) -> None:
     """A member that finished ends with its best epoch's weights (under early stopping)."""
     stopper = member.early_stopping
@@ -416,11 +460,36 @@ def _join(pack: AnyPack, optimizers: _Optimizers, cohorts: _Cohorts, members: li
         member.result, member.started = FitResult(), time.monotonic()
         members.append(member)
     optimizers.add([m for _, m in joining], networks)
-    cohorts.join(numbers)
+    cohorts.join(numbers, lambda j: members[j].fold)
 
 
-def _measure(j: int, member: Member, train_loss: float, outputs: torch.Tensor, data: Any,
-             score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]],
+@torch.no_grad()
+def _validate(pack: AnyPack, folds: Sequence[Fold | None], data: Any, amp: Any
+              ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Every member's outputs on the rows it is scored on, and their targets (by row): the
+    validation split for all, or each member's own fold (cross-validation: a fold's rows,
+    cycled to the largest fold's size, go through the pack as a (K, rows, ...) input)."""
+    if all(fold is None for fold in folds):
+        outputs = predict_batches(pack, data.x_val, precision=amp, dim=1)
+        return lambda row: (outputs[row], data.y_val)
+    if any(fold is None for fold in folds):
+        raise ValueError("members of a pack are all scored on folds, or none is")
+    sizes = [len(fold.val) for fold in folds if fold is not None]
+    largest = max(sizes)
+    index = torch.stack([fold.val.repeat(math.ceil(largest / len(fold.val)))[:largest]
+                         for fold in folds if fold is not None])
+    pack.eval()
+    with amp.autocast():
+        parts = [pack(batch_layout(data.x_train[index[:, start:start + PREDICT_ROWS]]),
+                      per_member=True) for start in range(0, largest, PREDICT_ROWS)]
+    outputs = torch.cat(parts, dim=1).float()
+    return lambda row: (outputs[row, :sizes[row]],
+                        data.y_train[folds[row].val])  # type: ignore[union-attr]
+
+
+def _measure(j: int, member: Member, train_loss: float, outputs: torch.Tensor,
+             targets: torch.Tensor, score: Callable[[torch.Tensor, torch.Tensor],
+                                                    dict[str, float]],
              stop: Callable[[int, BaseException | None], None]) -> dict[str, float] | None:
     """One member's metrics of its epoch (None when its loss diverged: it stops)."""
     assert member.result is not None
@@ -428,8 +497,8 @@ def _measure(j: int, member: Member, train_loss: float, outputs: torch.Tensor, d
         epoch = len(member.result.history) + 1
         stop(j, DivergedError(f"train_loss became {train_loss} at epoch {epoch}"))
         return None
-    metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, data.y_val))}
-    metrics.update({f"val_{k}": v for k, v in score(outputs, data.y_val).items()})
+    metrics = {"train_loss": train_loss, "val_loss": float(member.loss_fn(outputs, targets))}
+    metrics.update({f"val_{k}": v for k, v in score(outputs, targets).items()})
     member.result.history.append(metrics)
     return metrics
 

@@ -84,12 +84,27 @@ class PackedOptimizer:
         return _per_member(self.hyper[key], w)
 
     @torch.no_grad()
-    def step(self) -> None:
-        self.steps = [n + 1 for n in self.steps]
+    def step(self, active: Sequence[bool] | None = None) -> None:
+        """One update of every member, or of the ``active`` ones (by row): the others' rows
+        of the weights and the state are put back as they were, their step counts kept."""
+        if active is None or all(active):
+            active = None
+        self.steps = [n + 1 if active is None or active[row] else n
+                      for row, n in enumerate(self.steps)]
         self.prepare()
         for w, state in zip(self.weights, self.state, strict=True):
-            if w.grad is not None:
+            if w.grad is None:
+                continue
+            if active is None:
                 self.update(w, w.grad, state)
+                continue
+            still = torch.tensor([not a for a in active], device=w.device)
+            kept = {"w": w[still].clone(), **{k: v[still].clone() for k, v in state.items()}}
+            self.update(w, w.grad, state)
+            w[still] = kept["w"]
+            for key, value in state.items():
+                if key in kept:
+                    value[still] = kept[key]
 
     def prepare(self) -> None:
         """What a step's updates share, computed once a step rather than once a weight."""

@@ -266,3 +266,33 @@ def test_an_exploit_that_changes_dropout_sets_the_members_own_rate(fused):
     train(pack, two, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
     assert two[1].params["dropout"] == 0.4 and two[0].params["dropout"] == 0.1
     assert seen == {0: {0.1}, 1: {0.4}}  # member 1 trained epoch 2 at its new rate
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("kind", ["stratified", "in_time"])
+def test_a_fold_member_trains_exactly_as_alone_on_its_folds_rows(fused, kind):
+    """Cross-validation: each member trains on its own fold's rows and is scored on its own
+    held-out rows, in one pack; the folds differ in size (expanding time folds by a lot), so
+    a member whose rows are spent sits the rest of the epoch out, untouched."""
+    from mltune.data.folds import make_folds
+
+    d = data()
+    folds = make_folds(d.y_train, 3, seed=0, kind=kind)
+    assert len({len(f.train) for f in folds}) > 1  # sizes differ: the masking is exercised
+    together = [Member(PARAMS, functional.cross_entropy, lambda e, m: None, fold=fold)
+                for fold in folds]
+    pack = make_pack([mlp(7) for _ in folds]) if fused else PlainPack([mlp(7) for _ in folds])
+    assert isinstance(pack, Pack) == fused
+    train(pack, together, d, score=accuracy, epochs=3, seed=0, precision="fp32")
+    for i, fold in enumerate(folds):
+        alone = members(1)
+        own = SimpleNamespace(x_train=d.x_train[fold.train], y_train=d.y_train[fold.train],
+                              x_val=d.x_train[fold.val], y_val=d.y_train[fold.val])
+        single = make_pack([mlp(7)])
+        train(single, alone, own, score=accuracy, epochs=3, seed=0, precision="fp32")
+        for got, expected in zip(together[i].result.history, alone[0].result.history,
+                                 strict=True):
+            for key, value in expected.items():
+                assert abs(got[key] - value) < 1e-5, (i, key)
+        for key, value in single.member_state(0).items():
+            assert torch.allclose(pack.member_state(i)[key], value, atol=1e-5), (i, key)
