@@ -113,7 +113,7 @@ def test_an_ensemble_of_one_registers_the_best_trial_as_without_ensemble(client)
 
 def test_without_ensemble_the_best_trials_model_is_registered_as_before(client):
     result = search(max_evals=3)
-    assert result.spec.ensemble == 0
+    assert result.spec.ensemble is None
     runs = children(client, result.parent_run_id)
     assert {r.data.tags["mltune.role"] for r in runs} == {"trial"}
     version = client.get_model_version_by_alias(NAME, "challenger")
@@ -123,11 +123,14 @@ def test_without_ensemble_the_best_trials_model_is_registered_as_before(client):
 
 
 def test_ensemble_is_a_whole_number_spec_key_off_by_default():
-    assert mltune.load_spec(None, {}).ensemble == 0
+    assert mltune.load_spec(None, {}).ensemble is None
     assert mltune.load_spec(None, {"ensemble": 5}).ensemble == 5
-    with pytest.raises(SpecError) as caught:
-        mltune.load_spec(None, {"ensemble": -1})
-    assert str(caught.value) == "ensemble: -1 is not allowed; expected a whole number >= 0"
+    assert mltune.load_spec(None, {"ensemble": 1}).ensemble == 1  # the best trial alone
+    for value in (0, -1):
+        with pytest.raises(SpecError) as caught:
+            mltune.load_spec(None, {"ensemble": value})
+        assert str(caught.value) == (f"ensemble: {value} is not allowed; expected a whole "
+                                     "number >= 1")
 
 
 def test_the_cli_takes_ensemble_and_an_empty_value_as_not_given(tracking_uri, client, capsys):
