@@ -79,6 +79,9 @@ def test_a_cv_trial_logs_each_fold_and_their_mean_and_the_refit_is_registered(
     features = load_breast_cancer(as_frame=True).frame.drop(columns="target")
     answer = mlflow.pyfunc.load_model("models:/mltune-tabular@challenger").predict(features[:9])
     assert set(answer["label"]) <= {"benign", "malignant"} and len(answer) == 9
+    note = client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert "(mean of 3 folds)" in note and "**Cross-validation:**" in note
+    assert "the refit's model" in note
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
 
 

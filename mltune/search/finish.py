@@ -146,7 +146,8 @@ def describe(result: SearchResult) -> str:
     base = server_address() or ""  # a local UI: links relative to the page they are on
     link = run_url(result.experiment_id, best.run_id, base=base)
     holdout = holdout_metric(spec.metric)
-    scores = f"{spec.metric} **{result.best_value:.4f}** (validation)"
+    scores = (f"{spec.metric} **{result.best_value:.4f}** (validation)" if not spec.cv else
+              f"{spec.metric} **{result.best_value:.4f}** (mean of {spec.cv} folds)")
     if decision is not None:
         scores += f", {holdout} **{decision.challenger_score:.4f}** (holdout)"
     lines = [f"**{spec.name}**: {len(result.trials)} trials ({result.finished} finished, "
@@ -154,6 +155,11 @@ def describe(result: SearchResult) -> str:
              f"({spec.mode}); {result.epochs_trained} epochs trained of the "
              f"{result.epochs_without_pruning} the same trials would take unpruned.", "",
              f"- **Best trial:** [trial-{best.number:04d}]({link}): {scores}"]
+    if spec.cv:
+        lines.append(f"- **Cross-validation:** each trial trained on {spec.cv} folds of train + "
+                     f"validation as one pack and judged on the fold mean ({spec.metric}, "
+                     f"with {spec.metric}_std and fold_<i>/ beside it); a trial's own model "
+                     "averages its fold networks; the holdout split is in no fold")
     if decision is not None:
         alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both
                  if decision.champion is None else "")
@@ -173,9 +179,11 @@ def describe(result: SearchResult) -> str:
         ensemble = run_url(result.experiment_id, result.ensemble_run_id, base=base)
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
                             for m in result.ensemble_members)
+        chosen_on = ("out-of-fold predictions of train + validation" if spec.cv
+                     else "validation")
         lines.append(f"- **Ensemble:** [ensemble]({ensemble}): {members}; {spec.metric} "
-                     f"{result.ensemble_value:.4f} on validation (the rows it was chosen on); "
-                     "its model is the one registered and gated")
+                     f"{result.ensemble_value:.4f} on {chosen_on} (the rows it was chosen "
+                     "on); its model is the one registered and gated")
     elif result.ensemble_members:
         lines.append("- **Ensemble:** no trial added to the best improved its validation "
                      "score; the best trial's model is registered alone")
