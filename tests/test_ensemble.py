@@ -19,6 +19,7 @@ from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
 from mltune.search import ensemble as ensemble_module
 from mltune.search.result import SearchResult
+from mltune.tasks import get_task
 from mltune.tracking.model import BadInput
 
 # seed 1: two trials, one chosen twice; seed 0: one trial far better than the rest, alone
@@ -148,14 +149,31 @@ def test_the_cli_takes_ensemble_and_an_empty_value_as_not_given(tracking_uri, cl
     assert option.type.convert("", option, None) is None  # MLproject's default: not given
 
 
-def test_with_refit_an_ensemble_of_trials_models_is_registered_and_no_refit_trained(client):
+def test_with_refit_each_ensemble_member_is_refit_and_the_refits_are_averaged(client):
     result = search(ensemble=3, refit=True)
-    roles = sorted(r.data.tags["mltune.role"] for r in children(client, result.parent_run_id))
-    assert roles == ["ensemble"] + ["trial"] * 6
-    assert result.refit_run_id is None and result.refit_error is None
+    runs = children(client, result.parent_run_id)
+    members = result.ensemble_members
+    refits = {r.info.run_id: r for r in runs if r.data.tags["mltune.role"] == "refit"}
+    assert sorted(r.data.tags["mltune.role"] for r in runs) == (
+        ["ensemble"] + ["refit"] * len(members) + ["trial"] * 6)
+    assert result.refit_run_id is None and result.refit_error is None  # no separate refit
+    data = get_task("tabular").load(result.spec.data, result.spec.seed)
+    for member in members:  # each member's configuration trained again on train + validation
+        refit = refits[member["refit_run_id"]]
+        assert refit.data.tags["mltune.refit_of"] == member["run_id"]
+        assert refit.data.tags["mltune.train_rows"] == str(len(data.x_train) + len(data.x_val))
     version = client.get_model_version_by_alias(NAME, "challenger")
     assert version.run_id == result.ensemble_run_id
-    assert "mltune.refit_of" not in version.tags
+    assert "each member refit on train + validation" in (
+        client.get_run(result.parent_run_id).data.tags["mlflow.note.content"])
+    # served: the refits' networks averaged with the selection's weights
+    features = load_breast_cancer(as_frame=True).frame.drop(columns="target")[:12]
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}@challenger").predict(features)
+    singles = [mlflow.pyfunc.load_model(refits[m["refit_run_id"]].data.tags["mltune.model_uri"])
+               for m in members]
+    expected = sum(m["weight"] * single.predict(features)[PROBA].to_numpy()
+                   for m, single in zip(members, singles, strict=True))
+    np.testing.assert_allclose(served[PROBA].to_numpy(), expected, atol=1e-5)
 
 
 def test_a_forecast_ensemble_averages_its_members_forecasts_whatever_their_windows(

@@ -10,7 +10,9 @@ regression and forecasting); it stops as soon as no addition improves the score.
 times chosen / additions.
 
 One member chosen: nothing changes, the best trial's model is registered as without
-``ensemble``. More: an ``ensemble`` child run of the search (tag ``mltune.role=ensemble``, no
+``ensemble``. With ``refit: true``, each chosen member is refit on train + validation first (a
+``refit`` child run each, ``search.refit``) and the ensemble averages the refits' networks,
+with the weights the selection gave the trials (each member's ``refit_run_id`` recorded). More: an ``ensemble`` child run of the search (tag ``mltune.role=ensemble``, no
 ``mltune.trial``: resume and the report read role ``trial`` only) whose tag
 ``mltune.ensemble.members`` lists them (JSON ``[{trial, run_id, weight}]``), its metric the
 ensemble's validation score (measured on the rows it was selected on: optimistic; the
@@ -34,6 +36,7 @@ from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.data.splits import TaskData
 from mltune.models.ensemble import Averaged, average
+from mltune.search.refit import refit_best
 from mltune.search.trial import release_memory, stops_search
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
@@ -211,9 +214,22 @@ def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun
                     info.model_uri)
 
 
+def refit_members(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
+                  device: torch.device, precision: str, selection: Ensemble,
+                  trials: Sequence[TrialOutcome]) -> tuple[Ensemble, list[torch.nn.Module]]:
+    """Each chosen member refit on train + validation (``refit: true``): the selection with
+    each member's ``refit_run_id``, and the refits' networks in the selection's order."""
+    refits = [refit_best(spec, task, data, search, device, precision, trial)
+              for trial in trials]
+    members = [{**m, "refit_run_id": r.run_id}
+               for m, r in zip(selection.members, refits, strict=True)]
+    networks = [r.network for r in refits if r.network is not None]
+    return Ensemble(members, selection.value, selection.candidates), networks
+
+
 def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
                  device: torch.device, trials: Sequence[TrialOutcome], best: TrialOutcome,
-                 oof: Mapping[int, torch.Tensor] | None = None,
+                 oof: Mapping[int, torch.Tensor] | None = None, precision: str = "fp32",
                  ) -> tuple[Ensemble | None, str | None]:
     """Selection, then (more than one member) the ensemble's run and model; never losing the
     search: (the ensemble, None); (the one-member selection, None): nothing logged, the best
@@ -226,6 +242,9 @@ def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun
             log.info("ensemble: no addition improved on trial %d alone; its model is "
                      "registered", selection.members[0]["trial"])
             return selection, None
+        if spec.refit:  # the members' configurations trained again on train + validation
+            selection, networks = refit_members(spec, task, data, search, device, precision,
+                                                selection, chosen)
         return log_ensemble(spec, task, data, search, selection, networks, chosen), None
     except BaseException as exc:
         if stops_search(exc):

@@ -181,9 +181,11 @@ def describe(result: SearchResult) -> str:
                             for m in result.ensemble_members)
         chosen_on = ("out-of-fold predictions of train + validation" if spec.cv
                      else "validation")
+        refit = ("; each member refit on train + validation" if any(
+            "refit_run_id" in m for m in result.ensemble_members) else "")
         lines.append(f"- **Ensemble:** [ensemble]({ensemble}): {members}; {spec.metric} "
                      f"{result.ensemble_value:.4f} on {chosen_on} (the rows it was chosen "
-                     "on); its model is the one registered and gated")
+                     f"on){refit}; its model is the one registered and gated")
     elif result.ensemble_members:
         lines.append("- **Ensemble:** no trial added to the best improved its validation "
                      "score; the best trial's model is registered alone")

@@ -138,13 +138,14 @@ def tune(
         if (spec.ensemble or 0) > 1:  # trials' own models averaged; a failure costs a tag
             ensemble, result.ensemble_error = try_ensemble(spec, task, data, search, device,
                                                            result.trials, result.best,
-                                                           runner.oof if folds else None)
+                                                           runner.oof if folds else None,
+                                                           runner.precision)
             if ensemble is not None:
                 result.ensemble_members, result.ensemble_value = (ensemble.members,
                                                                   ensemble.value)
                 result.ensemble_run_id = ensemble.run_id
                 result.ensemble_model_uri = ensemble.model_uri
-        if spec.refit and result.ensemble_run_id is None:  # an ensemble's members: no refit
+        if spec.refit and result.ensemble_run_id is None:  # an ensemble's members: refit
             refit, result.refit_error = try_refit(spec, task, data, search, device,
                                                   runner.precision, result.best)
             if refit is not None:

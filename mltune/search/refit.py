@@ -12,7 +12,7 @@ trained on, so its ``val_*`` metrics are not a validation score: the run says so
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from mlflow.tracking import MlflowClient
@@ -46,6 +46,7 @@ class Refit:
     trial_run_id: str
     epochs: int
     train_rows: int
+    network: torch.nn.Module | None = field(default=None, compare=False)  # trained, on the CPU
 
 
 def check_refit(spec: SearchSpec, data: TaskData) -> None:
@@ -112,7 +113,7 @@ def refit_best(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
         raise
     finally:
         release_memory(device)
-    return Refit(run.run_id, model_uri, best.number, best.run_id, trained, rows)
+    return Refit(run.run_id, model_uri, best.number, best.run_id, trained, rows, network.cpu())
 
 
 def try_refit(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
