@@ -201,3 +201,14 @@ def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows
         assert int(fold.val.min()) - int(fold.train.max()) == HORIZON
     assert int(folds[-1].val.max()) == len(data.x_train) + len(data.x_val) - 1
     assert Path(spec.data.source).exists()
+
+
+def test_several_configurations_folds_share_one_pack(tracking_uri, client):
+    spec = mltune.load_spec(None, {"task": "tabular", "max_evals": 5, "epochs": 2, "seed": 0,
+                                   "cv": 2, "pack": 2, "refit": False, "start": [],
+                                   "pruning": {"rule": "none"}})
+    result = mltune.tune(spec)
+    packs = [t.data.tags.get("mltune.pack") for t in trials_of(client, result.parent_run_id)]
+    # pack: 2 is two trials (four fold members) at once, refilled as they end
+    assert packs.count(packs[0]) >= 2 and packs[0] is not None
+    assert len(result.trials) == 5 and all(t.status.value == "FINISHED" for t in result.trials)

@@ -10,14 +10,17 @@ regression and forecasting); it stops as soon as no addition improves the score.
 times chosen / additions.
 
 One member chosen: nothing changes, the best trial's model is registered as without
-``ensemble``. With ``refit: true``, each chosen member is refit on train + validation first (a
-``refit`` child run each, ``search.refit``) and the ensemble averages the refits' networks,
-with the weights the selection gave the trials (each member's ``refit_run_id`` recorded). More: an ``ensemble`` child run of the search (tag ``mltune.role=ensemble``, no
+``ensemble``. More: an ``ensemble`` child run of the search (tag ``mltune.role=ensemble``, no
 ``mltune.trial``: resume and the report read role ``trial`` only) whose tag
 ``mltune.ensemble.members`` lists them (JSON ``[{trial, run_id, weight}]``), its metric the
 ensemble's validation score (measured on the rows it was selected on: optimistic; the
 promotion gate's holdout score is the fair one), and its model: one pyfunc holding every
 member's network (``EnsembleModel``), served exactly like a single trial's.
+
+With ``refit: true``, each chosen member is refit on train + validation first (a ``refit``
+child run each, ``search.refit``) and the ensemble averages the refits' networks with the
+weights the selection gave the trials (each member's ``refit_run_id`` recorded). With ``cv``,
+the selection is made on out-of-fold predictions (``search.crossval``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.data.splits import TaskData
-from mltune.search.packs import PackSizes, is_free
+from mltune.search.packs import MAX_PACK, PackSizes, is_free
 from mltune.search.resume import ResumeState
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
@@ -60,9 +60,12 @@ class Session:
 
     def pack_size(self, params: Mapping[str, Any]) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once;
-        never more than the budget has left."""
+        never more than the budget has left. A cross-validated trial takes k members: ``pack:
+        auto`` measures and caps members, ``pack: N`` is N trials."""
         per_trial = self.runner.members_per_trial  # cv: k members a trial
-        limit = min(max(1, self.pack_limit // per_trial), self.left)
+        limit = min(self.pack_limit, self.left)
+        if self.spec.pack == "auto" and per_trial > 1:  # MAX_PACK counts members
+            limit = min(limit, max(1, MAX_PACK // per_trial))
         if limit <= 1:
             return 1
         if self.spec.pack != "auto":
