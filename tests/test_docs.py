@@ -246,3 +246,17 @@ def test_generated_reference_covers_every_key_task_and_catalog_name():
         page = (out / f"task-{name}.md").read_text()
         for key in TASKS.get(name).default_space():
             assert f"  {key}: " in page, (name, key)
+
+
+def test_the_hand_written_tables_of_names_match_the_code():
+    """The prose pages explain each distribution and sampler in a table of their own; the
+    names in those tables are the code's, no more, no fewer."""
+    from mltune.spec.catalogs import SAMPLERS
+    from mltune.spec.space import DISTRIBUTIONS
+
+    spaces = (REPO / "docs" / "search-spaces.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"^\| `(\w+)`(?: / `(\w+)`)? \|", spaces, flags=re.M))
+    assert {n for pair in named for n in pair if n} == set(DISTRIBUTIONS)
+    samplers = (REPO / "docs" / "samplers.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[^|]+) \|", samplers, flags=re.M)[1:]  # below the header
+    assert {n for row in rows for n in re.findall(r"`([\w-]+)`", row)} == set(SAMPLERS.names())
