@@ -231,8 +231,12 @@ def rows() -> tuple[list[list[str]], dict[str, Any]]:
         if key.startswith("data.") and key != "data.source" and len(
                 {repr(v) for v in values.values()}) > 1:
             default = "`null`: the task's own (see its page)"
+        elif key == "task":
+            default = code(_default_of(plain, key))
         elif len({repr(v) for v in values.values()}) > 1 and key != "space":
-            default = "per task: " + ", ".join(f"{t} {code(v)}" for t, v in values.items())
+            templates = {str(v).replace(t, "<task>") for t, v in values.items()}
+            default = (code(templates.pop()) if len(templates) == 1 else "per task: " + ", ".join(
+                f"{t} {code(v)}" for t, v in values.items()))
         elif key == "space":
             default = "the task's (see its page)"
         elif key == "pruning.max_epochs":
