@@ -3,14 +3,14 @@ PYTHON ?= python3
 # A CPU build by default; on a GPU machine install your CUDA build of torch first (it is kept).
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-test demo test lint
+.PHONY: install install-test demo test lint docs docs-serve docs-shots
 
 # What the demo needs: mltune and its dependencies (no Ray, no server extras, no test tools).
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "$(TORCH)"
 	$(PYTHON) -m pip install -q -e .
 
-# The test extra on top: pytest, ruff, import-linter, Ray, mlflow[auth], psycopg2.
+# The test extra on top: pytest, ruff, import-linter, Ray, mlflow[auth], psycopg2, the docs builder.
 install-test: install
 	$(PYTHON) -m pip install -q -e ".[test]"
 
@@ -19,8 +19,24 @@ demo: install
 
 test: install-test
 	lint-imports  # the layers contract in pyproject.toml: dependencies run one way
+	$(MKDOCS) build --strict  # the manual: a broken link, a missing page or a stale reference fails
 	$(PYTHON) -m pytest -q
 
 lint:
-	ruff check mltune tests benchmarks
+	ruff check mltune tests benchmarks docs/gen
 	lint-imports
+
+# The manual (docs/, mkdocs.yml). Its reference pages are generated from the code before every
+# build (docs/gen/hooks.py), into docs/gen/out/ (git-ignored); the site goes to build/site/.
+MKDOCS = NO_MKDOCS_2_WARNING=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m mkdocs
+
+docs:
+	$(MKDOCS) build --strict
+
+docs-serve:
+	$(MKDOCS) serve
+
+# The screenshots in docs/img/: a short digits search against a throwaway mlflow server on
+# 127.0.0.1, captured by headless Chromium (Debian package chromium). Commit what changed.
+docs-shots:
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m docs.gen.shots
