@@ -9,6 +9,11 @@ network that cannot be packed). A resumed search's sampler starts from what MLfl
 (``resume.resumed_sampler``). The ``start:`` points (by default the task's defaults) and a
 resumed search's interrupted points run first, in packs of one shape; the last of them is
 filled and refilled by the sampler.
+
+On several devices (``search.devices``), each device runs this loop in a thread of its own,
+all of them sharing the one sampler, its stash and the queue of start points; each loop
+chooses its points and takes their numbers under the session's lock (so the budget is never
+overspent and a point is pending in one pack only) and trains outside it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.search.backend import BACKENDS
+from mltune.search.devices import Lane, run_lanes
 from mltune.search.packs import shape
 from mltune.search.resume import resumed_sampler
 from mltune.search.samplers.base import Params, Sampler, loss_of
@@ -27,21 +33,36 @@ from mltune.spec.model import SearchSpec
 
 class LocalBackend:
     """Packs of trials one after another in this process, each kept full while its shape
-    lasts (the models of one pack are logged in the background while it trains on)."""
+    lasts (the models of one pack are logged in the background while it trains on); one
+    such loop per device."""
 
     def preflight(self, spec: SearchSpec) -> None:
         """Nothing to check: every sampler in the catalog runs here."""
 
     def run(self, session: Session, space: Space) -> None:
-        spec = session.spec
-        sampler = resumed_sampler(spec, space, session.history)
+        sampler = resumed_sampler(session.spec, space, session.history)
         queued = list(session.history.requeue)
         stash: list[Params] = []  # the sampler's points of another shape: they start packs
 
-        def tell(point: Params, outcome: TrialOutcome) -> None:
-            sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
+        def loop(lane: Lane, halted: Callable[[], bool]) -> None:
+            _pack_loop(session, lane, sampler, queued, stash, halted)
 
-        while session.stop_reason() is None and session.left > 0:
+        run_lanes(session.lanes, loop)
+
+
+def _pack_loop(session: Session, lane: Lane, sampler: Sampler, queued: list[Params],
+               stash: list[Params], halted: Callable[[], bool]) -> None:
+    """One device's packs, one after another, until the budget, the stop rules or the space
+    end the search (or ``halted()``: another device's loop failed)."""
+    spec = session.spec
+
+    def tell(point: Params, outcome: TrialOutcome) -> None:
+        sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
+
+    while True:
+        with session.lock:  # the points chosen and numbered at once: shared with other loops
+            if halted() or session.stop_reason() is not None or session.left <= 0:
+                return
             more = None
             if queued:  # start points, then a resumed search's interrupted ones
                 points = _same_shape(queued, min(session.pack_limit, session.left),
@@ -50,12 +71,13 @@ class LocalBackend:
                 points = [stash.pop(0)] if stash else sampler.ask(1)
                 if not points:
                     return  # no point left that is not pending: the space is spent
-            size = session.pack_size(points[0])
+            size = session.pack_size(points[0], lane)
             if size > 1 and not queued:  # the sampler fills the pack, refills it as they end
                 fixed = shape(points[0], session.is_free)
                 points += sampler.ask(size - len(points), fixed=fixed)
                 more = Refill(sampler, fixed, session.is_free, stash, misses=8 * size)
-            session.run_pack(points, more, on_end=tell)
+            numbered = session.number(points, more)
+        session.train(numbered, on_end=tell, lane=lane)
 
 
 class Refill:

@@ -20,7 +20,7 @@ from mltune.data.splits import TaskData
 from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
 from mltune.report.build import REPORT_DIR, draw_report, publish_report
-from mltune.search.result import SearchResult
+from mltune.search.result import SearchResult, shares_line
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.links import run_url, server_address
@@ -154,6 +154,8 @@ def describe(result: SearchResult) -> str:
              f"({spec.mode}); {result.epochs_trained} epochs trained of the "
              f"{result.epochs_without_pruning} the same trials would take unpruned.", "",
              f"- **Best trial:** [trial-{best.number:04d}]({link}): {scores}"]
+    if len(result.devices) > 1:
+        lines.append(f"- **Devices:** trained on {shares_line(result.devices)}")
     if decision is not None:
         alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both
                  if decision.champion is None else "")

@@ -45,6 +45,7 @@ from mltune.spec.tasks import TASKS
 
 MODES = ("max", "min")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_LISTED_DEVICE = re.compile(r"^(cpu|cuda:\d+|mps)$")  # an entry of a list: one device each
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -189,9 +190,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     if start and max_evals is not None and len(start) > max_evals:
         raise SpecError(f"start: {len(start)} points, more than max_evals ({max_evals}) "
                         "trials; give at most max_evals points or raise max_evals")
-    device = string(raw, "device", "auto")
-    if not _DEVICE.match(device):
-        raise SpecError(f"device: {device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    device = _device(raw.get("device") or "auto", raw.get("backend"))
     return SearchSpec(
         name=string(raw, "name", f"{task.name}-search"),
         task=task.name,
@@ -231,6 +230,29 @@ def with_model(spec: SearchSpec, model: Any) -> SearchSpec:
     raw["space"] = {key: spec.space[key] for key in spec.space_given}
     raw["model"] = model
     return build_spec(raw)
+
+
+def _device(value: Any, backend: Any) -> str:
+    """``device``: one name, or a list of devices (YAML ``[cuda:0, cuda:2]``, or the same
+    comma-separated from the CLI), one pack loop each; kept as one comma-separated string."""
+    allowed = ("expected auto, cpu, cuda (every GPU), cuda:N, mps, or a list of cpu / cuda:N "
+               "entries ([cuda:0, cuda:2]; [cpu, cpu]: two pack loops on the CPU)")
+    if isinstance(value, str) and "," not in value:
+        if not _DEVICE.match(value.strip()):
+            raise SpecError(f"device: {value!r} is not allowed; {allowed}")
+        return value.strip()
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise SpecError(f"device: {value!r} is not allowed; {allowed}")
+    for entry in entries:
+        if not isinstance(entry, str) or not _LISTED_DEVICE.match(entry.strip()):
+            raise SpecError(f"device: entry {entry!r} of {list(entries)!r} is not allowed; "
+                            f"{allowed}")
+    if len(entries) > 1 and backend not in (None, "local"):
+        raise SpecError(f"device: {list(entries)!r} with backend {backend!r} is not allowed; "
+                        "a list of devices is for backend local (a Ray worker trains on the "
+                        "GPU Ray gives it)")
+    return ",".join(entry.strip() for entry in entries)
 
 
 def _pack(value: Any) -> int | str:

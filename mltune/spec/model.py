@@ -115,7 +115,7 @@ class SearchSpec:
     algo: str
     seed: int
     epochs: int
-    device: str
+    device: str  # auto | cpu | cuda (every GPU) | cuda:N | mps | cuda:0,cuda:2 (a list)
     backend: str
     parallelism: int
     registered_model: str
