@@ -190,7 +190,8 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     if start and max_evals is not None and len(start) > max_evals:
         raise SpecError(f"start: {len(start)} points, more than max_evals ({max_evals}) "
                         "trials; give at most max_evals points or raise max_evals")
-    device = _device(raw.get("device") or "auto", raw.get("backend"))
+    device = _device("auto" if raw.get("device") in (None, "") else raw["device"],
+                     raw.get("backend"))
     return SearchSpec(
         name=string(raw, "name", f"{task.name}-search"),
         task=task.name,
