@@ -198,14 +198,15 @@ def _session(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
     lock = threading.RLock()
     if len(devices) > 1:
         scheduler = LockedScheduler(scheduler, lock)
-    lanes = []
+    lanes, sizes = [], {}  # loops on one device share its measured pack sizes
     for device, label in zip(devices, device_labels(devices), strict=True):
         on_device = data if device == data.x_train.device else data.to(device)
         runner = TrialRunner(spec, task, on_device, search, device,
                              resolve_precision(spec.precision, device).name,
                              scheduler=scheduler, finish=finisher.submit, label=label)
-        lanes.append(Lane(device, label, on_device, runner,
-                          PackSizes(task, on_device, device, spec.precision)))
+        if device not in sizes:
+            sizes[device] = PackSizes(task, on_device, device, spec.precision)
+        lanes.append(Lane(device, label, on_device, runner, sizes[device]))
     if len(lanes) > 1:
         log.info("training on %d devices at once: %s", len(lanes),
                  ", ".join(lane.label for lane in lanes))
