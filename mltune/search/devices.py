@@ -34,15 +34,27 @@ from mltune.search.trial import TrialRunner
 STOPPED_BY_PEER = "another device's pack loop failed"
 
 
+class LaneLost(Exception):
+    """A lane's device went away mid-pack (a Ray worker died): the trials it had not finished,
+    ``(number, point)``, are to be run again; ``restartable``: the lane may take packs again."""
+
+    def __init__(self, reason: str, unfinished: list[tuple[int, dict[str, Any]]],
+                 restartable: bool) -> None:
+        super().__init__(reason)
+        self.unfinished, self.restartable = unfinished, restartable
+
+
 @dataclass
 class Lane:
     """One device's pack loop: where it trains and what it trains with."""
 
     device: torch.device
     label: str  # what its trials' ``mltune.device`` says (``cuda:1``, ``cpu#2``)
-    data: TaskData  # the search's data, on this device
-    runner: TrialRunner
-    sizes: PackSizes  # ``pack: auto``'s sizes, measured on this device
+    data: TaskData | None  # the search's data, on this device (None: a remote worker's)
+    # what trains its packs: ``run_pack(pack, members, refill=, on_end=, deadline=)`` and an
+    # ``occupancy``, as ``TrialRunner`` (here) or a Ray worker's driver-side handle
+    runner: TrialRunner | Any
+    sizes: PackSizes | Any  # ``size(params, limit)``: ``pack: auto``'s, on this device
 
 
 class LockedScheduler:
