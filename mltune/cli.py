@@ -165,12 +165,15 @@ def cli() -> None:
 @click.option("--metric", default="", help="Metric to optimise (one every trial logs).")
 @click.option("--mode", default="", help="max | min")
 @click.option("--backend", default="", help="local | ray")
-@click.option("--parallelism", type=OptionalInt, help="Concurrent trials.")
+@click.option("--parallelism", type=OptionalInt,
+              help="ray: workers, each training packs (local: one loop per device).")
 @click.option("--pack", default="", help="Trials trained at once as one fused network: auto "
               "(default: sized by the device) | N (1: one at a time).")
-@click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per trial.")
-@click.option("--gpus-per-trial", type=_Optional(float),
-              help="ray: GPUs per trial (0.25: four trials share one GPU).")
+@click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per worker.")
+@click.option("--gpus-per-worker", type=_Optional(float),
+              help="ray: GPUs per worker (0.5: two workers share one GPU).")
+@click.option("--gpus-per-trial", type=_Optional(float), hidden=True,
+              help="The old name of --gpus-per-worker.")
 @click.option("--ray-address", default="", help="ray: join this cluster (auto | host:port); "
               "default: start a local Ray for the search.")
 @click.option("--name", default="", help="Name of the search (the parent run).")

@@ -112,10 +112,7 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
     if requested == 1:
         return 1, None
     reason, tell = None, log.info
-    if spec.backend != "local":
-        reason = (f"the {spec.backend} backend trains one trial per worker (a pack per worker "
-                  "is not built yet)")
-    elif spec.compile:
+    if spec.compile:
         reason = "compile: true compiles each trial's own network"
     else:
         # a point of the space, not the task's defaults: a space may rule those out
