@@ -38,4 +38,5 @@ step python3 benchmarks/gpu_sharing.py --workers 4 --epochs 2
 step python3 benchmarks/trials_per_hour.py --device cuda --trials 10 --epochs 5
 step python3 benchmarks/devices.py --device cuda --task image --trials 64 --epochs 2
 if [ -f benchmarks/ray_gpu_check.py ]; then step python3 benchmarks/ray_gpu_check.py; fi
+step python3 benchmarks/ray_packs.py --device cuda --task image --trials 64 --epochs 2
 echo "gpu_check done in ${SECONDS} s" | tee -a "$LOG"
