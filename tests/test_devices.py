@@ -100,6 +100,24 @@ def test_kill_9_with_two_cpu_loops_then_resume_ends_with_max_evals_trials(tracki
     assert sum(json.loads(parent.data.tags["mltune.devices"]).values()) == 10
 
 
+def test_sigterm_stops_both_loops_their_packs_killed_and_the_resume_command_printed(
+        tracking_uri, client):
+    process = start_search(tracking_uri, "--set", "task=tabular", "--max-evals", "40",
+                           "--epochs", "20", "--pack", "2", "--device", "cpu,cpu",
+                           "--set", "pruning.rule=none")
+    parent_id = wait_for_finished_trials(client, 1, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith(
+        "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: ")
+    assert "Traceback" not in stderr
+    assert client.get_run(parent_id).info.status == "KILLED"
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    killed = [r for r in children_of(client, parent_id) if r.info.status == "KILLED"]
+    assert killed and all(r.data.tags["mltune.interrupted"] == "true" for r in killed)
+
+
 def test_networks_built_by_two_loops_at_once_have_their_seeds_weights(client):
     spec = mltune.load_spec(None, {"task": "tabular", "seed": 9})
     task = task_for(spec)
