@@ -59,6 +59,8 @@ def test_two_cpu_loops_train_two_packs_at_once_each_trial_numbered_once(client, 
     line = [x for x in out.splitlines() if x.startswith("Devices:")]
     assert line and line[0].startswith("Devices: trained on 2 devices: cpu#")
     assert "Devices:** trained on 2 devices" in parent.data.tags["mlflow.note.content"]
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/timeline.png" in report  # the report's trials per device over time
 
 
 def test_one_device_is_one_loop_and_says_so(client):
@@ -69,6 +71,9 @@ def test_one_device_is_one_loop_and_says_so(client):
     assert result.devices == {"cpu": 2}
     assert json.loads(client.get_run(result.parent_run_id).data.tags["mltune.devices"]) == \
         {"cpu": 2}
+    report = {a.path for a in client.list_artifacts(result.parent_run_id, "report")}
+    assert "report/optimisation_history.png" in report
+    assert "report/timeline.png" not in report  # one device: nothing a timeline would add
 
 
 def test_kill_9_with_two_cpu_loops_then_resume_ends_with_max_evals_trials(tracking_uri,

@@ -55,19 +55,28 @@ def pack_loop(session: Session, lane: Lane, sampler: Sampler, queued: list[Param
         sampler.tell(point, loss_of(outcome, spec.metric, spec.direction))
 
     while True:
-        with session.lock:  # the points chosen and numbered at once: shared with other loops
+        with session.lock:  # the first points chosen: shared with other loops
             if halted() or session.stop_reason() is not None or session.left <= 0:
                 return
-            more = None
-            if queued:  # start points, then a resumed search's interrupted ones
+            from_queue = bool(queued)
+            if from_queue:  # start points, then a resumed search's interrupted ones
                 points = _same_shape(queued, min(session.pack_limit, session.left),
                                      session.is_free)
             else:
                 points = [stash.pop(0)] if stash else sampler.ask(1)
                 if not points:
                     return  # no point left that is not pending: the space is spent
-            size = session.pack_size(points[0], lane)
-            if size > 1 and not queued:  # the sampler fills the pack, refills it as they end
+            fill = not queued  # the queue is spent: the sampler fills and refills this pack
+        size = session.pack_size(points[0], lane)  # measuring: the other loops go on
+        with session.lock:  # filled and numbered at once: the budget is never overspent
+            left = session.left
+            if session.stop_reason() is not None or left < len(points):
+                # other loops took the budget meanwhile: the points wait (or the search ends)
+                (queued if from_queue else stash)[:0] = points
+                continue
+            more = None
+            if fill and min(size, left) > 1:
+                size = min(size, left)
                 fixed = shape(points[0], session.is_free)
                 points += sampler.ask(size - len(points), fixed=fixed)
                 more = Refill(sampler, fixed, session.is_free, stash, misses=8 * size)

@@ -29,7 +29,6 @@ from mltune.search.trial import TrialRunner
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking.runs import SearchRun
-from mltune.training.device import RNG_LOCK
 from mltune.training.engine import Occupancy
 
 More = Callable[[int], Sequence[Mapping[str, Any]]]  # up to n more points for a pack's free slots
@@ -88,14 +87,14 @@ class Session:
 
     def pack_size(self, params: Mapping[str, Any], lane: Lane | None = None) -> int:
         """How many trials of this shape (``params``: the pack's first member) train at once
-        (on ``lane``'s device; the first's without one); never more than the budget has left."""
+        (on ``lane``'s device; the first's without one); never more than the budget has left.
+        Measured the first time a cost is asked (seconds): a loop asks outside ``lock``."""
         limit = min(self.pack_limit, self.left)
         if limit <= 1:
             return 1
         if self.spec.pack != "auto":
             return limit
-        with RNG_LOCK:  # its networks draw from the CPU's generator: not inside a seeded build
-            return (lane or self.lanes[0]).sizes.size(params, limit)
+        return (lane or self.lanes[0]).sizes.size(params, limit)
 
     def run_pack(self, points: Sequence[Mapping[str, Any]], more: More | None = None,
                  on_end: OnEnd | None = None, lane: Lane | None = None) -> list[TrialOutcome]:

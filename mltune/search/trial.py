@@ -35,7 +35,7 @@ from mltune.tracking import tags as T
 from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
-from mltune.training.device import seed_everything, seeded
+from mltune.training.device import RNG_LOCK, seed_everything, seeded
 from mltune.training.engine import AnyPack, Exploit, Member, Occupancy, make_pack, train
 from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
@@ -279,7 +279,8 @@ class TrialRunner:
     def rebuild(self, params: Mapping[str, Any]) -> nn.Module:
         """A network of ``params`` whose weights are not used: an exploit's new dropout
         rates are read from it."""
-        return self.task.build_model(params, self.data.meta)
+        with RNG_LOCK:  # it draws weights: never between another loop's seed and its build
+            return self.task.build_model(params, self.data.meta)
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return self.task.score(outputs, targets, self.data.meta)
