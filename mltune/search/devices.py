@@ -91,6 +91,9 @@ def run_lanes(lanes: Sequence[Lane], loop: Callable[[Lane, Callable[[], bool]], 
 
     def run(lane: Lane) -> None:
         try:
+            if lane.data is not None and lane.device.type == "cuda" \
+                    and lane.device.index is not None:
+                torch.cuda.set_device(lane.device)  # what this thread allocates unasked: there
             loop(lane, halt.is_set)
         except BaseException as exc:  # kept for the search's thread, which raises it
             errors.append(exc)
