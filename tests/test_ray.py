@@ -422,3 +422,28 @@ def test_a_worker_killed_mid_pack_loses_only_its_pack_and_the_search_ends_with_m
         assert again.count(tuple(sorted(child.data.params.items()))) == 1
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
     assert client.get_run(killed).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@needs_ray
+def test_sigterm_stops_every_workers_pack_and_prints_the_resume_command(tracking_uri, client):
+    from test_resume import wait_for_finished_trials
+
+    env = {**env_for_subprocess(tracking_uri), "RAY_AUTH_MODE": "disabled",
+           "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mltune", "tune", "--set", "task=tabular", "--backend", "ray",
+         "--parallelism", "2", "--pack", "2", "--max-evals", "40", "--epochs", "20",
+         "--device", "cpu", "--set", "pruning.rule=none"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent_id = wait_for_finished_trials(client, 1, process, timeout=180)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
+        f"mltune tune --config examples/digits.yaml --resume {parent_id}")
+    assert client.get_run(parent_id).info.status == "KILLED"
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    killed = [r for r in children_of(client, parent_id) if r.info.status == "KILLED"]
+    assert killed and all(r.data.tags["mltune.interrupted"] == "true" for r in killed)

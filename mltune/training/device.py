@@ -82,6 +82,9 @@ def _seed(seed: int, device: torch.device | None) -> None:
     if device is None:
         torch.manual_seed(seed)
         return
+    if device.type not in ("cpu", "cuda"):  # mps...: every generator, as torch seeds them
+        torch.manual_seed(seed)
+        return
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         with torch.cuda.device(device):  # this GPU's generator alone

@@ -323,6 +323,8 @@ class WorkerRunner:
                     self.occupancy.slot_s += slot_s
                     return [TrialOutcome(**o) for o in outcomes]
                 else:
+                    if stopping:  # the driver's own interrupt (SIGTERM, SIGINT) is the reason
+                        interrupts.check()
                     raise value
         except RayActorError as exc:
             self.actor = None
