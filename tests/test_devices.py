@@ -17,7 +17,7 @@ from test_resume import start_search, wait_for_finished_trials
 import mltune
 from mltune.core import interrupts
 from mltune.core.errors import SpecError
-from mltune.search.devices import STOPPED_BY_PEER, run_lanes
+from mltune.search.devices import STOPPED_BY_PEER, Lane, run_lanes
 from mltune.search.trial import TrialRunner
 from mltune.tasks import task_for
 from mltune.training.device import resolve_devices
@@ -147,7 +147,7 @@ def test_networks_built_by_two_loops_at_once_have_their_seeds_weights(client):
 
 
 def test_a_failing_loop_stops_the_other_and_its_error_is_raised():
-    lanes = [type("L", (), {"label": "cpu#1"})(), type("L", (), {"label": "cpu#2"})()]
+    lanes = [Lane(torch.device("cpu"), label, None, None, None) for label in ("cpu#1", "cpu#2")]
     stopped: list[str] = []
 
     def loop(lane, halted) -> None:
