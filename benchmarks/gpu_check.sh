@@ -36,5 +36,7 @@ step python3 benchmarks/throughput.py --device cuda --epochs 3 --size 64 --chann
 step python3 benchmarks/packing.py --device cuda --members 16
 step python3 benchmarks/gpu_sharing.py --workers 4 --epochs 2
 step python3 benchmarks/trials_per_hour.py --device cuda --trials 10 --epochs 5
+step python3 benchmarks/devices.py --device cuda --task image --trials 64 --epochs 2
 if [ -f benchmarks/ray_gpu_check.py ]; then step python3 benchmarks/ray_gpu_check.py; fi
+step python3 benchmarks/ray_packs.py --device cuda --task image --trials 64 --epochs 2
 echo "gpu_check done in ${SECONDS} s" | tee -a "$LOG"

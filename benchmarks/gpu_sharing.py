@@ -4,7 +4,7 @@ A small trial leaves most of a large GPU idle (kernel launches, not arithmetic, 
 Each worker process trains the same small CNN with ``mltune.train.fit`` for a fixed number of
 epochs on its own copy of the data; the aggregate samples/s of k concurrent workers is
 compared with the same k trainings run one at a time. This is what the Ray backend's
-fractional ``gpus_per_trial`` buys. On a machine without CUDA it says so and exits.
+fractional ``gpus_per_worker`` buys. On a machine without CUDA it says so and exits.
 
 Run: python benchmarks/gpu_sharing.py [--workers 4] [--epochs 3]
 The last line is JSON with sequential and concurrent samples/s and their ratio.

@@ -1,6 +1,6 @@
 """On a machine with a GPU: trials of the ray backend placed on it, several at once per GPU.
 
-A small digits search with ``gpus_per_trial: 0.25`` and ``parallelism: 4`` on a local Ray:
+A small digits search with ``gpus_per_worker: 0.25`` and ``parallelism: 4`` on a local Ray:
 prints, per trial, the device it trained on (tag ``mltune.device``) and its start/end, then how
 many trials ran at the same time. Exits 0 with "skipped: ..." where CUDA or Ray is missing;
 exits 1 when a trial did not run on the GPU or no two trials shared it.
@@ -58,7 +58,7 @@ def main() -> int:
     mlflow.set_tracking_uri(f"sqlite:///{Path(tempfile.mkdtemp()) / 'ray_gpu.db'}")
     spec = mltune.load_spec(None, {"max_evals": args.trials, "epochs": args.epochs,
                                    "seed": 0, "backend": "ray", "parallelism": 4,
-                                   "gpus_per_trial": 0.25, "cpus_per_trial": 1,
+                                   "gpus_per_worker": 0.25, "cpus_per_trial": 1,
                                    "device": "auto", "name": "ray-gpu-check",
                                    "registered_model": "ray-gpu-check"})
     result = mltune.tune(spec)
@@ -76,7 +76,7 @@ def main() -> int:
     concurrent = most_at_once([(r.info.start_time, r.info.end_time) for r in runs])
     on_gpu = sum(d.startswith("cuda") for d in devices)
     print(f"{on_gpu} of {len(runs)} trials on the GPU; at most {concurrent} at once "
-          "(gpus_per_trial 0.25, parallelism 4)")
+          "(gpus_per_worker 0.25, parallelism 4)")
     ok = on_gpu == len(runs) and concurrent >= 2
     print(json.dumps({"trials": len(runs), "on_gpu": on_gpu, "most_at_once": concurrent,
                       "devices": sorted(set(devices)), "ok": ok}))

@@ -30,7 +30,7 @@ from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report
 from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.loop import train_once, tune
-from mltune.search.result import SearchResult
+from mltune.search.result import SearchResult, shares_line
 from mltune.spec.build import load_spec
 from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.options import duration
@@ -133,7 +133,9 @@ spec_options = [
     click.option("--config", "-c", default="", help="Spec file (YAML). Default: digits CNN."),
     click.option("--epochs", type=OptionalInt, help="Epochs per trial."),
     click.option("--seed", type=OptionalInt, help="Seed of the search and of every trial."),
-    click.option("--device", default="", help="auto | cpu | cuda | cuda:N"),
+    click.option("--device", default="",
+                 help="auto | cpu | cuda (every GPU) | cuda:N | cuda:0,cuda:2 (a pack loop "
+                 "per device)"),
     click.option("--precision", default="",
                  help="auto | fp32 | bf16 | fp16 (auto: bf16 on a GPU that has it, else fp32)."),
     click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -163,12 +165,15 @@ def cli() -> None:
 @click.option("--metric", default="", help="Metric to optimise (one every trial logs).")
 @click.option("--mode", default="", help="max | min")
 @click.option("--backend", default="", help="local | ray")
-@click.option("--parallelism", type=OptionalInt, help="Concurrent trials.")
+@click.option("--parallelism", type=OptionalInt,
+              help="ray: workers, each training packs (local: one loop per device).")
 @click.option("--pack", default="", help="Trials trained at once as one fused network: auto "
               "(default: sized by the device) | N (1: one at a time).")
-@click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per trial.")
-@click.option("--gpus-per-trial", type=_Optional(float),
-              help="ray: GPUs per trial (0.25: four trials share one GPU).")
+@click.option("--cpus-per-trial", type=_Optional(float), help="ray: CPUs per worker.")
+@click.option("--gpus-per-worker", type=_Optional(float),
+              help="ray: GPUs per worker (0.5: two workers share one GPU).")
+@click.option("--gpus-per-trial", type=_Optional(float), hidden=True,
+              help="The old name of --gpus-per-worker.")
 @click.option("--ray-address", default="", help="ray: join this cluster (auto | host:port); "
               "default: start a local Ray for the search.")
 @click.option("--name", default="", help="Name of the search (the parent run).")
@@ -236,6 +241,8 @@ def summary(result: SearchResult) -> str:
         f"(run {best.run_id})",
         f"Best params: {params}",
     ]
+    if len(result.devices) > 1:
+        lines.append(f"Devices: trained on {shares_line(result.devices)}")
     if result.ensemble_run_id:
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
                             for m in result.ensemble_members)

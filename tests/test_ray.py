@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from conftest import REPO, all_runs, children_of, env_for_subprocess, tracking_store
 from mlflow.tracking import MlflowClient
 from serving import free_port
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
 
 import mltune
 from mltune.backends.ray.store import check_tracking_store, is_local_store, worker_tracking_uri
@@ -121,7 +125,7 @@ def test_parallel_trials_leave_the_record_of_a_local_search(cluster, client):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["mltune.search_id"] == parent.data.tags["mltune.search_id"]
-        assert child.data.tags["mltune.device"] == "cpu"
+        assert child.data.tags["mltune.device"] in {"cpu#1", "cpu#2"}  # one per worker
         assert "mltune.hyperopt_vals" not in child.data.tags  # resume reads the params
         assert child.data.params["activation"] in {"relu", "gelu", "tanh", "silu", "leaky_relu",
                                                    "elu"}
@@ -244,7 +248,7 @@ def test_without_ray_the_ray_backend_is_one_line_with_the_install_command(tracki
     assert process.returncode == 2
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1, process.stderr
-    assert lines[0].startswith("mltune: error: backend: 'ray' needs Ray Tune")
+    assert lines[0].startswith("mltune: error: backend: 'ray' needs Ray, which is not installed")
     assert "pip install 'mltune[ray]'" in lines[0]
     assert all_runs(client) == []  # refused before any run opened
 
@@ -271,6 +275,7 @@ def test_worker_tracking_uri_is_absolute(tmp_path, monkeypatch):
 BAD_RAY_KEYS = {
     "gpus_per_trial": (-1, "gpus_per_trial: -1 is not allowed; expected a number >= 0"),
     "gpus_per_trial ": (1.5, "gpus_per_trial: 1.5 is not allowed"),
+    "gpus_per_worker": (-1, "gpus_per_worker: -1 is not allowed; expected a number >= 0"),
     "cpus_per_trial": (0, "cpus_per_trial: 0 is not allowed; expected a number > 0"),
     "ray_address": ("", "ray_address: '' is not allowed; expected auto, host:port"),
 }
@@ -283,17 +288,29 @@ def test_bad_ray_keys_are_one_line(key):
         load_spec(None, {"backend": "ray", key.strip(): value})
 
 
-def test_cuda_with_ray_needs_a_gpu_per_trial():
-    with pytest.raises(SpecError, match="device: 'cuda' with backend ray needs gpus_per_trial"):
+def test_cuda_with_ray_needs_a_gpu_per_worker():
+    with pytest.raises(SpecError, match="device: 'cuda' with backend ray needs gpus_per_worker"):
         load_spec(None, {"backend": "ray", "device": "cuda"})
 
 
 def test_ray_keys_round_trip_through_the_spec_file():
-    spec = load_spec(None, {"backend": "ray", "parallelism": 4, "gpus_per_trial": 0.25,
+    spec = load_spec(None, {"backend": "ray", "parallelism": 4, "gpus_per_worker": 0.5,
                             "cpus_per_trial": 2, "ray_address": "auto"})
-    assert (spec.gpus_per_trial, spec.cpus_per_trial, spec.ray_address) == (0.25, 2.0, "auto")
+    assert (spec.gpus_per_worker, spec.cpus_per_trial, spec.ray_address) == (0.5, 2.0, "auto")
     assert build_spec(spec.to_dict()) == spec
+    assert "gpus_per_worker: 0.5" in yaml.safe_dump(spec.to_dict())
     assert load_spec(None, {}).ray_address is None
+
+
+def test_the_old_gpus_per_trial_key_is_read_as_gpus_per_worker_with_one_notice(caplog):
+    with caplog.at_level(logging.WARNING, logger="mltune.spec.build"):
+        spec = load_spec(None, {"backend": "ray", "gpus_per_trial": 0.5})
+    assert spec.gpus_per_worker == spec.gpus_per_trial == 0.5
+    assert [r.getMessage() for r in caplog.records] == [
+        "gpus_per_trial is now gpus_per_worker (each Ray worker trains packs); read as "
+        "gpus_per_worker: 0.5"]
+    with pytest.raises(SpecError, match="gpus_per_trial: given with gpus_per_worker"):
+        load_spec(None, {"gpus_per_trial": 1, "gpus_per_worker": 1})
 
 
 @needs_ray
@@ -311,3 +328,122 @@ def test_a_cluster_address_where_nothing_answers_is_one_line():
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(SpecError, match=rf"ray_address: '{address}': nothing answers at "):
         preflight(load_spec(None, {"backend": "ray", "ray_address": address}))
+
+
+# --- a pack per worker, on a Ray this process starts (ray.init), as a notebook user would ----
+
+PACKED = {"task": "tabular", "backend": "ray", "parallelism": 2, "pack": 4, "device": "cpu",
+          "seed": 3, "pruning": {"rule": "none"}}
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """``ray.init(num_cpus=2)`` in this process: searches join it (and leave it running)."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.mark.slow
+@needs_ray
+def test_two_workers_train_packs_of_four_each_member_a_trial_of_its_own(local_ray, client):
+    result = mltune.tune(load_spec(None, {**PACKED, "max_evals": 16, "epochs": 2,
+                                          "registered_model": "ray-packs"}))
+    children = children_of(client, result.parent_run_id)
+    assert [int(c.data.tags["mltune.trial"]) for c in children] == list(range(1, 17))
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.data.tags["mlflow.parentRunId"] == result.parent_run_id for c in children)
+    packs: dict[str, list] = {}
+    for child in children:
+        packs.setdefault(child.data.tags["mltune.pack"], []).append(child)
+    assert sorted(len(members) for members in packs.values()) == [4, 4, 4, 4]
+    assert all(len({c.data.tags["mltune.device"] for c in members}) == 1
+               for members in packs.values())  # a pack trains in one worker
+    workers = {c.data.tags["mltune.device"] for c in children}
+    assert workers == {"cpu#1", "cpu#2"}
+    one = [c for c in children if c.data.tags["mltune.device"] == "cpu#1"]
+    two = [c for c in children if c.data.tags["mltune.device"] == "cpu#2"]
+    assert any(overlapping([a, b]) for a in one for b in two), "2 workers at the same time"
+    points = [tuple(sorted(c.data.params.items())) for c in children]
+    assert len(set(points)) == 16
+    parent = client.get_run(result.parent_run_id)
+    assert json.loads(parent.data.tags["mltune.devices"]) == {"cpu#1": len(one),
+                                                              "cpu#2": len(two)}
+    assert 0 < parent.data.metrics["pack_occupancy"] <= 1
+    frame = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(3)
+    for child in (children[0], children[-1]):  # each member's own model, served
+        model = mlflow.pyfunc.load_model(child.data.tags["mltune.model_uri"])
+        assert len(model.predict(frame)) == 3
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_worker_killed_mid_pack_loses_only_its_pack_and_the_search_ends_with_max_evals(
+        local_ray, client):
+    import ray
+
+    spec = load_spec(None, {**PACKED, "max_evals": 12, "epochs": 12})
+    outcome: list = []
+    search = threading.Thread(target=lambda: outcome.append(mltune.tune(spec)))
+    search.start()
+    deadline = time.monotonic() + 240
+    killed = None
+    while killed is None and time.monotonic() < deadline:  # worker 1 inside a pack: kill it
+        runs = all_runs(client)
+        parents = [r for r in runs if r.data.tags.get("mltune.role") == "search"]
+        training = [r for r in runs if r.info.status == "RUNNING"
+                    and r.data.tags.get("mltune.device") == "cpu#1"
+                    and client.get_metric_history(r.info.run_id, "val_loss")]
+        if parents and training:
+            search_id = parents[0].data.tags["mltune.search_id"]
+            ray.kill(ray.get_actor(f"mltune-{search_id}-worker-1"))
+            killed = parents[0].info.run_id
+        time.sleep(0.1)
+    search.join(timeout=300)
+    assert killed is not None and outcome, "the search did not finish"
+    children = children_of(client, killed)
+    numbers = [int(c.data.tags["mltune.trial"]) for c in children]
+    assert len(numbers) == len(set(numbers))
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    lost = [c for c in children if c.info.status == "KILLED"]
+    assert len(finished) == 12 and outcome[0].finished == 12
+    assert lost and all(c.data.tags["mltune.interrupted"] == "true" for c in lost)
+    assert {c.data.tags["mltune.device"] for c in lost} == {"cpu#1"}
+    again = [tuple(sorted(c.data.params.items())) for c in finished]
+    for child in lost:  # each lost trial's point trained again, once
+        assert again.count(tuple(sorted(child.data.params.items()))) == 1
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    assert client.get_run(killed).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+@needs_ray
+def test_sigterm_stops_every_workers_pack_and_prints_the_resume_command(tracking_uri, client):
+    from test_resume import wait_for_finished_trials
+
+    env = {**env_for_subprocess(tracking_uri), "RAY_AUTH_MODE": "disabled",
+           "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mltune", "tune", "--set", "task=tabular", "--backend", "ray",
+         "--parallelism", "2", "--pack", "2", "--max-evals", "40", "--epochs", "20",
+         "--device", "cpu", "--set", "pruning.rule=none"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent_id = wait_for_finished_trials(client, 1, process, timeout=180)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
+        f"mltune tune --config examples/digits.yaml --resume {parent_id}")
+    assert client.get_run(parent_id).info.status == "KILLED"
+    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+    killed = [r for r in children_of(client, parent_id) if r.info.status == "KILLED"]
+    assert killed and all(r.data.tags["mltune.interrupted"] == "true" for r in killed)

@@ -22,6 +22,7 @@ class TrialOutcome:
     seconds: float = 0.0
     pack: int | None = None  # the pack it trained in, when packed
     epochs: int = 0  # the epochs it trained (fewer than the search's when stopped early)
+    device: str | None = None  # where it trained (``mltune.device``: ``cuda:1``, ``cpu#2``)
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)  # from JSON (a Ray worker's report) too

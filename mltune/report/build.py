@@ -123,6 +123,11 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "
             "where the search went, and where the good trials are.")
+    timeline = plots.timeline_info(frame)
+    if timeline is not None:
+        add(plots.draw_timeline(timeline), "timeline.png", "Trials per device over time",
+            "One bar per trial, one row per device (or Ray worker) it trained on: whether "
+            "every device was kept busy.")
     return Drawn(trials, files, sections, estimate)
 
 

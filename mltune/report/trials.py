@@ -23,6 +23,7 @@ from mltune.spec.space import log_scaled_params
 from mltune.tracking.links import server_address
 from mltune.tracking.tags import (
     BEST_EPOCH,
+    DEVICE,
     EPOCHS_RUN,
     ERROR,
     GATE,
@@ -39,6 +40,7 @@ PARAM, METRIC = "params.", "metrics."  # column prefixes, as in mlflow.search_ru
 # under early stopping, the best seen before a pruned trial was stopped), not the last epoch's.
 OBJECTIVE = "objective"
 HEAD = ["trial", "run_id", "status", OBJECTIVE, "duration_s", "epochs", "best_epoch"]
+WHERE = ["device", "start_ms", "end_ms"]  # where and when it trained (last, when known)
 LOSSES = ("train_loss", "val_loss")
 
 Curves = dict[int, dict[str, list[tuple[int, float]]]]  # trial -> metric -> (epoch, value)
@@ -152,6 +154,7 @@ def _row(run: Run, metric: str) -> dict[str, Any]:
     row.update({METRIC + k: v for k, v in sorted(data.metrics.items())})
     row.update({PARAM + k: typed(v) for k, v in sorted(data.params.items())})
     row["error"] = tags.get(ERROR)
+    row.update({"device": tags.get(DEVICE), "start_ms": info.start_time, "end_ms": ended})
     return row
 
 
@@ -184,7 +187,8 @@ def trials_frame(rows: list[dict[str, Any]], metric: str) -> tuple[pd.DataFrame,
         metric_columns.remove(METRIC + metric)
         metric_columns.insert(0, METRIC + metric)
     param_columns = sorted(c for c in frame.columns if c.startswith(PARAM))
-    frame = frame.reindex(columns=[*HEAD, *metric_columns, *param_columns, "error"])
+    where = [c for c in WHERE if c in frame.columns]
+    frame = frame.reindex(columns=[*HEAD, *metric_columns, *param_columns, "error", *where])
     frame[[OBJECTIVE, "duration_s"]] = frame[[OBJECTIVE, "duration_s"]].astype(float)
     frame[["epochs", "best_epoch"]] = frame[["epochs", "best_epoch"]].astype("Int64")
     names = [c.removeprefix(PARAM) for c in param_columns]

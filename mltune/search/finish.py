@@ -20,7 +20,7 @@ from mltune.data.splits import TaskData
 from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
 from mltune.report.build import REPORT_DIR, draw_report, publish_report
-from mltune.search.result import SearchResult
+from mltune.search.result import SearchResult, shares_line
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.links import run_url, server_address
@@ -160,6 +160,8 @@ def describe(result: SearchResult) -> str:
                      f"validation as one pack and judged on the fold mean ({spec.metric}, "
                      f"with {spec.metric}_std and fold_<i>/ beside it); a trial's own model "
                      "averages its fold networks; the holdout split is in no fold")
+    if len(result.devices) > 1:
+        lines.append(f"- **Devices:** trained on {shares_line(result.devices)}")
     if decision is not None:
         alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both
                  if decision.champion is None else "")

@@ -11,23 +11,29 @@ meanwhile) -> figures, report page, summary and description.
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import torch
 from mlflow.entities import RunStatus
 
 from mltune.core import interrupts
 from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.core.outcomes import TrialOutcome
+from mltune.data.folds import Fold
 from mltune.data.splits import TaskData
 from mltune.models.network import load
 from mltune.search import packs
 from mltune.search.backend import BACKENDS
 from mltune.search.crossval import search_folds
+from mltune.search.devices import Lane, LockedScheduler
 from mltune.search.ensemble import try_ensemble
 from mltune.search.finish import PendingReport, describe, log_best_figures, register_best
+from mltune.search.packs import PackSizes
 from mltune.search.refit import check_refit, try_refit
 from mltune.search.result import SearchResult, select_best
 from mltune.search.resume import ResumeState, resume_search
@@ -36,6 +42,7 @@ from mltune.search.session import Session
 from mltune.search.stopping import Progress
 from mltune.search.trial import TrialRunner
 from mltune.spec.build import with_model
+from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.rules import check_params
 from mltune.spec.space import build_space
@@ -46,10 +53,10 @@ from mltune.tracking import tags as T
 from mltune.tracking.background import Finisher
 from mltune.tracking.datasets import split_datasets
 from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
-from mltune.tracking.runs import mark_experiment, start_search
+from mltune.tracking.runs import SearchRun, mark_experiment, start_search
 from mltune.tracking.store import create_tables, share_sqlite_store
 from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
-from mltune.training.device import resolve_device
+from mltune.training.device import device_labels, resolve_device, resolve_devices
 from mltune.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -93,7 +100,8 @@ def tune(
     """
     share_sqlite_store()  # several searches may write to one local store at once
     spec, task = with_network(spec, model)
-    device = resolve_device(spec.device)
+    devices = resolve_devices(spec.device)  # one pack loop each (the local backend)
+    device = devices[0]  # the data's, a lone run's (refit, ensemble)
     backend = BACKENDS.get(spec.backend, field="backend")
     backend.preflight(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
@@ -104,7 +112,7 @@ def tune(
     pack_limit, _ = packs.pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     check_refit(spec, data)  # refit: true on streamed data: refused now
     folds = search_folds(spec, task, data)  # cv: k; what cannot be cross-validated: refused
-    if device.type == "cuda" and not gpu_metrics_available():
+    if any(d.type == "cuda" for d in devices) and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
     create_tables()  # a new local store: one process at a time runs MLflow's migrations
@@ -122,14 +130,9 @@ def tune(
         gc.freeze()  # what set-up made lives on: later collections need not scan it
         with interrupts.stop_on_signals():
             finisher = Finisher()
-            runner = TrialRunner(spec, task, data, search, device,
-                                 resolve_precision(spec.precision, device).name,
-                                 scheduler=make_scheduler(spec.pruning, spec.direction, space,
-                                                          spec.seed),
-                                 finish=finisher.submit, folds=folds)
-            session = Session(spec, task, data, search, device, runner,
-                              Progress(spec, search.log_best, progress, history.outcomes),
-                              history, pack_limit)
+            session = _session(spec, task, data, search, devices, finisher, space, progress,
+                               history, pack_limit, folds)
+            runner = session.runner
             try:
                 backend.run(session, space)
             finally:
@@ -138,7 +141,7 @@ def tune(
         if (spec.ensemble or 0) > 1:  # trials' own models averaged; a failure costs a tag
             ensemble, result.ensemble_error = try_ensemble(spec, task, data, search, device,
                                                            result.trials, result.best,
-                                                           runner.oof if folds else None,
+                                                           session.out_of_fold() if folds else None,
                                                            runner.precision)
             if ensemble is not None:
                 result.ensemble_members, result.ensemble_value = (ensemble.members,
@@ -151,6 +154,7 @@ def tune(
             if refit is not None:
                 result.refit_run_id, result.refit_model_uri = refit.run_id, refit.model_uri
                 result.refit_epochs = refit.epochs
+        occupancy = session.occupancy()
         report = PendingReport.start(search)  # figures drawn while the best is registered
         register_best(result, search, data)
         log_best_figures(task, data, result, search)
@@ -160,12 +164,14 @@ def tune(
             metrics={"trials_finished": result.finished, "trials_failed": result.failed,
                      "trials_pruned": result.pruned, "epochs_trained": result.epochs_trained,
                      "epochs_without_pruning": result.epochs_without_pruning,
-                     **({"pack_occupancy": runner.occupancy.share}
-                        if runner.occupancy.share is not None else {})},
+                     "devices": len(result.devices),
+                     **({"pack_occupancy": occupancy.share}
+                        if occupancy.share is not None else {})},
             tags={T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
                   **({T.REFIT_RUN_ID: result.refit_run_id} if result.refit_run_id else {}),
                   **({T.ENSEMBLE_RUN_ID: result.ensemble_run_id}
                      if result.ensemble_run_id else {}),
+                  T.DEVICES: json.dumps(result.devices),
                   T.STOP_REASON: session.stop_reason() or (
                       "max_evals reached" if spec.max_evals is not None else "space spent"),
                   T.NOTE: describe(result)},
@@ -186,12 +192,44 @@ def tune(
     return result
 
 
+def _session(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
+             devices: list[torch.device], finisher: Finisher, space: Space,
+             progress: Display | None, history: ResumeState, pack_limit: int,
+             folds: list[Fold] | None = None) -> Session:
+    """The running search: one lane per device (the data moved to each once, a runner on
+    each, the folds too), one scheduler for them all; more than one device needs the local
+    backend."""
+    if spec.backend != "local":
+        devices = devices[:1]  # a remote worker chooses its own device
+    scheduler: Any = make_scheduler(spec.pruning, spec.direction, space, spec.seed)
+    lock = threading.RLock()
+    if len(devices) > 1:
+        scheduler = LockedScheduler(scheduler, lock)
+    lanes, sizes = [], {}  # loops on one device share its measured pack sizes
+    for device, label in zip(devices, device_labels(devices), strict=True):
+        on_device = data if device == data.x_train.device else data.to(device)
+        runner = TrialRunner(spec, task, on_device, search, device,
+                             resolve_precision(spec.precision, device).name,
+                             scheduler=scheduler, finish=finisher.submit, label=label,
+                             folds=[f.to(device) for f in folds] if folds else None)
+        if device not in sizes:
+            sizes[device] = PackSizes(task, on_device, device, spec.precision)
+        lanes.append(Lane(device, label, on_device, runner, sizes[device]))
+    if len(lanes) > 1:
+        log.info("training on %d devices at once: %s", len(lanes),
+                 ", ".join(lane.label for lane in lanes))
+    session = Session(spec, task, data, search, devices[0], lanes[0].runner,
+                      Progress(spec, search.log_best, progress, history.outcomes),
+                      history, pack_limit, lanes=lanes, lock=lock)
+    return session
+
+
 def _result(spec: SearchSpec, session: Session) -> SearchResult:
     outcomes = sorted(session.all_outcomes, key=lambda o: o.number)  # they end out of order
     best = select_best(outcomes, spec.metric, spec.direction)
     search = session.search
     return SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
-                        outcomes, best)
+                        outcomes, best, devices=session.device_shares())
 
 
 def train_once(spec: SearchSpec, params: Mapping[str, Any],

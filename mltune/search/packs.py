@@ -30,6 +30,7 @@ from mltune.models.network import one_line
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import first_point
 from mltune.tasks.base import Task
+from mltune.training.device import RNG_LOCK
 from mltune.training.fit import batch_layout
 from mltune.training.optim import make_optimizer
 from mltune.training.packed_optim import make_packed_optimizer
@@ -112,10 +113,7 @@ def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str |
     if requested == 1:
         return 1, None
     reason, tell = None, log.info
-    if spec.backend != "local":
-        reason = (f"the {spec.backend} backend trains one trial per worker (a pack per worker "
-                  "is not built yet)")
-    elif spec.compile:
+    if spec.compile:
         reason = "compile: true compiles each trial's own network"
     else:
         # a point of the space, not the task's defaults: a space may rule those out
@@ -141,7 +139,7 @@ def memory_size(task: Task, data: TaskData, params: Mapping[str, Any],
                 device: torch.device, limit: int) -> int:
     """Members of this shape that fit on a GPU: one member's dry step on a batch, then as
     many as half the free memory holds (``limit`` at most)."""
-    network = task.build_model(params, data.meta)
+    network = _build(task, params, data)
     batch = int(params.get("batch_size", 64))
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
@@ -225,7 +223,7 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
     ``MAX_TIMED_STEPS`` (and once ``SLOW_STEP_S`` is spent, no more). The fastest, as
     ``timeit`` advises: a step is slower than it can be
     only for outside reasons (another process on the cores), which say nothing of K."""
-    networks = [task.build_model(params, data.meta) for _ in range(k)]
+    networks = [_build(task, params, data) for _ in range(k)]
     if k == 1:
         model: nn.Module = networks[0].to(device)
         optimizer: Any = make_optimizer(model, dict(params))
@@ -260,6 +258,14 @@ def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: 
     return max(fastest, 1e-9)
 
 
+def _build(task: Task, params: Mapping[str, Any], data: TaskData) -> nn.Module:
+    """A network to measure (its weights unused): built under ``RNG_LOCK``, never between
+    another loop's seeding and its build; the timing itself runs outside it, so loops on other
+    devices go on meanwhile."""
+    with RNG_LOCK:
+        return task.build_model(params, data.meta)
+
+
 def _count(shapes: tuple[tuple[str, tuple[int, ...]], ...]) -> int:
     return sum(math.prod(shape) for _, shape in shapes)
 
@@ -286,7 +292,7 @@ class PackSizes:
     def size(self, params: Mapping[str, Any], limit: int) -> int:
         """Members for a pack whose first point is ``params``: ``limit`` at most."""
         full = self.task.with_defaults(params)
-        key = cost_key(full, self.task.build_model(full, self.data.meta))
+        key = cost_key(full, _build(self.task, full, self.data))
         if key not in self.measured:
             near = self.near(key)
             self.measured[key] = self.measure(params, limit) if near is None else near

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class SearchResult:
     ensemble_members: list[dict[str, Any]] = field(default_factory=list)
     ensemble_value: float | None = None
     ensemble_error: str | None = None
+    # trials by the device they trained on (``mltune.device``): several with one pack loop
+    # per device
+    devices: dict[str, int] = field(default_factory=dict)
 
     @property
     def best_value(self) -> float:
@@ -81,3 +85,11 @@ def select_best(outcomes: list[TrialOutcome], metric: str, direction: Direction)
         raise SearchError(f"no trial finished with metric {metric!r}: "
                           f"{failed} of {len(outcomes)} trials failed{detail}")
     return best
+
+
+def shares_line(counts: Mapping[str, int]) -> str:
+    """``2 devices: cuda:0 12 trials (55%), cuda:1 10 (45%)``."""
+    total = sum(counts.values()) or 1
+    parts = [f"{label} {n}{' trials' if i == 0 else ''} ({100 * n / total:.0f}%)"
+             for i, (label, n) in enumerate(counts.items())]
+    return f"{len(counts)} device{'s' if len(counts) != 1 else ''}: {', '.join(parts)}"

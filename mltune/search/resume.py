@@ -136,7 +136,8 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: Space,
             metrics={spec.metric: float(objective)} if objective else {},
             model_uri=run.data.tags.get(T.MODEL_URI),
             error=run.data.tags.get(T.ERROR),
-            epochs=int(run.data.tags.get(T.EPOCHS_RUN, "0") or 0))
+            epochs=int(run.data.tags.get(T.EPOCHS_RUN, "0") or 0),
+            device=run.data.tags.get(T.DEVICE))
         state.outcomes.append(outcome)
     ran = [o.params for o in state.outcomes]
     for point in interrupted:  # a point killed twice (two attempts) runs again once

@@ -38,7 +38,7 @@ from mltune.tracking import tags as T
 from mltune.tracking.background import inline
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, TrialRun, describe_error
-from mltune.training.device import seed_everything
+from mltune.training.device import RNG_LOCK, seed_everything, seeded
 from mltune.training.engine import AnyPack, Exploit, Member, Occupancy, make_pack, train
 from mltune.training.fit import EarlyStopping, FitResult
 from mltune.training.packing import Pack
@@ -78,11 +78,12 @@ class _Trials:
 
     def open(self, runner: TrialRunner, number: int, params: Mapping[str, Any]) -> int:
         """Open trial ``number``'s run and build its network; its index here."""
-        outcome = TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=self.pack)
+        outcome = TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=self.pack,
+                               device=runner.label)
         self.outcomes.append(outcome)
         run = TrialRun.open(runner.search, number, outcome.params, runner.device,
                             run_name=self.run_name, precision=runner.precision,
-                            pack=self.pack)
+                            pack=self.pack, extra_tags={T.DEVICE: runner.label})
         self.runs.append(run)
         outcome.run_id = run.run_id
         runner.scheduler.on_start(number, outcome.params)
@@ -105,12 +106,13 @@ class TrialRunner:
     def __init__(self, spec: SearchSpec, task: Task, data: TaskData, search: SearchRun | None,
                  device: torch.device, precision: str, scheduler: Scheduler | None = None,
                  finish: Finish = inline, raise_failures: bool = False,
-                 folds: Sequence[Fold] | None = None) -> None:
+                 folds: Sequence[Fold] | None = None, label: str | None = None) -> None:
         self.spec, self.task, self.data, self.search = spec, task, data, search
         self.folds = list(folds) if folds else None
         self.train_data = pooled(data) if self.folds else data  # what the engine trains on
         self.oof: dict[int, torch.Tensor] = {}
         self.device, self.precision = device, precision
+        self.label = label or str(device)  # its trials' ``mltune.device`` (``cpu#2``...)
         self.scheduler = scheduler or NoScheduler(spec.pruning, spec.direction)
         self.finish = finish
         self.raise_failures = raise_failures  # one run alone (``mltune train``): its error
@@ -237,7 +239,8 @@ class TrialRunner:
         pack = make_pack([n for t in group for n in trials.networks[t]],
                          compile_model=spec.compile)
         if isinstance(pack, Pack):
-            seed_everything(spec.seed + outcomes[group[0]].number)  # the fused pack's dropout
+            seed_everything(spec.seed + outcomes[group[0]].number,  # the fused pack's dropout
+                            self.device)
         finished: list[tuple[Trained, TrialOutcome]] = []
 
         def leave(js: list[int]) -> None:
@@ -323,13 +326,14 @@ class TrialRunner:
         """Trial ``number``'s network: its initial weights (and dropout draws) come from the
         search's seed plus its number; the batch order is the search's (``seed``), the same
         for every trial, packed or not."""
-        seed_everything(self.spec.seed + number)
-        return self.task.build_model(params, self.data.meta)
+        with seeded(self.spec.seed + number, self.device):  # one loop's build at a time
+            return self.task.build_model(params, self.data.meta)
 
     def rebuild(self, params: Mapping[str, Any]) -> nn.Module:
         """A network of ``params`` whose weights are not used: an exploit's new dropout
         rates are read from it."""
-        return self.task.build_model(params, self.data.meta)
+        with RNG_LOCK:  # it draws weights: never between another loop's seed and its build
+            return self.task.build_model(params, self.data.meta)
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return self.task.score(outputs, targets, self.data.meta)

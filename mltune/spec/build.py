@@ -8,6 +8,7 @@ value received and what is allowed.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -43,13 +44,16 @@ from mltune.spec.space import build_space
 from mltune.spec.start import check_start
 from mltune.spec.tasks import TASKS
 
+log = logging.getLogger(__name__)
 MODES = ("max", "min")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_LISTED_DEVICE = re.compile(r"^(cpu|cuda:\d+|mps)$")  # an entry of a list: one device each
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 TOP_LEVEL_KEYS = tuple(f.name for f in SearchSpec.__dataclass_fields__.values()
                        if f.metadata != NOT_A_KEY)
+RENAMED = {"gpus_per_trial": "gpus_per_worker"}  # old key -> new: still read, with a notice
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -159,7 +163,7 @@ def expand_references(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
     for key in raw:
-        if key not in TOP_LEVEL_KEYS:
+        if key not in TOP_LEVEL_KEYS and key not in RENAMED:
             raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
         if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
             raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
@@ -189,9 +193,8 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     if start and max_evals is not None and len(start) > max_evals:
         raise SpecError(f"start: {len(start)} points, more than max_evals ({max_evals}) "
                         "trials; give at most max_evals points or raise max_evals")
-    device = string(raw, "device", "auto")
-    if not _DEVICE.match(device):
-        raise SpecError(f"device: {device!r} is not allowed; expected auto, cpu, cuda or cuda:N")
+    device = _device("auto" if raw.get("device") in (None, "") else raw["device"],
+                     raw.get("backend"))
     return SearchSpec(
         name=string(raw, "name", f"{task.name}-search"),
         task=task.name,
@@ -234,6 +237,29 @@ def with_model(spec: SearchSpec, model: Any) -> SearchSpec:
     return build_spec(raw)
 
 
+def _device(value: Any, backend: Any) -> str:
+    """``device``: one name, or a list of devices (YAML ``[cuda:0, cuda:2]``, or the same
+    comma-separated from the CLI), one pack loop each; kept as one comma-separated string."""
+    allowed = ("expected auto, cpu, cuda (every GPU), cuda:N, mps, or a list of cpu / cuda:N "
+               "entries ([cuda:0, cuda:2]; [cpu, cpu]: two pack loops on the CPU)")
+    if isinstance(value, str) and "," not in value:
+        if not _DEVICE.match(value.strip()):
+            raise SpecError(f"device: {value!r} is not allowed; {allowed}")
+        return value.strip()
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise SpecError(f"device: {value!r} is not allowed; {allowed}")
+    for entry in entries:
+        if not isinstance(entry, str) or not _LISTED_DEVICE.match(entry.strip()):
+            raise SpecError(f"device: entry {entry!r} of {list(entries)!r} is not allowed; "
+                            f"{allowed}")
+    if len(entries) > 1 and backend not in (None, "local"):
+        raise SpecError(f"device: {list(entries)!r} with backend {backend!r} is not allowed; "
+                        "a list of devices is for backend local (a Ray worker trains on the "
+                        "GPU Ray gives it)")
+    return ",".join(entry.strip() for entry in entries)
+
+
 def _pack(value: Any) -> int | str:
     """``pack``: ``auto`` (sized by the device) or how many trials train at once (1: off)."""
     if value == "auto":
@@ -247,21 +273,29 @@ def _pack(value: Any) -> int | str:
 
 
 def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
-    """Resources per trial and the cluster to join (used by ``backend: ray``)."""
+    """Resources per Ray worker and the cluster to join (used by ``backend: ray``)."""
     cpus = number(raw, "cpus_per_trial", 1, above=0)
-    gpus = raw.get("gpus_per_trial", 0)
+    key = "gpus_per_worker"
+    if "gpus_per_trial" in raw:  # the key before workers trained packs
+        if "gpus_per_worker" in raw:
+            raise SpecError("gpus_per_trial: given with gpus_per_worker, which replaces it; "
+                            "keep gpus_per_worker alone")
+        key = "gpus_per_trial"
+        log.warning("gpus_per_trial is now gpus_per_worker (each Ray worker trains packs); "
+                    "read as gpus_per_worker: %s", raw[key])
+    gpus = raw.get(key, 0)
     if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0 or (
             gpus > 1 and not float(gpus).is_integer()):
-        raise SpecError(f"gpus_per_trial: {gpus!r} is not allowed; expected a number >= 0, "
-                        "a fraction up to 1 (0.25: four trials share a GPU) or a whole number")
+        raise SpecError(f"{key}: {gpus!r} is not allowed; expected a number >= 0, "
+                        "a fraction up to 1 (0.5: two workers share a GPU) or a whole number")
     if raw.get("backend") == "ray" and device.startswith("cuda") and not gpus:
-        raise SpecError(f"device: {device!r} with backend ray needs gpus_per_trial > 0 "
-                        "(Ray gives a trial a GPU only when it reserves one)")
+        raise SpecError(f"device: {device!r} with backend ray needs gpus_per_worker > 0 "
+                        "(Ray gives a worker a GPU only when it reserves one)")
     address = raw.get("ray_address")
     if address is not None and (not isinstance(address, str) or not address.strip()):
         raise SpecError(f"ray_address: {address!r} is not allowed; expected auto, host:port "
                         "or ray://host:port (or leave it out to start a local Ray)")
-    return {"cpus_per_trial": float(cpus), "gpus_per_trial": float(gpus),
+    return {"cpus_per_trial": float(cpus), "gpus_per_worker": float(gpus),
             "ray_address": address.strip() if address else None}
 
 

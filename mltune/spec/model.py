@@ -115,7 +115,7 @@ class SearchSpec:
     algo: str
     seed: int
     epochs: int
-    device: str
+    device: str  # auto | cpu | cuda (every GPU) | cuda:N | mps | cuda:0,cuda:2 (a list)
     backend: str
     parallelism: int
     registered_model: str
@@ -138,8 +138,10 @@ class SearchSpec:
     # after the search: the registered model averages up to N trials chosen by greedy ensemble
     # selection (``mltune.search.ensemble``); None or 1: off (the best trial's model alone)
     ensemble: int | None = None
-    cpus_per_trial: float = 1.0  # ray: CPUs each trial reserves (fractions allowed)
-    gpus_per_trial: float = 0.0  # ray: GPUs each trial reserves; 0.25 -> four trials per GPU
+    cpus_per_trial: float = 1.0  # ray: CPUs each worker reserves (fractions allowed)
+    # ray: GPUs each worker reserves (it trains packs on them); 0.5 -> two workers per GPU.
+    # Read from the old key ``gpus_per_trial`` too
+    gpus_per_worker: float = 0.0
     ray_address: str | None = None  # ray: None starts a local Ray; "auto" / "host:port" joins
     # the network: None (the task's own family), a family's name, a reference to the user's
     # callable (``nets.py:build``, ``pkg.mod:build``) or, from Python, the callable itself
@@ -156,6 +158,11 @@ class SearchSpec:
         ``TIME_ONLY_TRIALS`` (what a sampler's random start-up and an ``auto`` pack size are
         sized from; the search itself runs until the time budget is spent)."""
         return self.max_evals if self.max_evals is not None else TIME_ONLY_TRIALS
+
+    @property
+    def gpus_per_trial(self) -> float:
+        """The old name of ``gpus_per_worker``, for code written against it."""
+        return self.gpus_per_worker
 
     @property
     def direction(self) -> Direction:

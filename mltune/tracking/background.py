@@ -8,16 +8,22 @@ trial's run in the background while the next trial logs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache
 from typing import Any
 
+_SENDER: list[ThreadPoolExecutor] = []
+_SENDER_LOCK = threading.Lock()
 
-@cache
+
 def _sender() -> ThreadPoolExecutor:
-    """One thread that sends metrics in the order they were logged, while training goes on."""
-    return ThreadPoolExecutor(1, thread_name_prefix="mltune-metrics")
+    """One thread that sends metrics in the order they were logged, while training goes on
+    (one for the process, whichever device's loop logs: made under a lock)."""
+    with _SENDER_LOCK:
+        if not _SENDER:
+            _SENDER.append(ThreadPoolExecutor(1, thread_name_prefix="mltune-metrics"))
+        return _SENDER[0]
 
 
 def send_later(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
@@ -35,25 +41,32 @@ class Finisher:
 
     A model is dozens of files; against a tracking server that is dozens of HTTP calls
     (1-2 s a trial on 127.0.0.1). Jobs run in order, one at a time; ``drain`` waits for them
-    (the search does before it picks the best trial). A job records its own failure.
+    (the search does before it picks the best trial). A job records its own failure. The
+    loops of several devices submit to one finisher (``submit`` is safe from any thread).
     """
 
     def __init__(self, backlog: int = 1) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-finish")
         self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()
         self.backlog = backlog  # jobs waiting at most: what a slow server may hold in memory
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue ``job``; when ``backlog`` jobs already wait, first wait for the oldest (so
         a slow tracking server slows the search down instead of piling up networks)."""
-        self._pending = [f for f in self._pending if not f.done()]
-        while len(self._pending) > self.backlog:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(job))
+        while True:
+            with self._lock:
+                self._pending = [f for f in self._pending if not f.done()]
+                if len(self._pending) <= self.backlog:
+                    self._pending.append(self._pool.submit(job))
+                    return
+                oldest = self._pending[0]
+            oldest.result()  # outside the lock: another loop may submit meanwhile
 
     def drain(self) -> None:
         """Wait for every job submitted so far."""
-        pending, self._pending = self._pending, []
+        with self._lock:
+            pending, self._pending = self._pending, []
         for future in pending:
             future.result()
 

@@ -28,6 +28,7 @@ REFIT_RUN_ID = "mltune.refit_run_id"  # the refit run whose model was registered
 REFIT_ERROR = "mltune.refit_error"  # why the refit failed (the best trial's model registered)
 ENSEMBLE_RUN_ID = "mltune.ensemble_run_id"  # the ensemble run whose model was registered
 ENSEMBLE_ERROR = "mltune.ensemble_error"  # why no ensemble was made (the single one registered)
+DEVICES = "mltune.devices"  # JSON {device: trials}: where the search's trials trained
 ENSEMBLE_MEMBERS = "mltune.ensemble.members"  # JSON [{trial, run_id, weight}] (run and version)
 
 # -- on each trial's run ----------------------------------------------------------------------

@@ -42,7 +42,10 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
         name = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     elif name == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise SpecError("precision: 'bf16' is not supported by this GPU; use fp16, fp32 or auto")
-    if cuda:  # TF32 for what stays fp32, unless full fp32 was asked for
+    if cuda and torch.backends.cuda.matmul.allow_tf32 != (name != "fp32"):
+        # TF32 for what stays fp32, unless full fp32 was asked for: process-wide flags,
+        # written once per search (the first trial's), read by every later one and by the
+        # other devices' loops, which run the same precision
         torch.backends.cuda.matmul.allow_tf32 = name != "fp32"
         torch.backends.cudnn.allow_tf32 = name != "fp32"
     return Precision(name, device.type)

@@ -1,9 +1,11 @@
-"""The ray backend: trials in parallel on Ray Tune, searched by the spec's sampler (any ``algo``).
+"""The ray backend: a pack per Ray worker, searched by the spec's sampler (any ``algo``).
 
 The driver (this process) holds the parent run, the search's bookkeeping and the sampler; each
-trial trains in a Ray worker, which opens its own child run with ``parent_run_id`` and logs it
-exactly like a local trial (``mltune.search.trial.TrialRunner``). The data is prepared once,
-here, and shipped through Ray's object store.
+worker (a Ray actor, ``parallelism`` of them, ``cpus_per_trial`` CPUs and ``gpus_per_worker``
+GPUs each) trains packs as a local device does, opening a child run per member with
+``parent_run_id`` and logging it exactly like a local trial
+(``mltune.search.trial.TrialRunner``). The data is prepared once, here, and shipped through
+Ray's object store. Why actors rather than Ray Tune: ``runner``'s docstring.
 
 This module imports without Ray; everything that needs it lives in ``runner``.
 """
@@ -24,10 +26,10 @@ INSTALL = "pip install 'mltune[ray]'"
 def preflight(spec: SearchSpec) -> None:
     """Refuse what cannot run, before any data is read or any run is opened."""
     try:
-        import ray.tune  # noqa: F401
+        import ray  # noqa: F401
     except ImportError as exc:
         missing = exc.name or "ray"
-        raise SpecError(f"backend: 'ray' needs Ray Tune, which is not installed (no module "
+        raise SpecError(f"backend: 'ray' needs Ray, which is not installed (no module "
                         f"{missing!r}); install it with: {INSTALL}") from None
     if spec.ray_address is not None:
         check_reachable(spec.ray_address)
@@ -56,7 +58,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 class RayBackend:
-    """Trials in parallel in Ray Tune workers (``runner``), each logged like a local trial."""
+    """Packs in parallel in Ray workers (``runner``), each member logged like a local trial."""
 
     def preflight(self, spec: SearchSpec) -> None:
         preflight(spec)

@@ -1,28 +1,37 @@
-"""The Ray Tune side of the ray backend (imported only when Ray is installed).
+"""The Ray side of the ray backend (imported only when Ray is installed): a pack per worker.
 
-Driver: ``run_search`` starts (or joins) Ray, hands Tune a ``SamplerSearch`` (the spec's sampler
-from the catalog, behind Tune's ``Searcher``) that numbers its trials from the search's
-``Session``, and records each outcome through ``Session.record`` as it
-arrives, so the parent's ``best_<metric>``, the progress bar and the stop rules work as with the
-local backend. Workers: ``train_in_worker`` trains one trial with ``TrialRunner`` (the same code
-the local backend runs) and reports the outcome back.
+The layer: Ray core actors, driven by mltune's own pack loop (``search.packloop``), not Ray
+Tune. A worker is a ``PackWorker`` actor holding the search's data on its device (moved there
+once) and a ``TrialRunner``: it trains one pack at a time, exactly as a local device does
+(fused members, refills at epoch ends, its own child runs under the one parent), and its pack
+sizes are measured on its own device. The driver keeps everything a search shares: the
+sampler (a point pending in one pack only), the numbering, the stop rules, progress and the
+parent run; each worker is a lane of the pack loop, driven from a thread of the driver through
+``WorkerRunner``, which relays the worker's events (a slot to refill, a trial that ended, the
+pack done). Tune would have to see a pack as one trial whose members come and go at epoch
+ends, ask the sampler through its ``Searcher`` for points that are not trials, and it kills
+the trial's worker on a stop, leaving runs to be closed from outside; with actors the loop,
+its refills and its bookkeeping are the local backend's own code, and Ray only places workers
+and carries calls.
 
-Pruning uses mltune's own rules (median, asha) in a small actor that every trial asks after each
-epoch: the worker then ends its run KILLED with ``mltune.pruned`` itself, as a local trial does.
-(Ray's schedulers would kill the worker instead, leaving its run to be closed from outside.)
+A worker that dies (killed, out of host memory, node lost) loses only the pack it was
+training: its unfinished trials' runs are closed KILLED (``mltune.interrupted``), their points
+run again first (``LaneLost``), and a new worker takes its place (up to ``MAX_RESTARTS``
+times); the search ends with its whole budget. Pruning uses mltune's own rules in a small
+actor that every worker asks after each epoch (``SchedulerActor``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
+import pickle
+import queue
 import signal
-import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,18 +40,18 @@ import ray
 import torch
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
-from ray import tune
-from ray.experimental import internal_kv
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.exceptions import RayActorError
 
 from mltune.backends.ray.store import check_tracking_store, worker_env, worker_tracking_uri
 from mltune.core import interrupts
-from mltune.core.environ import temporarily
+from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
-from mltune.core.terms import Direction, TrialStatus
+from mltune.core.terms import Direction
 from mltune.data.splits import TaskData
-from mltune.search.resume import resumed_sampler
-from mltune.search.samplers.base import Params, Sampler, loss_of
+from mltune.search.crossval import search_folds
+from mltune.search.devices import Lane, LaneLost
+from mltune.search.packloop import run_loops
+from mltune.search.packs import PackSizes
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Decision
 from mltune.search.session import Session
@@ -53,10 +62,13 @@ from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.runs import SearchRun
 from mltune.training.device import resolve_device
+from mltune.training.engine import Occupancy
 from mltune.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
-OUTCOME, LOSS = "mltune_outcome", "loss"
+POLL_S = 0.5  # how long a worker holds the driver's ask for its next event
+MAX_RESTARTS = 3  # new workers a lane may start after its worker died
+Members = list[tuple[int, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -90,10 +102,10 @@ class SchedulerActor:
 
 
 def worker_device(spec: SearchSpec) -> torch.device:
-    """The GPU Ray gave this trial (Ray sets CUDA_VISIBLE_DEVICES to it), else the CPU."""
+    """The GPU Ray gave this worker (Ray sets CUDA_VISIBLE_DEVICES to it), else the CPU."""
     if spec.device == "cpu":
         return torch.device("cpu")
-    if spec.gpus_per_trial > 0 and ray.get_gpu_ids() and torch.cuda.is_available():
+    if spec.gpus_per_worker > 0 and ray.get_gpu_ids() and torch.cuda.is_available():
         return torch.device("cuda", 0)
     if spec.device == "auto":
         return torch.device("cpu")
@@ -116,154 +128,6 @@ class ActorScheduler:
 
     def on_end(self, trial: int) -> None:
         self.actor.on_end.remote(trial)
-
-
-def train_in_worker(config: dict[str, Any], data: TaskData | None = None,
-                    context: TrialContext | None = None, scheduler: Any = None) -> None:
-    """One trial in a Ray worker: a child run opened here, the outcome reported to the driver."""
-    assert data is not None and context is not None
-    os.environ.pop("MLFLOW_RUN_ID", None)  # never log into the parent (mlflow#15713)
-    mlflow.set_tracking_uri(context.tracking_uri)
-    spec = context.spec
-    torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
-    device = worker_device(spec)
-    search = SearchRun(context.parent_run_id, context.experiment_id, context.search_id,
-                       MlflowClient())
-    runner = TrialRunner(spec, context.task, data.to(device), search, device,
-                         resolve_precision(spec.precision, device).name,
-                         scheduler=ActorScheduler(scheduler) if scheduler is not None else None)
-    try:
-        with stop_when_told(stop_key(context.search_id)):
-            outcome = runner.run_params(config["number"], config["params"])
-    except KeyboardInterrupt:
-        return  # the search was interrupted: the run is KILLED, nothing to report
-    tune.report({LOSS: loss_of(outcome, spec.metric, spec.direction),
-                 OUTCOME: json.dumps(asdict(outcome))})
-
-
-def stop_key(search_id: str) -> bytes:
-    return f"mltune-stop-{search_id}".encode()
-
-
-@contextlib.contextmanager
-def stop_when_told(key: bytes, every_s: float = 0.5) -> Iterator[None]:
-    """In a worker: when the driver is interrupted (it sets ``key`` in Ray's key-value store),
-    the trial stops at its next batch, as a local trial does on Ctrl-C, and ends KILLED."""
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(every_s):
-            if internal_kv._internal_kv_get(key):
-                interrupts.request("SIGINT")
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True, name="mltune-stop-watch")
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
-        interrupts.clear()  # this worker process may train the next search's trials
-
-
-class SamplerSearch(Searcher):
-    """Tune's searcher over the search's ``Sampler``: each trial gets its number and its
-    decoded point (config ``{"number", "params"}``), and its loss is told back.
-
-    The number is given here, in the driver, so numbers stay unique however trials interleave.
-    A resumed search's interrupted points come first. When a stop rule fires, no new trial
-    starts; the ones running finish.
-    """
-
-    def __init__(self, sampler: Sampler, session: Session) -> None:
-        super().__init__(metric=LOSS, mode="min")
-        self.sampler: Sampler | None = sampler
-        self.session: Session | None = session
-        self.queued = list(session.history.requeue)
-        self.live: dict[str, Params] = {}  # Tune's trial id -> the point it runs
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        assert self.session is not None and self.sampler is not None
-        if self.session.stop_reason() is not None:
-            return Searcher.FINISHED
-        if self.queued:
-            point = self.queued.pop(0)
-        else:
-            points = self.sampler.ask(1)
-            if not points:
-                return None  # every point left is pending: ask again when one ends
-            point = points[0]
-        self.live[trial_id] = point
-        return {"number": self.session.take_number(), "params": point}
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
-        # a failed trial (no loss) is a failed point for the sampler, not a crash of Tune
-        point = self.live.pop(trial_id, None)
-        if point is None or self.sampler is None:
-            return
-        loss = None if error or not result else result.get(LOSS)
-        self.sampler.tell(point, loss)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Nothing: a search resumes from MLflow (``--resume``), not from Tune's files."""
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Nothing: see ``save``."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()  # Tune pickles its config: leave the driver's links out
-        state["session"] = state["sampler"] = None
-        return state
-
-
-class Outcomes(tune.Callback):
-    """In the driver: each trial's outcome, recorded as it arrives."""
-
-    def __init__(self, session: Session) -> None:
-        self.session: Session | None = session
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
-        if OUTCOME not in result:
-            return
-        outcome = TrialOutcome(**json.loads(result[OUTCOME]))
-        if outcome.status == TrialStatus.FAILED:
-            log.warning("trial %d failed: %s", outcome.number, outcome.error)
-        assert self.session is not None
-        self.session.record(outcome)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """The worker itself died (killed, out of host memory, node lost): a FAILED trial."""
-        number = trial.config["number"]
-        error = f"the Ray worker of trial {number} died: {_last_line(trial.get_error())}"
-        assert self.session is not None
-        run_id = _close_runs(self.session.search, "FAILED", T.ERROR, error, number=number)
-        log.warning("trial %d failed: %s", number, error)
-        self.session.record(TrialOutcome(number, run_id or "", dict(trial.config["params"]),
-                                         TrialStatus.FAILED, error=error))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"session": None}
-
-
-class Interrupted(tune.Stopper):
-    """Ctrl-C / SIGTERM (noted by ``interrupts``): stop every trial now, workers told too."""
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        try:
-            interrupts.check()
-        except KeyboardInterrupt:
-            internal_kv._internal_kv_put(self.key, b"1")
-            return True
-        return False
 
 
 def _last_line(error: Any) -> str:
@@ -311,55 +175,258 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
             os.environ.pop("RAY_AUTH_MODE", None)
 
 
+
+
+class PackWorker:
+    """In a Ray worker process: the packs the driver hands it, trained one at a time on its
+    device by a ``TrialRunner`` (the local backend's own), in a thread of the actor while the
+    driver asks for its events: ``("refill", free)`` (answered by ``answer``), ``("ended",
+    outcome)``, and at the end ``("done", (outcomes, occupancy))`` or ``("raised", error)``."""
+
+    def __init__(self, context: TrialContext, data: TaskData, scheduler: Any) -> None:
+        os.environ.pop("MLFLOW_RUN_ID", None)  # never log into the parent (mlflow#15713)
+        mlflow.set_tracking_uri(context.tracking_uri)
+        spec = context.spec
+        torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
+        self.device = worker_device(spec)
+        self.data = data.to(self.device)  # once per worker
+        search = SearchRun(context.parent_run_id, context.experiment_id, context.search_id,
+                           MlflowClient())
+        self.runner = TrialRunner(spec, context.task, self.data, search, self.device,
+                                  resolve_precision(spec.precision, self.device).name,
+                                  scheduler=ActorScheduler(scheduler) if scheduler else None,
+                                  folds=search_folds(spec, context.task, self.data))
+        self.sizes = PackSizes(context.task, self.data, self.device, spec.precision)
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.answers: queue.Queue[Members] = queue.Queue()
+
+    def where(self) -> tuple[str, str]:
+        """(its device, its node's address)."""
+        return str(self.device), ray.util.get_node_ip_address()
+
+    def name(self, label: str) -> None:
+        """What its trials' ``mltune.device`` says."""
+        self.runner.label = label
+
+    def size(self, params: Mapping[str, Any], limit: int) -> int:
+        """``pack: auto``'s size for this shape, measured on its own device."""
+        return self.sizes.size(params, limit)
+
+    def start(self, pack: int | None, members: Members, refills: bool,
+              seconds_left: float | None) -> None:
+        """Train a pack in the background; its events follow (``next_event``)."""
+        deadline = None if seconds_left is None else time.monotonic() + seconds_left
+        before = Occupancy(self.runner.occupancy.member_s, self.runner.occupancy.slot_s)
+
+        def train() -> None:
+            try:
+                outcomes = self.runner.run_pack(
+                    pack, members, refill=self._refill if refills else None,
+                    on_end=lambda o: self.events.put(("ended", asdict(o))), deadline=deadline)
+                used = self.runner.occupancy
+                self.events.put(("done", ([asdict(o) for o in outcomes],
+                                          (used.member_s - before.member_s,
+                                           used.slot_s - before.slot_s))))
+            except BaseException as exc:  # noqa: B036 (Ctrl-C too: the driver raises it)
+                self.events.put(("raised", portable(exc)))
+            finally:
+                interrupts.clear()  # this worker trains the next pack
+
+        threading.Thread(target=train, daemon=True, name="mltune-pack").start()
+
+    def _refill(self, free: int) -> Members:
+        self.events.put(("refill", free))
+        return self.answers.get()
+
+    def next_event(self, wait_s: float) -> tuple[str, Any] | None:
+        try:
+            return self.events.get(timeout=wait_s)
+        except queue.Empty:
+            return None
+
+    def answer(self, members: Members) -> None:
+        self.answers.put(members)
+
+    def interrupt(self) -> None:
+        """The driver was interrupted: the pack stops at its next batch, its runs KILLED."""
+        interrupts.request("SIGINT")
+
+
+def portable(error: BaseException) -> BaseException:
+    """``error`` as it can travel back to the driver (pickled), else its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+class WorkerRunner:
+    """A Ray worker as its lane of the pack loop sees it: ``run_pack`` as ``TrialRunner``'s,
+    the pack trained in the worker, its events relayed from this thread of the driver (a
+    refill asked of the loop, each trial's end recorded). A worker that died raises
+    ``LaneLost`` with the trials it had not finished; the next pack starts a new one."""
+
+    def __init__(self, start: Callable[[int], Any], search: SearchRun,
+                 scheduler: Any = None) -> None:
+        self.start, self.search, self.scheduler = start, search, scheduler
+        self.restarts = 0
+        self.actor: Any = start(0)
+        self.label = ""
+        self.occupancy = Occupancy()
+
+    def worker(self) -> Any:
+        if self.actor is None:
+            self.restarts += 1
+            self.actor = self.start(self.restarts)
+            ray.get(self.actor.name.remote(self.label))
+        return self.actor
+
+    def size(self, params: Mapping[str, Any], limit: int) -> int:
+        """``pack: auto``'s size, measured by the worker on its device (1 if it died)."""
+        try:
+            return int(ray.get(self.worker().size.remote(dict(params), limit)))
+        except RayActorError:
+            self.actor = None
+            return 1
+
+    def run_pack(self, pack: int | None, members: Sequence[tuple[int, Mapping[str, Any]]],
+                 refill: Callable[[int], Sequence[tuple[int, Mapping[str, Any]]]] | None = None,
+                 on_end: Callable[[TrialOutcome], None] | None = None,
+                 deadline: float | None = None) -> list[TrialOutcome]:
+        running = {n: dict(p) for n, p in members}  # started in the worker, not yet ended
+        seconds_left = None if deadline is None else deadline - time.monotonic()
+        stopping = False
+        try:
+            actor = self.worker()
+            ray.get(actor.start.remote(pack, list(running.items()), refill is not None,
+                                       seconds_left))
+            while True:
+                if not stopping and _interrupted():
+                    actor.interrupt.remote()  # its pack ends KILLED; then it says so
+                    stopping = True
+                event = ray.get(actor.next_event.remote(POLL_S))
+                if event is None:
+                    continue
+                kind, value = event
+                if kind == "refill":
+                    taken = [] if stopping or refill is None else [
+                        (n, dict(p)) for n, p in refill(value)]
+                    running.update(taken)
+                    actor.answer.remote(taken)
+                elif kind == "ended":
+                    outcome = TrialOutcome(**value)
+                    running.pop(outcome.number, None)
+                    if on_end is not None:
+                        on_end(outcome)
+                elif kind == "done":
+                    outcomes, (member_s, slot_s) = value
+                    self.occupancy.member_s += member_s
+                    self.occupancy.slot_s += slot_s
+                    return [TrialOutcome(**o) for o in outcomes]
+                else:
+                    if stopping:  # the driver's own interrupt (SIGTERM, SIGINT) is the reason
+                        interrupts.check()
+                    raise value
+        except RayActorError as exc:
+            self.actor = None
+            reason = f"the Ray worker {self.label} died mid-pack: {_last_line(exc)}"
+            for number in running:
+                _close_runs(self.search, "KILLED", T.INTERRUPTED, "true", number=number)
+                if self.scheduler is not None:
+                    self.scheduler.on_end.remote(number)
+            raise LaneLost(reason, list(running.items()),
+                           restartable=self.restarts < MAX_RESTARTS) from None
+
+
+def _interrupted() -> bool:
+    try:
+        interrupts.check()
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def worker_count(spec: SearchSpec, resources: Mapping[str, float]) -> int:
+    """``parallelism`` workers, as many as the cluster's CPUs and GPUs hold; none is a
+    SpecError naming what a worker reserves."""
+    fits = [spec.parallelism, int(resources.get("CPU", 0) // spec.cpus_per_trial)]
+    if spec.gpus_per_worker > 0:
+        fits.append(int(resources.get("GPU", 0) // spec.gpus_per_worker))
+    count = min(fits)
+    if count < 1:
+        raise SpecError(f"cpus_per_trial: {spec.cpus_per_trial:g} CPU(s) and gpus_per_worker: "
+                        f"{spec.gpus_per_worker:g} GPU(s) per worker, but the Ray cluster has "
+                        f"{resources.get('CPU', 0):g} CPU(s) and {resources.get('GPU', 0):g} "
+                        "GPU(s); ask for less per worker or join a larger cluster")
+    return count
+
+
+def labels_of(places: Sequence[tuple[str, str]]) -> list[str]:
+    """Each worker's ``mltune.device``: its device, ``@node`` on a cluster of several nodes,
+    ``#k`` when several workers share that name (``cpu#1``, ``cuda:0@10.0.0.5``)."""
+    several_nodes = len({node for _, node in places}) > 1
+    names = [f"{device}@{node}" if several_nodes else device for device, node in places]
+    counts: dict[str, int] = {}
+    labels = []
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+        labels.append(f"{name}#{counts[name]}" if names.count(name) > 1 else name)
+    return labels
+
+
+class WorkerSizes:
+    """A worker's pack sizes, as its lane's ``sizes``."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.runner = runner
+
+    def size(self, params: Mapping[str, Any], limit: int) -> int:
+        return self.runner.size(params, limit)
+
+
 def run_search(session: Session, space: Space) -> None:
-    """Run the rest of the search's budget on Ray Tune; outcomes go to ``session.record``."""
+    """The rest of the search's budget in Ray workers, one pack loop each (``run_loops``, the
+    local backend's); outcomes are recorded by the session as they arrive."""
     spec = session.spec
-    # time alone (no max_evals): -1, Ray Tune's "until the searcher says FINISHED", which it
-    # does once a stop rule (the time budget) fires
-    samples = -1
-    if spec.max_evals is not None:
-        samples = spec.max_evals - len(session.history.outcomes)
-        if samples <= 0:
-            return
+    if spec.max_evals is not None and spec.max_evals <= len(session.history.outcomes):
+        return
     search = session.search
     uri = worker_tracking_uri(mlflow.get_tracking_uri())
-    storage = tempfile.mkdtemp(prefix="mltune-ray-")
-    quiet = temporarily({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-                         "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0",
-                         "RAY_DEDUP_LOGS": "0"})
     try:
-        with quiet, ray_session(spec, uri):
+        with ray_session(spec, uri):
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
+            count = worker_count(spec, ray.cluster_resources())
             scheduler = None
             if spec.pruning.rule != "none":
                 scheduler = ray.remote(num_cpus=0)(SchedulerActor).remote(
                     spec.pruning, spec.direction, space, spec.seed)
             context = TrialContext(spec, session.task, uri, search.run_id,
                                    search.experiment_id, search.search_id)
-            trainable = tune.with_parameters(train_in_worker, data=session.data.to("cpu"),
-                                             context=context, scheduler=scheduler)
-            searcher = SamplerSearch(resumed_sampler(spec, space, session.history), session)
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, {"cpu": spec.cpus_per_trial,
-                                                "gpu": spec.gpus_per_trial}),
-                tune_config=tune.TuneConfig(
-                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.parallelism),
-                    num_samples=samples, reuse_actors=True,
-                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-                run_config=tune.RunConfig(
-                    name=f"mltune-{search.search_id}", storage_path=storage, verbose=0,
-                    stop=Interrupted(stop_key(search.search_id)),
-                    callbacks=[Outcomes(session)], log_to_file=False),
-            )
-            try:
-                tuner.fit()
-            finally:
-                internal_kv._internal_kv_del(stop_key(search.search_id))
-        interrupts.check()  # Ctrl-C stopped the trials: now stop the search
+            data = ray.put(session.data.to("cpu"))  # shipped once, moved once per worker
+            actor = ray.remote(PackWorker)
+
+            def starter(i: int) -> Callable[[int], Any]:
+                def start(restart: int) -> Any:
+                    name = f"mltune-{search.search_id}-worker-{i}"
+                    return actor.options(
+                        name=name + (f"-r{restart}" if restart else ""), max_concurrency=4,
+                        num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_worker,
+                    ).remote(context, data, scheduler)
+                return start
+
+            runners = [WorkerRunner(starter(i + 1), search, scheduler) for i in range(count)]
+            places = ray.get([r.actor.where.remote() for r in runners])
+            labels = labels_of(places)
+            ray.get([r.actor.name.remote(label) for r, label in zip(runners, labels,
+                                                                    strict=True)])
+            lanes = []
+            for runner, label, (device, _) in zip(runners, labels, places, strict=True):
+                runner.label = label
+                lanes.append(Lane(torch.device(device), label, None, runner,
+                                  WorkerSizes(runner)))
+            log.info("training in %d Ray workers: %s", count, ", ".join(labels))
+            session.lanes = lanes  # the summary's occupancy: the workers'
+            run_loops(session, space, lanes)
     finally:
         _close_runs(search, "KILLED", T.INTERRUPTED, "true")  # none after a clean run
-        shutil.rmtree(storage, ignore_errors=True)
-
-
-def _trial_name(trial: Any) -> str:
-    return f"trial-{trial.config['number']:04d}"
