@@ -5,7 +5,6 @@ predictions. Against real sqlite stores, with real training."""
 from __future__ import annotations
 
 import shutil
-import signal
 import statistics
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from conftest import REPO, all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
 from test_images import shapes_folder
-from test_resume import start_search, wait_for_finished_trials
+from test_resume import kill_9_then_resume
 from test_timeseries import HORIZON, SPACE, seasonal, write
 
 import mltune
@@ -127,12 +126,7 @@ def test_kill_9_in_a_cv_search_then_resume_gives_exactly_max_evals(tracking_uri,
                                                                    capsys):
     args = ["--set", "task=tabular", "--max-evals", "6", "--epochs", "3", "--seed", "2",
             "--cv", "3", "--no-refit", "--set", "pruning.rule=none"]
-    process = start_search(tracking_uri, *args)
-    parent_id = wait_for_finished_trials(client, 2, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    code, _, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
-    assert code == 0, err
+    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
     children = trials_of(client, parent_id)
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert len({int(c.data.tags["mltune.trial"]) for c in finished}) == len(finished) == 6

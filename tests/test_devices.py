@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
-from test_resume import start_search, wait_for_finished_trials
+from test_resume import kill_9_then_resume, start_search, wait_for_finished_trials
 
 import mltune
 from mltune.core import interrupts
@@ -80,12 +80,7 @@ def test_kill_9_with_two_cpu_loops_then_resume_ends_with_max_evals_trials(tracki
                                                                           client, capsys):
     args = ["--set", "task=tabular", "--max-evals", "10", "--epochs", "3", "--pack", "2",
             "--seed", "4", "--device", "cpu,cpu", "--set", "pruning.rule=none"]
-    process = start_search(tracking_uri, *args)
-    parent_id = wait_for_finished_trials(client, 3, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    code, _, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
-    assert code == 0, err
+    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys, finished=3)
     children = children_of(client, parent_id)
     numbers = [int(c.data.tags["mltune.trial"]) for c in children]
     assert len(numbers) == len(set(numbers))

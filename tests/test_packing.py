@@ -4,7 +4,6 @@ every way a user sees (its run, params, metrics, model, status), and the same re
 from __future__ import annotations
 
 import shutil
-import signal
 from pathlib import Path
 
 import mlflow
@@ -13,7 +12,7 @@ import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
 from sklearn.datasets import load_breast_cancer, load_digits
-from test_resume import start_search, wait_for_finished_trials
+from test_resume import kill_9_then_resume
 
 import mltune
 from mltune.search.trial import TrialRunner
@@ -188,12 +187,7 @@ def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_ur
     args = ["--set", "task=tabular", "--max-evals", "8", "--epochs", "3",
             "--pack", "2", "--seed", "4", "--set", "pruning.rule=asha",
             "--set", "pruning.eta=2"]
-    process = start_search(tracking_uri, *args)
-    parent_id = wait_for_finished_trials(client, 2, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    code, _, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
-    assert code == 0, err
+    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
     children = children_of(client, parent_id)
     numbers = [int(c.data.tags["mltune.trial"]) for c in children]
     assert len(numbers) == len(set(numbers))

@@ -37,16 +37,23 @@ def wait_for_finished_trials(client, count: int, process: subprocess.Popen,
     raise TimeoutError(f"{count} trials did not finish in time")
 
 
+def kill_9_then_resume(tracking_uri: str, client, args: list[str], capsys,
+                       finished: int = 2) -> tuple[str, str]:
+    """``mltune tune ARGS`` killed (SIGKILL) once ``finished`` trials finished, then resumed in
+    this process, which must succeed: the search's parent run id and the resume's stdout."""
+    process = start_search(tracking_uri, *args)
+    parent_id = wait_for_finished_trials(client, finished, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    code, out, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
+    assert code == 0, err
+    return parent_id, out
+
+
 def test_kill_9_then_resume_ends_with_max_evals_finished_trials(tracking_uri, client, capsys):
     # every trial trained in full (ASHA's pruned trials: the kill test of tests/test_packing.py)
     args = ["--max-evals", "4", "--epochs", "2", "--seed", "5", "--set", "pruning.rule=none"]
-    process = start_search(tracking_uri, *args)
-    parent_id = wait_for_finished_trials(client, 2, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-
-    code, out, err = run_cli(["tune", *args, "--resume", parent_id], capsys)
-    assert code == 0, err
+    parent_id, out = kill_9_then_resume(tracking_uri, client, args, capsys)
     assert f"parent run {parent_id}" in out
 
     children = children_of(client, parent_id)
