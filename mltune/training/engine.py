@@ -193,6 +193,7 @@ class _Optimizers:
             for key, per_member in self.packed.hyper.items():
                 per_member[rt] = new.get(key, per_member[rs])
             self.packed.steps[rt] = self.packed.steps[rs]
+            self.packed.changed()
             return
         # a deep copy: load_state_dict keeps the very tensors it is given (step, moments)
         self.plain[target].load_state_dict(copy.deepcopy(self.plain[source].state_dict()))

@@ -42,6 +42,13 @@ class PackedOptimizer:
             self.hyper[key] = [float(o.get(key, default)) for o in options]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in self.weights]
         self.steps = [0] * len(members)  # each member's own: one that joined later has fewer
+        # (name, rank, dtype, device) -> the per-member column of a value: made once, not
+        # once a weight a step (``changed`` forgets them when the values change)
+        self._columns: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def changed(self) -> None:
+        """The members' values (``hyper``) or step counts were changed from outside."""
+        self._columns.clear()
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -60,6 +67,7 @@ class PackedOptimizer:
         self.weights = list(weights)
         self.hyper = {key: [values[row] for row in rows] for key, values in self.hyper.items()}
         self.steps = [self.steps[row] for row in rows]
+        self.changed()
         for state in self.state:
             for key, value in state.items():
                 state[key] = value.index_select(
@@ -72,6 +80,7 @@ class PackedOptimizer:
         zero state (what a fresh torch optimizer's first step amounts to) and no steps yet."""
         joined = type(self)(weights, members)
         self.weights = list(weights)
+        self.changed()
         for key, values in joined.hyper.items():
             self.hyper[key] = self.hyper[key] + values
         self.steps += joined.steps
@@ -81,7 +90,15 @@ class PackedOptimizer:
                 state[key] = torch.cat([value, fresh])
 
     def _value(self, key: str, w: torch.Tensor) -> torch.Tensor:
-        return _per_member(self.hyper[key], w)
+        return self._column(key, self.hyper[key], w)
+
+    def _column(self, name: str, values: Sequence[float], w: torch.Tensor) -> torch.Tensor:
+        """``values`` shaped to broadcast over ``w``, kept until ``changed``."""
+        key = (name, w.dim(), w.dtype, w.device)
+        column = self._columns.get(key)
+        if column is None:
+            column = self._columns[key] = _per_member(values, w)
+        return column
 
     @torch.no_grad()
     def step(self, active: Sequence[bool] | None = None) -> None:
@@ -91,6 +108,8 @@ class PackedOptimizer:
             active = None
         self.steps = [n + 1 if active is None or active[row] else n
                       for row, n in enumerate(self.steps)]
+        for key in [k for k in self._columns if k[0].startswith("step:")]:
+            del self._columns[key]  # what depends on the step counts is made anew
         self.prepare()
         for w, state in zip(self.weights, self.state, strict=True):
             if w.grad is None:
@@ -161,8 +180,8 @@ class PackedAdam(PackedOptimizer):
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-        step_size = _per_member(self._correction1, w) * lr
-        correction2_sqrt = _per_member(self._correction2_sqrt, w)
+        step_size = self._column("step:correction1", self._correction1, w) * lr
+        correction2_sqrt = self._column("step:correction2", self._correction2_sqrt, w)
         denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self._value("eps", w))
         w.sub_(step_size * exp_avg / denom)
 
