@@ -68,6 +68,7 @@ Run: python benchmarks/selection.py [--budget-s 30] [--seeds 5] [--epochs 10]
      [--datasets breast_cancer,digits,synthetic]
      [--modes one,cv,cv_refit,cv_refit_ensemble,refit,ensemble,refit_ensemble]
      [--rows 2000] [--digits 400] [--device cpu] [--threads 0] [--markdown PATH]
+     [--cost-only]  (the third figure alone)
 The tables print as text (and as markdown to PATH when given); the last line is JSON.
 """
 
@@ -303,6 +304,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the 5-fold pack vs its folds one after another")
     args = parser.parse_args()
     datasets = [d for d in args.datasets.split(",") if d]
     for d in datasets:
@@ -314,6 +317,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     modes = usable_modes([m for m in args.modes.split(",") if m], parser)
+    if args.cost_only:
+        modes = []
     folder = Path(tempfile.mkdtemp(prefix="mltune-selection-"))
     warm_up(folder, args.device)
     started = time.perf_counter()
