@@ -236,8 +236,9 @@ class TrialRunner:
 
         started = time.perf_counter()
         members = [m for t in group for m in member(t)]
+        # pack: 1 (or compile) fuses nothing: a cross-validated trial's folds train side by side
         pack = make_pack([n for t in group for n in trials.networks[t]],
-                         compile_model=spec.compile)
+                         compile_model=spec.compile, fuse=spec.pack != 1 and not spec.compile)
         if isinstance(pack, Pack):
             seed_everything(spec.seed + outcomes[group[0]].number,  # the fused pack's dropout
                             self.device)

@@ -143,10 +143,12 @@ class PlainPack(nn.Module):
 AnyPack = Pack | PlainPack
 
 
-def make_pack(networks: Sequence[nn.Module], compile_model: bool = False) -> AnyPack:
-    """Fused when there are several members of a family that fuses, plain otherwise
-    (``compile_model``: the plain members' forward passes through ``torch.compile``)."""
-    if len(networks) > 1 and can_pack(networks[0]) is None:
+def make_pack(networks: Sequence[nn.Module], compile_model: bool = False,
+              fuse: bool = True) -> AnyPack:
+    """Fused when there are several members of a family that fuses (and ``fuse``), plain
+    otherwise (``compile_model``: the plain members' forward passes through
+    ``torch.compile``)."""
+    if fuse and len(networks) > 1 and can_pack(networks[0]) is None:
         return Pack(networks)
     return PlainPack(networks, compile_model)
 
