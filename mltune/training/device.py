@@ -60,7 +60,11 @@ def _check_cuda(name: str) -> None:
 def device_labels(devices: list[torch.device]) -> list[str]:
     """What each pack loop's trials are tagged with (``mltune.device``): the device, and
     ``#k`` after it when the search runs several loops on one device (``cpu#1``, ``cpu#2``)."""
-    names = [str(d) for d in devices]
+    return numbered([str(d) for d in devices])
+
+
+def numbered(names: list[str]) -> list[str]:
+    """``names`` with ``#k`` after those that occur more than once (``cpu#1``, ``cpu#2``)."""
     seen: dict[str, int] = {}
     labels = []
     for name in names:

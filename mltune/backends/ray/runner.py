@@ -61,7 +61,7 @@ from mltune.spec.model import PruningSpec, SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.runs import SearchRun
-from mltune.training.device import resolve_device
+from mltune.training.device import numbered, resolve_device
 from mltune.training.engine import Occupancy
 from mltune.training.precision import resolve_precision
 
@@ -366,13 +366,7 @@ def labels_of(places: Sequence[tuple[str, str]]) -> list[str]:
     """Each worker's ``mltune.device``: its device, ``@node`` on a cluster of several nodes,
     ``#k`` when several workers share that name (``cpu#1``, ``cuda:0@10.0.0.5``)."""
     several_nodes = len({node for _, node in places}) > 1
-    names = [f"{device}@{node}" if several_nodes else device for device, node in places]
-    counts: dict[str, int] = {}
-    labels = []
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-        labels.append(f"{name}#{counts[name]}" if names.count(name) > 1 else name)
-    return labels
+    return numbered([f"{device}@{node}" if several_nodes else device for device, node in places])
 
 
 class WorkerSizes:
