@@ -29,6 +29,7 @@ from mltune.core.outcomes import TrialOutcome
 from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report
 from mltune.report.console import outcomes_frame, short, top_trials_text
+from mltune.search.finish import chosen_on
 from mltune.search.loop import train_once, tune
 from mltune.search.result import SearchResult, shares_line
 from mltune.spec.build import load_spec
@@ -247,7 +248,7 @@ def summary(result: SearchResult) -> str:
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
                             for m in result.ensemble_members)
         lines.append(f"Ensemble: {members}; {spec.metric}={result.ensemble_value:.4f} "
-                     f"(validation) (run {result.ensemble_run_id}): its model is the one "
+                     f"({chosen_on(spec)}) (run {result.ensemble_run_id}): its model is the one "
                      "registered")
     elif result.ensemble_members:
         lines.append("Ensemble: no trial added to the best improved it; the best trial's model "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -46,6 +45,7 @@ def test_a_cv_trial_logs_each_fold_and_their_mean_and_the_refit_is_registered(
     trials = trials_of(client, result.parent_run_id)
     assert len(trials) == 6
     finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert finished
     for run in finished:
         folds = [history(client, run.info.run_id, f"fold_{i}/val_accuracy") for i in range(K)]
         mean = history(client, run.info.run_id, "val_accuracy")
@@ -91,8 +91,7 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
     result = mltune.tune(spec)
     assert result.ensemble_error is None
     members = result.ensemble_members
-    if result.ensemble_run_id is None:
-        pytest.skip("no addition improved on the best trial alone with this seed")
+    assert result.ensemble_run_id is not None  # seed 3: an addition improves on the best alone
     assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0)
     # the ensemble's recorded score is its members' out-of-fold predictions, recomputed here
     # from their logged fold networks and the search's folds: rows no member trained on
@@ -194,7 +193,6 @@ def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows
     for fold in folds:  # training windows' targets end before the scored windows' begin
         assert int(fold.val.min()) - int(fold.train.max()) == HORIZON
     assert int(folds[-1].val.max()) == len(data.x_train) + len(data.x_val) - 1
-    assert Path(spec.data.source).exists()
 
 
 def test_several_configurations_folds_share_one_pack(tracking_uri, client):

@@ -33,6 +33,12 @@ class Fold:
         return Fold(self.train.to(device), self.val.to(device))
 
 
+def in_memory(data: TaskData) -> bool:
+    """Whether the training and validation splits are tensors (not streamed from disk): what
+    joining them (``pooled``) needs."""
+    return all(isinstance(x, torch.Tensor) for x in (data.x_train, data.x_val))
+
+
 def pooled(data: TaskData) -> TaskData:
     """Training rows = the training and validation splits together (what the folds index, and
     what a refit trains on); validation and holdout as they are."""

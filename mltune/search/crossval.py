@@ -20,7 +20,15 @@ import torch
 from torch import nn
 
 from mltune.core.errors import SpecError
-from mltune.data.folds import IN_TIME, PLAIN, STRATIFIED, Fold, make_folds, smallest_class
+from mltune.data.folds import (
+    IN_TIME,
+    PLAIN,
+    STRATIFIED,
+    Fold,
+    in_memory,
+    make_folds,
+    smallest_class,
+)
 from mltune.data.splits import TaskData
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
@@ -34,7 +42,7 @@ def search_folds(spec: SearchSpec, task: Task, data: TaskData) -> list[Fold] | N
     k = spec.cv
     if not k:
         return None
-    if not all(isinstance(x, torch.Tensor) for x in (data.x_train, data.x_val)):
+    if not in_memory(data):
         raise SpecError(f"{k} is not allowed for this data: it is streamed from disk (larger "
                         "than memory) and the folds join train + validation in memory; "
                         "remove cv", field="cv")

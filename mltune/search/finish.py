@@ -21,6 +21,7 @@ from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
 from mltune.report.build import REPORT_DIR, draw_report, publish_report
 from mltune.search.result import SearchResult, shares_line
+from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
 from mltune.tracking.links import run_url, server_address
@@ -138,6 +139,11 @@ def make_report(search: SearchRun, status: str | None = None) -> str | None:
     return PendingReport.start(search).finish(status)
 
 
+def chosen_on(spec: SearchSpec) -> str:
+    """The rows an ensemble was selected and scored on."""
+    return "out-of-fold predictions of train + validation" if spec.cv else "validation"
+
+
 def describe(result: SearchResult) -> str:
     """The parent run's description (markdown, at the top of its page in the MLflow UI): the
     best trial as a link, its validation and holdout scores, the gate's decision with both
@@ -181,12 +187,10 @@ def describe(result: SearchResult) -> str:
         ensemble = run_url(result.experiment_id, result.ensemble_run_id, base=base)
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
                             for m in result.ensemble_members)
-        chosen_on = ("out-of-fold predictions of train + validation" if spec.cv
-                     else "validation")
         refit = ("; each member refit on train + validation" if any(
             "refit_run_id" in m for m in result.ensemble_members) else "")
         lines.append(f"- **Ensemble:** [ensemble]({ensemble}): {members}; {spec.metric} "
-                     f"{result.ensemble_value:.4f} on {chosen_on} (the rows it was chosen "
+                     f"{result.ensemble_value:.4f} on {chosen_on(spec)} (the rows it was chosen "
                      f"on){refit}; its model is the one registered and gated")
     elif result.ensemble_members:
         lines.append("- **Ensemble:** no trial added to the best improved its validation "

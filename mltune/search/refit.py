@@ -21,7 +21,7 @@ from mltune.core import interrupts
 from mltune.core.errors import SearchError, SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
-from mltune.data.folds import pooled
+from mltune.data.folds import in_memory, pooled
 from mltune.data.splits import TaskData
 from mltune.search.trial import release_memory, stops_search
 from mltune.spec.model import SearchSpec
@@ -52,7 +52,7 @@ class Refit:
 def check_refit(spec: SearchSpec, data: TaskData) -> None:
     """``refit: true`` needs the splits in memory (they are concatenated): streamed data
     (larger than memory, read from disk) is refused, before any run opens."""
-    if spec.refit and not all(isinstance(x, torch.Tensor) for x in (data.x_train, data.x_val)):
+    if spec.refit and not in_memory(data):
         raise SpecError("true is not allowed for this data: it is streamed from disk (larger "
                         "than memory) and a refit trains on train + validation joined in "
                         "memory; set refit: false", field="refit")

@@ -214,9 +214,10 @@ class TrialRunner:
             for j, m in metrics.items():
                 by_trial.setdefault(trial_of[j], {})[fold_of[j]] = m
             for t, folds in by_trial.items():
-                if t in folded:
-                    failed = next((members[j].error for j in range(len(members))
-                                   if trial_of[j] == t and members[j].error is not None), None)
+                if t in folded:  # its members: per_trial in a row from its first
+                    first = index[outcomes[t].number]
+                    failed = next((members[j].error for j in range(first, first + per_trial)
+                                   if members[j].error is not None), None)
                     mean = folded[t].measured(folds, failed)
                     if mean is not None:
                         peers[outcomes[t].number] = mean[spec.metric]

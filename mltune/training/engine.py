@@ -276,6 +276,7 @@ class _Cohorts:
             orders.append(order if fold is None else fold.train[order])
         lengths = [len(order) for order in orders]
         n = max(lengths)
+        even = min(lengths) == n  # every member's rows fill every batch (no folds, or equal)
         orders = [order if len(order) == n else order.repeat(math.ceil(n / len(order)))[:n]
                   for order in orders]
         keys = list(cohorts)
@@ -284,8 +285,11 @@ class _Cohorts:
         for start, inputs in zip(range(0, n, batch_size), zip(*streams, strict=True),
                                  strict=True):
             indices = [order[start:start + batch_size] for order in orders]
-            rows = [max(0, min(len(indices[0]), lengths[c] - start)) for c in which]
-            active = None if min(rows) > 0 else [r > 0 for r in rows]
+            if even:
+                rows, active = [len(indices[0])] * len(which), None
+            else:
+                rows = [max(0, min(len(indices[0]), lengths[c] - start)) for c in which]
+                active = None if min(rows) > 0 else [r > 0 for r in rows]
             if len(inputs) == 1:
                 yield inputs[0], y[indices[0]], rows, False, active
                 continue

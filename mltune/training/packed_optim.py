@@ -118,12 +118,12 @@ class PackedOptimizer:
                 self.update(w, w.grad, state)
                 continue
             still = torch.tensor([not a for a in active], device=w.device)
-            kept = {"w": w[still].clone(), **{k: v[still].clone() for k, v in state.items()}}
+            weights = w[still].clone()
+            kept = {key: value[still].clone() for key, value in state.items()}
             self.update(w, w.grad, state)
-            w[still] = kept["w"]
-            for key, value in state.items():
-                if key in kept:
-                    value[still] = kept[key]
+            w[still] = weights
+            for key, value in kept.items():
+                state[key][still] = value
 
     def prepare(self) -> None:
         """What a step's updates share, computed once a step rather than once a weight."""
