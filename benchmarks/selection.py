@@ -249,7 +249,7 @@ def cv_pack_cost(base: dict[str, Any], args: argparse.Namespace) -> dict[str, fl
 
     import mltune
     from mltune.data.folds import pooled
-    from mltune.search.crossval import search_folds
+    from mltune.search.packs.folds import search_folds
     from mltune.tasks import task_for
     from mltune.training.engine import Member, make_pack, train
 

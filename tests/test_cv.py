@@ -184,7 +184,7 @@ def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows
         "task": "timeseries", "cv": 4,
         "data": {"source": write(seasonal(), str(tmp_path / "s.csv")), "time": "date",
                  "target": "sales", "horizon": HORIZON}, "space": SPACE})
-    from mltune.search.crossval import search_folds
+    from mltune.search.packs.folds import search_folds
 
     task = get_task("timeseries")
     data = task.load(task.resolve_data(spec.data, spec.space), spec.seed)

@@ -18,7 +18,7 @@ from mltune.cli import tune_command
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
 from mltune.search import ensemble as ensemble_module
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 from mltune.tasks import get_task
 from mltune.tracking.model import BadInput
 

@@ -14,7 +14,7 @@ import mltune
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
 from mltune.search import refit as refit_module
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 from mltune.tasks import get_task
 
 TINY = {"task": "tabular", "max_evals": 3, "epochs": 2, "seed": 0, "pruning": {"rule": "none"}}

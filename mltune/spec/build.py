@@ -8,6 +8,7 @@ value received and what is allowed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import re
@@ -302,37 +303,34 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def option_names(options: type) -> list[str]:
+    """The keys a pruning rule's ``Options`` (a dataclass) takes under ``pruning:``."""
+    return [f.name for f in dataclasses.fields(options)]
+
+
 def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
-    keys = tuple(PruningSpec.__dataclass_fields__)
-    raw = section(value, "pruning", keys)
-    spec = PruningSpec(
-        rule=string(raw, "pruning.rule", "asha", tuple(SCHEDULERS.names())),
-        warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
-        warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
-        min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),
-        eta=integer(raw, "pruning.eta", 3, minimum=2),
-        max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1, maximum=epochs),
-        brackets=optional_integer(raw, "pruning.brackets", minimum=1),
-        every=integer(raw, "pruning.every", 4, minimum=1),
-        fraction=number(raw, "pruning.fraction", 0.25, above=0, maximum=0.5),
-        resample_probability=number(raw, "pruning.resample_probability", 0.25, minimum=0,
-                                    maximum=1),
-    )
-    rungs = spec.rungs() or ()
-    if spec.rule == "hyperband" and not rungs:
-        raise SpecError(f"pruning.min_epochs: {spec.min_epochs} is not allowed with rule "
-                        f"hyperband and {spec.max_epochs} epochs; expected a first rung below "
-                        f"{spec.max_epochs} (a judgment at the last epoch saves nothing)")
-    if spec.rule == "hyperband" and spec.bracket_count() > len(rungs):
-        raise SpecError(f"pruning.brackets: {spec.brackets} is not allowed; expected 1 to "
-                        f"{len(rungs)}, one per rung below {spec.max_epochs} epochs (rungs "
-                        f"{', '.join(map(str, rungs))}; bracket s starts at the s-th)")
-    horizon = spec.max_epochs or epochs
-    if spec.rule == "pbt" and spec.every >= horizon:
-        raise SpecError(f"pruning.every: {spec.every} is not allowed with rule pbt and "
-                        f"{horizon} epochs; expected 1 to {horizon - 1} (an exploit at the "
-                        "last epoch trains nothing after it)")
-    return spec
+    """``pruning:``: a rule, and that rule's own options (validated by its scheduler); an
+    option of another rule is refused, naming the rule's own."""
+    if isinstance(value, str):
+        value = {"rule": value}
+    raw = {} if value is None else value
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"pruning: expected a mapping with a rule and its options, got "
+                        f"{value!r}")
+    rule = string(prefixed({"rule": raw.get("rule", "asha")}, "pruning"), "pruning.rule",
+                  "asha", tuple(SCHEDULERS.names()))
+    scheduler = SCHEDULERS.get(rule, field="pruning.rule")
+    own = option_names(scheduler.Options)
+    for key in raw:
+        if key != "rule" and key not in own:
+            others = [name for name in SCHEDULERS.names()
+                      if key in option_names(SCHEDULERS.get(name).Options)]
+            whose = f" (an option of {', '.join(others)})" if others else ""
+            raise SpecError(f"pruning.{key}: not an option of rule {rule}{whose}; {rule}'s "
+                            f"options: {', '.join(own) or 'none'}")
+    options = scheduler.options(prefixed({k: v for k, v in raw.items() if k != "rule"},
+                                         "pruning"), epochs)
+    return PruningSpec(rule, dataclasses.asdict(options))
 
 
 def _max_evals(raw: Mapping[str, Any], stop: StopSpec) -> int | None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mltune.training.optim import make_optimizer
-from mltune.training.packed_optim import make_packed_optimizer
+from mltune.training.optim import make_packed_optimizer
 
 MEMBERS = {
     "adam": [{"optimizer": "adam", "learning_rate": 1e-2, "weight_decay": 0.0},

@@ -2,13 +2,16 @@
 
 Each trial run holds its decoded point as params (read back typed by the space) and the value it
 was scored by (tag ``mltune.objective``), so any sampler's history is rebuilt from the finished,
-failed and pruned children; a store written by an earlier mltune has both too. Children left
-RUNNING by a crash are marked KILLED and their points are evaluated again first; trial numbers
-continue after the highest one.
+failed and pruned children; a store written by an earlier mltune has both too. The scheduler is
+rebuilt from each ended trial's curve, the search's metric by epoch (tag ``mltune.curve``; the
+metric's history where an older mltune wrote no such tag), so a resumed search judges its next
+trials as the uninterrupted one would. Children left RUNNING by a crash are marked KILLED and
+their points are evaluated again first; trial numbers continue after the highest one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,8 @@ from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.search.samplers.base import Finished, Sampler, loss_of
+from mltune.search.schedulers import make_scheduler
+from mltune.search.schedulers.base import Context, Scheduler, TrialCurve
 from mltune.spec.build import build_spec
 from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.distributions import Space
@@ -38,6 +43,7 @@ class ResumeState:
     """The part of a search that already ran."""
 
     outcomes: list[TrialOutcome] = field(default_factory=list)  # finished, failed, pruned
+    curves: list[TrialCurve] = field(default_factory=list)  # what the scheduler is rebuilt from
     requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted points: run again
     next_number: int = 1
     next_pack: int = 1
@@ -53,6 +59,25 @@ def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sam
     for point in history.requeue:
         sampler.pending(point)
     return sampler
+
+
+def resumed_scheduler(spec: SearchSpec, space: Space, history: ResumeState) -> Scheduler:
+    """The search's scheduler (``pruning.rule``) rebuilt from the ended trials' curves."""
+    scheduler = make_scheduler(spec.pruning, Context(spec.direction, space, spec.seed,
+                                                     spec.epochs))
+    scheduler.rebuild(history.curves)
+    return scheduler
+
+
+def _curve(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
+    """A trial's metric by epoch: its ``mltune.curve`` tag, else its metric's history."""
+    tag = run.data.tags.get(T.CURVE)
+    if tag:
+        return tuple(float(v) for v in json.loads(tag))
+    if metric not in run.data.metrics:
+        return ()
+    history = client.get_metric_history(run.info.run_id, metric)
+    return tuple(m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp)))
 
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
@@ -139,6 +164,7 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: Space,
             epochs=int(run.data.tags.get(T.EPOCHS_RUN, "0") or 0),
             device=run.data.tags.get(T.DEVICE))
         state.outcomes.append(outcome)
+        state.curves.append(TrialCurve(number, point, _curve(client, run, spec.metric)))
     ran = [o.params for o in state.outcomes]
     for point in interrupted:  # a point killed twice (two attempts) runs again once
         if point not in ran and point not in state.requeue:
