@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mltune.core.errors import SpecError
@@ -106,6 +106,8 @@ class HyperbandScheduler(Replayed):
         return options
 
     def __init__(self, options: HyperbandOptions, context: Context, block: int = BLOCK) -> None:
+        if options.max_epochs is None:  # the search's epochs
+            options = replace(options, max_epochs=context.epochs)
         self.max_epochs = options.max_epochs or context.epochs
         self.block = max(1, block)
         count = options.bracket_count()
