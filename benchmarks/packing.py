@@ -28,10 +28,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mltune.search.trial import TrialRunner
 from torch import nn
 
 import mltune
-from mltune.search.trial import TrialRunner
 from mltune.spec.space import decode
 from mltune.tasks import task_for
 from mltune.tracking.background import Finisher

@@ -12,13 +12,13 @@ import time
 import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
+from mltune.search.trial import TrialRunner
 from test_resume import kill_9_then_resume, start_search, wait_for_finished_trials
 
 import mltune
 from mltune.core import interrupts
 from mltune.core.errors import SpecError
 from mltune.search.packs.lanes import STOPPED_BY_PEER, Lane, run_lanes
-from mltune.search.trial import TrialRunner
 from mltune.tasks import task_for
 from mltune.training.device import resolve_devices
 

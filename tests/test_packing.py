@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
+from mltune.search.trial import TrialRunner
 from sklearn.datasets import load_breast_cancer, load_digits
 from test_resume import kill_9_then_resume
 
 import mltune
-from mltune.search.trial import TrialRunner
 from mltune.spec.space import decode
 from mltune.tasks import task_for
 from mltune.tracking.model import load_network

@@ -17,8 +17,8 @@ from mltune.core.errors import SearchError, SearchInterrupted, TrackingLost
 from mltune.core.interrupts import Stop, stop_on_signals
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
-from mltune.search.history.resume import ResumeState, resumed_sampler, resumed_scheduler
 from mltune.search.history.result import SearchResult
+from mltune.search.history.resume import ResumeState, resumed_sampler, resumed_scheduler
 from mltune.search.history.stopping import Progress
 from mltune.search.packs.coordinator import Coordinator, FixedPoints
 from mltune.search.packs.driver import Driver

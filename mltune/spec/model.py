@@ -103,15 +103,16 @@ class SearchSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
     compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
     pack: int | str = "auto"  # trials trained at once as one fused network: auto | N (1: off)
-    # cross-validation (``mltune.search.packs.folds``): each trial trains and is scored on k folds
-    # of train + validation as k members of one pack, judged on the fold mean; None: off
+    # cross-validation (``mltune.search.packs.folds``): each trial trains and is scored on k
+    # folds of train + validation as k members of one pack, judged on the fold mean; None: off
     cv: int | None = None
     # after the search: the best configuration trained again on train + validation for its
     # trial's epochs, and that model registered and gated instead of the trial's (default:
     # on with cv, off without)
     refit: bool = False
-    # after the search: the registered model averages up to N trials chosen by greedy ensemble
-    # selection (``mltune.search.selection.ensemble``); None or 1: off (the best trial's model alone)
+    # after the search: the registered model averages up to N trials chosen by greedy
+    # ensemble selection (``mltune.search.selection.ensemble``); None or 1: off (the best
+    # trial's model alone)
     ensemble: int | None = None
     cpus_per_trial: float = 1.0  # ray: CPUs each worker reserves (fractions allowed)
     # ray: GPUs each worker reserves (it trains packs on them); 0.5 -> two workers per GPU.
