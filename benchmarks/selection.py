@@ -189,10 +189,10 @@ def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any
     run.search_s = ends[-1] if ends else 0.0
     run.after_s = total - run.search_s
     if (spec.ensemble or 0) > 1:
-        run.members = len(result.ensemble_members) or 1
-    run.registered = ("ensemble" if result.ensemble_run_id else
-                      "refit" if result.refit_run_id else "trial")
-    run.errors = [e for e in (result.gate_error, result.refit_error, result.ensemble_error) if e]
+        run.members = len(result.ensemble.members if result.ensemble else []) or 1
+    run.registered = result.registered_from
+    run.errors = [e for e in (result.gate_error, result.refit and result.refit.error,
+                              result.ensemble and result.ensemble.error) if e]
     return run
 
 

@@ -69,12 +69,12 @@ def test_a_cv_trial_logs_each_fold_and_their_mean_and_the_refit_is_registered(
         assert len(lengths) == 1 and lengths.pop() < SEARCH["epochs"]
 
     # the refit: trained on every fold's rows (train + validation), registered and served
-    refit = client.get_run(result.refit_run_id)
+    refit = client.get_run(result.refit.run_id)
     assert refit.data.tags["mltune.refit_of"] == result.best.run_id
     data = get_task("tabular").load(result.spec.data, result.spec.seed)
     assert refit.data.tags["mltune.train_rows"] == str(len(data.x_train) + len(data.x_val))
     version = client.get_model_version_by_alias("mltune-tabular", "challenger")
-    assert version.run_id == result.refit_run_id
+    assert version.run_id == result.refit.run_id
     features = load_breast_cancer(as_frame=True).frame.drop(columns="target")
     answer = mlflow.pyfunc.load_model("models:/mltune-tabular@challenger").predict(features[:9])
     assert set(answer["label"]) <= {"benign", "malignant"} and len(answer) == 9
@@ -89,9 +89,9 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
     spec = mltune.load_spec(None, {**SEARCH, "ensemble": 4, "pruning": {"rule": "none"},
                                    "max_evals": 5, "seed": 3, "refit": False})
     result = mltune.tune(spec)
-    assert result.ensemble_error is None
-    members = result.ensemble_members
-    assert result.ensemble_run_id is not None  # seed 3: an addition improves on the best alone
+    assert result.ensemble.error is None
+    members = result.ensemble.members
+    assert result.ensemble.run_id is not None  # seed 3: an addition improves on the best alone
     assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0)
     # the ensemble's recorded score is its members' out-of-fold predictions, recomputed here
     # from their logged fold networks and the search's folds: rows no member trained on
@@ -110,10 +110,10 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
             outputs.append(oof)
     averaged = average(outputs, [m["weight"] for m in members], probabilities=True)
     accuracy = float((averaged.argmax(1) == pooled_y).float().mean())
-    ensemble = client.get_run(result.ensemble_run_id)
+    ensemble = client.get_run(result.ensemble.run_id)
     assert ensemble.data.metrics["val_accuracy"] == pytest.approx(accuracy)
     # served: one network per fold of each member, weighted, the same outputs as the members'
-    served = load_network(result.ensemble_model_uri)
+    served = load_network(result.ensemble.model_uri)
     assert len(served.members) == K * len(members)
     with torch.no_grad():
         expected = average([load_network(by_trial[m["trial"]].model_uri)(data.x_test)
@@ -176,7 +176,7 @@ def test_time_series_image_and_text_searches_cross_validate(tracking_uri, client
         for run in trials:
             assert all(f"fold_{i}/{metric}" in run.data.metrics for i in range(k))
             assert f"{metric}_std" in run.data.metrics
-        assert result.refit_run_id is not None, spec.task
+        assert result.refit.run_id is not None, spec.task
 
 
 def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows(tmp_path):

@@ -7,19 +7,15 @@ import shutil
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
-from mltune.search.trial import TrialRunner
 from sklearn.datasets import load_breast_cancer, load_digits
 from test_resume import kill_9_then_resume
 
 import mltune
-from mltune.spec.space import decode
 from mltune.tasks import task_for
 from mltune.tracking.model import load_network
-from mltune.tracking.runs import start_search as open_search
 
 SHAPE_KEYS = ("num_layers", "hidden_size", "norm", "activation", "batch_size", "optimizer")
 
@@ -74,57 +70,6 @@ def test_a_packed_digits_search_trains_its_members_at_once_and_serves_them(clien
     served = mlflow.pyfunc.load_model(result.best.model_uri)
     accuracy = (served.predict(digits.images[:200])["label"] == digits.target[:200]).mean()
     assert accuracy > 0.5  # chance is 0.1
-
-
-def runner_for(spec_values: dict, client) -> TrialRunner:
-    spec = mltune.load_spec(None, spec_values)
-    task = task_for(spec)
-    data = task.load(spec.data, spec.seed)
-    search = open_search(spec, data.fingerprint)
-    return TrialRunner(spec, task, data, search, torch.device("cpu"), "fp32")
-
-
-def sample(lr: float, **more) -> dict:
-    return {"num_layers": 2, "hidden_size": 32, "activation": "relu", "dropout": 0.0,
-            "norm": "batch", "weight_init": "default", "learning_rate": lr,
-            "weight_decay": 1e-4, "optimizer": {"name": "adam"}, "batch_size": 32,
-            "loss": "cross_entropy", **more}
-
-
-def test_a_member_trained_in_a_pack_and_alone_agree(client):
-    """fp32 on the CPU, same seeds, same batch order: the same final metrics.
-
-    (No dropout: a pack draws each member's masks from one stream, so they differ from a lone
-    run's. No BatchNorm: behind a biased layer, Adam moves that redundant bias on rounding
-    noise and the running mean follows it, so with BatchNorm they agree to ~1e-3 only.)"""
-    runner = runner_for({"task": "tabular", "epochs": 3}, client)
-    rates = [3e-3, 1e-2, 3e-4]
-    members = [sample(lr, norm="layer", weight_init=init)
-               for lr, init in zip(rates, ["default", "xavier_uniform", "orthogonal"],
-                                   strict=True)]
-    packed = runner.run_pack(1, [(i + 1, decode(m)) for i, m in enumerate(members)])
-    alone = [runner.run_params(i + 1, decode(m)) for i, m in enumerate(members)]
-    for p, a in zip(packed, alone, strict=True):
-        assert p.status == a.status == "FINISHED"
-        assert p.pack == 1 and a.pack is None
-        for metric in ("val_accuracy", "val_loss", "train_loss"):
-            assert p.metrics[metric] == pytest.approx(a.metrics[metric], abs=1e-4), metric
-
-
-def test_a_diverging_member_fails_while_the_others_finish(client):
-    runner = runner_for({"task": "tabular", "epochs": 2}, client)
-    diverging = sample(1e9, optimizer={"name": "sgd", "momentum": 0.9}, norm="none")
-    members = [(1, decode(sample(3e-3, norm="none",
-                                 optimizer={"name": "sgd", "momentum": 0.9}))),
-               (2, decode(diverging))]
-    outcomes = runner.run_pack(1, members)
-    assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]
-    assert "became nan" in outcomes[1].error or "became inf" in outcomes[1].error
-    failed = client.get_run(outcomes[1].run_id)
-    assert failed.info.status == "FAILED" and "train_loss became" in failed.data.tags[
-        "mltune.error"]
-    assert client.get_run(outcomes[0].run_id).info.status == "FINISHED"
-    assert np.isfinite(outcomes[0].metrics["val_loss"])
 
 
 def test_pruning_stops_members_of_a_pack_alone(client):

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from recording import ListSampler, RecordingTracker, ScriptedScheduler
 
 import mltune  # noqa: F401  (registers the tasks)
 from mltune.core.interrupts import Stop
@@ -24,7 +25,6 @@ from mltune.search.schedulers.base import CONTINUE, STOP, exploit
 from mltune.spec.build import build_spec
 from mltune.spec.model import PruningSpec, StopSpec
 from mltune.tasks import task_for
-from recording import ListSampler, RecordingTracker, ScriptedScheduler
 
 SPEC = build_spec({"task": "tabular", "data": {"source": "sklearn:breast_cancer"}, "epochs": 3,
                    "max_evals": 2, "pack": 2, "seed": 0})
