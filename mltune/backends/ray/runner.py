@@ -263,6 +263,30 @@ def labels_of(places: Sequence[tuple[str, str]]) -> list[str]:
     return numbered([f"{device}@{node}" if several_nodes else device for device, node in places])
 
 
+def ray_runners(setup: SearchSetup, uri: str, count: int) -> list[RayRunner]:
+    """``count`` workers of the search (Ray running), each a lane with its label."""
+    spec, search = setup.spec, setup.search
+    context = WorkerContext(spec, setup.task, uri, search.run_id, search.experiment_id,
+                            search.search_id)
+    data = ray.put(setup.data.to("cpu"))  # shipped once, moved once per worker
+    actor = ray.remote(PackWorker)
+
+    def starter(i: int) -> Callable[[int], Any]:
+        def start(restart: int) -> Any:
+            name = f"mltune-{search.search_id}-worker-{i}"
+            return actor.options(
+                name=name + (f"-r{restart}" if restart else ""), max_concurrency=4,
+                num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_worker,
+            ).remote(context, data)
+        return start
+
+    runners = [RayRunner(starter(i + 1), search) for i in range(count)]
+    places = ray.get([r.actor.where.remote() for r in runners])
+    for runner, label in zip(runners, labels_of(places), strict=True):
+        runner.label = label
+    return runners
+
+
 def run_search(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> None:
     """The search's lanes in Ray workers, one driver each; their calls answered here."""
     spec, search = setup.spec, setup.search
@@ -270,26 +294,8 @@ def run_search(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> None
     try:
         with ray_session(spec, uri):
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
-            count = worker_count(spec, ray.cluster_resources())
-            context = WorkerContext(spec, setup.task, uri, search.run_id,
-                                    search.experiment_id, search.search_id)
-            data = ray.put(setup.data.to("cpu"))  # shipped once, moved once per worker
-            actor = ray.remote(PackWorker)
-
-            def starter(i: int) -> Callable[[int], Any]:
-                def start(restart: int) -> Any:
-                    name = f"mltune-{search.search_id}-worker-{i}"
-                    return actor.options(
-                        name=name + (f"-r{restart}" if restart else ""), max_concurrency=4,
-                        num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_worker,
-                    ).remote(context, data)
-                return start
-
-            runners = [RayRunner(starter(i + 1), search) for i in range(count)]
-            places = ray.get([r.actor.where.remote() for r in runners])
-            for runner, label in zip(runners, labels_of(places), strict=True):
-                runner.label = label
-            log.info("training in %d Ray workers: %s", count,
+            runners = ray_runners(setup, uri, worker_count(spec, ray.cluster_resources()))
+            log.info("training in %d Ray workers: %s", len(runners),
                      ", ".join(r.label for r in runners))
             run_lanes(runners, coordinator, stop)
     finally:
