@@ -44,6 +44,29 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """``ray.init(num_cpus=2)`` in this process, as a notebook user starts it: searches join
+    it (and leave it running) until the module's tests are done."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'mltune[ray]')")
+    import logging
+
+    import ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
 def all_runs(client: MlflowClient) -> list:
     experiments = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiments, max_results=1000) if experiments else []

@@ -106,7 +106,7 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
             network = load_network(by_trial[member["trial"]].model_uri)
             oof = torch.empty(len(pooled_y), 2)
             for fold, fold_network in zip(folds, network.members, strict=True):
-                oof[fold.val] = fold_network(pooled_x[fold.val])
+                oof[fold.scored] = fold_network(pooled_x[fold.scored])
             outputs.append(oof)
     averaged = average(outputs, [m["weight"] for m in members], probabilities=True)
     accuracy = float((averaged.argmax(1) == pooled_y).float().mean())
@@ -191,8 +191,8 @@ def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows
     folds = search_folds(spec, task, data)
     assert folds is not None and len(folds) == 4
     for fold in folds:  # training windows' targets end before the scored windows' begin
-        assert int(fold.val.min()) - int(fold.train.max()) == HORIZON
-    assert int(folds[-1].val.max()) == len(data.x_train) + len(data.x_val) - 1
+        assert int(fold.scored.min()) - int(fold.train.max()) == HORIZON
+    assert int(folds[-1].scored.max()) == len(data.x_train) + len(data.x_val) - 1
 
 
 def test_several_configurations_folds_share_one_pack(tracking_uri, client):

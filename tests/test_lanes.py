@@ -7,13 +7,12 @@ their records can be held against each other."""
 from __future__ import annotations
 
 import importlib.util
-import logging
-from collections.abc import Iterator
 
 import mlflow
 import pytest
 import torch
-from conftest import REPO, children_of
+from conftest import children_of
+from recording import ListSampler, ScriptedScheduler
 
 import mltune  # noqa: F401  (registers the tasks and backends)
 from mltune.core.interrupts import Stop
@@ -29,7 +28,6 @@ from mltune.search.schedulers.base import STOP
 from mltune.spec.build import build_spec
 from mltune.tasks import task_for
 from mltune.tracking.runs import start_search
-from recording import ListSampler, ScriptedScheduler
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install 'mltune[ray]')")
@@ -43,22 +41,6 @@ def points() -> list[dict]:
     base = {**TASK.default_params(), "hidden_size": 8, "num_layers": 1, "norm": "none",
             "dropout": 0.0}
     return [{**base, "learning_rate": lr} for lr in (3e-3, 1e-2, 3e-2, 1e-3)]
-
-
-@pytest.fixture(scope="module")
-def ray_here() -> Iterator[None]:
-    """Ray started by this process, as a notebook user starts it."""
-    import ray
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
-        try:
-            yield
-        finally:
-            ray.shutdown()
 
 
 def run_lane(kind: str) -> tuple[Coordinator, ScriptedScheduler, str]:
@@ -89,7 +71,7 @@ def run_lane(kind: str) -> tuple[Coordinator, ScriptedScheduler, str]:
 @pytest.mark.slow
 @needs_ray
 def test_a_local_lane_and_a_ray_worker_run_the_same_trials_and_leave_the_same_record(
-        client, ray_here):
+        client, local_ray):
     runs = {kind: run_lane(kind) for kind in ("local", "ray")}
     for kind, (coordinator, scheduler, parent) in runs.items():
         outcomes = coordinator.outcomes

@@ -336,22 +336,6 @@ PACKED = {"task": "tabular", "backend": "ray", "parallelism": 2, "pack": 4, "dev
           "seed": 3, "pruning": {"rule": "none"}}
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """``ray.init(num_cpus=2)`` in this process: searches join it (and leave it running)."""
-    import ray
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
-        try:
-            yield
-        finally:
-            ray.shutdown()
-
-
 @pytest.mark.slow
 @needs_ray
 def test_two_workers_train_packs_of_four_each_member_a_trial_of_its_own(local_ray, client):
