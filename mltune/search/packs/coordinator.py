@@ -97,20 +97,24 @@ class Coordination(Protocol):
 
 
 class FixedPoints:
-    """Given trials, each trained once, alone, to its end: no sampler, no scheduler, no time
-    budget (a refit, ``mltune train``). Their outcomes, by number, once they ended."""
+    """Given trials, each trained once to its end, alone (or all as pack ``pack``): no
+    sampler, no scheduler, no time budget (a refit, ``mltune train``, a benchmark). Their
+    outcomes, by number, once they ended."""
 
-    def __init__(self, trials: Numbered) -> None:
-        self.queue = list(trials)
+    def __init__(self, trials: Numbered, pack: int | None = None) -> None:
+        self.queue, self.pack = list(trials), pack
         self.outcomes: dict[int, TrialOutcome] = {}
 
     def next_pack(self) -> PackStart | None:
         if not self.queue:
             return None
-        return PackStart([self.queue[0][1]], queued=True, limit=1, measure=False, fill=False)
+        taken = len(self.queue) if self.pack is not None else 1
+        return PackStart([p for _, p in self.queue[:taken]], queued=True, limit=taken,
+                         measure=False, fill=False)
 
     def admit(self, start: PackStart, size: int) -> Admitted | None:
-        return Admitted(None, [self.queue.pop(0)], refills=False)
+        taken, self.queue = self.queue[:len(start.points)], self.queue[len(start.points):]
+        return Admitted(self.pack, taken, refills=False)
 
     def refill(self, pack: int, free: int) -> Numbered:
         return []
