@@ -11,7 +11,7 @@ import json
 import mlflow
 import pytest
 import yaml
-from conftest import all_runs, children_of, run_cli
+from conftest import all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
 
 BASE = {"task": "tabular", "data": {"source": "sklearn:breast_cancer"}, "seed": 1,
@@ -65,7 +65,7 @@ def test_every_backend_with_every_feature(backend, feature, tmp_path, client, ca
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
     parent = next(r for r in all_runs(client) if r.data.tags.get("mltune.role") == "search")
     assert parent.info.status == "FINISHED"
-    children = children_of(client, parent.info.run_id)
+    children = [r for r in all_runs(client) if r.data.tags.get("mltune.role") == "trial"]
     if spec["max_evals"] is not None:
         assert len(children) == spec["max_evals"]
     if backend != "local":  # both lanes (workers) trained
@@ -73,5 +73,5 @@ def test_every_backend_with_every_feature(backend, feature, tmp_path, client, ca
     champion = client.get_model_version_by_alias(name, "champion")
     frame = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(4)
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(frame)
-    assert len(served) == 4 and champion.version == "1"
+    assert len(served) == 4 and str(champion.version) == "1"
     shows_its_feature(feature, client, parent, children)

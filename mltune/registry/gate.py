@@ -30,7 +30,7 @@ from mltune.core.locks import machine_lock
 from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.versions import CHALLENGER, CHAMPION, alias_version
-from mltune.spec.build import build_spec
+from mltune.spec.build import stored_spec
 from mltune.spec.model import SearchSpec
 from mltune.tasks import task_for
 from mltune.tracking import tags as T
@@ -91,7 +91,7 @@ def search_spec(version: ModelVersion) -> SearchSpec:
     except MlflowException:
         raise SpecError(f"version {version.version}: the spec of search run {parent} cannot be "
                         "read, so its holdout data is unknown") from None
-    return build_spec(yaml.safe_load(text))
+    return stored_spec(yaml.safe_load(text))
 
 
 def holdout_meta(meta: dict[str, Any]) -> dict[str, Any]:

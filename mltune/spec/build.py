@@ -161,6 +161,20 @@ def expand_references(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return expanded, references
 
 
+def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """A spec as a parent run keeps it (``spec.yaml``), whichever mltune wrote it: before each
+    pruning rule owned its options, every rule's were written; the other rules' are dropped
+    here (they never took effect), then the spec is built as any."""
+    pruning = raw.get("pruning")
+    if isinstance(pruning, Mapping):
+        rule = pruning.get("rule", "asha")
+        if rule in SCHEDULERS:
+            own = option_names(SCHEDULERS.get(rule).Options)
+            raw = {**raw, "pruning": {k: v for k, v in pruning.items()
+                                      if k == "rule" or k in own}}
+    return build_spec(raw)
+
+
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
     for key in raw:

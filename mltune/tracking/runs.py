@@ -1,7 +1,8 @@
 """The runs mltune writes: a search's parent run and one run per trial.
 
 MLflow's limits (param length, batching) are known here and nowhere else. These classes record
-what they are told; which status a trial ends with is decided by the search (``TrialRunner``).
+what they are told; which status a trial ends with is decided by its ``Trial``
+(``search.packs.trial``), and its run is written by the tracker (``tracking.tracker``).
 """
 
 from __future__ import annotations

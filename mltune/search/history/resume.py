@@ -27,7 +27,7 @@ from mltune.core.terms import TrialStatus
 from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Context, Scheduler, TrialCurve
-from mltune.spec.build import build_spec
+from mltune.spec.build import stored_spec
 from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
@@ -121,7 +121,7 @@ def resume_search(parent_run_id: str, spec: SearchSpec, space: Space,
     except MlflowException:  # stopped before it recorded its spec: no trial ran yet
         record_spec(client, parent_run_id, spec)
         text = yaml.safe_dump(spec.to_dict())
-    differences = _differences(build_spec(yaml.safe_load(text)), spec)
+    differences = _differences(stored_spec(yaml.safe_load(text)), spec)
     if differences:
         raise SpecError(f"the spec differs from the search's in {', '.join(differences)}; a "
                         "resumed search keeps its task, data, model and space", field="resume")

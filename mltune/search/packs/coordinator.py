@@ -43,19 +43,6 @@ Numbered = list[tuple[int, Params]]  # trials as (number, point)
 
 
 @dataclass(frozen=True)
-class PackStart:
-    """The first point(s) of a lane's next pack. ``limit``: the most trials it may take;
-    ``measure``: its size is measured (``pack: auto``) up to ``limit``; ``fill``: the
-    sampler fills it and refills its free slots (the queue is spent)."""
-
-    points: list[Params]
-    queued: bool
-    limit: int
-    measure: bool
-    fill: bool
-
-
-@dataclass(frozen=True)
 class Admitted:
     """A pack about to train: its number (None: a lone trial) and its numbered trials;
     ``refills``: whether its free slots are to be refilled (``Coordinator.refill``)."""
@@ -63,6 +50,22 @@ class Admitted:
     pack: int | None
     trials: Numbered
     refills: bool
+
+
+@dataclass(frozen=True)
+class PackStart:
+    """The first point(s) of a lane's next pack. ``limit``: the most trials it may take;
+    ``measure``: its size is measured (``pack: auto``) up to ``limit``, then ``admit``ted;
+    ``fill``: the sampler fills it and refills its free slots (the queue is spent);
+    ``admitted``: the pack already numbered, when there was nothing to measure (so a
+    resumed search's interrupted points get the next numbers, whichever lane is quicker)."""
+
+    points: list[Params]
+    queued: bool
+    limit: int
+    measure: bool
+    fill: bool
+    admitted: Admitted | None = None
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,12 @@ class Coordinator:
                     return None  # no point left that is not pending: the space is spent
             if self.spec.pack == "auto" and self.per_trial > 1:  # MAX_PACK counts members
                 limit = min(limit, max(1, MAX_PACK // self.per_trial))
-            return PackStart(points, queued, limit, self.spec.pack == "auto" and limit > 1,
-                             fill=not self.queued)
+            start = PackStart(points, queued, limit, self.spec.pack == "auto" and limit > 1,
+                              fill=not self.queued)
+            if start.measure:
+                return start
+            return PackStart(points, queued, limit, False, start.fill,
+                             admitted=self.admit(start, limit))
 
     def admit(self, start: PackStart, size: int) -> Admitted | None:
         """``start``'s pack of ``size`` trials (the sampler fills it) numbered, each started

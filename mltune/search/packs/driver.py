@@ -65,7 +65,7 @@ class Driver:
                 start = self.coordinator.next_pack()
                 if start is None:
                     return
-                admitted = self.coordinator.admit(start, self.size(start))
+                admitted = start.admitted or self.coordinator.admit(start, self.size(start))
                 if admitted is not None:
                     self.train_admitted(admitted)
         finally:
