@@ -51,7 +51,6 @@ PIECES = {  # (module, class, method) -> piece
     ("mltune.tracking.tracker", "MlflowTracker", "open"): "records",
     ("mltune.tracking.tracker", "MlflowRecord", "epoch"): "records",
     ("mltune.tracking.tracker", "MlflowRecord", "end"): "records",
-    ("mltune.tracking.tracker", "MlflowTracker", "drain"): "records",
     ("mltune.search.samplers.hyperopt", "HyperoptSampler", "ask"): "sampler",
     ("mltune.search.samplers.hyperopt", "HyperoptSampler", "tell"): "sampler",
     ("mltune.search.schedulers.asha", "AshaScheduler", "decide"): "scheduler",

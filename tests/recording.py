@@ -59,6 +59,9 @@ class RecordingTracker:
         self.records[number] = record
         return record
 
+    def check(self) -> None:
+        """Nothing runs in the background here."""
+
     def drain(self) -> None:
         """Nothing runs in the background here."""
 

@@ -45,11 +45,13 @@ class Finisher:
     loops of several devices submit to one finisher (``submit`` is safe from any thread).
     """
 
-    def __init__(self, backlog: int = 1) -> None:
+    def __init__(self, backlog: int = 4) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-finish")
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
-        self.backlog = backlog  # jobs waiting at most: what a slow server may hold in memory
+        # jobs waiting at most: what a slow server may hold in memory (a trained network each),
+        # and how far the search runs ahead of its models before it waits for them
+        self.backlog = backlog
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue ``job``; when ``backlog`` jobs already wait, first wait for the oldest (so

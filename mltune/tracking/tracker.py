@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from mltune.core.terms import TrialStatus
 from mltune.tracking import tags as T
-from mltune.tracking.background import Finisher, inline
+from mltune.tracking.background import Finisher, inline, send_later, sent
 from mltune.tracking.remote import best_effort, is_outage
 from mltune.tracking.runs import SearchRun, describe_error
 from mltune.tracking.trial_runs import TrialRun
@@ -52,7 +53,8 @@ Logged = Callable[[str | None, str | None, TrialStatus], None]
 
 
 class TrialRecord(Protocol):
-    """One trial's record, as its trial writes it."""
+    """One trial's record, as its trial writes it. ``run_id`` may wait for the record to
+    exist (it is made in the background): read it once the trial ended."""
 
     run_id: str
 
@@ -78,8 +80,12 @@ class Tracker(Protocol):
              ) -> TrialRecord:
         """Trial ``number``'s record, its decoded ``params`` written at once."""
 
+    def check(self) -> None:
+        """Raise what went wrong in the background that stops the search (a lost tracking
+        server); cheap, and never waits."""
+
     def drain(self) -> None:
-        """Wait until every record's background work is done."""
+        """Wait until every record's background work is done (and ``check``)."""
 
 
 def curve_tag(curve: Sequence[float]) -> str | None:
@@ -111,11 +117,11 @@ class MlflowRecord:
         if ending.status is TrialStatus.FINISHED:
             self.tracker.finish(lambda: self._log(ending, networks, params or {}, tags, then))
         elif ending.status is TrialStatus.PRUNED:
-            run.end(TrialStatus.PRUNED, {**tags, T.OBJECTIVE: repr(float(ending.value or 0.0)),
-                                         T.EPOCHS_RUN: str(ending.epochs),
-                                         T.ERROR: ending.reason or "pruned"})
+            self.tracker.later(run.end_later(TrialStatus.PRUNED, {
+                **tags, T.OBJECTIVE: repr(float(ending.value or 0.0)),
+                T.EPOCHS_RUN: str(ending.epochs), T.ERROR: ending.reason or "pruned"}))
         elif ending.status is TrialStatus.FAILED:
-            run.fail(ending.reason or "failed", tags)
+            self.tracker.later(send_later(run.fail, ending.reason or "failed", tags))
         else:  # interrupted, or cut off from the tracking server: a resume runs it again
             best_effort(run.end, TrialStatus.KILLED, {T.INTERRUPTED: "true"})
 
@@ -166,6 +172,7 @@ class MlflowTracker:
         self.label = label or str(device)
         self.precision, self.finisher, self.run_name = precision, finisher, run_name
         self.refit_of, self.scored = dict(refit_of or {}), scored
+        self.endings: list[Future[Any]] = []  # records' endings sent in the background
         self.tags = dict(tags or {})
 
     def open(self, number: int, params: Mapping[str, Any], pack: int | None = None
@@ -179,9 +186,26 @@ class MlflowTracker:
     def finish(self, job: Callable[[], None]) -> None:
         (self.finisher.submit if self.finisher is not None else inline)(job)
 
+    def later(self, ending: Future[Any]) -> None:
+        """A record's ending sent in the background: watched for what stops the search."""
+        self.endings = [f for f in self.endings if not f.done() or f.exception() is not None]
+        self.endings.append(ending)
+
+    def check(self) -> None:
+        for ending in self.endings:
+            if ending.done() and ending.exception() is not None:
+                error = ending.exception()
+                assert error is not None
+                if is_outage(error):
+                    raise error
+                log.warning("a trial's run could not be ended: %s", describe_error(error))
+        self.endings = [f for f in self.endings if not f.done()]
+
     def drain(self) -> None:
         if self.finisher is not None:
             self.finisher.drain()
+        sent()
+        self.check()
 
 
 def end_orphans(search: SearchRun, numbers: Sequence[int] | None = None) -> None:

@@ -40,16 +40,16 @@ class TrialRun:
     """One trial's run: params at the start, one batched call per epoch, the model at the end.
 
     Created with the client and an explicit parent id rather than fluent nesting, so it works
-    the same from a thread or a worker process and can be finished by a background job. Epoch
-    metrics are sent in the background (``send_later``), so a slow tracking server never holds
-    up training; they are flushed before the run ends.
+    the same from a thread or a worker process and can be finished by a background job. Every
+    call to the store is made in the background (``send_later``: one thread, in order): the
+    run's creation with its params and inputs, its epochs, its ending (``end_later``); a slow
+    tracking server never holds up training, and ``run_id`` waits for the run only when read.
     """
 
-    def __init__(self, run_id: str, experiment_id: str, client: MlflowClient,
-                 monitor: Any = None, model_name: str = "model",
+    def __init__(self, experiment_id: str, client: MlflowClient, model_name: str = "model",
                  datasets: SplitDatasets | None = None,
                  model_tags: Mapping[str, str] | None = None) -> None:
-        self.run_id = run_id
+        self._created: Future[str] | None = None  # the run's creation (``open``)
         self.experiment_id = experiment_id
         self.client = client
         self.model_uri: str | None = None
@@ -57,7 +57,7 @@ class TrialRun:
         self.datasets = datasets or SplitDatasets({})
         self.model_tags = dict(model_tags or {})
         self.ended = False
-        self._monitor = monitor
+        self._monitor: Any = None
         self._pending: list[Future[Any]] = []
         self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
         self._best_epoch: int | None = None
@@ -69,15 +69,15 @@ class TrialRun:
              device: torch.device, run_name: str | None = None, precision: str | None = None,
              pack: int | None = None, refit_of: str | None = None,
              extra_tags: Mapping[str, str] | None = None) -> TrialRun:
-        """A child run of ``search`` (or a standalone run without one); its params, and the
-        search's training and validation splits as its inputs, sent in the background.
-        The params are the trial's decoded point: what a resumed search rebuilds its sampler
-        from.
+        """A child run of ``search`` (or a standalone run without one), created in the
+        background with its params and the search's training and validation splits as its
+        inputs. The params are the trial's decoded point: what a resumed search rebuilds its
+        sampler from.
 
         ``refit_of`` (a trial's run id): the run is that trial's refit, not a trial: role
         ``refit``, no trial number (resume and the report read role ``trial`` only), and both
         splits as its training inputs. ``extra_tags``: more tags on the run."""
-        client = MlflowClient()
+        client = search.client if search is not None else MlflowClient()
         if refit_of is None:
             tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number)}
             model_tags = {T.TRIAL: str(number)}
@@ -101,23 +101,35 @@ class TrialRun:
             tags[T.PRECISION] = precision
         if pack is not None:
             tags[T.PACK] = str(pack)
-        info = client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info
-        run = cls(info.run_id, experiment_id, client, start_monitor(info.run_id, device), called,
-                  datasets, model_tags)
-        run._pending.append(send_later(  # in order, before the first epoch's metrics
-            client.log_batch, info.run_id,
-            params=[Param(k, param_value(v)) for k, v in params.items()]))
+        run = cls(experiment_id, client, called, datasets, model_tags)
         inputs = run.datasets.for_trial if refit_of is None else run.datasets.for_refit
-        if inputs:
-            run._pending.append(send_later(client.log_inputs, info.run_id, datasets=inputs))
+        logged = [Param(k, param_value(v)) for k, v in params.items()]
+
+        def create() -> str:
+            run_id = client.create_run(experiment_id, run_name=name,
+                                       tags=resolve_tags(tags)).info.run_id
+            client.log_batch(run_id, params=logged)
+            if inputs:
+                client.log_inputs(run_id, datasets=inputs)
+            run._monitor = start_monitor(run_id, device)
+            return run_id
+
+        run._created = send_later(create)
+        run._pending.append(run._created)
         return run
+
+    @property
+    def run_id(self) -> str:
+        """The run's id: waits for its creation (long done, but for a slow server)."""
+        assert self._created is not None, "a run is made by TrialRun.open"
+        return self._created.result()
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         stamp = now_ms()
         self._epochs[epoch] = (stamp, dict(metrics))  # the logged model's are one epoch's
-        self._pending.append(send_later(
-            self.client.log_batch, self.run_id,
-            metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
+        batch = [Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]
+        self._pending.append(send_later(lambda: self.client.log_batch(self.run_id,
+                                                                      metrics=batch)))
 
     def log_exploit(self, epoch: int, source: int, before: Mapping[str, Any],
                     values: Mapping[str, Any]) -> None:
@@ -133,9 +145,9 @@ class TrialRun:
                     if m.key not in self._changed and isinstance(before.get(m.key[3:]),
                                                                   int | float)]
         self._changed.update(m.key for m in metrics)
-        self._pending.append(send_later(
-            self.client.log_batch, self.run_id, metrics=metrics,
-            tags=[RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))]))
+        tags = [RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))]
+        self._pending.append(send_later(lambda: self.client.log_batch(
+            self.run_id, metrics=metrics, tags=tags)))
 
     def flush(self) -> None:
         """Wait until every metric sent so far is stored (raises what the server answered)."""
@@ -236,6 +248,12 @@ class TrialRun:
                 self.client.log_batch(self.run_id,
                                       tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
             self.client.set_terminated(self.run_id, status.run_status)
+
+    def end_later(self, status: TrialStatus, tags: Mapping[str, str] | None = None
+                  ) -> Future[None]:
+        """``end`` in the background, after everything this run sent before; the future
+        raises what the server answered."""
+        return send_later(self.end, status, tags)
 
     def fail(self, error: str, tags: Mapping[str, str] | None = None) -> None:
         """FAILED with ``mltune.error``; the metrics already sent are kept when they can be."""

@@ -273,6 +273,7 @@ class Coordinator:
             if kept is not None and kept is not outcome:  # a copy came from another process
                 kept.model_uri, kept.status, kept.error = (outcome.model_uri, outcome.status,
                                                            outcome.error)
+                kept.run_id = outcome.run_id or kept.run_id
 
     def lost(self, unfinished: Sequence[int]) -> None:
         """A lane went away mid-pack: its unfinished trials (by number) run again first."""

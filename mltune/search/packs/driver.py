@@ -160,6 +160,7 @@ class Driver:
         """One epoch of the pack: observed, decided, judged; the trials that ended closed and
         reported. The trials still running, and whether the time budget is spent."""
         results = trainer.step_epoch()
+        self.tracker.check()  # a lost tracking server stops the search here
         reports = []
         for trial in running:
             value = trial.observe(results)

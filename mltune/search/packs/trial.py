@@ -71,8 +71,9 @@ class Trial:
         self.number, self.record, self.limits = number, record, limits
         self.members, self.networks = list(members), list(networks)
         self.current = dict(params)  # its values as they are now (PBT changes them)
-        self.outcome = TrialOutcome(number, record.run_id, dict(params), TrialStatus.RUNNING,
-                                    pack=pack, device=label)
+        # its run id is known once its record exists (made in the background): set at close
+        self.outcome = TrialOutcome(number, "", dict(params), TrialStatus.RUNNING, pack=pack,
+                                    device=label)
         self.history: list[dict[str, float]] = []  # merged metrics, by epoch
         self.best: float | None = None
         self.stopper = (EarlyStopping(limits.metric, limits.direction, limits.patience)
@@ -192,6 +193,10 @@ class Trial:
     def _record(self, then: Logged | None) -> None:
         assert self.ending is not None
         finished = self.ending.status is TrialStatus.FINISHED
+        try:
+            self.outcome.run_id = self.record.run_id
+        except Exception:  # its record could not even be made (the server is gone)
+            pass
 
         def logged(model_uri: str | None, error: str | None, status: TrialStatus) -> None:
             self.outcome.model_uri = model_uri

@@ -38,6 +38,7 @@ from mltune.spec.distributions import is_distribution as drawn
 from mltune.spec.space import decode, option_index
 
 TRIES = 10  # suggestions tried for a point unlike every pending one before giving up
+DOMAINS_KEPT = 64  # compiled spaces of fixed shapes kept (the oldest goes first)
 
 
 def startup_trials(budget: int) -> int:
@@ -159,13 +160,10 @@ class HyperoptSampler:
         self.trials = Trials()
         self._stream = np.random.default_rng(seed)
         self._seeds: list[int] = []
+        self._domains: dict[tuple[tuple[str, str], ...], tuple[dict[str, Any], Domain]] = {}
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
-        if fixed:
-            hp_space = to_hyperopt(self.space, fixed)
-            domain = Domain(lambda _: 0.0, hp_space)
-        else:
-            hp_space, domain = self.hp_space, self.domain
+        hp_space, domain = self._domain(fixed) if fixed else (self.hp_space, self.domain)
         points: list[Params] = []
         for _ in range(n):
             point = self._suggest(hp_space, domain)
@@ -207,6 +205,17 @@ class HyperoptSampler:
                 self.trials.refresh()
                 return point
         return None
+
+    def _domain(self, fixed: Mapping[str, Any]) -> tuple[dict[str, Any], Domain]:
+        """The space with ``fixed`` taken as given, compiled once per shape (a pack's refills
+        ask with the same shape again and again; compiling costs ~10 ms)."""
+        key = tuple(sorted((k, repr(v)) for k, v in fixed.items()))
+        if key not in self._domains:
+            if len(self._domains) >= DOMAINS_KEPT:
+                self._domains.pop(next(iter(self._domains)))
+            hp_space = to_hyperopt(self.space, fixed)
+            self._domains[key] = (hp_space, Domain(lambda _: 0.0, hp_space))
+        return self._domains[key]
 
     def _seed(self, tid: int, attempt: int) -> int:
         if attempt:  # a retry: a stream of its own, the same run to run
