@@ -18,8 +18,8 @@ from mltune.cli import tune_command
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
 from mltune.search.history.result import SearchResult
-from mltune.search.selection import ensemble as ensemble_module
 from mltune.tasks import get_task
+from mltune.tracking import tracker as tracker_module
 from mltune.tracking.model import BadInput
 
 # seed 1: two trials, one chosen twice; seed 0: one trial far better than the rest, alone
@@ -206,7 +206,7 @@ def test_a_failed_ensemble_registers_the_best_trial_and_says_why(client, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ensemble_module, "log_ensemble_model", broken)
+    monkeypatch.setattr(tracker_module, "log_ensemble_model", broken)
     result = search(ensemble=3)
     assert result.ensemble.run_id is None
     assert result.ensemble.error == "RuntimeError: disk full"

@@ -47,7 +47,7 @@ def run_lane(kind: str) -> tuple[Coordinator, ScriptedScheduler, str]:
     """Four trials of one coordinator on one lane of ``kind``; trial 2 pruned at epoch 1."""
     data = TASK.load(SPEC.data, SPEC.seed)
     search = start_search(SPEC, data.fingerprint)
-    setup = SearchSetup(SPEC, TASK, data, [torch.device("cpu")], ["cpu"],
+    setup = SearchSetup(SPEC, TASK, data, [torch.device("cpu")],
                         search_folds(SPEC, TASK, data), search)
     scheduler = ScriptedScheduler({(2, 1): STOP})
     stop = Stop()

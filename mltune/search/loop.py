@@ -1,19 +1,16 @@
 """The search from end to end: prepared (``prepare``: every refusal before a run opens), its
 parent run opened, its lanes run by the backend around one coordinator (``packs``), then
 concluded (``selection.finish``: an ensemble or a refit, registration, gate, report). The
-parent run ends FINISHED, KILLED when interrupted, FAILED otherwise; a lost tracking server
-says how to resume.
+parent run ends as the search did (``SearchRun.closing``).
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlflow.entities import RunStatus
-
-from mltune.core.errors import SearchError, SearchInterrupted, TrackingLost
+from mltune.core.errors import SearchError
+from mltune.core.heap import frozen_heap
 from mltune.core.interrupts import Stop, stop_on_signals
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
@@ -24,11 +21,11 @@ from mltune.search.packs.coordinator import Coordinator, FixedPoints
 from mltune.search.packs.driver import Driver
 from mltune.search.packs.lane import Lane
 from mltune.search.packs.shapes import is_free
-from mltune.search.prepare import Prepared, hide_references, open_search, prepare, with_network
+from mltune.search.prepare import Prepared, open_search, prepare, with_network
 from mltune.search.selection.finish import conclude
 from mltune.spec.model import SearchSpec
 from mltune.spec.rules import check_params
-from mltune.tracking.remote import best_effort, check_tracking_server, is_outage, outage_reason
+from mltune.tracking.remote import check_tracking_server
 from mltune.tracking.runs import SearchRun
 from mltune.tracking.store import create_tables, share_sqlite_store
 from mltune.tracking.tracker import MlflowTracker
@@ -57,27 +54,12 @@ def tune(
     prepared = prepare(spec, model, resume)
     search, history = open_search(prepared, resume)
     stop = Stop()
-    try:
+    with search.closing(), frozen_heap(), stop_on_signals(stop):
         if on_start is not None:
             on_start()
-        gc.freeze()  # what set-up made lives on: later collections need not scan it
-        with stop_on_signals(stop):
-            coordinator = coordinate(prepared, search, history, progress, stop)
-            prepared.backend.run(prepared.setup, coordinator, stop)
-            result = conclude(prepared.setup, coordinator, stop)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        search.end(RunStatus.to_string(RunStatus.KILLED))
-        raise SearchInterrupted(search.run_id, str(exc) or "SIGINT") from None
-    except BaseException as exc:
-        if is_outage(exc):  # finished trials are on the server; say how to go on
-            best_effort(search.end, RunStatus.to_string(RunStatus.FAILED))
-            raise TrackingLost(search.run_id, outage_reason(exc)) from None
-        search.end(RunStatus.to_string(RunStatus.FAILED))
-        raise
-    finally:
-        gc.unfreeze()
-    search.end(RunStatus.to_string(RunStatus.FINISHED))
-    return result
+        coordinator = coordinate(prepared, search, history, progress, stop)
+        prepared.backend.run(prepared.setup, coordinator, stop)
+        return conclude(prepared.setup, coordinator, stop)
 
 
 def coordinate(prepared: Prepared, search: SearchRun, history: ResumeState,
@@ -103,8 +85,7 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any],
     full = {**task.default_params(), **params}
     check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()
-    data = task.load(spec.data, spec.seed).to(device)
-    hide_references(data, spec)
+    data = task.loaded(spec.data, spec.seed, device)
     task.check_network(data)
     create_tables()
     tracker = MlflowTracker(None, task, data, device, run_name=f"{spec.name}-train",

@@ -12,14 +12,12 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mltune.data.splits import TaskData
 from mltune.models.network import load
 from mltune.search.history.resume import ResumeState, resume_search
 from mltune.search.packs.folds import search_folds
 from mltune.search.packs.lane import SearchSetup
 from mltune.search.packs.lanes import BACKENDS, Backend
 from mltune.search.packs.shapes import pack_limit
-from mltune.search.selection.refit import check_refit
 from mltune.spec.build import with_model
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
@@ -32,7 +30,7 @@ from mltune.tracking.remote import check_tracking_server
 from mltune.tracking.runs import SearchRun, mark_experiment, start_search
 from mltune.tracking.store import create_tables
 from mltune.tracking.system import GPU_METRICS_NOTICE, gpu_metrics_available
-from mltune.training.device import device_labels, resolve_devices
+from mltune.training.device import resolve_devices
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +59,6 @@ def with_network(spec: SearchSpec, model: Any = None) -> tuple[SearchSpec, Task]
     return spec, task
 
 
-def hide_references(data: TaskData, spec: SearchSpec) -> None:
-    """The task's metadata (logged with every model) names ``${VAR}`` data as written."""
-    if spec.data.references:
-        data.meta.update({k: spec.data.shown(v) for k, v in data.meta.items()})
-
-
 def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> Prepared:
     """The search's set-up, everything checked; no run is opened yet."""
     spec, task = with_network(spec, model)
@@ -75,17 +67,15 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
     backend.preflight(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
-    data = task.load(spec.data, spec.seed).to(devices[0])  # bad data fails before any run
-    hide_references(data, spec)
+    data = task.loaded(spec.data, spec.seed, devices[0])  # bad data fails before any run
     task.check_network(data)  # a user's network: built, and two samples through it
     limit, _ = pack_limit(spec, task, data)  # pack: N that cannot be: refused now
-    check_refit(spec, data)  # refit: true on streamed data: refused now
-    folds = search_folds(spec, task, data)  # cv: k; what cannot be cross-validated: refused
+    folds = search_folds(spec, task, data)  # cv: k, refit: what cannot be is refused now
     if any(d.type == "cuda" for d in devices) and not gpu_metrics_available():
         log.warning(GPU_METRICS_NOTICE)
     if spec.backend != "local":
         devices = devices[:1]  # a remote worker chooses its own device
-    setup = SearchSetup(spec, task, data, devices, device_labels(devices), folds, None)
+    setup = SearchSetup(spec, task, data, devices, folds, None)
     return Prepared(setup, space, backend, limit)
 
 
@@ -94,14 +84,14 @@ def open_search(prepared: Prepared, resume: str | None) -> tuple[SearchRun, Resu
     datasets; the ``start:`` points not yet run queued first."""
     setup = prepared.setup
     spec, data = setup.spec, setup.data
-    datasets = split_datasets(spec.data.shown(spec.data.source), data)  # once per search
     create_tables()  # a new local store: one process at a time runs MLflow's migrations
     if resume:
         search, history = resume_search(resume, spec, prepared.space, data.fingerprint)
-        search.log_datasets(datasets)  # a search an older mltune started has none yet
         mark_experiment(search.client, search.experiment_id)
     else:
-        search, history = start_search(spec, data.fingerprint, datasets), ResumeState()
+        search, history = start_search(spec, data.fingerprint), ResumeState()
+    # the splits as its datasets, once per search (a search of an older mltune lacks them)
+    search.log_datasets(split_datasets(spec.data.shown(spec.data.source), data))
     seen = [o.params for o in history.outcomes] + history.requeue
     history.requeue[:0] = not_yet_run(start_points(spec, setup.task, prepared.space), seen)
     setup.search = search

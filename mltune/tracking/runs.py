@@ -12,22 +12,25 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 from mltune.core._version import __version__
+from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.spec.model import SearchSpec
 from mltune.tracking import tags as T
 from mltune.tracking.background import send_later, sent
 from mltune.tracking.datasets import SplitDatasets
+from mltune.tracking.remote import best_effort, is_outage, outage_reason
 
 SPEC_FILE = "spec.yaml"  # on the parent run
 
@@ -61,7 +64,7 @@ def flat_spec(spec: SearchSpec) -> dict[str, str]:
     return flat
 
 
-def model_name(*parts: str) -> str:
+def logged_model_name(*parts: str) -> str:
     """A LoggedModel's name from its parts (``digits-cnn``, ``trial-0007``): MLflow refuses
     ``/ : . % " '`` in one, so those become ``-``."""
     return re.sub(r"[/:.%\"']", "-", "-".join(parts))
@@ -149,6 +152,24 @@ class SearchRun:
     def end(self, status: str) -> None:
         sent()  # what was queued before is sent
         self.client.set_terminated(self.run_id, status)
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """Within: the search; then its run ends as the search did: FINISHED, KILLED when it
+        was interrupted (``SearchInterrupted``: resume it), FAILED otherwise, and a lost
+        tracking server (``TrackingLost``) says how to go on once it is back."""
+        try:
+            yield
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunStatus.to_string(RunStatus.KILLED))
+            raise SearchInterrupted(self.run_id, str(exc) or "SIGINT") from None
+        except BaseException as exc:
+            if is_outage(exc):  # finished trials are on the server
+                best_effort(self.end, RunStatus.to_string(RunStatus.FAILED))
+                raise TrackingLost(self.run_id, outage_reason(exc)) from None
+            self.end(RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.end(RunStatus.to_string(RunStatus.FINISHED))
 
 
 def start_search(spec: SearchSpec, data_fingerprint: str,

@@ -17,17 +17,27 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
-from mlflow.entities import RunTag
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from torch import nn
 
 from mltune.core.terms import TrialStatus
 from mltune.tracking import tags as T
 from mltune.tracking.background import Finisher, inline, send_later, sent
+from mltune.tracking.model import log_ensemble_model
 from mltune.tracking.remote import best_effort, is_outage
-from mltune.tracking.runs import SearchRun, describe_error
+from mltune.tracking.runs import (
+    SearchRun,
+    describe_error,
+    logged_model_name,
+    now_ms,
+    param_value,
+)
 from mltune.tracking.trial_runs import TrialRun
 
 log = logging.getLogger(__name__)
+ENSEMBLE = "ensemble"  # an ensemble run's role and name
 
 
 @dataclass(frozen=True)
@@ -221,3 +231,38 @@ def end_orphans(search: SearchRun, numbers: Sequence[int] | None = None) -> None
         if wanted is None or run.data.tags.get(T.TRIAL) in wanted:
             search.client.log_batch(run.info.run_id, tags=[RunTag(T.INTERRUPTED, "true")])
             search.client.set_terminated(run.info.run_id, TrialStatus.KILLED.run_status)
+
+
+def log_ensemble_run(search: SearchRun, task: Any, data: Any, networks: Sequence[nn.Module],
+                     params_of: Sequence[Mapping[str, Any]], weights: Sequence[float], *,
+                     tags: Mapping[str, str], params: Mapping[str, Any],
+                     metrics: Mapping[str, float]) -> tuple[str, str]:
+    """An ensemble's child run of ``search`` (role ``ensemble``, run name ``ensemble``; no
+    ``mltune.trial``: resume and the report read trials only), its params and metrics, and its
+    model: one pyfunc averaging ``networks`` with ``weights``. Ended here, whatever happens:
+    FINISHED, KILLED on an interrupt, FAILED (``mltune.ensemble_error``) on an error, which is
+    raised. Its (run id, model URI)."""
+    client = search.client
+    run_tags = {T.ROLE: ENSEMBLE, T.SEARCH_ID: search.search_id,
+                MLFLOW_PARENT_RUN_ID: search.run_id, **tags}
+    run_id = client.create_run(search.experiment_id, run_name=ENSEMBLE,
+                               tags=resolve_tags(run_tags)).info.run_id
+    try:
+        shown = {k: param_value(v) for k, v in params.items()}
+        client.log_batch(run_id, params=[Param(k, v) for k, v in shown.items()],
+                         metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()])
+        search_name, _ = search.trial_context()
+        info = log_ensemble_model(
+            run_id, search.experiment_id, task, list(networks), list(params_of),
+            list(weights), task.outputs_are_logits(data.meta), data,
+            name=logged_model_name(search_name, ENSEMBLE), model_params=shown,
+            tags={T.ROLE: ENSEMBLE, T.SEARCH_ID: search.search_id})
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or is_outage(exc):
+            best_effort(client.set_terminated, run_id, "KILLED")
+        else:
+            best_effort(client.set_tag, run_id, T.ENSEMBLE_ERROR, describe_error(exc))
+            best_effort(client.set_terminated, run_id, "FAILED")
+        raise
+    return run_id, info.model_uri

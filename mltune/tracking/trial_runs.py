@@ -27,8 +27,8 @@ from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.model import log_ensemble_model, log_model
 from mltune.tracking.runs import (
     SearchRun,
+    logged_model_name,
     mark_experiment,
-    model_name,
     now_ms,
     param_value,
     tag_value,
@@ -91,10 +91,10 @@ class TrialRun:
             tags[T.SEARCH_ID] = model_tags[T.SEARCH_ID] = search.search_id
             tags[MLFLOW_PARENT_RUN_ID] = search.run_id
             search_name, datasets = search.trial_context()
-            called = model_name(search_name, name)
+            called = logged_model_name(search_name, name)
             experiment_id = search.experiment_id
         else:
-            called = model_name(name)
+            called = logged_model_name(name)
             experiment_id = mlflow.tracking.fluent._get_experiment_id()
             mark_experiment(client, experiment_id)
         if precision is not None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from mltune.core.interrupts import NEVER, Stop
 from mltune.data.folds import Rows
+from mltune.data.layout import batch_layout
 from mltune.training import defaults
 from mltune.training.batches import Batch, Cohorts, own
 from mltune.training.fit import (
@@ -32,7 +33,6 @@ from mltune.training.fit import (
     EarlyStopping,
     FitResult,
     TrialTimeout,
-    batch_layout,
     predict_batches,
 )
 from mltune.training.packing import Pack

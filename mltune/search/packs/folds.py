@@ -34,9 +34,20 @@ from mltune.tasks.base import Task
 from mltune.training.fit import predict_batches
 
 
+def check_refit(spec: SearchSpec, data: TaskData) -> None:
+    """``refit: true`` needs the splits in memory (they are concatenated): streamed data
+    (larger than memory, read from disk) is refused, before any run opens."""
+    if spec.refit and not in_memory(data):
+        raise SpecError("true is not allowed for this data: it is streamed from disk (larger "
+                        "than memory) and a refit trains on train + validation joined in "
+                        "memory; set refit: false", field="refit")
+
+
 def search_folds(spec: SearchSpec, task: Task, data: TaskData) -> list[Rows] | None:
     """The search's folds on the data's device (None without ``cv``); what cannot be
-    cross-validated is refused with one line before any run opens."""
+    cross-validated (or refit: ``check_refit``) is refused with one line before any run
+    opens."""
+    check_refit(spec, data)
     k = spec.cv
     if not k:
         return None

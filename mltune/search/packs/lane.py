@@ -18,6 +18,7 @@ from mltune.data.folds import Rows, pooled
 from mltune.data.splits import TaskData
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
+from mltune.training.device import device_labels
 
 
 @dataclass
@@ -51,20 +52,20 @@ class Lane:
 @dataclass
 class SearchSetup:
     """What a backend makes its lanes from: the search's spec, task and data (on the first
-    device), the devices of its local lanes and their labels, the folds, the parent run."""
+    device), the devices of its local lanes, the folds, the parent run."""
 
     spec: SearchSpec
     task: Task
     data: TaskData
     devices: list[torch.device]
-    labels: list[str]
     folds: list[Rows] | None
     search: Any  # the parent run (``tracking.runs.SearchRun``)
 
     def lanes(self) -> list[Lane]:
-        """One lane per local device, the data and folds moved to each once."""
+        """One lane per local device (labelled: ``cuda:1``, ``cpu#2``), the data and folds
+        moved to each once."""
         lanes = []
-        for device, label in zip(self.devices, self.labels, strict=True):
+        for device, label in zip(self.devices, device_labels(self.devices), strict=True):
             data = self.data if device == self.data.x_train.device else self.data.to(device)
             folds = [f.to(device) for f in self.folds] if self.folds else None
             lanes.append(Lane(self.spec, self.task, data, device, label, folds))

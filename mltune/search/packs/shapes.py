@@ -17,12 +17,12 @@ from typing import Any
 from torch import nn
 
 from mltune.core.errors import SpecError
+from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
 from mltune.models.network import one_line
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import first_point
 from mltune.tasks.base import Task
-from mltune.training.fit import batch_layout
 from mltune.training.packing import Pack, can_pack
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
 from mltune.tasks.base import Task
 from mltune.training.batches import Batch
 from mltune.training.device import RNG_LOCK
 from mltune.training.engine import Member, PackTrainer
-from mltune.training.fit import batch_layout
 from mltune.training.packing import Pack
 
 log = logging.getLogger(__name__)

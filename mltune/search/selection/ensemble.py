@@ -31,8 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from mlflow.tracking.context.registry import resolve_tags
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.core.interrupts import Stop
 from mltune.core.outcomes import TrialOutcome
@@ -46,14 +44,13 @@ from mltune.search.selection.refit import refit_trials
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
-from mltune.tracking.model import load_network, log_ensemble_model
+from mltune.tracking.model import load_network
 from mltune.tracking.remote import best_effort
-from mltune.tracking.runs import SearchRun, describe_error, model_name, param_value
+from mltune.tracking.runs import SearchRun, describe_error
+from mltune.tracking.tracker import log_ensemble_run
 from mltune.training.fit import predict_batches
 
 log = logging.getLogger(__name__)
-RUN_NAME = "ensemble"
-ROLE = "ensemble"
 CANDIDATES_PER_MEMBER = 4  # candidates: the 4 * N best finished trials
 
 
@@ -172,39 +169,18 @@ def flattened(networks: Sequence[torch.nn.Module], params: Sequence[Mapping[str,
 def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
                  selection: EnsembleResult, networks: list[torch.nn.Module],
                  trials: list[TrialOutcome]) -> EnsembleResult:
-    """The ``ensemble`` child run and its model; returns the selection with both."""
-    client = search.client
-    members = json.dumps(selection.members)
-    tags = {T.ROLE: ROLE, T.SEARCH_ID: search.search_id, MLFLOW_PARENT_RUN_ID: search.run_id,
-            T.ENSEMBLE_MEMBERS: members}
-    run_id = client.create_run(search.experiment_id, run_name=RUN_NAME,
-                               tags=resolve_tags(tags)).info.run_id
-    try:
-        params = {"ensemble.size": spec.ensemble, "ensemble.candidates": selection.candidates,
-                  "ensemble.members": len(selection.members)}
-        for key, value in params.items():
-            client.log_param(run_id, key, param_value(value))
-        client.log_metric(run_id, spec.metric, selection.value)
-        search_name, _ = search.trial_context()
-        weights = [m["weight"] for m in selection.members]
-        params_of = [t.params for t in trials]
-        networks, params_of, weights = flattened(networks, params_of, weights)
-        info = log_ensemble_model(
-            run_id, search.experiment_id, task, networks, params_of,
-            weights, task.outputs_are_logits(data.meta), data,
-            name=model_name(search_name, RUN_NAME),
-            model_params={k: param_value(v) for k, v in params.items()},
-            tags={T.ROLE: ROLE, T.SEARCH_ID: search.search_id})
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException as exc:
-        if stops_search(exc):
-            best_effort(client.set_terminated, run_id, "KILLED")
-        else:
-            best_effort(client.set_tag, run_id, T.ENSEMBLE_ERROR, describe_error(exc))
-            best_effort(client.set_terminated, run_id, "FAILED")
-        raise
+    """The ``ensemble`` child run and its model (members that are averages themselves,
+    flattened); returns the selection with both."""
+    weights = [m["weight"] for m in selection.members]
+    networks, params_of, weights = flattened(networks, [t.params for t in trials], weights)
+    params = {"ensemble.size": spec.ensemble, "ensemble.candidates": selection.candidates,
+              "ensemble.members": len(selection.members)}
+    run_id, model_uri = log_ensemble_run(
+        search, task, data, networks, params_of, weights,
+        tags={T.ENSEMBLE_MEMBERS: json.dumps(selection.members)}, params=params,
+        metrics={spec.metric: selection.value})
     return EnsembleResult(selection.members, selection.value, selection.candidates, run_id,
-                          info.model_uri)
+                          model_uri)
 
 
 def refit_members(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,

@@ -59,9 +59,9 @@ def conclude(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> Search
     register_best(result, search, data)
     log_best_figures(task, data, result, search)
     result.report_error = report.finish(RunStatus.to_string(RunStatus.FINISHED))
-    search.log_summary(params={f"best.{k}": v for k, v in result.best.params.items()},
-                       metrics=summary_metrics(result, coordinator.occupancy.share),
-                       tags=summary_tags(result, coordinator.stop_reason()))
+    metrics = summary_metrics(result, coordinator.occupancy.share)
+    tags = summary_tags(result, coordinator.stop_reason())
+    search.log_summary({f"best.{k}": v for k, v in result.best.params.items()}, metrics, tags)
     return result
 
 

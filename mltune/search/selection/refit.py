@@ -20,11 +20,11 @@ from dataclasses import replace
 import torch
 from mlflow.tracking import MlflowClient
 
-from mltune.core.errors import SearchError, SpecError
+from mltune.core.errors import SearchError
 from mltune.core.interrupts import Stop
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
-from mltune.data.folds import in_memory, pooled
+from mltune.data.folds import pooled
 from mltune.data.splits import TaskData
 from mltune.search.history.result import RefitResult
 from mltune.search.packs.coordinator import FixedPoints
@@ -40,15 +40,6 @@ from mltune.tracking.tracker import MlflowTracker
 
 log = logging.getLogger(__name__)
 RUN_NAME = "refit"
-
-
-def check_refit(spec: SearchSpec, data: TaskData) -> None:
-    """``refit: true`` needs the splits in memory (they are concatenated): streamed data
-    (larger than memory, read from disk) is refused, before any run opens."""
-    if spec.refit and not in_memory(data):
-        raise SpecError("true is not allowed for this data: it is streamed from disk (larger "
-                        "than memory) and a refit trains on train + validation joined in "
-                        "memory; set refit: false", field="refit")
 
 
 def refit_epochs(client: MlflowClient, best: TrialOutcome, spec: SearchSpec) -> int:
