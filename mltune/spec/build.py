@@ -175,14 +175,30 @@ def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
     return build_spec(raw)
 
 
-def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+def _check_keys(raw: Mapping[str, Any]) -> None:
+    """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS and key not in RENAMED:
             raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
         if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
             raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
                             "expanded only in data: values; MLflow shows this one as written")
+
+
+def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str]:
+    """``metric`` (one the task logs) and ``mode`` (by default the metric's declared
+    direction)."""
+    metric = string(raw, "metric", task.default_metric)
+    logged = task.metrics(data)
+    if metric not in logged:
+        raise SpecError(f"metric: {metric!r} is not logged by task {task.name!r}; available: "
+                        f"{', '.join(logged)}")
+    return metric, string(raw, "mode", logged[metric].value, MODES)
+
+
+def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
@@ -195,13 +211,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
-    metric = string(raw, "metric", task.default_metric)
-    logged = task.metrics(data)  # each with its declared direction: the default mode
-    if metric not in logged:
-        raise SpecError(
-            f"metric: {metric!r} is not logged by task {task.name!r}; available: "
-            f"{', '.join(logged)}"
-        )
+    metric, mode = _metric(raw, task, data)
     stop = _stop_spec(raw.get("stop"))
     max_evals = _max_evals(raw, stop)
     start = check_start(raw.get("start"), built)
@@ -215,7 +225,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         task=task.name,
         data=data,
         metric=metric,
-        mode=string(raw, "mode", logged[metric].value, MODES),
+        mode=mode,
         max_evals=max_evals,
         algo=string(raw, "algo", "tpe", SAMPLERS.names()),
         seed=integer(raw, "seed", 0, minimum=0),
