@@ -109,7 +109,11 @@ class MlflowRecord:
 
     def __init__(self, run: TrialRun, tracker: MlflowTracker) -> None:
         self.run, self.tracker = run, tracker
-        self.run_id = run.run_id
+
+    @property
+    def run_id(self) -> str:  # type: ignore[override]
+        """Waits for the run to exist (it is made in the background)."""
+        return self.run.run_id
 
     def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self.run.log_epoch(epoch, metrics)

@@ -160,6 +160,7 @@ class HyperoptSampler:
         self.trials = Trials()
         self._stream = np.random.default_rng(seed)
         self._seeds: list[int] = []
+        self._points: dict[int, Params] = {}  # each document's decoded point, by tid
         self._domains: dict[tuple[tuple[str, str], ...], tuple[dict[str, Any], Domain]] = {}
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
@@ -194,7 +195,7 @@ class HyperoptSampler:
         """The algorithm's next point over ``domain``, unlike every pending one (None when
         ``TRIES`` suggestions gave none), inserted as pending."""
         tid = len(self.trials._dynamic_trials)
-        taken = [self._point(d) for d in self.trials._dynamic_trials
+        taken = [self._points[d["tid"]] for d in self.trials._dynamic_trials
                  if d["state"] == JOB_STATE_NEW]
         for attempt in range(TRIES):
             (doc,) = self.algo([tid], domain, self.trials, self._seed(tid, attempt))
@@ -235,15 +236,12 @@ class HyperoptSampler:
         (doc,) = self.trials.new_trial_docs([tid], [None], [{"status": "new"}], [misc])
         doc["state"] = state
         self.trials.insert_trial_docs([doc])
+        self._points[tid] = dict(point)
         return self.trials._dynamic_trials[-1]
-
-    def _point(self, doc: dict[str, Any]) -> Params:
-        vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}
-        return decode(space_eval(self.hp_space, vals))
 
     def _pending_doc(self, point: Params) -> dict[str, Any] | None:
         for doc in self.trials._dynamic_trials:
-            if doc["state"] == JOB_STATE_NEW and self._point(doc) == point:
+            if doc["state"] == JOB_STATE_NEW and self._points[doc["tid"]] == point:
                 return doc
         return None
 
