@@ -181,6 +181,10 @@ def cli() -> None:
 @click.option("--registered-model", default="", help="Registered model to add the best to.")
 @click.option("--resume", default="", metavar="PARENT_RUN_ID",
               help="Continue the search of this parent run (after a crash or Ctrl-C).")
+@click.option("--warm-start", default="", metavar="auto|off|RUNS",
+              help="Learn from earlier searches of the same problem in the store: auto "
+              "(default: this experiment's), off (a cold search, as before), or parent run "
+              "ids / search names, comma-separated (warm_start).")
 @click.option("--cv", type=OptionalInt, help="Score each trial by k-fold cross-validation of "
               "train + validation, its k folds trained as one pack (cv: k, k >= 2).")
 @click.option("--refit", type=_OptionalBool(), is_flag=False, flag_value=True, default=None,
@@ -244,6 +248,8 @@ def summary(result: SearchResult) -> str:
     ]
     if len(result.devices) > 1:
         lines.append(f"Devices: trained on {shares_line(result.devices)}")
+    if result.warm is not None:
+        lines.append(f"Warm start: {result.warm.line()}")
     ensemble, refit = result.ensemble, result.refit
     if ensemble is not None and ensemble.run_id and ensemble.value is not None:
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"

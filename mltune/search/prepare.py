@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mltune.models.network import load
+from mltune.search.history.priors import choose_starts, start_count
 from mltune.search.history.resume import ResumeState, resume_search
+from mltune.search.history.sources import (
+    data_columns,
+    find_priors,
+    record_priors,
+    recorded_priors,
+    search_experiment,
+)
 from mltune.search.packs.folds import search_folds
 from mltune.search.packs.lane import SearchSetup
 from mltune.search.packs.lanes import BACKENDS, Backend
@@ -81,18 +89,27 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
 
 def open_search(prepared: Prepared, resume: str | None) -> tuple[SearchRun, ResumeState]:
     """The parent run (new, or ``resume``'s re-opened with its history), the splits as its
-    datasets; the ``start:`` points not yet run queued first."""
+    datasets; what earlier searches of the same problem teach it (``warm_start``: a named
+    search that is not one is refused before the run opens; a resumed search learns what it
+    learnt when it started); the ``start:`` points, then the earlier best configurations,
+    not yet run, queued first."""
     setup = prepared.setup
-    spec, data = setup.spec, setup.data
+    spec, data, space = setup.spec, setup.data, prepared.space
     create_tables()  # a new local store: one process at a time runs MLflow's migrations
     if resume:
-        search, history = resume_search(resume, spec, prepared.space, data.fingerprint)
+        search, history = resume_search(resume, spec, space, data.fingerprint)
         mark_experiment(search.client, search.experiment_id)
+        history.priors = recorded_priors(search.client.get_run(search.run_id), spec, space)
     else:
-        search, history = start_search(spec, data.fingerprint), ResumeState()
+        priors = find_priors(spec, space, data, search_experiment())
+        search, history = start_search(spec, data.fingerprint), ResumeState(priors=priors)
     # the splits as its datasets, once per search (a search of an older mltune lacks them)
     search.log_datasets(split_datasets(spec.data.shown(spec.data.source), data))
     seen = [o.params for o in history.outcomes] + history.requeue
-    history.requeue[:0] = not_yet_run(start_points(spec, setup.task, prepared.space), seen)
+    first = start_points(spec, setup.task, space)
+    warm = choose_starts(history.priors, first, setup.task, space, start_count(spec))
+    history.requeue[:0] = not_yet_run(first + warm, seen)
+    if not resume:
+        record_priors(search, history.priors, data_columns(spec, data))
     setup.search = search
     return search, history

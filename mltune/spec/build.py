@@ -42,7 +42,7 @@ from mltune.spec.options import (
 )
 from mltune.spec.rules import check_space
 from mltune.spec.space import build_space
-from mltune.spec.start import check_start
+from mltune.spec.start import check_start, check_warm_start
 from mltune.spec.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         **_ray_keys(raw, device),
         model=model,
         start=start,
+        warm_start=check_warm_start(raw.get("warm_start", "auto")),
         space_given=tuple(str(k) for k in user_space),
     )
 

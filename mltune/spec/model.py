@@ -125,6 +125,10 @@ class SearchSpec:
     # the points trained first (``mltune.spec.start``): None, the task's defaults; a tuple of
     # partial points as written (completed from the defaults); () none
     start: tuple[Mapping[str, Any], ...] | None = None
+    # what the search learns from earlier searches of the same problem in the tracking store
+    # (``mltune.search.history.priors``): ``auto`` (the matching searches of its experiment),
+    # ``off`` (a cold search), or the parent run ids and search names to learn from
+    warm_start: str | tuple[str, ...] = "auto"
     # the space keys the spec gave; the others came from the defaults of the network
     space_given: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_A_KEY)
 

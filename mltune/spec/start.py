@@ -61,13 +61,51 @@ def start_points(spec: Any, task: Any, space: Mapping[str, Any]) -> list[Params]
     defaults are the first values of its keys in the space).
     """
     given = [{}] if spec.start is None else list(spec.start)
+    return completed(given, task, space)
+
+
+def completed(given: Sequence[Mapping[str, Any]], task: Any, space: Mapping[str, Any],
+              field: str = "start") -> list[Params]:
+    """Partial points (each a point of ``space`` as far as it goes) completed from the task's
+    defaults, in order, the repeats left out: the ``start:`` points, and an earlier search's
+    best points that lack a key the space has since gained."""
     defaults = task.default_params()
     points: list[Params] = []
     for i, point in enumerate(given):
-        full = _complete(space, dict(point), defaults, f"start[{i}]")
+        full = _complete(space, dict(point), defaults, f"{field}[{i}]")
         if full not in points:
             points.append(full)
     return points
+
+
+WARM_START = ("auto", "off")
+
+
+def check_warm_start(value: Any) -> str | tuple[str, ...]:
+    """``warm_start:`` as written: ``auto``, ``off`` (YAML reads a bare ``off`` as false and
+    ``on`` as true), or the earlier searches to learn from: a list of parent run ids or search
+    names (from the command line, one text with commas). An empty list is ``off``."""
+    allowed = "expected auto, off, or a list of parent run ids or search names (a, b)"
+    if value is None or value is True or value == "":
+        return "auto"
+    if value is False:
+        return "off"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in WARM_START:
+            return text.lower()
+        value = [part for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(f"warm_start: {value!r} is not allowed; {allowed}")
+    sources: list[str] = []
+    for entry in value:
+        if isinstance(entry, bool) or not isinstance(entry, (str, int)) or not str(
+                entry).strip() or str(entry).strip().lower() in WARM_START:
+            raise SpecError(f"warm_start: entry {entry!r} of {list(value)!r} is not allowed; "
+                            f"{allowed}")
+        if str(entry).strip() not in sources:
+            sources.append(str(entry).strip())
+    return tuple(sources) if sources else "off"
 
 
 def not_yet_run(points: Sequence[Params], seen: Sequence[Mapping[str, Any]]) -> list[Params]:

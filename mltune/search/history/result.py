@@ -10,6 +10,7 @@ from mltune.core.errors import SearchError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.registry.gate import Decision
+from mltune.search.history.priors import Priors
 from mltune.spec.model import SearchSpec
 
 
@@ -59,6 +60,8 @@ class SearchResult:
     # trials by the device they trained on (``mltune.device``): several with one lane per
     # device
     devices: dict[str, int] = field(default_factory=dict)
+    # what the search learnt from earlier searches (warm_start); None: warm_start off
+    warm: Priors | None = None
 
     @property
     def registered_from(self) -> str:

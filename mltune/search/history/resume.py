@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
+from mltune.search.history.priors import Priors, warm_sampler, warm_scheduler
 from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Context, Scheduler, TrialCurve
@@ -47,13 +48,16 @@ class ResumeState:
     requeue: list[dict[str, Any]] = field(default_factory=list)  # interrupted points: run again
     next_number: int = 1
     next_pack: int = 1
+    priors: Priors = field(default_factory=Priors)  # what earlier searches taught (warm_start)
 
 
 def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sampler:
-    """The search's sampler (``algo``) knowing what already ran: the finished, failed and
-    pruned trials learnt, the interrupted ones pending (they run again first, never asked
-    anew). Every backend starts from it."""
+    """The search's sampler (``algo``) knowing what already ran: earlier searches' trials
+    first (a warm start), then this search's finished, failed and pruned trials, the
+    interrupted ones pending (they run again first, never asked anew). Every backend starts
+    from it."""
     sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
+    warm_sampler(sampler, history.priors, spec.algo)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])
     for point in history.requeue:
@@ -62,14 +66,16 @@ def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sam
 
 
 def resumed_scheduler(spec: SearchSpec, space: Space, history: ResumeState) -> Scheduler:
-    """The search's scheduler (``pruning.rule``) rebuilt from the ended trials' curves."""
+    """The search's scheduler (``pruning.rule``) rebuilt from the ended trials' curves
+    (earlier searches' first, where the rule learns from them: a warm start)."""
     scheduler = make_scheduler(spec.pruning, Context(spec.direction, space, spec.seed,
                                                      spec.epochs))
+    warm_scheduler(scheduler, history.priors, spec.pruning.rule)
     scheduler.rebuild(history.curves)
     return scheduler
 
 
-def _curve(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
+def curve_of(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
     """A trial's metric by epoch: its ``mltune.curve`` tag, else its metric's history."""
     tag = run.data.tags.get(T.CURVE)
     if tag:
@@ -82,19 +88,19 @@ def _curve(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
     found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
-    if _network(original) != _network(spec):
+    if network_of(original) != network_of(spec):
         found.append("model")
     keys = sorted(set(original.space) | set(spec.space))
     found += [f"space.{k}" for k in keys if original.space.get(k) != spec.space.get(k)]
     return found
 
 
-def _network(spec: SearchSpec) -> str:
+def network_of(spec: SearchSpec) -> str:
     """``model:`` as text; none is the task's own family (``model: cnn`` is the same)."""
     return model_name(spec.model) or get_task(spec.task).family
 
 
-def _status(run: Any) -> TrialStatus:
+def status_of(run: Any) -> TrialStatus:
     if run.data.tags.get(T.PRUNED) == "true":
         return TrialStatus.PRUNED
     return TrialStatus(run.info.status)
@@ -170,7 +176,7 @@ def _history(client: MlflowClient, parent: Any, spec: SearchSpec, space: Space
         if run.data.tags.get(T.PACK, "").isdigit():
             state.next_pack = max(state.next_pack, int(run.data.tags[T.PACK]) + 1)
         point = parse_point(space, run.data.params)
-        status = _status(run)
+        status = status_of(run)
         if status == TrialStatus.RUNNING:
             client.set_tag(run.info.run_id, T.INTERRUPTED, "true")
             client.set_terminated(run.info.run_id, "KILLED")
@@ -181,7 +187,7 @@ def _history(client: MlflowClient, parent: Any, spec: SearchSpec, space: Space
             interrupted.append(point)
             continue
         state.outcomes.append(_outcome(run, number, point, status, spec.metric))
-        state.curves.append(TrialCurve(number, point, _curve(client, run, spec.metric)))
+        state.curves.append(TrialCurve(number, point, curve_of(client, run, spec.metric)))
     ran = [o.params for o in state.outcomes]
     for point in interrupted:  # a point killed twice (two attempts) runs again once
         if point not in ran and point not in state.requeue:

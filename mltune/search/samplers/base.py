@@ -54,6 +54,18 @@ class Sampler(Protocol):
         ...
 
 
+class Warmable(Protocol):
+    """A sampler that learns from earlier searches of the same problem (a warm start,
+    ``search.history.priors``): every sampler of the catalog is one; a sampler that is not
+    says so in one line and its search starts cold."""
+
+    def warm(self, finished: Sequence[Finished]) -> int:
+        """Learn earlier searches' trials before the first ask; a point may lack keys of
+        this space (the earlier space had no such key): the sampler learns the rest, or
+        passes the point over. Returns how many it learnt."""
+        ...
+
+
 class SamplerFactory(Protocol):
     """How a catalog entry makes a sampler: the search's space, budget and seed."""
 

@@ -118,12 +118,16 @@ def _option(label: str, key: str, option: Any, fixed: Mapping[str, Any]) -> Any:
 
 
 def encode(space: Space, point: Mapping[str, Any], prefix: str = "",
-           label_prefix: str = "") -> dict[str, Any]:
+           label_prefix: str = "", partial: bool = False) -> dict[str, Any]:
     """A decoded point -> hyperopt's raw vals (a choice as its option's index); the labels of
-    options not chosen are left out. A value the space cannot have raises ValueError."""
+    options not chosen are left out. A value the space cannot have raises ValueError.
+    ``partial``: a key the point lacks (an earlier search's trial, before the space gained
+    it) is left out too, as an inactive label is: TPE learns the rest of the point."""
     vals: dict[str, Any] = {}
     for name, value in space.items():
         key, label = f"{prefix}{name}", f"{label_prefix}{name}"
+        if partial and key not in point and not _under(key, point):
+            continue
         if isinstance(value, Categorical):
             i = option_index(value, key, point)
             if i is None:
@@ -132,7 +136,7 @@ def encode(space: Space, point: Mapping[str, Any], prefix: str = "",
             option = value.options[i]
             if is_conditional(option):
                 own = {k: v for k, v in option.items() if k != "name"}
-                vals.update(encode(own, point, f"{key}.", f"{label}[{i}]."))
+                vals.update(encode(own, point, f"{key}.", f"{label}[{i}].", partial))
             elif drawn(option):  # drawn under the option's label, shown under the key
                 vals[f"{label}[{i}]"] = point[key]
         elif drawn(value):
@@ -191,6 +195,22 @@ class HyperoptSampler:
             doc["result"] = _result(trial.loss)
         self.trials.refresh()
 
+    def warm(self, finished: Sequence[Finished]) -> int:
+        """Earlier searches' trials as done documents before the first ask, a key a trial
+        lacks as an empty label (TPE's inactive value); a point this space cannot encode is
+        passed over. Enough of them and TPE models from its first point: its random
+        start-up counts documents, these included."""
+        taken = 0
+        for trial in finished:
+            try:
+                doc = self._insert(trial.point, JOB_STATE_DONE, partial=True)
+            except (KeyError, ValueError):
+                continue
+            doc["result"] = _result(trial.loss)
+            taken += 1
+        self.trials.refresh()
+        return taken
+
     def _suggest(self, hp_space: dict[str, Any], domain: Domain) -> Params | None:
         """The algorithm's next point over ``domain``, unlike every pending one (None when
         ``TRIES`` suggestions gave none), inserted as pending."""
@@ -225,11 +245,11 @@ class HyperoptSampler:
             self._seeds.append(int(self._stream.integers(2**31 - 1)))
         return self._seeds[tid]
 
-    def _insert(self, point: Params, state: int) -> dict[str, Any]:
+    def _insert(self, point: Params, state: int, partial: bool = False) -> dict[str, Any]:
         """A document for ``point`` over every label (inactive ones present and empty: TPE
         needs them)."""
         tid = len(self.trials._dynamic_trials)
-        vals = encode(self.space, point)
+        vals = encode(self.space, point, partial=partial)
         misc = {"tid": tid, "cmd": self.domain.cmd, "workdir": None,
                 "idxs": {label: [tid] if label in vals else [] for label in self.labels},
                 "vals": {label: [vals[label]] if label in vals else [] for label in self.labels}}

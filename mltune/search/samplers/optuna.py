@@ -209,17 +209,28 @@ class OptunaSampler:
         with self._lock:
             self._add(finished)
 
+    def warm(self, finished: Sequence[Finished]) -> int:
+        """Earlier searches' trials into the study before the first ask, a hyperparameter a
+        trial lacks left out of it (TPE models each param from the trials that hold it; GP
+        draws a param outside every trial's space independently). Enough of them and the
+        sampler models from its first point: its random start-up counts them."""
+        trials = [t for f in finished if (t := self._trial(f.point, f.loss, partial=True))
+                  is not None]
+        with self._lock:
+            self.study.add_trials(trials)
+        return len(trials)
+
     def _add(self, finished: Sequence[Finished]) -> None:
         """Finished trials into the study; a point that does not fit the space (the space
         changed between a search and its resume) is left out: Optuna cannot hold it."""
         trials = [t for f in finished if (t := self._trial(f.point, f.loss)) is not None]
         self.study.add_trials(trials)
 
-    def _trial(self, point: Mapping[str, Any], loss: float | None,
-               running: bool = False) -> optuna.trial.FrozenTrial | None:
+    def _trial(self, point: Mapping[str, Any], loss: float | None, running: bool = False,
+               partial: bool = False) -> optuna.trial.FrozenTrial | None:
         params: dict[str, Any] = {}
         dists: dict[str, Any] = {}
-        if not recorded(self._nodes, point, params, dists):
+        if not recorded(self._nodes, point, params, dists, partial):
             return None
         state = self._optuna.trial.TrialState
         failed = loss is None or math.isnan(loss)

@@ -217,12 +217,17 @@ def _chosen(node: Choice, point: Mapping[str, Any]) -> int | None:
 
 
 def recorded(nodes: Sequence[_Node], point: Mapping[str, Any], params: dict[str, Any],
-              dists: dict[str, Any]) -> bool:
+              dists: dict[str, Any], partial: bool = False) -> bool:
     """A point's Optuna params and distributions; False if the point does not fit the space
     (a value missing or of the wrong kind, an unknown option). Optuna's ``create_trial``
-    checks the rest (ranges, steps)."""
+    checks the rest (ranges, steps). ``partial``: a hyperparameter the point lacks (an
+    earlier search's trial) is left out of the trial, as Optuna holds a param a trial did
+    not suggest."""
     for node in nodes:
         if isinstance(node, _Literal):
+            continue
+        if partial and node.name not in point and not any(
+                k.startswith(f"{node.name}.") for k in point):
             continue
         if isinstance(node, _Number):
             value = point.get(node.name)
@@ -236,7 +241,7 @@ def recorded(nodes: Sequence[_Node], point: Mapping[str, Any], params: dict[str,
         if index is None:
             return False
         params[node.key], dists[node.key] = index, node.dist
-        if not recorded(node.options[index].children, point, params, dists):
+        if not recorded(node.options[index].children, point, params, dists, partial):
             return False
     return True
 

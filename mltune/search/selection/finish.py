@@ -49,7 +49,9 @@ def conclude(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> Search
     outcomes = sorted(coordinator.all_outcomes, key=lambda o: o.number)  # they end unordered
     result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
                           outcomes, select_best(outcomes, spec.metric, spec.direction),
-                          devices=shares(outcomes))
+                          devices=shares(outcomes),
+                          warm=coordinator.history.priors if coordinator.history.priors.looked
+                          else None)
     if (spec.ensemble or 0) > 1:  # trials' own models averaged; a failure costs a tag
         result.ensemble = try_ensemble(spec, task, data, search, device, outcomes, result.best,
                                        stop, coordinator.oof if setup.folds else None)
@@ -226,6 +228,8 @@ def describe(result: SearchResult) -> str:
                      "averages its fold networks; the holdout split is in no fold")
     if len(result.devices) > 1:
         lines.append(f"- **Devices:** trained on {shares_line(result.devices)}")
+    if result.warm is not None:
+        lines.append(f"- **Warm start:** {warm_sources(result, base)}")
     if decision is not None:
         alone = (f" ({holdout} {decision.challenger_score:.4f})"  # else the reason has both
                  if decision.champion is None else "")
@@ -242,6 +246,14 @@ def describe(result: SearchResult) -> str:
     lines.append(f"- **Report:** not made: {result.report_error}" if result.report_error else
                  f"- **Report:** `{REPORT_DIR}/report.html` among this run's artifacts")
     return "\n".join(lines)
+
+
+def warm_sources(result: SearchResult, base: str) -> str:
+    """The warm start's line, each earlier search a link to its parent run."""
+    if result.warm is None:
+        return ""
+    return result.warm.line(lambda source: f"[{source.name or '?'}]("
+                            f"{run_url(result.experiment_id, source.run_id, base=base)})")
 
 
 def _refit_lines(result: SearchResult, base: str) -> list[str]:

@@ -1,0 +1,190 @@
+"""Warm starts: what a search learns from earlier searches of the same problem before its
+first trial (``warm_start:``), the resume machinery pointed at other searches.
+
+The earlier searches are found and read by ``history.sources``; what they give is a
+``Priors``:
+
+- **same data** (the same fingerprint of all the data): their finished and pruned trials,
+  mapped into this search's space (``spec.transfer.fit_point``), are told to the sampler
+  before its first ask (``warm_sampler``), so its random start-up is already spent and its
+  first point is a model's; their curves start the rungs of ``asha``, ``hyperband`` and
+  ``median`` (``warm_scheduler``, numbered below zero so they never meet this search's
+  trials), so a hopeless point stops at the first rung, as RUSH's hurdles do;
+- **changed data** (same columns, another fingerprint): no score reaches the sampler or the
+  scheduler (it was earned on other rows), only the configurations;
+- either way their best configurations are trained first, after the task's defaults
+  (``choose_starts``), so the new search's first pack is already good.
+
+What a search learnt from is a tag on its parent run (``mltune.warm_start``: its sources,
+each with its counts), which a resumed search reads to rebuild the same priors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from mltune.core.errors import SpecError
+from mltune.search.samplers.base import Finished, Params, Sampler
+from mltune.search.schedulers.base import Scheduler, TrialCurve
+from mltune.spec.model import SearchSpec
+from mltune.spec.start import completed
+
+log = logging.getLogger(__name__)
+
+MAX_TRIALS = 200  # earlier trials read, all sources together (the newest searches first)
+MAX_SOURCES = 20  # earlier searches (each a short entry of the tag: MLflow's 5000 characters)
+MAX_STARTS = 3  # earlier best configurations trained first
+RUNG_RULES = ("asha", "hyperband", "median")  # rules whose state is earlier trials' values
+# Whether the rules above start from the earlier trials' curves (benchmarks/warm_start.py
+# measures the search with and without)
+SEED_RUNGS = True
+
+
+@dataclass(frozen=True)
+class Source:
+    """One earlier search a warm start learnt from, with its counts."""
+
+    run_id: str
+    name: str
+    same_data: bool  # False: another fingerprint (configurations only)
+    trials: int  # its ended trials read (finished and pruned)
+    used: int = 0  # told to the sampler (same data, inside this space)
+    dropped: int = 0  # not a point of this space (a value outside its bounds or choices)
+    starts: int = 0  # its best configurations trained first
+
+    def entry(self) -> dict[str, Any]:
+        """The source as the tag holds it."""
+        entry = asdict(self)
+        entry["data"] = "same" if entry.pop("same_data") else "changed"
+        return entry
+
+    @staticmethod
+    def of(entry: Mapping[str, Any]) -> Source:
+        return Source(str(entry["run_id"]), str(entry.get("name", "")),
+                      entry.get("data", "same") == "same", int(entry.get("trials", 0)),
+                      int(entry.get("used", 0)), int(entry.get("dropped", 0)),
+                      int(entry.get("starts", 0)))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An earlier finished trial that may be trained first: its point in this space (keys
+    it lacks completed later from the task's defaults), its loss, its source."""
+
+    point: Params
+    loss: float
+    source: int  # index into ``Priors.sources``
+
+
+@dataclass
+class Priors:
+    """What a search learns before its first trial. ``looked``: ``warm_start`` was not
+    ``off`` (the parent run then says what was found, even nothing)."""
+
+    looked: bool = False
+    sources: list[Source] = field(default_factory=list)
+    finished: list[Finished] = field(default_factory=list)  # for the sampler (same data)
+    curves: list[TrialCurve] = field(default_factory=list)  # for the scheduler (same data)
+    candidates: list[Candidate] = field(default_factory=list)  # best first
+    starts: list[Params] = field(default_factory=list)  # chosen: trained first
+    cold: str | None = None  # why nothing was learnt though sources were found
+
+    @property
+    def same_data(self) -> bool:
+        return any(s.same_data for s in self.sources)
+
+    def tag(self) -> str:
+        """``mltune.warm_start``: the sources as JSON (``[]``: looked, found none)."""
+        return json.dumps([s.entry() for s in self.sources], separators=(",", ":"))
+
+    def line(self, shown: Callable[[Source], str] = lambda s: s.name or "?") -> str:
+        """What the search learnt from, in one line (the summary; the description, each
+        search ``shown`` as a link)."""
+        if not self.sources:
+            return "none: no earlier search of the same problem in this experiment"
+        told = sum(s.used for s in self.sources)
+        dropped = sum(s.dropped for s in self.sources)
+        names = ", ".join(f"{shown(s)} ({s.run_id[:8]}, {s.trials} trials"
+                          f"{'' if s.same_data else ', other data'})" for s in self.sources)
+        plural = "es" if len(self.sources) > 1 else ""
+        parts = [f"from {len(self.sources)} earlier search{plural}: {names}"]
+        if self.same_data:
+            parts.append(f"{told} trials told to the sampler before its first point")
+        else:
+            parts.append("other data: no earlier score reused")
+        if dropped:
+            parts.append(f"{dropped} left out (outside this space)")
+        if self.starts:
+            parts.append(f"their best {len(self.starts)} configuration"
+                         f"{'s' if len(self.starts) > 1 else ''} trained first")
+        if self.cold:
+            parts.append(self.cold)
+        return "; ".join(parts)
+
+
+def parse_tag(text: str | None) -> list[Source] | None:
+    """The sources a parent run's ``mltune.warm_start`` tag lists (None: no tag)."""
+    if not text:
+        return None
+    try:
+        return [Source.of(e) for e in json.loads(text)]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise SpecError("the search's warm-start record (its tag mltune.warm_start) cannot "
+                        f"be read: {text[:80]!r}", field="resume") from None
+
+
+def start_count(spec: SearchSpec) -> int:
+    """How many earlier best configurations are trained first: a fifth of the planned
+    trials, 1 to ``MAX_STARTS``."""
+    return min(MAX_STARTS, max(1, spec.planned_trials // 5))
+
+
+def choose_starts(priors: Priors, first: Sequence[Params], task: Any,
+                  space: Mapping[str, Any], count: int) -> list[Params]:
+    """The earlier best configurations to train after ``first`` (the ``start:`` points):
+    completed from the task's defaults where the earlier space lacked a key, repeats left
+    out; each source credited with its own. Kept on ``priors.starts``."""
+    chosen: list[Params] = []
+    credit = [0] * len(priors.sources)
+    for candidate in priors.candidates:
+        if len(chosen) >= count:
+            break
+        try:
+            (point,) = completed([candidate.point], task, space, field="warm_start")
+        except SpecError:  # a value the space draws by rounding, not by its bounds
+            continue
+        if point in chosen or point in first:
+            continue
+        chosen.append(point)
+        credit[candidate.source] += 1
+    priors.sources = [replace(s, starts=n) for s, n in zip(priors.sources, credit,
+                                                            strict=True)]
+    priors.starts = chosen
+    return chosen
+
+
+def warm_sampler(sampler: Sampler, priors: Priors, algo: str) -> None:
+    """The earlier trials told to ``sampler`` before anything else; one line, and a cold
+    search, when the sampler cannot learn them."""
+    if not priors.finished:
+        return
+    warm = getattr(sampler, "warm", None)
+    if warm is None:
+        priors.cold = f"algo {algo} cannot learn from earlier searches: it starts cold"
+        log.warning("warm_start: %s", priors.cold)
+        return
+    taken = warm(priors.finished)
+    if taken < len(priors.finished):
+        log.info("warm_start: algo %s took %d of %d earlier trials", algo, taken,
+                 len(priors.finished))
+
+
+def warm_scheduler(scheduler: Scheduler, priors: Priors, rule: str) -> None:
+    """The earlier trials' curves as the rungs' first values (``RUNG_RULES``): numbered
+    below zero, so they are judged against and never judged."""
+    if priors.curves and rule in RUNG_RULES and SEED_RUNGS:
+        scheduler.rebuild(priors.curves)
