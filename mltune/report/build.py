@@ -79,7 +79,9 @@ def _png(fig: Any) -> bytes:
 
 def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Drawn:
     """The table (CSV, parquet), the importance estimate and every figure of the page."""
-    from mltune.report import plots  # matplotlib and scikit-learn: imported when a report is made
+    # matplotlib and scikit-learn: imported when a report is made
+    from mltune.report import curves as learning
+    from mltune.report import plots
     from mltune.report.importance import importance
     from mltune.report.timeline import draw_timeline, timeline_info
 
@@ -94,9 +96,11 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
         files[name] = png = _png(fig)
         sections.append(Section(title, caption, png))
 
-    add(plots.draw_history(plots.history_info(frame, metric, mode)), "optimisation_history.png",
-        "Optimisation history", "Did the search converge: each trial's final "
-        f"{metric} and the best so far.")
+    warm = (" A star: an earlier search's best configuration, trained first (a warm start)."
+            if trials.warm else "")
+    add(plots.draw_history(plots.history_info(frame, metric, mode, trials.warm)),
+        "optimisation_history.png", "Optimisation history", "Did the search converge: each "
+        f"trial's final {metric} and the best so far.{warm}")
     compared = finished(trials)
     estimate = importance(compared[[PARAM + p for p in trials.params]].rename(
         columns=lambda c: c.removeprefix(PARAM)), compared[OBJECTIVE], sorted(trials.categorical))
@@ -115,12 +119,13 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
         "parallel_coordinates.png", "Parallel coordinates", "What the best trials have in common.")
     top = ranked(frame, metric, mode).head(top_k)
     if not top.empty:
-        curves = plots.curves_info(histories(client, top, metric), metric, frame)
-        add(plots.draw_curves(curves), "learning_curves.png",
+        curves = learning.curves_info(histories(client, top, metric), metric, frame)
+        add(learning.draw_curves(curves), "learning_curves.png",
             f"Learning curves of the top {len(top)} trials")
     if trials.params:
         add(plots.draw_slices(plots.slices_info(compared, trials.params, trials.categorical,
-                                                trials.log_scale, metric, mode)), "slices.png",
+                                                trials.log_scale, metric, mode, trials.warm)),
+            "slices.png",
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "
             "where the search went, and where the good trials are.")

@@ -10,8 +10,8 @@ slices, colour is the trial number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from mltune.report.trials import LOSSES, METRIC, OBJECTIVE, PARAM, Curves
+from mltune.report.trials import OBJECTIVE, PARAM
+
+# an earlier search's best configuration trained again (a warm start): a star over its point
+WARM_MARK = {"marker": "*", "s": 160, "facecolors": "none", "edgecolors": "#2ca02c",
+             "linewidths": 1.4, "zorder": 5}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class HistoryInfo:
     best: tuple[int, float] | None  # the first trial that reached the best value, and the value
     partial: Points  # pruned or running trials: the value so far
     failed: Points  # trials without a value, drawn at the lowest value shown (0 when none)
+    warm: Points = Points([], [])  # earlier searches' best configurations, trained again
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Slice:
     trials: list[int]  # colour
     levels: list[str]  # a categorical param's levels, in axis order
     best: int | None  # index of the best point (ringed)
+    warm: list[int] = field(default_factory=list)  # indices of earlier searches' best points
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,6 @@ class SlicesInfo:
     total: int  # trials in the table, scored or not
     trial_range: tuple[float, float]  # of the colour scale
     slices: list[Slice]
-
-
-@dataclass(frozen=True)
-class CurvesInfo:
-    metric: str
-    losses: list[str]  # the losses the trials log, drawn right
-    curves: Curves  # trial -> metric -> [(epoch, value)], in rank order
 
 
 def figure(width: float, height: float, **margins: float) -> Figure:
@@ -123,8 +122,10 @@ def _floats(values: Any) -> list[float]:
     return np.asarray(values, dtype=float).tolist()
 
 
-def history_info(frame: pd.DataFrame, metric: str, mode: str) -> HistoryInfo:
-    """Every trial of the table: finished, partial (pruned, running) or failed."""
+def history_info(frame: pd.DataFrame, metric: str, mode: str,
+                 warm: Collection[int] = ()) -> HistoryInfo:
+    """Every trial of the table: finished, partial (pruned, running) or failed; ``warm``:
+    the trials that trained an earlier search's best configuration (a warm start)."""
     ordered = frame.sort_values("trial")
     values, trials = ordered[OBJECTIVE], ordered["trial"]
     final = values.notna() & (ordered["status"] == "FINISHED")
@@ -136,10 +137,12 @@ def history_info(frame: pd.DataFrame, metric: str, mode: str) -> HistoryInfo:
         first = trials[(best == best.iloc[-1]).idxmax()]
         top = (int(first), float(best.iloc[-1]))
     low = float(values.min()) if values.notna().any() else 0.0
+    again = values.notna() & trials.isin(list(warm))
     return HistoryInfo(metric, mode, [int(t) for t in trials],
                        Points(_floats(trials[final]), _floats(values[final])), _floats(best),
                        top, Points(_floats(trials[partial]), _floats(values[partial])),
-                       Points(_floats(trials[failed]), [low] * int(failed.sum())))
+                       Points(_floats(trials[failed]), [low] * int(failed.sum())),
+                       Points(_floats(trials[again]), _floats(values[again])))
 
 
 def draw_history(info: HistoryInfo) -> Figure:
@@ -162,16 +165,18 @@ def draw_history(info: HistoryInfo) -> Figure:
     if info.failed.x:
         ax.scatter(info.failed.x, info.failed.y, marker="x", color="#c44e52", s=36, zorder=3,
                    label="failed (no value)")
+    if info.warm.x:
+        ax.scatter(info.warm.x, info.warm.y, **WARM_MARK, label="an earlier search's best")
     ax.set_xlabel("trial")
     ax.set_ylabel(info.metric)
     ax.set_title(f"Optimisation history ({info.mode} {info.metric})", y=1.0)
     ax.grid(alpha=0.3)
-    _whole_ticks(ax, info.trials)
+    whole_ticks(ax, info.trials)
     ax.legend(loc="best", fontsize=9)
     return fig
 
 
-def _whole_ticks(ax: Any, values: Any) -> None:
+def whole_ticks(ax: Any, values: Any) -> None:
     """Trials and epochs are whole numbers: tick them so, also for one or two of them."""
     values = [v for v in values if pd.notna(v)]
     if values and max(values) - min(values) < 10:
@@ -277,8 +282,10 @@ def draw_importance(info: ImportanceInfo) -> Figure:
 
 
 def slices_info(frame: pd.DataFrame, params: Sequence[str], categorical: set[str],
-                log_scale: set[str], metric: str, mode: str) -> SlicesInfo:
-    """For each param, the trials that used it and have a value."""
+                log_scale: set[str], metric: str, mode: str,
+                warm: Collection[int] = ()) -> SlicesInfo:
+    """For each param, the trials that used it and have a value (``warm``: those that
+    trained an earlier search's best configuration, marked)."""
     trials = frame["trial"].to_numpy(dtype=float)
     bounds = (float(np.nanmin(trials)), float(np.nanmax(trials))) if len(trials) else (0.0, 1.0)
     values = frame[OBJECTIVE]
@@ -294,8 +301,9 @@ def slices_info(frame: pd.DataFrame, params: Sequence[str], categorical: set[str
         else:
             x = _floats(pd.to_numeric(used, errors="coerce"))
         best = int(np.argmax(y) if mode == "max" else np.argmin(y)) if y else None
-        slices.append(Slice(param, param in categorical, param in log_scale, x, y,
-                            [int(t) for t in frame["trial"][keep]], levels, best))
+        numbers = [int(t) for t in frame["trial"][keep]]
+        slices.append(Slice(param, param in categorical, param in log_scale, x, y, numbers,
+                            levels, best, [i for i, t in enumerate(numbers) if t in warm]))
     return SlicesInfo(metric, mode, len(frame), bounds, slices)
 
 
@@ -323,7 +331,9 @@ def draw_slices(info: SlicesInfo, columns: int = 4) -> Figure:
         bar = fig.colorbar(points, ax=list(axes), label="trial", fraction=0.02, pad=0.02)
         bar.locator = MaxNLocator(integer=True)
         bar.update_ticks()
-    fig.suptitle(f"{info.metric} against each hyperparameter (ring: best trial)", fontsize=11)
+    marks = "ring: best trial" + ("; star: an earlier search's best"
+                                  if any(panel.warm for panel in info.slices) else "")
+    fig.suptitle(f"{info.metric} against each hyperparameter ({marks})", fontsize=11)
     return fig
 
 
@@ -358,40 +368,6 @@ def _draw_slice(ax: Any, panel: Slice, info: SlicesInfo) -> Any:
                         edgecolors="#333333", linewidths=0.4, zorder=3)
     ax.scatter([x[panel.best]], [panel.y[panel.best]], s=150, facecolors="none",
                edgecolors="#d62728", linewidths=1.8, zorder=4)
+    if panel.warm:
+        ax.scatter(x[panel.warm], np.asarray(panel.y)[panel.warm], **WARM_MARK)
     return points
-
-
-def curves_info(histories: Curves, metric: str, frame: pd.DataFrame) -> CurvesInfo:
-    """The top trials' curves, with the losses that some trial of the table logged."""
-    return CurvesInfo(metric, [loss for loss in LOSSES if METRIC + loss in frame], histories)
-
-
-def draw_curves(info: CurvesInfo) -> Figure:
-    """Per-epoch curves of the top trials: the metric left, the losses right."""
-    metric, losses = info.metric, info.losses
-    fig = figure(10, 4)
-    fig.subplots_adjust(wspace=0.25)
-    left, right = fig.subplots(1, 2)
-    colours = [f"C{i}" for i in range(10)]
-    for i, (trial, curves) in enumerate(info.curves.items()):
-        colour = colours[i % len(colours)]
-        steps, values = zip(*curves.get(metric, []), strict=True) if curves.get(metric) \
-            else ((), ())
-        left.plot(steps, values, marker="o", markersize=3, color=colour, label=f"trial {trial}")
-        for loss, style in zip(losses, ("-", "--", ":"), strict=False):
-            if curves.get(loss):
-                steps, values = zip(*curves[loss], strict=True)
-                right.plot(steps, values, style, marker=".", color=colour,
-                           label=f"trial {trial} {loss}")
-    left.set_title(f"{metric} per epoch, top {len(info.curves)} trials", y=1.0)
-    right.set_title(" / ".join(f"{loss} ({style})" for loss, style in
-                               zip(losses, ("solid", "dashed", "dotted"), strict=False)),
-                    y=1.0)
-    for ax, label in ((left, metric), (right, "loss")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        _whole_ticks(ax, [step for curves in info.curves.values() for points in curves.values()
-                          for step, _ in points])
-    left.legend(fontsize=8, loc="best")
-    return fig

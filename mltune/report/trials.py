@@ -8,6 +8,7 @@ after the reading works on the table alone, so it can be tested without a store.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from mltune.tracking.tags import (
     ROLE,
     SEARCH_ID,
     TRIAL,
+    WARM_STARTS,
 )
 from mltune.tracking.tags import OBJECTIVE as OBJECTIVE_TAG
 
@@ -60,6 +62,7 @@ class SearchTrials:
     categorical: set[str]
     log_scale: set[str]
     experiment_id: str = ""
+    warm: frozenset[int] = frozenset()  # trials that trained an earlier search's best (warm)
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,36 @@ def load_trials(client: MlflowClient, parent_run_id: str) -> SearchTrials:
     log_scale = {n for n in log_scaled_params(space) if n in names and n not in categorical}
     return SearchTrials(parent_run_id, parent.info.run_name or parent_run_id,
                         parent.info.status, metric, mode, frame, names, categorical, log_scale,
-                        parent.info.experiment_id)
+                        parent.info.experiment_id,
+                        warm_trials(frame, _warm_starts(parent), categorical))
+
+
+def _warm_starts(parent: Run) -> list[dict[str, Any]]:
+    """The earlier searches' best configurations a warm-started search trained first (its
+    ``mltune.warm_start.points`` tag); none for any other search."""
+    try:
+        starts = json.loads(parent.data.tags.get(WARM_STARTS, "[]"))
+    except ValueError:
+        return []
+    return [p for p in starts if isinstance(p, dict)] if isinstance(starts, list) else []
+
+
+def warm_trials(frame: pd.DataFrame, starts: list[dict[str, Any]],
+                categorical: set[str]) -> frozenset[int]:
+    """The trials of the table whose params are one of ``starts`` (decoded points)."""
+
+    def same(row: pd.Series, point: dict[str, Any]) -> bool:
+        for key, value in point.items():
+            cell = row.get(PARAM + key)
+            if key in categorical or isinstance(value, str) or isinstance(value, bool):
+                if cell != str(value):
+                    return False
+            elif pd.isna(cell) or not math.isclose(float(cell), float(value), rel_tol=1e-9):
+                return False
+        return True
+
+    return frozenset(int(row["trial"]) for _, row in frame.iterrows()
+                     if any(same(row, point) for point in starts))
 
 
 def ranked(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:

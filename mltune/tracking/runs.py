@@ -33,7 +33,6 @@ from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.remote import best_effort, is_outage, outage_reason
 
 SPEC_FILE = "spec.yaml"  # on the parent run
-WARM_START_FILE = "warm_start.json"  # on a warm-started parent run: sources, start points
 
 
 def param_value(value: Any) -> str:

@@ -33,6 +33,7 @@ ENSEMBLE_MEMBERS = "mltune.ensemble.members"  # JSON [{trial, run_id, weight}] (
 # JSON [{run_id, name, data: same|changed, trials, used, dropped, starts}]: the earlier searches
 # a warm start learnt from ([]: it looked and found none; absent: warm_start off, or older)
 WARM_START = "mltune.warm_start"
+WARM_STARTS = "mltune.warm_start.points"  # JSON [point]: earlier best configurations trained first
 DATA_COLUMNS = "mltune.data_columns"  # what the data's columns are (a hash): changed data's test
 
 # -- on each trial's run ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from mltune.report import curves as learning
 from mltune.report import plots, timeline
 from mltune.report.trials import trials_frame
 
@@ -124,7 +125,7 @@ def test_importance_most_important_first():
 def test_curves_draw_the_losses_some_trial_logged():
     frame = table(row(1, 0.5)).assign(**{"metrics.val_loss": 0.3})
     curves = {1: {"acc": [(0, 0.4), (1, 0.5)], "val_loss": [(0, 0.5), (1, 0.3)]}}
-    info = plots.curves_info(curves, "acc", frame)
+    info = learning.curves_info(curves, "acc", frame)
     assert info.losses == ["val_loss"] and info.curves is curves
 
 
@@ -138,7 +139,7 @@ def test_every_figure_draws_from_its_data(frame):
         plots.draw_slices(plots.slices_info(scored, PARAMS if len(frame) else [],
                                             {"optimizer"}, {"lr"}, "acc", "max")),
         plots.draw_importance(plots.importance_info(pd.Series({"lr": 1.0}), "acc", 3)),
-        plots.draw_curves(plots.CurvesInfo("acc", ["val_loss"], {1: {"acc": [(0, 0.5)]}})),
+        learning.draw_curves(learning.CurvesInfo("acc", ["val_loss"], {1: {"acc": [(0, 0.5)]}})),
     ]
     assert all(isinstance(f, Figure) and f.axes for f in figures)
 

@@ -52,7 +52,7 @@ from mltune.spec.space import build_space, parse_point
 from mltune.spec.transfer import fit_point
 from mltune.tasks import get_task
 from mltune.tracking import tags as T
-from mltune.tracking.runs import WARM_START_FILE, SearchRun
+from mltune.tracking.runs import SearchRun
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SEARCHES_LOOKED_AT = 200  # the newest searches of the experiment an ``auto`` warm start reads
@@ -278,14 +278,15 @@ def search_experiment(client: MlflowClient | None = None) -> str:
 
 def record_priors(search: SearchRun, priors: Priors, columns: str) -> None:
     """On a new search's parent run: its data's columns (what a later search compares),
-    what it learnt from (``mltune.warm_start``, when it looked) and, when it learnt
-    anything, the sources and the points it trains first (``warm_start.json``: the report
-    marks those trials)."""
+    what it learnt from (``mltune.warm_start``, when it looked) and the earlier best
+    configurations it trains first (``mltune.warm_start.points``: the report marks them),
+    as many as MLflow's tag length holds."""
     tags = [RunTag(T.DATA_COLUMNS, columns)]
     if priors.looked:
         tags.append(RunTag(T.WARM_START, priors.tag()))
+    starts = list(priors.starts)
+    while starts and len(json.dumps(starts, default=str)) > T.MAX_TAG_LENGTH:
+        starts.pop()
+    if starts:
+        tags.append(RunTag(T.WARM_STARTS, json.dumps(starts, default=str)))
     search.client.log_batch(search.run_id, tags=tags)
-    if priors.sources:
-        record = {"sources": [s.entry() for s in priors.sources], "starts": priors.starts}
-        search.client.log_text(search.run_id, json.dumps(record, indent=1, default=str),
-                               WARM_START_FILE)
