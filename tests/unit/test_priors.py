@@ -115,21 +115,24 @@ def test_a_sampler_that_cannot_learn_says_so_in_one_line_and_starts_cold(caplog)
 
 def test_asha_starts_from_the_earlier_rungs_and_stops_a_hopeless_point_at_the_first():
     curves = [TrialCurve(-1 - i, {}, (0.90 + i / 100, 0.95)) for i in range(6)]
-    priors = Priors(looked=True, curves=curves)
+    trusted = {"lr": 0.01}  # a point trained first: the task's defaults, an earlier best
+    priors = Priors(looked=True, curves=curves, first=[trusted])
     context = Context(Direction.MAX, {}, 0, 9)
     cold = make_scheduler(PruningSpec("asha", {"min_epochs": 1, "eta": 3}), context)
-    warm = make_scheduler(PruningSpec("asha", {"min_epochs": 1, "eta": 3}), context)
-    warm_scheduler(warm, priors, "asha")
-    for scheduler in (cold, warm):
-        scheduler.start(1, {})
+    warm = warm_scheduler(make_scheduler(PruningSpec("asha", {"min_epochs": 1, "eta": 3}),
+                                         context), priors, "asha")
+    for number, scheduler in enumerate((cold, warm, warm, warm), start=1):
+        scheduler.start(number, trusted if number == 4 else {"lr": 0.1})
     assert cold.decide(1, 1, 0.5).action == Action.CONTINUE  # too few values to judge
-    assert warm.decide(1, 1, 0.5).action == Action.STOP  # below the earlier rung's top third
-    assert warm.decide(2, 1, 0.97).action == Action.CONTINUE
-    median = make_scheduler(PruningSpec("median", {"warmup_trials": 3, "warmup_epochs": 0}),
-                            context)
-    warm_scheduler(median, priors, "median")  # its warm-up is spent on the earlier trials
-    median.start(1, {})
+    assert warm.decide(2, 1, 0.5).action == Action.STOP  # below the earlier rung's top third
+    assert warm.decide(3, 1, 0.97).action == Action.CONTINUE
+    assert warm.decide(4, 1, 0.5).action == Action.CONTINUE  # trusted: a hurdle, not judged
+    median = warm_scheduler(make_scheduler(PruningSpec(
+        "median", {"warmup_trials": 3, "warmup_epochs": 0}), context), priors, "median")
+    median.start(1, {})  # its warm-up is spent on the earlier trials
     assert median.decide(1, 1, 0.5).action == Action.STOP
+    pbt = make_scheduler(PruningSpec("pbt", {}), context)
+    assert warm_scheduler(pbt, priors, "pbt") is pbt  # its population is a pack: no curves
 
 
 def test_the_earlier_best_configurations_train_first_completed_and_credited():

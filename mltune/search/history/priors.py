@@ -29,7 +29,7 @@ from typing import Any
 
 from mltune.core.errors import SpecError
 from mltune.search.samplers.base import Finished, Params, Sampler
-from mltune.search.schedulers.base import Scheduler, TrialCurve
+from mltune.search.schedulers.base import CONTINUE, STOP, Decision, Scheduler, TrialCurve
 from mltune.spec.model import SearchSpec
 from mltune.spec.start import completed
 
@@ -91,6 +91,7 @@ class Priors:
     curves: list[TrialCurve] = field(default_factory=list)  # for the scheduler (same data)
     candidates: list[Candidate] = field(default_factory=list)  # best first
     starts: list[Params] = field(default_factory=list)  # chosen: trained first
+    first: list[Params] = field(default_factory=list)  # the ``start:`` points, before them
     cold: str | None = None  # why nothing was learnt though sources were found
 
     @property
@@ -163,7 +164,7 @@ def choose_starts(priors: Priors, first: Sequence[Params], task: Any,
         credit[candidate.source] += 1
     priors.sources = [replace(s, starts=n) for s, n in zip(priors.sources, credit,
                                                             strict=True)]
-    priors.starts = chosen
+    priors.starts, priors.first = chosen, [dict(p) for p in first]
     return chosen
 
 
@@ -183,8 +184,39 @@ def warm_sampler(sampler: Sampler, priors: Priors, algo: str) -> None:
                  len(priors.finished))
 
 
-def warm_scheduler(scheduler: Scheduler, priors: Priors, rule: str) -> None:
-    """The earlier trials' curves as the rungs' first values (``RUNG_RULES``): numbered
-    below zero, so they are judged against and never judged."""
-    if priors.curves and rule in RUNG_RULES and SEED_RUNGS:
-        scheduler.rebuild(priors.curves)
+def warm_scheduler(scheduler: Scheduler, priors: Priors, rule: str) -> Scheduler:
+    """The earlier trials' curves as the rungs' first values (``RUNG_RULES``), numbered
+    below zero, so they are judged against and never judged; the points trained first are
+    then the hurdles (``Hurdled``). Any other rule, or no curves: ``scheduler`` as it is."""
+    if not (priors.curves and rule in RUNG_RULES and SEED_RUNGS):
+        return scheduler
+    scheduler.rebuild(priors.curves)
+    return Hurdled(scheduler, priors.first + priors.starts)
+
+
+class Hurdled:
+    """A rung rule started from earlier searches' curves, whose first points (the
+    ``start:`` points and the earlier best configurations) are judged but never stopped:
+    their values set the hurdles later points must clear (RUSH's, Zappella et al. 2021),
+    and however high the earlier rungs, the search finishes the points it trusts most."""
+
+    def __init__(self, rule: Scheduler, first: Sequence[Params]) -> None:
+        self.rule, self.first = rule, [dict(p) for p in first]
+        self.trusted: set[int] = set()
+
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
+        if dict(params) in self.first:
+            self.trusted.add(trial)
+        self.rule.start(trial, params)
+
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
+        decision = self.rule.decide(trial, epoch, value, peers)
+        return CONTINUE if decision == STOP and trial in self.trusted else decision
+
+    def end(self, trial: int) -> None:
+        self.trusted.discard(trial)
+        self.rule.end(trial)
+
+    def rebuild(self, trials: Sequence[TrialCurve]) -> None:
+        self.rule.rebuild(trials)

@@ -70,7 +70,7 @@ def resumed_scheduler(spec: SearchSpec, space: Space, history: ResumeState) -> S
     (earlier searches' first, where the rule learns from them: a warm start)."""
     scheduler = make_scheduler(spec.pruning, Context(spec.direction, space, spec.seed,
                                                      spec.epochs))
-    warm_scheduler(scheduler, history.priors, spec.pruning.rule)
+    scheduler = warm_scheduler(scheduler, history.priors, spec.pruning.rule)
     scheduler.rebuild(history.curves)
     return scheduler
 

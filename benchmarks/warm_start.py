@@ -1,0 +1,320 @@
+"""Warm starts: a second search of the same problem, warm from the first, against the same
+search cold, at equal time.
+
+For each data set (``breast_cancer``: scikit-learn's bundled table written as a CSV, the
+tabular MLP; ``digits``: scikit-learn's 8x8 digits written as a folder of PNGs, one
+sub-folder per class, the image task's CNN at ``image_size: 8``; ``synthetic``: a seeded
+``make_classification`` table of ``--rows`` rows as a CSV, the tabular MLP), each written
+twice, whole and as a seeded 70% of its rows (same columns, another fingerprint), and each
+repetition ``k`` (``--seeds``; search A's seed ``2k``, search B's ``2k + 1``), in a store of
+its own:
+
+- ``A``: search A on all the rows, ``--budget-s`` T seconds, ``warm_start: off``;
+- ``A 70%``: search A on 70% of the rows, T seconds (the earlier search of changed data);
+- ``B cold``: search B on all the rows, T/3 seconds, ``warm_start: off`` (today's search);
+- ``B warm``: the same, ``warm_start: [A]``: A's trials told to its sampler, A's curves as
+  its ASHA rungs' first values, A's best configurations trained after the defaults;
+- ``B warm, no rungs``: the same, its ASHA rungs left empty (``priors.SEED_RUNGS = False``):
+  what seeding the rungs from A's curves adds, or costs;
+- ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configurations only.
+
+Every search is mltune's default (``algo: tpe``, ``pruning: asha``, ``pack: auto``) with
+``--epochs`` per trial, searched through the public API with full tracking, the budget
+``stop: {time_budget_s: ...}`` with ``max_evals`` out of reach; the clock starts once the
+data has loaded and the parent run is open (``on_start``), as in ``anytime.py``. The sources
+are named (``warm_start: [run id]``) so that each B learns from its own A alone.
+
+Reported per data set and search, mean [min..max] over repetitions:
+
+- ``best val``: the best finished trial's validation metric (each B on its own split: its
+  seed differs from A's); ``its test``: that model's holdout score, as the gate scored it;
+- ``trials``: trials ended; ``set-up s``: from the call to the clock's start (data, store,
+  and for a warm search the reading of the earlier search: its cost);
+- ``reach A s``: for a B, the first time its running best was at least its A's final best
+  (``A 70%``'s for ``B warm from 70%``), with ``k/N`` when not in every repetition; for an A,
+  the time it reached its own final best; ``/ T``: that time over A's budget T.
+
+The targets (issue 37): a warm B reaches A's best in at most 0.25 T on the same data; warm
+is never worse than cold at equal time (mean of repetitions), changed data included. The
+verdicts print after the tables.
+
+Run: python benchmarks/warm_start.py [--budget-s 60] [--seeds 3] [--epochs 5]
+     [--datasets breast_cancer,digits,synthetic] [--rows 20000] [--device cpu]
+     [--threads 0] [--markdown PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search_common import markdown_table, quiet, spread, synthetic_csv, text_table, warm_up
+
+MAX_EVALS = 10_000  # out of reach: the time budget ends each search
+DATASETS = ("breast_cancer", "digits", "synthetic")
+SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, no rungs", "B warm from 70%")
+SHARE = 0.7  # the rows of the changed data's earlier search
+
+
+@dataclass
+class Run:
+    """One search of one data set and repetition."""
+
+    dataset: str
+    search: str
+    rep: int
+    metric: str = ""
+    val: float = math.nan
+    test: float = math.nan
+    trials: int = 0
+    setup_s: float = 0.0
+    parent_run_id: str = ""
+    curve: list[tuple[float, float | None]] = field(default_factory=list)
+    error: str | None = None
+
+
+# -- the data, whole and 70% ------------------------------------------------------------------
+
+def tables(dataset: str, folder: Path, rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The base spec of ``dataset`` on all its rows and on a seeded 70% of them."""
+    import pandas as pd
+
+    if dataset == "digits":
+        return digits_folder(folder, 1.0), digits_folder(folder, SHARE)
+    if dataset == "breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        frame = load_breast_cancer(as_frame=True).frame
+        frame.columns = [c.replace(" ", "_") for c in frame.columns]
+        whole = folder / "breast_cancer.csv"
+        frame.to_csv(whole, index=False)
+        target = "target"
+    else:
+        whole = Path(synthetic_csv(folder, rows, flip_y=0.05))
+        frame = pd.read_csv(whole)
+        target = "label"
+    part = folder / f"{whole.stem}_70.csv"
+    frame.sample(frac=SHARE, random_state=0).to_csv(part, index=False)
+    spec = {"task": "tabular"}
+    return ({**spec, "data": {"source": str(whole), "target": target}},
+            {**spec, "data": {"source": str(part), "target": target}})
+
+
+def digits_folder(folder: Path, share: float) -> dict[str, Any]:
+    """scikit-learn's digits as PNGs (8x8, grey, 0..16 scaled to 0..255), a folder per
+    class; ``share`` of the images, drawn seeded."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.random.default_rng(0).permutation(len(digits.images))[
+        :int(round(share * len(digits.images)))]
+    root = folder / f"digits_{int(share * 100)}"
+    for i in sorted(keep):
+        pixels = (digits.images[i] * 255 / 16).round().astype(np.uint8)
+        target = root / str(digits.target[i])
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, "L").save(target / f"{i:04d}.png")
+    return {"task": "image", "data": {"source": str(root), "image_size": 8}}
+
+
+# -- one search -------------------------------------------------------------------------------
+
+def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any,
+           args: argparse.Namespace, seed_rungs: bool = True) -> Run:
+    import mltune
+    from mltune.core.terms import TrialStatus
+    from mltune.search.history import priors
+
+    name = f"{run.dataset}-{run.rep}-{run.search}".replace(" ", "-").replace("%", "")
+    spec = mltune.load_spec(None, {
+        **base, "seed": seed, "epochs": args.epochs, "max_evals": MAX_EVALS,
+        "stop": {"time_budget_s": budget_s}, "device": args.device, "name": name,
+        "registered_model": name.replace(",", ""), "warm_start": warm})
+    run.metric = spec.metric
+    clock: dict[str, float] = {"call": time.monotonic()}
+
+    def started() -> None:
+        clock["t0"] = time.monotonic()
+
+    def progress(outcome: Any, best: float | None) -> None:
+        value = (outcome.metrics.get(spec.metric) if outcome.status == TrialStatus.FINISHED
+                 else None)
+        run.curve.append((time.monotonic() - clock["t0"], value))
+
+    priors.SEED_RUNGS = seed_rungs
+    try:
+        result = mltune.tune(spec, progress=progress, on_start=started)
+    except mltune.MltuneError as exc:
+        run.error = str(exc)
+        return run
+    finally:
+        priors.SEED_RUNGS = True
+    run.val, run.parent_run_id = result.best_value, result.parent_run_id
+    run.test = result.decision.challenger_score if result.decision else math.nan
+    run.error = result.gate_error
+    run.trials = len(result.trials)
+    run.setup_s = clock["t0"] - clock["call"]
+    return run
+
+
+def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, Any]],
+               folder: Path, args: argparse.Namespace) -> list[Run]:
+    """The six searches of one repetition, in one store of their own."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{folder / f'{dataset}-{rep}'}.db")
+    whole, part = bases
+    a_seed, b_seed, t = 2 * rep, 2 * rep + 1, args.budget_s
+    a = search(Run(dataset, "A", rep), whole, a_seed, t, "off", args)
+    a70 = search(Run(dataset, "A 70%", rep), part, a_seed, t, "off", args)
+    runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args)]
+    for name, source, rungs in (("B warm", a, True), ("B warm, no rungs", a, False),
+                                ("B warm from 70%", a70, True)):
+        if not source.parent_run_id:
+            runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
+            continue
+        runs.append(search(Run(dataset, name, rep), whole, b_seed, t / 3,
+                           [source.parent_run_id], args, seed_rungs=rungs))
+    return runs
+
+
+# -- the tables -------------------------------------------------------------------------------
+
+def reach_time(run: Run, target: float) -> float | None:
+    """The first time the run's running best was at least ``target`` (None: never)."""
+    best = -math.inf
+    for seconds, value in run.curve:
+        if value is not None and not math.isnan(value):
+            best = max(best, value)
+        if best >= target - 1e-12:
+            return seconds
+    return None
+
+
+def target_of(run: Run, runs: list[Run]) -> Run | None:
+    """The A a search is timed against: its own for an A, A 70%'s for changed data."""
+    wanted = {"A 70%": "A 70%", "B warm from 70%": "A 70%"}.get(run.search, "A")
+    return next((r for r in runs if r.dataset == run.dataset and r.rep == run.rep
+                 and r.search == wanted), None)
+
+
+def rows_of(runs: list[Run], dataset: str, budget_s: float) -> list[dict[str, Any]]:
+    rows = []
+    for name in SEARCHES:
+        mine = [r for r in runs if r.dataset == dataset and r.search == name]
+        if not mine:
+            continue
+        reached, tried = [], 0
+        for r in mine:
+            a = target_of(r, runs)
+            if a is None or math.isnan(a.val):
+                continue
+            tried += 1
+            if (t := reach_time(r, a.val)) is not None:
+                reached.append(t)
+        reach = ("n/a" if not tried else "never" if not reached else spread(reached, 1)
+                 + ("" if len(reached) == tried else f" ({len(reached)}/{tried})"))
+        rows.append({
+            "search": name, "metric": mine[0].metric or "val_accuracy",
+            "val": spread([r.val for r in mine]), "test": spread([r.test for r in mine]),
+            "trials": spread([float(r.trials) for r in mine], 1),
+            "setup_s": spread([r.setup_s for r in mine], 1), "reach_s": reach,
+            "share": spread([t / budget_s for t in reached], 2) if reached else "n/a",
+            "errors": sorted({r.error for r in mine if r.error})})
+    return rows
+
+
+COLUMNS = (("search", "search"), ("val", "best {val}"), ("test", "its {test}"),
+           ("trials", "trials"), ("setup_s", "set-up s"), ("reach_s", "reach A s"),
+           ("share", "/ T"))
+
+
+def mean(runs: list[Run], name: str, attribute: str) -> float:
+    values = [getattr(r, attribute) for r in runs if r.search == name
+              and not math.isnan(getattr(r, attribute))]
+    return sum(values) / len(values) if values else math.nan
+
+
+def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]:
+    """The issue's targets, data set by data set."""
+    lines = []
+    for dataset in datasets:
+        mine = [r for r in runs if r.dataset == dataset]
+        warm = [r for r in mine if r.search == "B warm"]
+        times = [reach_time(r, a.val) for r in warm if (a := target_of(r, runs)) is not None]
+        quick = sum(t is not None and t <= 0.25 * budget_s for t in times)
+        lines.append(f"{dataset}: B warm reached A's best within 0.25 T in {quick}/"
+                     f"{len(times)} repetitions")
+        for name in ("B warm", "B warm, no rungs", "B warm from 70%"):
+            for attribute, label in (("val", "best val"), ("test", "its test")):
+                w, c = mean(mine, name, attribute), mean(mine, "B cold", attribute)
+                verdict = "not worse" if w >= c - 1e-12 else "WORSE"
+                lines.append(f"{dataset}: {name} vs B cold, {label}: {w:.4f} vs {c:.4f}: "
+                             f"{verdict}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=60.0, help="search A's budget T")
+    parser.add_argument("--seeds", type=int, default=3, help="repetitions (A: 2k, B: 2k+1)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per trial")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--rows", type=int, default=20_000, help="rows of the synthetic table")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    args = parser.parse_args()
+    datasets = [d for d in args.datasets.split(",") if d]
+    for d in datasets:
+        if d not in DATASETS:
+            parser.error(f"--datasets: unknown {d!r}; known: {', '.join(DATASETS)}")
+    quiet()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = Path(tempfile.mkdtemp(prefix="mltune-warm-start-"))
+    warm_up(folder, args.device)
+    started = time.perf_counter()
+    runs: list[Run] = []
+    for dataset in datasets:
+        bases = tables(dataset, folder, args.rows)
+        for rep in range(args.seeds):
+            for run in repetition(dataset, rep, bases, folder, args):
+                runs.append(run)
+                print(f"  {dataset} rep {rep} {run.search}: best {run.metric} {run.val:.4f}, "
+                      f"test {run.test:.4f}, {run.trials} trials, set-up {run.setup_s:.1f} s"
+                      + (f"; note: {run.error}" if run.error else ""), flush=True)
+    wall = time.perf_counter() - started
+    found, markdown = {}, []
+    for dataset in datasets:
+        rows = rows_of(runs, dataset, args.budget_s)
+        found[dataset] = rows
+        title = (f"{dataset}: A {args.budget_s:g} s, B {args.budget_s / 3:g} s, "
+                 f"{args.epochs} epochs/trial, {args.seeds} repetition(s), mean [min..max]")
+        print(f"\n{title}\n{text_table(rows, COLUMNS)}")
+        markdown += [f"### {title}", "", markdown_table(rows, COLUMNS), ""]
+    lines = verdicts(runs, datasets, args.budget_s)
+    print("\n" + "\n".join(lines))
+    markdown += ["```", *lines, "```", ""]
+    if args.markdown:
+        args.markdown.write_text("\n".join(markdown))
+        print(f"\nmarkdown written to {args.markdown}")
+    print(f"{len(runs)} searches on {args.device}: {wall:.0f} s wall")
+    print(json.dumps({"budget_s": args.budget_s, "epochs": args.epochs, "seeds": args.seeds,
+                      "wall_s": round(wall, 1), "tables": found,
+                      "runs": [{k: v for k, v in asdict(r).items() if k != "curve"}
+                               for r in runs]}, default=str))
+
+
+if __name__ == "__main__":
+    main()
