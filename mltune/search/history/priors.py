@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_TRIALS = 200  # earlier trials read, all sources together (the newest searches first)
 MAX_SOURCES = 20  # earlier searches (each a short entry of the tag: MLflow's 5000 characters)
 MAX_STARTS = 3  # earlier best configurations trained first
+NAME_LENGTH = 40  # of a source's name in the tag (its run id says which it is)
 RUNG_RULES = ("asha", "hyperband", "median")  # rules whose state is earlier trials' values
 # Whether the rules above start from the earlier trials' curves (benchmarks/warm_start.py
 # measures the search with and without)
@@ -57,8 +58,10 @@ class Source:
     starts: int = 0  # its best configurations trained first
 
     def entry(self) -> dict[str, Any]:
-        """The source as the tag holds it."""
+        """The source as the tag holds it (its name cut to ``NAME_LENGTH``: the tag holds
+        ``MAX_SOURCES`` of them within MLflow's 5000 characters)."""
         entry = asdict(self)
+        entry["name"] = self.name[:NAME_LENGTH]
         entry["data"] = "same" if entry.pop("same_data") else "changed"
         return entry
 
