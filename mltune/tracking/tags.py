@@ -30,9 +30,9 @@ ENSEMBLE_RUN_ID = "mltune.ensemble_run_id"  # the ensemble run whose model was r
 ENSEMBLE_ERROR = "mltune.ensemble_error"  # why no ensemble was made (the single one registered)
 DEVICES = "mltune.devices"  # JSON {device: trials}: where the search's trials trained
 ENSEMBLE_MEMBERS = "mltune.ensemble.members"  # JSON [{trial, run_id, weight}] (run and version)
-# JSON [{run_id, name, data: same|changed, trials, used, dropped, starts}]: the earlier searches
-# a warm start learnt from ([]: it looked and found none; absent: warm_start off, or older)
-WARM_START = "mltune.warm_start"
+# a warm start's sources: JSON [{run_id, name, data: same|changed, trials, used, dropped,
+# starts}] ([]: it looked and found none; absent: warm_start off, or an older mltune)
+WARM_START = "mltune.warm_start"  # JSON: the earlier searches a warm start learnt from
 WARM_STARTS = "mltune.warm_start.points"  # JSON [point]: earlier best configurations trained first
 DATA_COLUMNS = "mltune.data_columns"  # what the data's columns are (a hash): changed data's test
 
