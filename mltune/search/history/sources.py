@@ -22,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -194,22 +194,41 @@ def _read(client: MlflowClient, spec: SearchSpec, space: Space,
         if left <= 0:
             break
         try:
-            source = _source(client, spec, space, run, same_data,
-                             left if limit is None else limit, priors)
+            read = _source(client, spec, space, run, same_data,
+                           left if limit is None else limit, len(priors.sources))
         except (MlflowException, MltuneError, ValueError):
             continue  # an earlier search this mltune cannot read: not used
-        priors.sources.append(source)
-        left -= source.trials
+        priors.sources.append(read.source)
+        priors.finished += read.finished
+        priors.curves += [TrialCurve(-1 - len(priors.curves) - i, c.params, c.values)
+                          for i, c in enumerate(read.curves)]
+        priors.candidates += read.candidates
+        left -= read.source.trials
     priors.candidates.sort(key=lambda c: c.loss)  # stable: newest source first on a tie
     return priors
 
 
+@dataclass
+class _Read:
+    """One earlier search as read: its counts, and what it gives (all or nothing of it)."""
+
+    source: Source
+    finished: list[Finished]
+    curves: list[TrialCurve]
+    candidates: list[Candidate]
+
+
 def _source(client: MlflowClient, spec: SearchSpec, space: Space, run: Run, same_data: bool,
-            limit: int, priors: Priors) -> Source:
+            limit: int, index: int) -> _Read:
+    """Source ``index``'s first ``limit`` ended trials, each in ``space`` or counted as
+    dropped: for the sampler and the scheduler on the same data, as best configurations
+    either way."""
     old = _space_of(run)
     trials = _trials(client, run, limit)
     curves = same_data and spec.pruning.rule in RUNG_RULES
-    index, used, dropped = len(priors.sources), 0, 0
+    read = _Read(Source(run.info.run_id, run.info.run_name or "", same_data, len(trials)),
+                 [], [], [])
+    dropped = 0
     for trial in trials:
         point = parse_point(old, trial.data.params)
         fitted = None if point is None else fit_point(space, point)
@@ -218,15 +237,14 @@ def _source(client: MlflowClient, spec: SearchSpec, space: Space, run: Run, same
             continue
         loss = spec.direction.as_loss(float(trial.data.tags[T.OBJECTIVE]))
         if same_data:
-            priors.finished.append(Finished(fitted.point, loss))
-            used += 1
-            if curves:
+            read.finished.append(Finished(fitted.point, loss))
+            if curves:  # numbered when the source is kept
                 values = curve_of(client, trial, spec.metric)[:spec.epochs]
-                priors.curves.append(TrialCurve(-1 - len(priors.curves), fitted.point, values))
+                read.curves.append(TrialCurve(0, fitted.point, values))
         if status_of(trial) == TrialStatus.FINISHED:
-            priors.candidates.append(Candidate(fitted.point, loss, index))
-    return Source(run.info.run_id, run.info.run_name or "", same_data, len(trials), used,
-                  dropped)
+            read.candidates.append(Candidate(fitted.point, loss, index))
+    read.source = replace(read.source, used=len(read.finished), dropped=dropped)
+    return read
 
 
 def _space_of(run: Run) -> Space:
