@@ -33,7 +33,7 @@ PICKLE_START = 0x80  # the first byte of a pickle stream (protocol 2 and later)
 # numpy arrays and dtypes. Nothing here runs code when it is built.
 BASIC_TYPES = frozenset({
     *(f"builtins.{name}" for name in ("dict", "list", "tuple", "str", "int", "float", "bool",
-                                      "NoneType", "slice", "bytes", "type")),
+                                      "NoneType", "slice", "bytes")),
     *(f"numpy.{name}" for name in ("ndarray", "dtype", "float16", "float32", "float64",
                                    "int8", "int16", "int32", "int64", "uint8", "bool_",
                                    "object_", "str_")),
@@ -143,7 +143,7 @@ def save_task_artifacts(objects: Mapping[str, Any], folder: str,
     paths = {}
     for name, value in objects.items():
         path = os.path.join(folder, f"{name}.skops")
-        skops.io.dump(value, path)
+        skops.io.dump(value, path, compression=zipfile.ZIP_DEFLATED)  # a tenth the size
         untrusted = _untrusted(path, trusted)
         if untrusted:
             raise ModelFileError(f"{name}: holds {', '.join(untrusted)}, which the served "
