@@ -16,7 +16,8 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from conftest import children_of
+from conftest import children_of, run_cli
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_digits
 
@@ -76,6 +77,21 @@ def test_legacy_champions_load_and_answer(legacy: MlflowClient) -> None:
     digits = load_digits()
     answer = image.predict(digits.images[:10].astype(np.float64))
     assert len(answer) == 10 and set(answer["label"]) <= set(range(10))
+
+
+def test_with_pickle_off_a_legacy_champion_fails_with_mlflow_s_message(
+        legacy: MlflowClient, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A server hardened with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` refuses the old
+    cloudpickled models, in MLflow's words (docs/operations.md says how to re-register them),
+    from Python and from ``mltune promote``."""
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(MlflowException, match="Deserializing model using pickle is disallowed"):
+        mlflow.pyfunc.load_model("models:/legacy-tabular@champion")
+    code, out, err = run_cli(["promote", "--model", "legacy-tabular", "--version", "1",
+                              "--dry-run"], capsys)
+    assert code == 1 and "Traceback" not in out + err
+    assert err.strip().startswith("mltune: error: MLflow: Deserializing model using pickle is "
+                                  "disallowed, but this model is saved in cloudpickle format.")
 
 
 def test_gate_compares_a_new_version_with_the_legacy_champion(legacy: MlflowClient) -> None:
