@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import env_for_subprocess, tracking_store
+from conftest import env_for_subprocess, run_cli, tracking_store
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_breast_cancer
 from test_tasks_contract import SPECS
@@ -201,6 +201,23 @@ def test_mlflow_models_serve_answers_an_ensemble_and_a_refit_with_pickle_off(sto
             answer = invoke(url, {"dataframe_split": rows.to_dict(orient="split")})
         assert [p["label"] for p in answer["predictions"]] == list(
             mlflow.pyfunc.load_model(uri).predict(rows)["label"])
+
+
+def test_the_gate_loads_both_versions_with_pickle_off(store, monkeypatch, capsys):
+    """``mltune promote`` in a process with the switch off: the challenger (a trial's single
+    network) and the champion (the ensemble) both load and are scored on the holdout."""
+    client, name = store.client, "searched-ensemble"
+    champion = client.get_model_version_by_alias(name, "champion")
+    trial = min(store.ensemble.trials, key=lambda t: t.number)
+    version = mlflow.register_model(trial.model_uri, name).version
+    for key, value in champion.tags.items():  # its search, task and metric: comparable
+        client.set_model_version_tag(name, version, key, value)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    capsys.readouterr()
+    code, out, err = run_cli(["promote", "--model", name, "--version", str(version),
+                              "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"(v{version}) vs " in out and f"(v{champion.version})" in out
 
 
 # -- no file of a model is a pickle --------------------------------------------------------------

@@ -19,6 +19,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,7 +56,7 @@ from mltune.tracking.model_files import (
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # mltune/: travels with every model
-SERVED_MODEL_CODE = str(Path(__file__).with_name("served_model.py"))  # the models' code
+SERVED_MODEL_CODE = str(Path(__file__).resolve().with_name("served_model.py"))  # the models' code
 MODEL_TYPE = "mltune-{task}"  # a LoggedModel's model_type: mltune-image, mltune-tabular...
 
 __all__ = ["SETTINGS", "TASK_ARTIFACT", "WEIGHTS", "BadInput", "EnsembleModel", "ServedModel",
@@ -283,6 +284,7 @@ def _log_pyfunc(run_id: str, experiment_id: str, task: Any, settings: Mapping[st
                 pip_requirements=list(pip_requirements(bool(data.artifacts))),
             )
             _without_cloudpickle(described, folder)
+            _forget_model_code()
             for cache_folder in Path(folder).rglob("__pycache__"):  # a user's code's
                 shutil.rmtree(cache_folder, ignore_errors=True)
             client.log_model_artifacts(model.model_id, folder)
@@ -300,6 +302,16 @@ def _without_cloudpickle(described: Model, folder: str) -> None:
     flavor = described.flavors[mlflow.pyfunc.FLAVOR_NAME]
     if flavor.pop("cloudpickle_version", None) is not None:
         described.save(os.path.join(folder, "MLmodel"))
+
+
+def _forget_model_code() -> None:
+    """MLflow runs the model's code to save it, as a module of a new name each time
+    (``code_model_<uuid>``) that it leaves in ``sys.modules``: one more per trial, never used
+    again. Those of ``served_model.py`` are dropped."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("code_model_") and getattr(module, "__file__", None) == \
+                SERVED_MODEL_CODE:
+            sys.modules.pop(name, None)
 
 
 def load_network(model_uri: str) -> torch.nn.Module:
