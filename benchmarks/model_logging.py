@@ -100,7 +100,7 @@ def main() -> None:
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     client.search_experiments()  # create the store outside the timing
-    measure("image", CASES["image"], client, 1)  # warm imports and caches
+    measure("warm-up", CASES["image"], client, 1)  # imports and caches, not timed
     results = {case: measure(case, raw, client, args.repeat) for case, raw in CASES.items()}
     print(f"mltune {mltune.__file__}, {args.repeat} models per case, local sqlite store")
     print(f"{'case':20}{'s/model':>10}{'bytes':>10}{'w/o code':>10}")
