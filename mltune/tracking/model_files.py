@@ -12,8 +12,10 @@ is checked before the object is built, never taken from the file.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
+import weakref
 import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -112,9 +114,9 @@ def type_names(types: Iterable[Any]) -> frozenset[str]:
     return frozenset(f"{t.__module__}.{t.__qualname__}" for t in types)
 
 
-def types_in(path: str) -> set[str]:
+def types_in(file: str | io.BytesIO) -> set[str]:
     """Every type a skops file names (each node of its schema), without building anything."""
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(file) as archive:
         schema = json.loads(archive.read("schema.json"))
     found: set[str] = set()
     stack = [schema]
@@ -129,8 +131,34 @@ def types_in(path: str) -> set[str]:
     return found
 
 
-def _untrusted(path: str, trusted: frozenset[str]) -> list[str]:
-    return sorted(types_in(path) - BASIC_TYPES - trusted)
+def _untrusted(file: str | io.BytesIO, trusted: frozenset[str]) -> list[str]:
+    return sorted(types_in(file) - BASIC_TYPES - trusted)
+
+
+# A search logs the same fitted objects with every trial: each is serialised and checked once
+# (by identity, while it lives), then written as bytes. At most a few searches' worth.
+_SERIALISED: dict[int, tuple[weakref.ref, bytes]] = {}
+_KEPT = 8
+
+
+def _skops_bytes(name: str, value: Any, trusted: frozenset[str]) -> bytes:
+    import skops.io
+
+    cached = _SERIALISED.get(id(value))
+    if cached is not None and cached[0]() is value:
+        return cached[1]
+    data = skops.io.dumps(value, compression=zipfile.ZIP_DEFLATED)  # a tenth of the size
+    untrusted = _untrusted(io.BytesIO(data), trusted)
+    if untrusted:
+        raise ModelFileError(f"{name}: holds {', '.join(untrusted)}, which the served "
+                             "model would refuse to load (off its task's trusted list)")
+    while len(_SERIALISED) >= _KEPT:
+        _SERIALISED.pop(next(iter(_SERIALISED)), None)
+    try:
+        _SERIALISED[id(value)] = (weakref.ref(value), data)
+    except TypeError:  # an object without weak references: serialised each time
+        pass
+    return data
 
 
 def save_task_artifacts(objects: Mapping[str, Any], folder: str,
@@ -138,16 +166,11 @@ def save_task_artifacts(objects: Mapping[str, Any], folder: str,
     """Write a task's extra objects as skops files; return MLflow artifact names -> paths.
 
     A type the loader would refuse is refused here already, when the model is logged."""
-    import skops.io
-
     paths = {}
     for name, value in objects.items():
         path = os.path.join(folder, f"{name}.skops")
-        skops.io.dump(value, path, compression=zipfile.ZIP_DEFLATED)  # a tenth the size
-        untrusted = _untrusted(path, trusted)
-        if untrusted:
-            raise ModelFileError(f"{name}: holds {', '.join(untrusted)}, which the served "
-                                 "model would refuse to load (off its task's trusted list)")
+        with open(path, "wb") as file:
+            file.write(_skops_bytes(name, value, trusted))
         paths[f"{TASK_ARTIFACT}{name}"] = path
     return paths
 
