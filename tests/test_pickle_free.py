@@ -266,7 +266,7 @@ def test_a_preprocessor_holding_a_type_off_the_list_is_refused_in_one_line(store
 
     local = Path(mlflow.artifacts.download_artifacts("models:/tabular@champion",
                                                      dst_path=str(store.folder / "tampered")))
-    path = local / "artifacts" / "preprocessor.skops"
+    path = local / "artifacts" / "mltune" / "preprocessor.skops"
     original = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
     rows = _raw_rows()
     swapped = make_pipeline(original, PCA(n_components=2)).fit(rows)

@@ -2,9 +2,9 @@
 
 Every model is logged as MLflow's "models from code": its code is ``served_model.py`` (a fixed
 module of mltune's that calls ``set_model(ServedModel())``), and what rebuilds the network is
-plain data among its artifacts (``model_files``): ``settings.json`` (params, the task's
-metadata; an ensemble's members and weights), the weights as safetensors, a task's fitted
-objects as skops files checked against the task's trusted types. ``model_config`` names the
+plain data in one folder artifact, ``mltune`` (``model_files``): ``settings.json`` (params, the
+task's metadata; an ensemble's members and weights), the weights as safetensors, a task's
+fitted objects as skops files checked against the task's trusted types. ``model_config`` names the
 task and the network (a family's name, or the reference to the user's callable, whose source
 files travel among the model's ``code_paths`` beside mltune's own code, zipped:
 ``packaged_code``). No file of a model is a pickle, so it loads where MLflow's
@@ -45,13 +45,14 @@ from mltune.core.errors import DataError, MltuneError
 from mltune.models.ensemble import Averaged
 from mltune.models.network import is_reference, load_served, write_code
 from mltune.tracking.model_files import (
-    SETTINGS,
+    FILES,
     TASK_ARTIFACT,
     WEIGHTS,
     load_task_artifacts,
     read_settings,
     read_weights,
     save_task_artifacts,
+    task_files,
     write_settings,
     write_weights,
 )
@@ -60,7 +61,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # mltune/: travels with every
 SERVED_MODEL_CODE = str(Path(__file__).resolve().with_name("served_model.py"))  # the models' code
 MODEL_TYPE = "mltune-{task}"  # a LoggedModel's model_type: mltune-image, mltune-tabular...
 
-__all__ = ["SETTINGS", "TASK_ARTIFACT", "WEIGHTS", "BadInput", "EnsembleModel", "ServedModel",
+__all__ = ["FILES", "TASK_ARTIFACT", "WEIGHTS", "BadInput", "EnsembleModel", "ServedModel",
            "load_network", "log_ensemble_model", "log_model", "quiet_model_io"]
 
 
@@ -88,25 +89,27 @@ class ServedModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Rebuild the network from the model's settings, weights and config."""
-        if SETTINGS not in context.artifacts:  # pickled by an older mltune
+        if FILES not in context.artifacts:  # pickled by an older mltune
             from mltune.tracking.legacy import load_pickled
 
             load_pickled(self, context)
             return
         config = dict(context.model_config or {})
-        settings = read_settings(context.artifacts[SETTINGS])
-        code = Path(context.artifacts[SETTINGS]).parents[1] / "code"  # the model's code/
+        folder = context.artifacts[FILES]  # <model>/artifacts/mltune
+        settings = read_settings(folder)
+        code = Path(folder).parents[1] / "code"  # the model's code/
         task = _served_task(str(config["task"]), config.get("network"), code)
         meta, members = settings["meta"], settings["members"]
         names = [WEIGHTS] if len(members) == 1 else [f"{WEIGHTS}.{i}" for i in
                                                      range(len(members))]
-        networks = [read_weights(task.build_model(params, meta), context.artifacts[name])
+        networks = [read_weights(task.build_model(params, meta),
+                                 os.path.join(folder, f"{name}.safetensors"))
                     for params, name in zip(members, names, strict=True)]
         weights = settings.get("weights")
         network = (networks[0] if weights is None else
                    Averaged(networks, weights, bool(settings["probabilities"])))
         self.task, self.params, self._network = task.name, members[0], network.eval()
-        self.meta = {**meta, **load_task_artifacts(context.artifacts, task.artifact_types)}
+        self.meta = {**meta, **load_task_artifacts(task_files(folder), task.artifact_types)}
 
     @property
     def network(self) -> torch.nn.Module:
@@ -266,10 +269,12 @@ def _log_pyfunc(run_id: str, experiment_id: str, task: Any, settings: Mapping[st
         model_type=MODEL_TYPE.format(task=task.name))
     try:
         with tempfile.TemporaryDirectory() as tmp, quiet_model_io():
-            artifacts = {SETTINGS: write_settings(settings, tmp)}
+            files = os.path.join(tmp, FILES)  # one artifact: one copy by MLflow, not three
+            os.mkdir(files)
+            write_settings(settings, files)
             for key, network in networks.items():
-                artifacts[key] = write_weights(network, os.path.join(tmp, f"{key}.safetensors"))
-            artifacts.update(save_task_artifacts(data.artifacts, tmp, task.artifact_types))
+                write_weights(network, os.path.join(files, f"{key}.safetensors"))
+            save_task_artifacts(data.artifacts, files, task.artifact_types)
             user_code = write_code(chosen.code, os.path.join(tmp, "code")) if chosen else []
             folder = os.path.join(tmp, "model")
             described = Model(artifact_path=model.artifact_location, run_id=run_id,
@@ -278,7 +283,7 @@ def _log_pyfunc(run_id: str, experiment_id: str, task: Any, settings: Mapping[st
                 folder, mlflow_model=described,
                 python_model=SERVED_MODEL_CODE,
                 model_config={"task": task.name, "network": chosen.builder if chosen else None},
-                artifacts=artifacts,
+                artifacts={FILES: files},
                 code_paths=[*packaged_code(), *user_code],
                 signature=task.signature(data),
                 input_example=task.input_example(data),

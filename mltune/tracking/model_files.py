@@ -6,7 +6,9 @@ executing anything: the settings that rebuild the network as JSON (``settings.js
 the task's metadata, an ensemble's weights), the weights as safetensors (one file per network),
 and a task's fitted objects (the tabular preprocessor) as skops files whose every type must be
 on a list fixed in mltune's code (``BASIC_TYPES`` and the task's ``artifact_types``): the list
-is checked before the object is built, never taken from the file.
+is checked before the object is built, never taken from the file. They lie in one folder, one
+MLflow artifact (``FILES``): MLflow copies each artifact of a model in several steps, and a
+folder is copied once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import weakref
 import zipfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +29,10 @@ from safetensors.torch import load_model, save_model
 
 from mltune.core.errors import MltuneError
 
-SETTINGS = "settings"  # the settings' artifact name (settings.json)
-WEIGHTS = "weights"  # a network's weights (weights.safetensors; an ensemble's weights.<i>)
-TASK_ARTIFACT = "task."  # prefix of a task's own artifacts among the model's artifacts
+FILES = "mltune"  # the one artifact (a folder) that holds the files below
+SETTINGS = "settings"  # settings.json
+WEIGHTS = "weights"  # a network's weights: weights.safetensors (an ensemble's weights.<i>.*)
+TASK_ARTIFACT = "task."  # prefix of a task's own objects' names (<name>.skops in the folder)
 PICKLE_START = 0x80  # the first byte of a pickle stream (protocol 2 and later)
 
 # Data types any skops file of mltune's may hold besides a task's own: containers, scalars,
@@ -69,9 +73,15 @@ def write_settings(settings: Mapping[str, Any], folder: str) -> str:
     return path
 
 
-def read_settings(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as file:
+def read_settings(folder: str) -> dict[str, Any]:
+    with open(os.path.join(folder, f"{SETTINGS}.json"), encoding="utf-8") as file:
         return json.load(file)
+
+
+def task_files(folder: str) -> dict[str, str]:
+    """The task's object files of a model's folder, by name (``task.<name>``) -> path."""
+    return {f"{TASK_ARTIFACT}{path.stem}": str(path)
+            for path in sorted(Path(folder).glob("*.skops"))}
 
 
 # -- weights: safetensors ------------------------------------------------------------------------
