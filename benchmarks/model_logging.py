@@ -15,7 +15,9 @@ The search-level figures are ``tracking_overhead.py`` and ``server_overhead.py``
 machine their slope moves by 0.1 s per trial, more than a model's logging changes: this is the
 direct measure.
 
-Run: python benchmarks/model_logging.py [--repeat 8]
+Run: python benchmarks/model_logging.py [--repeat 8] [--server]
+(``--server``: to a real ``mlflow server`` on 127.0.0.1 this script starts, sqlite behind it,
+artifacts proxied: each file of a model is one HTTP upload)
 The last line is JSON: {case: {"s_per_model", "fastest_s", "cpu_s_per_model", "bytes",
 "bytes_without_code"}}.
 """
@@ -26,6 +28,7 @@ import argparse
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -35,10 +38,13 @@ import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
-import mltune
-from mltune.spec.build import build_spec
-from mltune.tasks import task_for
-from mltune.tracking.model import log_ensemble_model, log_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import MlflowServer  # noqa: E402  (the tests' real-server helper)
+
+import mltune  # noqa: E402
+from mltune.spec.build import build_spec  # noqa: E402
+from mltune.tasks import task_for  # noqa: E402
+from mltune.tracking.model import log_ensemble_model, log_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 CASES = {
@@ -97,18 +103,25 @@ def measure(case: str, raw: dict, client: MlflowClient, repeat: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=8)
+    parser.add_argument("--server", action="store_true", help="log to a real mlflow server")
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     workdir = Path(tempfile.mkdtemp(prefix="mltune-bench-"))
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    client.search_experiments()  # create the store outside the timing
-    measure("warm-up", CASES["image"], client, 1)  # imports and caches, not timed
-    results = {case: measure(case, raw, client, args.repeat) for case, raw in CASES.items()}
-    print(f"mltune {mltune.__file__}, {args.repeat} models per case, local sqlite store")
+    server = MlflowServer(workdir / "server").start() if args.server else None
+    try:
+        uri = server.url if server else f"sqlite:///{workdir / 'mlflow.db'}"
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        client.search_experiments()  # create the store outside the timing
+        measure("warm-up", CASES["image"], client, 1)  # imports and caches, not timed
+        results = {case: measure(case, raw, client, args.repeat) for case, raw in CASES.items()}
+    finally:
+        if server:
+            server.stop()
+    store = "mlflow server on 127.0.0.1" if server else "local sqlite store"
+    print(f"mltune {mltune.__file__}, {args.repeat} models per case, {store}")
     print(f"{'case':20}{'s/model':>10}{'fastest':>10}{'cpu s':>10}{'bytes':>10}"
           f"{'w/o code':>10}")
     for case, row in results.items():
