@@ -38,12 +38,12 @@ from mlflow.models import Model
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
-from mlflow.tracking.context.registry import resolve_tags
 
 from mltune.core.environ import temporarily
 from mltune.core.errors import DataError, MltuneError
 from mltune.models.ensemble import Averaged
 from mltune.models.network import is_reference, load_served, write_code
+from mltune.tracking.context import context_tags
 from mltune.tracking.model_files import (
     FILES,
     TASK_ARTIFACT,
@@ -265,7 +265,7 @@ def _log_pyfunc(run_id: str, experiment_id: str, task: Any, settings: Mapping[st
     client = MlflowClient()
     model = client.create_logged_model(
         experiment_id, name=name, source_run_id=run_id,
-        tags=resolve_tags(dict(tags or {})), params=dict(model_params or {}),
+        tags={**context_tags(), **(tags or {})}, params=dict(model_params or {}),
         model_type=MODEL_TYPE.format(task=task.name))
     try:
         with tempfile.TemporaryDirectory() as tmp, quiet_model_io():

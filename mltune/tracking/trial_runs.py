@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from functools import cache
 from typing import Any
 
 import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.core.terms import TrialStatus
 from mltune.tracking import tags as T
 from mltune.tracking.background import send_later
+from mltune.tracking.context import context_tags
 from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.model import log_ensemble_model, log_model
 from mltune.tracking.runs import (
@@ -35,13 +34,6 @@ from mltune.tracking.runs import (
     tag_value,
 )
 from mltune.tracking.system import start_monitor
-
-
-@cache
-def context_tags() -> dict[str, str]:
-    """MLflow's tags of where a run was made (user, source, git commit...), the same for
-    every run of this process: resolved once (10 ms a run otherwise)."""
-    return dict(resolve_tags({}))
 
 
 class TrialRun:
@@ -58,6 +50,7 @@ class TrialRun:
                  datasets: SplitDatasets | None = None,
                  model_tags: Mapping[str, str] | None = None) -> None:
         self._created: Future[str] | None = None  # the run's creation (``open``)
+        self.scored = True  # its val_* metrics score the validation split (a refit's do not)
         self.experiment_id = experiment_id
         self.client = client
         self.model_uri: str | None = None
@@ -110,6 +103,7 @@ class TrialRun:
         if pack is not None:
             tags[T.PACK] = str(pack)
         run = cls(experiment_id, client, called, datasets, model_tags)
+        run.scored = refit_of is None
         inputs = run.datasets.for_trial if refit_of is None else run.datasets.for_refit
         logged = [Param(k, param_value(v)) for k, v in params.items()]
 
@@ -205,7 +199,9 @@ class TrialRun:
 
     def _model_metrics(self, model_id: str) -> list[Metric]:
         """The metrics of the epoch whose weights were logged, linked to the model and to the
-        split each was measured on (``val_*``: validation, ``train_*``: training).
+        split each was measured on (``val_*``: validation, ``train_*``: training). A refit's
+        trained on the validation rows too: linked to the model only, so a query for the
+        validation split's scores never returns a refit's optimistic one.
 
         The run holds them already, with the same key, value, step and timestamp (the store
         keeps such a point once); what is new is the link the Models page ranks by.
@@ -216,7 +212,7 @@ class TrialRun:
         stamp, metrics = self._epochs[epoch]
         linked = []
         for key, value in metrics.items():
-            name, digest = self.datasets.linked(key) or (None, None)
+            name, digest = (self.datasets.linked(key) if self.scored else None) or (None, None)
             linked.append(Metric(key, float(value), stamp, epoch, model_id=model_id,
                                  dataset_name=name, dataset_digest=digest, run_id=self.run_id))
         return linked
