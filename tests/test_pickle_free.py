@@ -119,7 +119,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         made.refit = mltune.tune(mltune.load_spec(None, REFIT_SEARCH))
         for result in (made.ensemble, made.refit):
             made.model_uris += [t.model_uri for t in result.trials if t.model_uri]
-        made.model_uris += [made.ensemble.ensemble_model_uri, made.refit.refit_model_uri]
+        made.model_uris += [made.ensemble.ensemble.model_uri, made.refit.refit.model_uri]
         yield made
 
 
@@ -174,8 +174,8 @@ def test_every_kind_of_champion_answers_as_before_it_was_saved_with_pickle_off(s
     """Each task's model, an ensemble and a user's network whose file is gone: the same labels
     and numbers as the network in memory gave, from a process where nothing can unpickle; the
     searches' ensemble and refit answer there as they do here."""
-    searched = {"searched-ensemble": store.ensemble.ensemble_model_uri,
-                "searched-refit": store.refit.refit_model_uri}
+    searched = {"searched-ensemble": store.ensemble.ensemble.model_uri,
+                "searched-refit": store.refit.refit.model_uri}
     assert all(searched.values())
     uris = {case: f"models:/{case}@champion" for case in store.expected} | searched
     raws = {**store.inputs, **{case: _raw_rows() for case in searched}}
@@ -188,7 +188,7 @@ def test_every_kind_of_champion_answers_as_before_it_was_saved_with_pickle_off(s
         pd.testing.assert_frame_equal(answers[case], here, rtol=1e-6, atol=1e-7, obj=case)
         assert set(here["label"]) <= {"malignant", "benign"}
     champion = store.client.get_model_version_by_alias("searched-ensemble", "champion")
-    assert champion.source == store.ensemble.ensemble_model_uri  # the ensemble is the champion
+    assert champion.source == store.ensemble.ensemble.model_uri  # the ensemble is the champion
 
 
 @pytest.mark.slow
@@ -196,7 +196,7 @@ def test_mlflow_models_serve_answers_an_ensemble_and_a_refit_with_pickle_off(sto
     from serving import invoke, served  # started with pickle off
 
     rows = _raw_rows()
-    for uri in (store.ensemble.ensemble_model_uri, store.refit.refit_model_uri):
+    for uri in (store.ensemble.ensemble.model_uri, store.refit.refit.model_uri):
         with served(uri, store.uri) as url:
             answer = invoke(url, {"dataframe_split": rows.to_dict(orient="split")})
         assert [p["label"] for p in answer["predictions"]] == list(
