@@ -68,8 +68,8 @@ def test_every_backend_with_every_feature(backend, feature, tmp_path, client, ca
     children = [r for r in all_runs(client) if r.data.tags.get("mltune.role") == "trial"]
     if spec["max_evals"] is not None:
         assert len(children) == spec["max_evals"]
-    if backend != "local":  # both lanes (workers) trained
-        assert len(json.loads(parent.data.tags["mltune.devices"])) == 2
+        if backend != "local":  # both lanes (workers) trained
+            assert len(json.loads(parent.data.tags["mltune.devices"])) == 2
     champion = client.get_model_version_by_alias(name, "champion")
     frame = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(4)
     served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(frame)
