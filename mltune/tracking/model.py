@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 import torch
@@ -330,8 +331,16 @@ def _forget_model_code() -> None:
             sys.modules.pop(name, None)
 
 
-def load_network(model_uri: str) -> torch.nn.Module:
-    """The network of a logged mltune model, rebuilt on the CPU in eval mode."""
+def load_logged(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A logged model as ``mlflow.pyfunc.load_model`` gives it. MLflow keeps the model a
+    code file last set (``set_model``) in a global of its own, which would hold this model's
+    network for as long as the process lives: it is let go of once the model is loaded."""
     with quiet_model_io():
         model = mlflow.pyfunc.load_model(model_uri)
-    return model.unwrap_python_model().network
+    mlflow.models.model.__mlflow_model__ = None  # type: ignore[attr-defined]
+    return model
+
+
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The network of a logged mltune model, rebuilt on the CPU in eval mode."""
+    return load_logged(model_uri).unwrap_python_model().network
