@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 # Under pytest-xdist (``make test``: two workers, ``--dist loadgroup``) a module's tests stay in
 # one worker (its module-scoped searches and servers are made once), and the modules that start
 # Ray share a worker, so that two Rays never run at once on two cores.
-RAY_MODULES = {"test_ray", "test_lanes", "test_matrix"}
+RAY_MODULES = {"test_ray", "test_lanes", "test_matrix", "test_writers"}
 
 
 
