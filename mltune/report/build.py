@@ -77,6 +77,13 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _tables(frame: Any) -> dict[str, bytes]:
+    """The trials table as CSV and parquet."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return {"trials.csv": frame.to_csv(index=False).encode(), "trials.parquet": buffer.getvalue()}
+
+
 def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Drawn:
     """The table (CSV, parquet), the importance estimate and every figure of the page."""
     # matplotlib and scikit-learn: imported when a report is made
@@ -86,10 +93,7 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
     from mltune.report.timeline import draw_timeline, timeline_info
 
     frame, metric, mode = trials.frame, trials.metric, trials.mode
-    files: dict[str, bytes] = {"trials.csv": frame.to_csv(index=False).encode()}
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    files["trials.parquet"] = buffer.getvalue()
+    files = _tables(frame)
     sections: list[Section] = []
 
     def add(fig: Any, name: str, title: str, caption: str = "") -> None:

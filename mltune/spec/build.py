@@ -224,10 +224,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     metric, mode = _metric(raw, task, data)
     stop = _stop_spec(raw.get("stop"))
     max_evals = _max_evals(raw, stop)
-    start = check_start(raw.get("start"), built)
-    if start and max_evals is not None and len(start) > max_evals:
-        raise SpecError(f"start: {len(start)} points, more than max_evals ({max_evals}) "
-                        "trials; give at most max_evals points or raise max_evals")
+    start = check_start(raw.get("start"), built, max_evals)
     device = _device("auto" if raw.get("device") in (None, "") else raw["device"],
                      raw.get("backend"))
     return SearchSpec(

@@ -30,10 +30,12 @@ from mltune.spec.space import Params, to_native
 _TOLERANCE = 1e-9
 
 
-def check_start(value: Any, space: Mapping[str, Any]) -> tuple[dict[str, Any], ...] | None:
+def check_start(value: Any, space: Mapping[str, Any], max_evals: int | None = None
+                ) -> tuple[dict[str, Any], ...] | None:
     """``start:`` as written, checked against ``space`` (mltune's, ``build_space``): None
     (absent: the task's defaults), or a tuple of partial points, each refused in one line
-    naming ``start[i].key``, the value and what the space allows."""
+    naming ``start[i].key``, the value and what the space allows; more points than
+    ``max_evals`` trials refused too."""
     if value is None:
         return None
     if isinstance(value, Mapping):  # one point written without the list
@@ -49,6 +51,9 @@ def check_start(value: Any, space: Mapping[str, Any]) -> tuple[dict[str, Any], .
         given = {str(k): to_native(v) for k, v in point.items()}
         _complete(space, given, {}, f"start[{i}]")  # raises on a bad key or value
         points.append(given)
+    if max_evals is not None and len(points) > max_evals:
+        raise SpecError(f"start: {len(points)} points, more than max_evals ({max_evals}) "
+                        "trials; give at most max_evals points or raise max_evals")
     return tuple(points)
 
 
