@@ -39,12 +39,19 @@ def mlp_params(losses: list[str]) -> dict[str, Any]:
 
 
 def tabm_space(losses: list[str]) -> dict[str, Any]:
+    """The fixed values are written here too: a trial trains with the values of its point
+    (the training loop reads ``optimizer`` and ``batch_size`` from it, not from the task's
+    defaults), and its run shows them."""
     return {
+        "k": 32,
         "n_blocks": {"quniform": [1, 5, 1]},
         "d_block": {"quniform": [64, 1024, 16]},
+        "activation": "relu",
         "dropout": {"choice": [0.0, {"uniform": [0.0, 0.5]}]},
         "learning_rate": {"loguniform": [1.0e-4, 5.0e-3]},
         "weight_decay": {"choice": [0.0, {"loguniform": [1.0e-4, 1.0e-1]}]},
+        "optimizer": "adamw",
+        "batch_size": 256,
         "loss": {"choice": list(losses)},
     }
 
