@@ -56,7 +56,6 @@ def average(outputs: Sequence[torch.Tensor], weights: Sequence[float],
     return total
 
 
-
 def inner_average(outputs: torch.Tensor, probabilities: bool,
                   keepdim: bool = False) -> torch.Tensor:
     """A network's answer of k inner members (TabM: ``(N, k, outputs)``) as one: for classes
