@@ -20,7 +20,7 @@ demo: install
 test: install-test
 	lint-imports  # the layers contract in pyproject.toml: dependencies run one way
 	$(MKDOCS) build --strict  # the manual: a broken link, a missing page or a stale reference fails
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadgroup  # two workers: tests/conftest.py groups them
 
 lint:
 	ruff check mltune tests benchmarks docs/gen

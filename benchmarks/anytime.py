@@ -182,7 +182,7 @@ def run_peer(dataset: str, seed: int, spec_overrides: dict[str, Any], budget_s: 
     from mltune.core.terms import holdout_metric
     from mltune.registry.gate import holdout_meta
     from mltune.search.loop import with_network
-    from mltune.search.samplers.optuna import _Compiler, _suggest
+    from mltune.search.samplers.optuna_space import Compiler, suggest
     from mltune.spec.space import build_space
     from mltune.training.device import resolve_device, seed_everything
     from mltune.training.engine import fit
@@ -193,7 +193,7 @@ def run_peer(dataset: str, seed: int, spec_overrides: dict[str, Any], budget_s: 
     run = Run(dataset, PEER, seed, spec.metric, spec.mode)
     direction = spec.direction
     data = task.load(spec.data, spec.seed).to(resolve_device(spec.device))
-    nodes = _Compiler(optuna, "optuna-tpe").nodes(build_space(spec.space))
+    nodes = Compiler(optuna, "optuna-tpe").nodes(build_space(spec.space))
     kept: dict[str, Any] = {}  # the best finished trial's network
 
     def score(outputs: Any, targets: Any) -> dict[str, float]:
@@ -201,7 +201,7 @@ def run_peer(dataset: str, seed: int, spec_overrides: dict[str, Any], budget_s: 
 
     def objective(trial: optuna.Trial) -> float:
         point: dict[str, Any] = {}
-        _suggest(trial, nodes, point)
+        suggest(trial, nodes, point)
         seed_everything(spec.seed + trial.number + 1)  # as a search's trial number + 1
         network = task.build_model(point, data.meta)
 

@@ -1,5 +1,7 @@
-"""One engine vs the loop it replaced: a pack of one against the previous ``fit`` (copied below
-from the code before the engine), and a fused pack of 8 against 8 trials one at a time.
+"""The pack trainer vs the loop it replaced: a pack of one against the previous ``fit`` (copied
+below from the code before the engine), and a fused pack of 8 against 8 trials one at a time.
+Run in two checkouts (``PYTHONPATH=...``), the ratios of each to the same copied loop compare
+two versions of the engine measured side by side.
 
 The same MLP configurations on a synthetic classification table (fp32, the CPU by default),
 run interleaved (old then new, new then old, ...) so drift and order hit both alike;
@@ -26,10 +28,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from mltune.core import interrupts
+from mltune.core.interrupts import NEVER
 from mltune.data.streaming import batches
 from mltune.models.mlp import MLP
-from mltune.training.engine import Member, fit, make_pack, train
+from mltune.training.engine import Member, PackTrainer, fit
 from mltune.training.fit import (
     DivergedError,
     EarlyStopping,
@@ -85,7 +87,7 @@ def old_fit(
         loss_sum = torch.zeros((), device=device)
         inputs = batches(data.x_train, order, batch_size)
         for start, x in zip(range(0, n, batch_size), inputs, strict=True):
-            interrupts.check()  # Ctrl-C / SIGTERM stop here, between batches
+            NEVER.check()  # Ctrl-C / SIGTERM stop here, between batches
             index = order[start:start + batch_size]
             with amp.autocast():
                 loss = loss_fn(network(batch_layout(x)), data.y_train[index])
@@ -169,10 +171,11 @@ def main() -> None:
     k = args.members
 
     def packed() -> None:
-        members = [Member(params(j), functional.cross_entropy, lambda e, m: None)
-                   for j in range(k)]
-        train(make_pack([network(j) for j in range(k)]), members, data, score=accuracy,
-              epochs=args.epochs, seed=0, precision="fp32")
+        members = [Member(params(j), functional.cross_entropy) for j in range(k)]
+        trainer = PackTrainer(data, [network(j) for j in range(k)], members, score=accuracy,
+                              seed=0, precision="fp32")
+        for _ in range(args.epochs):
+            trainer.step_epoch()
 
     def alone() -> None:
         for j in range(k):

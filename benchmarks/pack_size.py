@@ -28,7 +28,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import mltune
-from mltune.search.packs import SIZES_TRIED, chosen_size, member_steps_per_s
+from mltune.search.packs.sizes import SIZES_TRIED, chosen_size, member_steps_per_s
 from mltune.tasks import task_for
 from mltune.training.device import resolve_device
 

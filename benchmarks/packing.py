@@ -2,8 +2,8 @@
 
 For each case, K configurations of one shape (different learning rates, weight decays and
 initialisations) are trained twice with full logging to a local sqlite store (a child run per
-trial, per-epoch metrics, the model): as one pack (``TrialRunner.run_pack``) and one after
-another (``TrialRunner.run_params``), with the same seeds and the same batch order. Printed:
+trial, per-epoch metrics, the model): as one pack and one after another (the search's driver
+over ``FixedPoints``), with the same seeds and the same batch order. Printed:
 trials/hour both ways, the ratio, and the largest difference of any member's final validation
 metric from the same configuration trained alone (fp32: ~0 up to rounding; BatchNorm makes it
 ~1e-3, see the README).
@@ -31,11 +31,15 @@ import torch
 from torch import nn
 
 import mltune
-from mltune.search.trial import TrialRunner
+from mltune.core.interrupts import Stop
+from mltune.search.packs.coordinator import FixedPoints
+from mltune.search.packs.driver import Driver
+from mltune.search.packs.lane import Lane
 from mltune.spec.space import decode
 from mltune.tasks import task_for
 from mltune.tracking.background import Finisher
 from mltune.tracking.runs import start_search
+from mltune.tracking.tracker import MlflowTracker
 from mltune.training.device import resolve_device
 
 RATES = [3e-3, 1e-2, 1e-3, 5e-3, 2e-3, 7e-3, 4e-4, 1.5e-2, 6e-4, 8e-3, 2.5e-3, 1.2e-3, 9e-3,
@@ -88,16 +92,17 @@ def run_case(name: str, overrides: dict, base: dict, k: int, device: torch.devic
     data = task.load(spec.data, spec.seed).to(device)
     search = start_search(spec, data.fingerprint)
     finisher = Finisher()  # models logged in the background, as in a search
-    runner = TrialRunner(spec, task, data, search, device, "fp32", finish=finisher.submit)
-    configs = members(base, k)
-    started = time.perf_counter()
-    packed = runner.run_pack(1, [(i + 1, decode(c)) for i, c in enumerate(configs)])
-    finisher.drain()
-    packed_s = time.perf_counter() - started
-    started = time.perf_counter()
-    alone = [runner.run_params(i + 1, decode(c)) for i, c in enumerate(configs)]
-    finisher.drain()
-    alone_s = time.perf_counter() - started
+    tracker = MlflowTracker(search, task, data, device, precision="fp32", finisher=finisher)
+    trials = [(i + 1, decode(c)) for i, c in enumerate(members(base, k))]
+    lane = Lane(spec, task, data, device, str(device))
+
+    def train(points: FixedPoints) -> tuple[float, list]:
+        started = time.perf_counter()
+        Driver(lane, points, tracker, Stop()).run()  # it waits for its models
+        return time.perf_counter() - started, [points.outcomes[n] for n, _ in trials]
+
+    packed_s, packed = train(FixedPoints(trials, pack=1))
+    alone_s, alone = train(FixedPoints(trials))
     finisher.close()
     metric = spec.metric
     differences = [abs(p.metrics[metric] - a.metrics[metric])

@@ -189,10 +189,10 @@ def run_mltune(dataset: str, mode: str, seed: int, spec_overrides: dict[str, Any
     run.search_s = ends[-1] if ends else 0.0
     run.after_s = total - run.search_s
     if (spec.ensemble or 0) > 1:
-        run.members = len(result.ensemble_members) or 1
-    run.registered = ("ensemble" if result.ensemble_run_id else
-                      "refit" if result.refit_run_id else "trial")
-    run.errors = [e for e in (result.gate_error, result.refit_error, result.ensemble_error) if e]
+        run.members = len(result.ensemble.members if result.ensemble else []) or 1
+    run.registered = result.registered_from
+    run.errors = [e for e in (result.gate_error, result.refit and result.refit.error,
+                              result.ensemble and result.ensemble.error) if e]
     return run
 
 
@@ -249,9 +249,9 @@ def cv_pack_cost(base: dict[str, Any], args: argparse.Namespace) -> dict[str, fl
 
     import mltune
     from mltune.data.folds import pooled
-    from mltune.search.crossval import search_folds
+    from mltune.search.packs.folds import search_folds
     from mltune.tasks import task_for
-    from mltune.training.engine import Member, make_pack, train
+    from mltune.training.engine import Member, PackTrainer
 
     spec = mltune.load_spec(None, {**base, "cv": FOLDS, "device": args.device})
     task = task_for(spec)
@@ -265,21 +265,24 @@ def cv_pack_cost(base: dict[str, Any], args: argparse.Namespace) -> dict[str, fl
     def score(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return task.score(outputs, targets, data.meta)
 
-    def member(fold: Any = None) -> Member:
-        return Member(params, task.make_loss(params, data), lambda e, m: None, fold=fold)
+    def member(rows: Any = None) -> Member:
+        return Member(params, task.make_loss(params, data), rows)
+
+    def train(networks: list, members: list, on: Any) -> None:
+        trainer = PackTrainer(on, networks, members, score=score, seed=0)
+        for _ in range(args.epochs):
+            trainer.step_epoch()
 
     def packed() -> None:
         networks = [task.build_model(params, data.meta) for _ in folds]
-        train(make_pack(networks), [member(f) for f in folds], joined, score=score,
-              epochs=args.epochs, seed=0)
+        train(networks, [member(f) for f in folds], joined)
 
     def one_after_another() -> None:
         for fold in folds:
             own = replace(joined, x_train=joined.x_train[fold.train],
-                          y_train=joined.y_train[fold.train], x_val=joined.x_train[fold.val],
-                          y_val=joined.y_train[fold.val])
-            train(make_pack([task.build_model(params, data.meta)]), [member()], own,
-                  score=score, epochs=args.epochs, seed=0)
+                          y_train=joined.y_train[fold.train],
+                          x_val=joined.x_train[fold.scored], y_val=joined.y_train[fold.scored])
+            train([task.build_model(params, data.meta)], [member()], own)
 
     times: dict[str, list[float]] = {"pack": [], "sequential": []}
     for _ in range(3):

@@ -32,8 +32,8 @@ from mltune.models.description import (
 )
 from mltune.registry.gate import Decision, promote, rollback
 from mltune.search import samplers, schedulers  # noqa: F401  (register the built-ins)
+from mltune.search.history.result import SearchResult
 from mltune.search.loop import train_once, tune
-from mltune.search.result import SearchResult
 from mltune.spec.build import build_spec, load_spec
 from mltune.spec.model import DataSpec, SearchSpec
 

@@ -29,9 +29,9 @@ from mltune.core.outcomes import TrialOutcome
 from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report
 from mltune.report.console import outcomes_frame, short, top_trials_text
-from mltune.search.finish import chosen_on
+from mltune.search.history.result import SearchResult, shares_line
 from mltune.search.loop import train_once, tune
-from mltune.search.result import SearchResult, shares_line
+from mltune.search.selection.finish import chosen_on
 from mltune.spec.build import load_spec
 from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.options import duration
@@ -244,24 +244,25 @@ def summary(result: SearchResult) -> str:
     ]
     if len(result.devices) > 1:
         lines.append(f"Devices: trained on {shares_line(result.devices)}")
-    if result.ensemble_run_id:
+    ensemble, refit = result.ensemble, result.refit
+    if ensemble is not None and ensemble.run_id and ensemble.value is not None:
         members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
-                            for m in result.ensemble_members)
-        lines.append(f"Ensemble: {members}; {spec.metric}={result.ensemble_value:.4f} "
-                     f"({chosen_on(spec)}) (run {result.ensemble_run_id}): its model is the one "
+                            for m in ensemble.members)
+        lines.append(f"Ensemble: {members}; {spec.metric}={ensemble.value:.4f} "
+                     f"({chosen_on(spec)}) (run {ensemble.run_id}): its model is the one "
                      "registered")
-    elif result.ensemble_members:
+    elif ensemble is not None and ensemble.members:
         lines.append("Ensemble: no trial added to the best improved it; the best trial's model "
                      "is registered alone")
-    elif result.ensemble_error:
-        lines.append(f"Ensemble failed: {result.ensemble_error}; the single model is "
+    elif ensemble is not None and ensemble.error:
+        lines.append(f"Ensemble failed: {ensemble.error}; the single model is "
                      "registered instead")
-    if result.refit_run_id:
+    if result.registered_from == "refit" and refit is not None:
         lines.append(f"Refit: trial-{best.number:04d}'s configuration on train + validation, "
-                     f"{result.refit_epochs} epochs (run {result.refit_run_id}): its model is "
+                     f"{refit.epochs} epochs (run {refit.run_id}): its model is "
                      "the one registered")
-    elif result.refit_error:
-        lines.append(f"Refit failed: {result.refit_error}; the best trial's model is "
+    elif refit is not None and refit.error:
+        lines.append(f"Refit failed: {refit.error}; the best trial's model is "
                      "registered instead")
     if result.registered_version:
         lines.append(f"Registered: {spec.registered_model} version {result.registered_version}"

@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+# Under pytest-xdist (``make test``: two workers, ``--dist loadgroup``) a module's tests stay in
+# one worker (its module-scoped searches and servers are made once), and the modules that start
+# Ray share a worker, so that two Rays never run at once on two cores.
+RAY_MODULES = {"test_ray", "test_lanes", "test_matrix", "test_writers"}
+
+
 
 @pytest.fixture()
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -42,6 +48,29 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 @pytest.fixture()
 def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """``ray.init(num_cpus=2)`` in this process, as a notebook user starts it: searches join
+    it (and leave it running) until the module's tests are done."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'mltune[ray]')")
+    import logging
+
+    import ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def all_runs(client: MlflowClient) -> list:
@@ -154,10 +183,11 @@ def team_login(server: MlflowServer, experiment: str, user: str = TEAM_USER,
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``gpu``-marked tests need CUDA: skipped, with the reason, on machines without it."""
-    if torch.cuda.is_available():
-        return
+    """Each test in its module's xdist group (``RAY_MODULES``: one group); ``gpu``-marked
+    tests need CUDA: skipped, with the reason, on machines without it."""
     skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_check.sh on a GPU machine)")
     for item in items:
-        if "gpu" in item.keywords:
+        module = item.module.__name__ if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)

@@ -13,7 +13,6 @@ import torch
 from conftest import REPO, all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
 from test_images import shapes_folder
-from test_resume import kill_9_then_resume
 from test_timeseries import HORIZON, SPACE, seasonal, write
 
 import mltune
@@ -69,12 +68,12 @@ def test_a_cv_trial_logs_each_fold_and_their_mean_and_the_refit_is_registered(
         assert len(lengths) == 1 and lengths.pop() < SEARCH["epochs"]
 
     # the refit: trained on every fold's rows (train + validation), registered and served
-    refit = client.get_run(result.refit_run_id)
+    refit = client.get_run(result.refit.run_id)
     assert refit.data.tags["mltune.refit_of"] == result.best.run_id
     data = get_task("tabular").load(result.spec.data, result.spec.seed)
     assert refit.data.tags["mltune.train_rows"] == str(len(data.x_train) + len(data.x_val))
     version = client.get_model_version_by_alias("mltune-tabular", "challenger")
-    assert version.run_id == result.refit_run_id
+    assert version.run_id == result.refit.run_id
     features = load_breast_cancer(as_frame=True).frame.drop(columns="target")
     answer = mlflow.pyfunc.load_model("models:/mltune-tabular@challenger").predict(features[:9])
     assert set(answer["label"]) <= {"benign", "malignant"} and len(answer) == 9
@@ -89,9 +88,9 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
     spec = mltune.load_spec(None, {**SEARCH, "ensemble": 4, "pruning": {"rule": "none"},
                                    "max_evals": 5, "seed": 3, "refit": False})
     result = mltune.tune(spec)
-    assert result.ensemble_error is None
-    members = result.ensemble_members
-    assert result.ensemble_run_id is not None  # seed 3: an addition improves on the best alone
+    assert result.ensemble.error is None
+    members = result.ensemble.members
+    assert result.ensemble.run_id is not None  # seed 3: an addition improves on the best alone
     assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1.0)
     # the ensemble's recorded score is its members' out-of-fold predictions, recomputed here
     # from their logged fold networks and the search's folds: rows no member trained on
@@ -106,32 +105,19 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
             network = load_network(by_trial[member["trial"]].model_uri)
             oof = torch.empty(len(pooled_y), 2)
             for fold, fold_network in zip(folds, network.members, strict=True):
-                oof[fold.val] = fold_network(pooled_x[fold.val])
+                oof[fold.scored] = fold_network(pooled_x[fold.scored])
             outputs.append(oof)
     averaged = average(outputs, [m["weight"] for m in members], probabilities=True)
     accuracy = float((averaged.argmax(1) == pooled_y).float().mean())
-    ensemble = client.get_run(result.ensemble_run_id)
+    ensemble = client.get_run(result.ensemble.run_id)
     assert ensemble.data.metrics["val_accuracy"] == pytest.approx(accuracy)
     # served: one network per fold of each member, weighted, the same outputs as the members'
-    served = load_network(result.ensemble_model_uri)
+    served = load_network(result.ensemble.model_uri)
     assert len(served.members) == K * len(members)
     with torch.no_grad():
         expected = average([load_network(by_trial[m["trial"]].model_uri)(data.x_test)
                             for m in members], [m["weight"] for m in members], True)
         assert torch.allclose(served(data.x_test), expected, atol=1e-5)
-
-
-def test_kill_9_in_a_cv_search_then_resume_gives_exactly_max_evals(tracking_uri, client,
-                                                                   capsys):
-    args = ["--set", "task=tabular", "--max-evals", "6", "--epochs", "3", "--seed", "2",
-            "--cv", "3", "--no-refit", "--set", "pruning.rule=none"]
-    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
-    children = trials_of(client, parent_id)
-    finished = [c for c in children if c.info.status == "FINISHED"]
-    assert len({int(c.data.tags["mltune.trial"]) for c in finished}) == len(finished) == 6
-    assert all(c.data.tags.get("mltune.interrupted") == "true" for c in children
-               if c.info.status != "FINISHED")
-    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -176,7 +162,7 @@ def test_time_series_image_and_text_searches_cross_validate(tracking_uri, client
         for run in trials:
             assert all(f"fold_{i}/{metric}" in run.data.metrics for i in range(k))
             assert f"{metric}_std" in run.data.metrics
-        assert result.refit_run_id is not None, spec.task
+        assert result.refit.run_id is not None, spec.task
 
 
 def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows(tmp_path):
@@ -184,15 +170,15 @@ def test_a_time_series_fold_is_scored_only_on_windows_after_its_training_windows
         "task": "timeseries", "cv": 4,
         "data": {"source": write(seasonal(), str(tmp_path / "s.csv")), "time": "date",
                  "target": "sales", "horizon": HORIZON}, "space": SPACE})
-    from mltune.search.crossval import search_folds
+    from mltune.search.packs.folds import search_folds
 
     task = get_task("timeseries")
     data = task.load(task.resolve_data(spec.data, spec.space), spec.seed)
     folds = search_folds(spec, task, data)
     assert folds is not None and len(folds) == 4
     for fold in folds:  # training windows' targets end before the scored windows' begin
-        assert int(fold.val.min()) - int(fold.train.max()) == HORIZON
-    assert int(folds[-1].val.max()) == len(data.x_train) + len(data.x_val) - 1
+        assert int(fold.scored.min()) - int(fold.train.max()) == HORIZON
+    assert int(folds[-1].scored.max()) == len(data.x_train) + len(data.x_val) - 1
 
 
 def test_several_configurations_folds_share_one_pack(tracking_uri, client):

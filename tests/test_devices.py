@@ -12,13 +12,16 @@ import time
 import pytest
 import torch
 from conftest import all_runs, children_of, run_cli
+from recording import RecordingTracker
 from test_resume import kill_9_then_resume, start_search, wait_for_finished_trials
 
 import mltune
-from mltune.core import interrupts
 from mltune.core.errors import SpecError
-from mltune.search.devices import STOPPED_BY_PEER, Lane, run_lanes
-from mltune.search.trial import TrialRunner
+from mltune.core.interrupts import Stop
+from mltune.search.packs.coordinator import FixedPoints
+from mltune.search.packs.driver import Driver
+from mltune.search.packs.lane import Lane
+from mltune.search.packs.lanes import STOPPED_BY_PEER, run_lanes
 from mltune.tasks import task_for
 from mltune.training.device import resolve_devices
 
@@ -118,18 +121,19 @@ def test_sigterm_stops_both_loops_their_packs_killed_and_the_resume_command_prin
     assert killed and all(r.data.tags["mltune.interrupted"] == "true" for r in killed)
 
 
-def test_networks_built_by_two_loops_at_once_have_their_seeds_weights(client):
+def test_networks_built_by_two_lanes_at_once_have_their_seeds_weights():
     spec = mltune.load_spec(None, {"task": "tabular", "seed": 9})
     task = task_for(spec)
     data = task.load(spec.data, spec.seed)
-    runner = TrialRunner(spec, task, data, None, torch.device("cpu"), "fp32")
+    driver = Driver(Lane(spec, task, data, torch.device("cpu"), "cpu"), FixedPoints([]),
+                    RecordingTracker(), Stop())
     params = task.default_params()
-    alone = {n: runner.build(n, params).state_dict() for n in range(1, 21)}
+    alone = {n: driver.build(n, params)[0].state_dict() for n in range(1, 21)}
     built: dict[int, dict] = {}
 
     def build(numbers: range) -> None:
         for n in numbers:
-            built[n] = runner.build(n, params).state_dict()
+            built[n] = driver.build(n, params)[0].state_dict()
 
     threads = [threading.Thread(target=build, args=(r,)) for r in (range(1, 11),
                                                                     range(11, 21))]
@@ -141,26 +145,36 @@ def test_networks_built_by_two_loops_at_once_have_their_seeds_weights(client):
         assert all(torch.equal(state[k], built[n][k]) for k in state), n
 
 
-def test_a_failing_loop_stops_the_other_and_its_error_is_raised():
-    lanes = [Lane(torch.device("cpu"), label, None, None, None) for label in ("cpu#1", "cpu#2")]
+class Runner:
+    """A lane whose driver is a test's own loop."""
+
+    def __init__(self, label: str, loop) -> None:
+        self.label, self.loop = label, loop
+
+    def run(self, coordinator, stop: Stop) -> None:
+        self.loop(self.label, stop)
+
+
+def test_a_failing_lane_stops_the_other_and_its_error_is_raised():
     stopped: list[str] = []
 
-    def loop(lane, halted) -> None:
-        if lane.label == "cpu#1":
+    def loop(label: str, stop: Stop) -> None:
+        if label == "cpu#1":
             time.sleep(0.2)
             raise ValueError("the sampler broke")
         try:
             while True:  # a pack training: it stops at its next batch
-                interrupts.check()
+                stop.check()
                 time.sleep(0.01)
         except KeyboardInterrupt as exc:
             stopped.append(str(exc))
             raise
 
+    stop = Stop()
     with pytest.raises(ValueError, match="the sampler broke"):
-        run_lanes(lanes, loop)
+        run_lanes([Runner("cpu#1", loop), Runner("cpu#2", loop)], None, stop)
     assert stopped == [STOPPED_BY_PEER]
-    interrupts.check()  # cleared: the next search is not interrupted
+    assert Stop().reason is None  # the search's own stop: another search is not stopped
 
 
 @pytest.mark.parametrize("device, message", [

@@ -17,9 +17,9 @@ import mltune
 from mltune.cli import tune_command
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
-from mltune.search import ensemble as ensemble_module
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 from mltune.tasks import get_task
+from mltune.tracking import tracker as tracker_module
 from mltune.tracking.model import BadInput
 
 # seed 1: two trials, one chosen twice; seed 0: one trial far better than the rest, alone
@@ -53,17 +53,17 @@ def test_an_ensemble_of_trials_is_registered_and_served_as_their_weighted_averag
     tags = ensemble.data.tags
     assert ensemble.info.run_name == "ensemble" and ensemble.info.status == "FINISHED"
     assert "mltune.trial" not in tags
-    assert result.ensemble_run_id == ensemble.info.run_id
+    assert result.ensemble.run_id == ensemble.info.run_id
 
     # members and weights: at most 3 additions, weights sum to 1, every member a trial
     members = json.loads(tags["mltune.ensemble.members"])
-    assert members == result.ensemble_members
+    assert members == result.ensemble.members
     assert 2 <= len(members) <= 3
     assert sum(m["weight"] for m in members) == pytest.approx(1.0)
     by_run = {t.run_id: t for t in result.trials}
     assert all(by_run[m["run_id"]].number == m["trial"] for m in members)
-    assert ensemble.data.metrics["val_loss"] == pytest.approx(result.ensemble_value)
-    assert result.ensemble_value <= result.best_value + 1e-6  # selection never worsens it
+    assert ensemble.data.metrics["val_loss"] == pytest.approx(result.ensemble.value)
+    assert result.ensemble.value <= result.best_value + 1e-6  # selection never worsens it
 
     # the registered version is its model, lists its members, and was gated
     version = client.get_model_version_by_alias(NAME, "challenger")
@@ -103,8 +103,8 @@ def test_an_ensemble_of_trials_is_registered_and_served_as_their_weighted_averag
 
 def test_an_ensemble_of_one_registers_the_best_trial_as_without_ensemble(client):
     result = search(ensemble=3, seed=0)
-    assert [m["trial"] for m in result.ensemble_members] == [result.best.number]
-    assert result.ensemble_run_id is None and result.ensemble_error is None
+    assert [m["trial"] for m in result.ensemble.members] == [result.best.number]
+    assert result.ensemble.run_id is None and result.ensemble.error is None
     runs = children(client, result.parent_run_id)
     assert {r.data.tags["mltune.role"] for r in runs} == {"trial"}
     version = client.get_model_version_by_alias(NAME, "challenger")
@@ -120,7 +120,7 @@ def test_without_ensemble_the_best_trials_model_is_registered_as_before(client):
     version = client.get_model_version_by_alias(NAME, "challenger")
     assert version.run_id == result.best.run_id
     assert "mltune.ensemble.members" not in version.tags
-    assert result.ensemble_run_id is None and not result.ensemble_members
+    assert result.ensemble is None
 
 
 def test_ensemble_is_a_whole_number_spec_key_off_by_default():
@@ -152,18 +152,18 @@ def test_the_cli_takes_ensemble_and_an_empty_value_as_not_given(tracking_uri, cl
 def test_with_refit_each_ensemble_member_is_refit_and_the_refits_are_averaged(client):
     result = search(ensemble=3, refit=True)
     runs = children(client, result.parent_run_id)
-    members = result.ensemble_members
+    members = result.ensemble.members
     refits = {r.info.run_id: r for r in runs if r.data.tags["mltune.role"] == "refit"}
     assert sorted(r.data.tags["mltune.role"] for r in runs) == (
         ["ensemble"] + ["refit"] * len(members) + ["trial"] * 6)
-    assert result.refit_run_id is None and result.refit_error is None  # no separate refit
+    assert result.refit is None  # no separate refit
     data = get_task("tabular").load(result.spec.data, result.spec.seed)
     for member in members:  # each member's configuration trained again on train + validation
         refit = refits[member["refit_run_id"]]
         assert refit.data.tags["mltune.refit_of"] == member["run_id"]
         assert refit.data.tags["mltune.train_rows"] == str(len(data.x_train) + len(data.x_val))
     version = client.get_model_version_by_alias(NAME, "challenger")
-    assert version.run_id == result.ensemble_run_id
+    assert version.run_id == result.ensemble.run_id
     assert "each member refit on train + validation" in (
         client.get_run(result.parent_run_id).data.tags["mlflow.note.content"])
     # served: the refits' networks averaged with the selection's weights
@@ -186,10 +186,10 @@ def test_a_forecast_ensemble_averages_its_members_forecasts_whatever_their_windo
            "max_evals": 4, "epochs": 3, "seed": 5, "space": SPACE, "ensemble": 3,
            "pruning": {"rule": "none"}, "pack": 1}
     result = mltune.tune(mltune.load_spec(None, raw))
-    assert result.ensemble_run_id is not None  # seed 5: trials of windows 12 and 24
+    assert result.ensemble.run_id is not None  # seed 5: trials of windows 12 and 24
     served = mlflow.pyfunc.load_model("models:/sales-forecast@challenger")
     by_run = {t.run_id: t for t in result.trials}
-    members = result.ensemble_members
+    members = result.ensemble.members
     recent = known.iloc[-48:]
     singles = [mlflow.pyfunc.load_model(by_run[m["run_id"]].model_uri) for m in members]
     expected = sum(m["weight"] * single.predict(recent)["forecast"].to_numpy()
@@ -206,15 +206,15 @@ def test_a_failed_ensemble_registers_the_best_trial_and_says_why(client, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ensemble_module, "log_ensemble_model", broken)
+    monkeypatch.setattr(tracker_module, "log_ensemble_model", broken)
     result = search(ensemble=3)
-    assert result.ensemble_run_id is None
-    assert result.ensemble_error == "RuntimeError: disk full"
+    assert result.ensemble.run_id is None
+    assert result.ensemble.error == "RuntimeError: disk full"
     failed = [r for r in children(client, result.parent_run_id)
               if r.data.tags["mltune.role"] == "ensemble"]
     assert [r.info.status for r in failed] == ["FAILED"]
     assert client.get_model_version_by_alias(NAME, "challenger").run_id == result.best.run_id
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mltune.ensemble_error"] == result.ensemble_error
+    assert parent.data.tags["mltune.ensemble_error"] == result.ensemble.error
     assert "Ensemble:** failed" in parent.data.tags["mlflow.note.content"]

@@ -22,7 +22,7 @@ from mltune.cli import main
 from mltune.core.errors import DataError
 from mltune.data.streaming import Streamed
 from mltune.models.augment import Augment
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 from mltune.spec.build import load_spec
 from mltune.spec.model import DataSpec
 from mltune.tasks import get_task

@@ -7,19 +7,10 @@ import shutil
 from pathlib import Path
 
 import mlflow
-import numpy as np
-import pytest
-import torch
 from conftest import all_runs, children_of, run_cli
 from sklearn.datasets import load_breast_cancer, load_digits
-from test_resume import kill_9_then_resume
 
 import mltune
-from mltune.search.trial import TrialRunner
-from mltune.spec.space import decode
-from mltune.tasks import task_for
-from mltune.tracking.model import load_network
-from mltune.tracking.runs import start_search as open_search
 
 SHAPE_KEYS = ("num_layers", "hidden_size", "norm", "activation", "batch_size", "optimizer")
 
@@ -76,57 +67,6 @@ def test_a_packed_digits_search_trains_its_members_at_once_and_serves_them(clien
     assert accuracy > 0.5  # chance is 0.1
 
 
-def runner_for(spec_values: dict, client) -> TrialRunner:
-    spec = mltune.load_spec(None, spec_values)
-    task = task_for(spec)
-    data = task.load(spec.data, spec.seed)
-    search = open_search(spec, data.fingerprint)
-    return TrialRunner(spec, task, data, search, torch.device("cpu"), "fp32")
-
-
-def sample(lr: float, **more) -> dict:
-    return {"num_layers": 2, "hidden_size": 32, "activation": "relu", "dropout": 0.0,
-            "norm": "batch", "weight_init": "default", "learning_rate": lr,
-            "weight_decay": 1e-4, "optimizer": {"name": "adam"}, "batch_size": 32,
-            "loss": "cross_entropy", **more}
-
-
-def test_a_member_trained_in_a_pack_and_alone_agree(client):
-    """fp32 on the CPU, same seeds, same batch order: the same final metrics.
-
-    (No dropout: a pack draws each member's masks from one stream, so they differ from a lone
-    run's. No BatchNorm: behind a biased layer, Adam moves that redundant bias on rounding
-    noise and the running mean follows it, so with BatchNorm they agree to ~1e-3 only.)"""
-    runner = runner_for({"task": "tabular", "epochs": 3}, client)
-    rates = [3e-3, 1e-2, 3e-4]
-    members = [sample(lr, norm="layer", weight_init=init)
-               for lr, init in zip(rates, ["default", "xavier_uniform", "orthogonal"],
-                                   strict=True)]
-    packed = runner.run_pack(1, [(i + 1, decode(m)) for i, m in enumerate(members)])
-    alone = [runner.run_params(i + 1, decode(m)) for i, m in enumerate(members)]
-    for p, a in zip(packed, alone, strict=True):
-        assert p.status == a.status == "FINISHED"
-        assert p.pack == 1 and a.pack is None
-        for metric in ("val_accuracy", "val_loss", "train_loss"):
-            assert p.metrics[metric] == pytest.approx(a.metrics[metric], abs=1e-4), metric
-
-
-def test_a_diverging_member_fails_while_the_others_finish(client):
-    runner = runner_for({"task": "tabular", "epochs": 2}, client)
-    diverging = sample(1e9, optimizer={"name": "sgd", "momentum": 0.9}, norm="none")
-    members = [(1, decode(sample(3e-3, norm="none",
-                                 optimizer={"name": "sgd", "momentum": 0.9}))),
-               (2, decode(diverging))]
-    outcomes = runner.run_pack(1, members)
-    assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]
-    assert "became nan" in outcomes[1].error or "became inf" in outcomes[1].error
-    failed = client.get_run(outcomes[1].run_id)
-    assert failed.info.status == "FAILED" and "train_loss became" in failed.data.tags[
-        "mltune.error"]
-    assert client.get_run(outcomes[0].run_id).info.status == "FINISHED"
-    assert np.isfinite(outcomes[0].metrics["val_loss"])
-
-
 def test_pruning_stops_members_of_a_pack_alone(client):
     result = mltune.tune(mltune.load_spec(None, {
         "task": "tabular", "max_evals": 8, "epochs": 4, "pack": 4, "algo": "rand", "seed": 2,
@@ -141,67 +81,6 @@ def test_pruning_stops_members_of_a_pack_alone(client):
                 child.data.tags["mltune.pack"]]
         assert any(c.info.status == "FINISHED" for c in pack)
     assert len(result.trials) == 8
-
-
-def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
-    """Members stop early at their own epochs and leave the pack; each model logged holds
-    its member's best epoch's weights, as it would alone."""
-    result = mltune.tune(mltune.load_spec(None, {
-        "task": "tabular", "max_evals": 4, "epochs": 12, "patience": 1, "pack": 4,
-        "algo": "rand", "seed": 3, "space.learning_rate": {"choice": [0.3, 0.1, 0.03]},
-        "space.optimizer": "sgd", "space.norm": "none", "space.dropout": 0.0,
-        "pruning": {"rule": "none"}}))
-    spec = result.spec
-    children = children_of(client, result.parent_run_id)
-    assert len(packs_of(children)) == 1 and len(children) == 4
-    task = task_for(spec)
-    data = task.load(spec.data, spec.seed)
-    epochs_run = set()
-    for child, trial in zip(children, sorted(result.trials, key=lambda t: t.number),
-                            strict=True):
-        assert child.info.status == "FINISHED" and child.info.run_id == trial.run_id
-
-        def history(key: str, run_id: str = child.info.run_id) -> list[float]:
-            points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-            return [m.value for m in points]
-
-        values, losses = history(spec.metric), history("val_loss")
-        epochs_run.add(len(values))
-        best = int(child.data.tags["mltune.best_epoch"])
-        assert values[best - 1] == (max(values) if spec.direction.name == "MAX" else
-                                    min(values))
-        network = load_network(child.data.tags["mltune.model_uri"])
-        with torch.no_grad():
-            loss = task.make_loss(trial.params, data)(network(data.x_val), data.y_val)
-        assert float(loss) == pytest.approx(losses[best - 1], abs=1e-5)
-        # the run's output, as its page lists it: that model, at the epoch of its weights
-        (output,) = client.get_run(child.info.run_id).outputs.model_outputs
-        assert f"models:/{output.model_id}" == child.data.tags["mltune.model_uri"]
-        assert output.step == best
-    assert len(epochs_run) > 1  # the members stopped at different epochs
-
-
-def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_uri, client,
-                                                                     capsys):
-    # ASHA (eta 2) stops one of two members at each rung: their slots are refilled
-    args = ["--set", "task=tabular", "--max-evals", "8", "--epochs", "3",
-            "--pack", "2", "--seed", "4", "--set", "pruning.rule=asha",
-            "--set", "pruning.eta=2"]
-    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
-    children = children_of(client, parent_id)
-    numbers = [int(c.data.tags["mltune.trial"]) for c in children]
-    assert len(numbers) == len(set(numbers))
-    assert len(children) == 8 + sum(c.data.tags.get("mltune.interrupted") == "true"
-                                    for c in children)
-    assert all(c.info.status == "FINISHED" or c.data.tags.get("mltune.pruned") == "true"
-               or c.data.tags.get("mltune.interrupted") == "true" for c in children)
-    # killed inside a refilled pack: pack 1 had taken more trials than its two slots
-    assert len([c for c in children if c.data.tags.get("mltune.pack") == "1"]) > 2
-    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
-    assert all(c.data.tags.get("mltune.interrupted") == "true"
-               or c.data.tags.get("mltune.pruned") == "true" for c in children
-               if c.info.status == "KILLED")
-    assert client.get_run(parent_id).info.status == "FINISHED"
 
 
 def test_a_family_that_cannot_be_packed_is_refused_only_when_asked_for(tracking_uri, client,

@@ -32,7 +32,6 @@ import mltune
 from mltune.backends.ray.store import check_tracking_store, is_local_store, worker_tracking_uri
 from mltune.core.errors import SpecError
 from mltune.spec.build import build_spec, load_spec
-from mltune.spec.catalogs import SAMPLERS
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="ray is not installed (pip install 'mltune[ray]')")
@@ -192,7 +191,7 @@ def test_on_a_tracking_server_a_crashed_search_resumes_from_the_cli_on_its_own_r
     assert launched.data.tags["mltune.resumes"] == first.parent_run_id
     assert launched.data.metrics == {}  # no worker logged into the launcher's run
     assert all(c.data.tags["mlflow.parentRunId"] == first.parent_run_id for c in children)
-    assert ray_processes() - before == set()  # the search's own Ray is gone
+    assert ray_processes_after(before) == set()  # the search's own Ray is gone
     assert ray_temp_dirs() - temp_before == set()
     client.set_terminated(launcher.info.run_id)
     assert [r.info.run_id for r in all_runs(client) if r.info.status == "RUNNING"] == []
@@ -229,9 +228,21 @@ def test_a_network_of_ones_own_reaches_the_workers_by_value(cluster, client, tmp
 
 
 def ray_processes() -> set[int]:
-    out = subprocess.run(["ps", "-eo", "pid,comm"], capture_output=True, text=True).stdout
-    return {int(line.split()[0]) for line in out.splitlines()[1:]
-            if line.split()[-1] in ("raylet", "gcs_server")}
+    """Live raylet and gcs_server processes (a zombie, dead but not yet reaped by a container's
+    init, is not Ray left running)."""
+    out = subprocess.run(["ps", "-eo", "pid,stat,comm"], capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    return {int(row[0]) for row in rows
+            if row[-1] in ("raylet", "gcs_server") and not row[1].startswith("Z")}
+
+
+def ray_processes_after(before: set[int], grace_s: float = 30.0) -> set[int]:
+    """The Ray processes started since ``before`` still alive once they have had ``grace_s``
+    to exit: ray.shutdown signals them, a loaded machine may take seconds to see them go."""
+    deadline = time.monotonic() + grace_s
+    while (left := ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
 
 
 def ray_temp_dirs() -> set[Path]:
@@ -314,14 +325,6 @@ def test_the_old_gpus_per_trial_key_is_read_as_gpus_per_worker_with_one_notice(c
 
 
 @needs_ray
-def test_every_sampler_in_the_catalog_runs_on_ray():
-    from mltune.backends.ray import preflight
-
-    for algo in SAMPLERS.names():  # the driver's sampler proposes: nothing Ray must support
-        preflight(load_spec(None, {"backend": "ray", "algo": algo}))
-
-
-@needs_ray
 def test_a_cluster_address_where_nothing_answers_is_one_line():
     from mltune.backends.ray import preflight
 
@@ -334,22 +337,6 @@ def test_a_cluster_address_where_nothing_answers_is_one_line():
 
 PACKED = {"task": "tabular", "backend": "ray", "parallelism": 2, "pack": 4, "device": "cpu",
           "seed": 3, "pruning": {"rule": "none"}}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """``ray.init(num_cpus=2)`` in this process: searches join it (and leave it running)."""
-    import ray
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
-        try:
-            yield
-        finally:
-            ray.shutdown()
 
 
 @pytest.mark.slow

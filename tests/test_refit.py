@@ -13,8 +13,9 @@ from test_images import shapes_folder
 import mltune
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
-from mltune.search import refit as refit_module
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
+from mltune.search.packs.driver import Driver
+from mltune.search.selection import refit as refit_module
 from mltune.tasks import get_task
 
 TINY = {"task": "tabular", "max_evals": 3, "epochs": 2, "seed": 0, "pruning": {"rule": "none"}}
@@ -46,7 +47,7 @@ def test_refit_trains_on_train_and_validation_and_is_what_is_registered(client):
     assert tags["mltune.val_is_train"] == "true"
     assert "mltune.objective" not in tags  # it has no validation score of its own
     assert refit.data.params == best.data.params
-    assert result.refit_run_id == refit.info.run_id
+    assert result.refit.run_id == refit.info.run_id
 
     # trained on the training and validation rows, for the epochs its trial chose
     data = get_task("tabular").load(result.spec.data, result.spec.seed)
@@ -59,7 +60,7 @@ def test_refit_trains_on_train_and_validation_and_is_what_is_registered(client):
     assert contexts == {"breast_cancer-train": "training",
                         "breast_cancer-validation": "training"}
     history = client.get_metric_history(refit.info.run_id, "val_accuracy")
-    assert sorted(m.step for m in history) == list(range(1, result.refit_epochs + 1))
+    assert sorted(m.step for m in history) == list(range(1, result.refit.epochs + 1))
 
     # the registered version is the refit's model, says so, and was gated on the holdout
     version = client.get_model_version_by_alias(NAME, "challenger")
@@ -103,13 +104,15 @@ def test_without_refit_the_best_trials_model_is_registered_as_before(client):
 
 
 def test_a_failed_refit_registers_the_best_trial_and_says_why(client, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no memory left for the refit")
+    class Broken(Driver):  # the refit's network cannot be built
+        def build(self, number, params):
+            raise RuntimeError("no memory left for the refit")
 
-    monkeypatch.setattr(refit_module, "train", broken)
+    monkeypatch.setattr(refit_module, "Driver", Broken)
     result = search(refit=True)
-    assert result.refit_run_id is None
-    assert result.refit_error == "RuntimeError: no memory left for the refit"
+    assert result.refit is not None and result.refit.run_id is None
+    assert result.refit.error == (f"the refit of trial {result.best.number} failed: "
+                                  "RuntimeError: no memory left for the refit")
     refit = [r for r in children(client, result.parent_run_id)
              if r.data.tags["mltune.role"] == "refit"]
     assert [r.info.status for r in refit] == ["FAILED"]
@@ -117,7 +120,7 @@ def test_a_failed_refit_registers_the_best_trial_and_says_why(client, monkeypatc
     assert version.run_id == result.best.run_id
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mltune.refit_error"] == result.refit_error
+    assert parent.data.tags["mltune.refit_error"] == result.refit.error
     assert "Refit:** failed" in parent.data.tags["mlflow.note.content"]
 
 

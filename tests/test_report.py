@@ -25,7 +25,7 @@ import mltune
 from mltune.cli import main, summary
 from mltune.report.build import build_report
 from mltune.report.console import outcomes_frame, top_trials_text
-from mltune.search.finish import make_report
+from mltune.search.selection.finish import make_report
 from mltune.tracking.runs import SearchRun, start_search
 
 # Cheap nets; the varied params still cover a categorical, a log-scaled float and a

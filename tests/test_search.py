@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 
 import mltune
 from mltune.models.layers import ACTIVATIONS
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 
 TINY = {"max_evals": 3, "epochs": 2, "seed": 3}
 

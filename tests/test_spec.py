@@ -94,7 +94,7 @@ def test_overrides_and_defaults(tmp_path):
     assert spec.registered_model == "mltune-image"
     assert load_spec(None, {"metric": "val_loss"}).mode == "min"
     # ASHA unless the spec says otherwise: benchmarks/anytime.py's winner at equal wall time
-    assert spec.pruning.rule == "asha" and (spec.pruning.min_epochs, spec.pruning.eta) == (1, 3)
+    assert spec.pruning.rule == "asha" and spec.pruning.options == {"min_epochs": 1, "eta": 3}
     assert load_spec(None, {"pruning": {"rule": "none"}}).pruning.rule == "none"
 
 

@@ -31,7 +31,7 @@ def test_a_tabm_search_with_folds_and_refit_registers_a_model_that_serves(client
     assert 0 <= run.data.metrics["val_accuracy_members_std"] < 0.5
 
     version = client.get_model_version_by_alias("tabm-cancer", "challenger")
-    assert version.run_id == result.refit_run_id
+    assert version.run_id == result.refit.run_id
     table = load_breast_cancer(as_frame=True)
     rows = table.frame.drop(columns="target")[:40]
     answer = mlflow.pyfunc.load_model("models:/tabm-cancer@challenger").predict(rows)

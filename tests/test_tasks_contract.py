@@ -19,9 +19,9 @@ from mltune.spec.build import build_spec
 from mltune.spec.space import first_point
 from mltune.spec.tasks import TASKS
 from mltune.tasks import task_for
-from mltune.tracking.model import load_task_artifacts, save_task_artifacts
+from mltune.tracking.model_files import load_task_artifacts, save_task_artifacts
 from mltune.training.device import seed_everything
-from mltune.training.engine import Member, make_pack, train
+from mltune.training.engine import Member, PackTrainer
 
 
 def _image(tmp: Path) -> dict[str, Any]:
@@ -80,25 +80,26 @@ def test_a_task_trains_a_pack_scores_and_answers_raw_input(name, members, tmp_pa
     for j, config in enumerate(configs):
         seed_everything(j)
         networks.append(task.build_model(config, data.meta))
-    pack = make_pack(networks)
-    crew = [Member(c, task.make_loss(c, data), lambda epoch, metrics: None) for c in configs]
-    train(pack, crew, data, score=lambda o, y: task.score(o, y, data.meta), epochs=1, seed=0,
-          precision="fp32")
+    crew = [Member(c, task.make_loss(c, data)) for c in configs]
+    trainer = PackTrainer(data, networks, crew, seed=0, precision="fp32",
+                          score=lambda o, y: task.score(o, y, data.meta))
+    epoch = trainer.step_epoch()
 
     declared = task.metrics(spec.data)
     # what a served model knows: the data's description and the task's objects, through the
-    # files a logged model carries them in (joblib), as ServedModel.load_context reads them
+    # files a logged model carries them in (skops, checked against the task's trusted types),
+    # as ServedModel.load_context reads them
     folder = tmp_path / "artifacts"
     folder.mkdir()
-    served_meta = {**data.meta,
-                   **load_task_artifacts(save_task_artifacts(data.artifacts, str(folder)))}
-    for j, member in enumerate(crew):
-        assert member.error is None
-        assert member.result is not None and len(member.result.history) == 1
-        metrics = member.result.final
+    files = save_task_artifacts(data.artifacts, str(folder), task.artifact_types)
+    served_meta = {**data.meta, **load_task_artifacts(files, task.artifact_types)}
+    for j, metrics in epoch.items():
+        assert isinstance(metrics, dict), metrics  # trained, not diverged
         assert set(metrics) == set(declared)  # every declared metric, and only those
         assert all(math.isfinite(v) for v in metrics.values())
-        network = pack.load_into(j, task.build_model(configs[j], data.meta)).eval()
+        network = task.build_model(configs[j], data.meta)
+        trainer.remove({j: network})
+        network.eval()
         example = task.input_example(data)
         answer = task.predict(network, served_meta, example)
         assert isinstance(answer, pd.DataFrame) and len(answer) >= 1

@@ -21,7 +21,7 @@ from mltune.cli import main
 from mltune.core.errors import DataError
 from mltune.models.rnn import CELLS, POOLINGS
 from mltune.models.text_rnn import UNK
-from mltune.search.result import SearchResult
+from mltune.search.history.result import SearchResult
 from mltune.spec.build import load_spec
 from mltune.spec.model import DataSpec
 from mltune.tasks import get_task

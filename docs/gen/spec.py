@@ -66,9 +66,30 @@ PROBE_FIRST = {"device", "pack"}  # read by a check of their own: the error word
 
 
 def _modules() -> list[Path]:
-    """Where spec keys are read with a validator: the spec's build and every task."""
+    """Where spec keys are read with a validator: the spec's build, every task, every
+    scheduler (each validates its own ``pruning:`` options)."""
     return [ROOT / "mltune" / "spec" / "build.py",
-            *sorted((ROOT / "mltune" / "tasks").rglob("*.py"))]
+            *sorted((ROOT / "mltune" / "tasks").rglob("*.py")),
+            *sorted((ROOT / "mltune" / "search" / "schedulers").glob("*.py"))]
+
+
+def pruning_options() -> dict[str, dict[str, Any]]:
+    """Every pruning rule's options (its scheduler's ``Options``), by name: the rules that
+    take it, its default, type and comment."""
+    import inspect
+
+    from mltune.spec.catalogs import SCHEDULERS
+
+    found: dict[str, dict[str, Any]] = {}
+    for rule in SCHEDULERS.names():
+        options = SCHEDULERS.get(rule).Options
+        comments = field_comments(Path(inspect.getsourcefile(options) or ""), options.__name__)
+        for f in dataclasses.fields(options):
+            entry = found.setdefault(f.name, {"rules": [], "default": f.default,
+                                              "type": f.type,
+                                              "comment": comments.get(f.name, "")})
+            entry["rules"].append(rule)
+    return found
 
 
 def _module_of(path: Path) -> Any:
@@ -214,13 +235,18 @@ def rows() -> tuple[list[list[str]], dict[str, Any]]:
     for section, cls in nested.items():
         types.update({f"{section}.{f.name}": f.type
                       for f in dataclasses.fields(getattr(model, cls))})
+    options = pruning_options()  # each rule's own
+    for name, entry in options.items():
+        types[f"pruning.{name}"] = entry["type"]
+        comments[f"pruning.{name}"] = f"{', '.join(entry['rules'])}: {entry['comment']}"
     validated = validated_keys()
     plain = build_spec({})
     per_task = task_defaults()
     keys: list[str] = []
     for key in TOP_LEVEL_KEYS:
         if key in nested:
-            fields = (COMMON_DATA_KEYS if key == "data" else
+            fields = (COMMON_DATA_KEYS if key == "data" else ["rule", *options]
+                      if key == "pruning" else
                       [f.name for f in dataclasses.fields(getattr(model, nested[key]))])
             keys += [f"{key}.{name}" for name in fields]
         else:
@@ -241,6 +267,8 @@ def rows() -> tuple[list[list[str]], dict[str, Any]]:
             default = "the task's (see its page)"
         elif key == "pruning.max_epochs":
             default = "`epochs`"
+        elif key.startswith("pruning.") and key[8:] in options:
+            default = code(options[key[8:]]["default"])
         else:
             default = code(_default_of(plain, key))
         entry = validated.get(key)

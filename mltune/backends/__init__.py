@@ -1,7 +1,7 @@
-"""Where trials run: ``local`` (packs one after another in this process) and ``ray`` (Ray Tune
-workers).
+"""Where lanes run: ``local`` (a driver per device, in this process) and ``ray`` (a driver per
+Ray worker, each a Ray core actor).
 
-Each module adds its backend to ``mltune.search.backend.BACKENDS``; this package is imported
+Each module adds its backend to ``mltune.search.packs.lanes.BACKENDS``; this package is imported
 by the package root, so every built-in backend is known by name. ``ray`` imports Ray only
 when a search runs on it.
 """

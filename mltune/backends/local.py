@@ -1,32 +1,38 @@
-"""The local backend: the sampler proposes, this process trains, one pack after another, on
-each device of the search at once (``search.packloop``: a pack loop per device, in threads).
+"""The local backend: a driver per device of the search (``search.packs``: a lane each, in
+threads when there are several), in this process.
 
 A pack is one trial when the search is unpacked (``pack: 1``, or a network that cannot be
-packed). A resumed search's sampler starts from what MLflow holds (``resume.resumed_sampler``);
-its interrupted points run first.
+packed). A resumed search's coordinator starts from what MLflow holds; its interrupted points
+run first.
 """
 
 from __future__ import annotations
 
-from mltune.search.backend import BACKENDS
-from mltune.search.packloop import Refill, run_loops
-from mltune.search.session import Session
-from mltune.spec.distributions import Space
+import logging
+
+from mltune.core.interrupts import Stop
+from mltune.search.packs.coordinator import Coordinator
+from mltune.search.packs.lane import SearchSetup
+from mltune.search.packs.lanes import BACKENDS, LocalRunner, run_lanes
 from mltune.spec.model import SearchSpec
 
-__all__ = ["LocalBackend", "Refill"]
+log = logging.getLogger(__name__)
 
 
 class LocalBackend:
-    """Packs of trials one after another in this process, each kept full while its shape
-    lasts (the models of one pack are logged in the background while it trains on); one
-    such loop per device."""
+    """A lane per device in this process, each training packs one after another, each pack
+    kept full while its shape lasts (the models of one pack are logged in the background
+    while it trains on)."""
 
     def preflight(self, spec: SearchSpec) -> None:
         """Nothing to check: every sampler in the catalog runs here."""
 
-    def run(self, session: Session, space: Space) -> None:
-        run_loops(session, space, session.lanes)
+    def run(self, setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> None:
+        runners = [LocalRunner(lane, setup.search) for lane in setup.lanes()]
+        if len(runners) > 1:
+            log.info("training on %d devices at once: %s", len(runners),
+                     ", ".join(r.label for r in runners))
+        run_lanes(runners, coordinator, stop)
 
 
 BACKENDS.add("local", LocalBackend())

@@ -23,14 +23,16 @@ STRATIFIED, PLAIN, IN_TIME = "stratified", "plain", "in_time"
 
 
 @dataclass(frozen=True)
-class Fold:
-    """One fold: the pooled rows a member trains on and the rows it is scored on."""
+class Rows:
+    """What one pack member trains on and is scored on: indices into the pooled rows (a
+    fold's, under cross-validation; a member without ``Rows`` trains on the training split
+    and is scored on the validation split)."""
 
     train: torch.Tensor  # int64 indices into the pooled rows
-    val: torch.Tensor
+    scored: torch.Tensor
 
-    def to(self, device: torch.device) -> Fold:
-        return Fold(self.train.to(device), self.val.to(device))
+    def to(self, device: torch.device) -> Rows:
+        return Rows(self.train.to(device), self.scored.to(device))
 
 
 def in_memory(data: TaskData) -> bool:
@@ -47,7 +49,7 @@ def pooled(data: TaskData) -> TaskData:
 
 
 def make_folds(targets: torch.Tensor, k: int, seed: int, kind: str, gap: int = 0
-               ) -> list[Fold]:
+               ) -> list[Rows]:
     """``k`` folds over the pooled rows whose ``targets`` are given (``kind``: STRATIFIED,
     PLAIN or IN_TIME; ``gap``: rows left out between an IN_TIME fold's training and scored
     rows)."""
@@ -61,7 +63,7 @@ def make_folds(targets: torch.Tensor, k: int, seed: int, kind: str, gap: int = 0
         cuts = TimeSeriesSplit(k, gap=gap).split(np.zeros(n))
     else:
         raise ValueError(f"fold kind {kind!r}; allowed: {STRATIFIED}, {PLAIN}, {IN_TIME}")
-    return [Fold(torch.from_numpy(np.sort(train)).long(), torch.from_numpy(np.sort(val)).long())
+    return [Rows(torch.from_numpy(np.sort(train)).long(), torch.from_numpy(np.sort(val)).long())
             for train, val in cuts]
 
 

@@ -81,6 +81,7 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
     """The table (CSV, parquet), the importance estimate and every figure of the page."""
     from mltune.report import plots  # matplotlib and scikit-learn: imported when a report is made
     from mltune.report.importance import importance
+    from mltune.report.timeline import draw_timeline, timeline_info
 
     frame, metric, mode = trials.frame, trials.metric, trials.mode
     files: dict[str, bytes] = {"trials.csv": frame.to_csv(index=False).encode()}
@@ -123,9 +124,9 @@ def draw(trials: SearchTrials, client: MlflowClient, top_k: int = TOP_K) -> Draw
             f"Slices: {metric} against each hyperparameter",
             "One panel per hyperparameter; colour is the trial number (later = lighter): "
             "where the search went, and where the good trials are.")
-    timeline = plots.timeline_info(frame)
+    timeline = timeline_info(frame)
     if timeline is not None:
-        add(plots.draw_timeline(timeline), "timeline.png", "Trials per device over time",
+        add(draw_timeline(timeline), "timeline.png", "Trials per device over time",
             "One bar per trial, one row per device (or Ray worker) it trained on: whether "
             "every device was kept busy.")
     return Drawn(trials, files, sections, estimate)

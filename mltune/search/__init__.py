@@ -1,5 +1,5 @@
-"""The search: the loop from spec to registered model (``loop``), one trial's life (``trial``),
-the running search a backend drives (``session``), the samplers behind one protocol
-(``samplers``), the schedulers behind another (``schedulers``), stop rules (``stopping``),
-resuming from MLflow (``resume``), the result and its best trial (``result``) and the end of a
-search (``finish``)."""
+"""The search, in rooms by job: ``loop`` (the search from end to end) and ``prepare`` (its
+set-up); ``packs`` (running packs: the coordinator every lane shares, the one driver, a trial's
+life, pack shapes and sizes, lanes); ``selection`` (choosing what is registered: refit,
+ensemble, the end of a search); ``history`` (bookkeeping: the result, resuming from MLflow,
+stop rules); ``samplers`` and ``schedulers`` (catalogs behind one protocol each)."""

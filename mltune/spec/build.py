@@ -8,6 +8,7 @@ value received and what is allowed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import re
@@ -160,14 +161,54 @@ def expand_references(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return expanded, references
 
 
-def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """A spec as a parent run keeps it (``spec.yaml``), whichever mltune wrote it: before each
+    pruning rule owned its options, every rule's were written; the other rules' are dropped
+    here (they never took effect), then the spec is built as any."""
+    pruning = raw.get("pruning")
+    if isinstance(pruning, Mapping):
+        rule = pruning.get("rule", "asha")
+        if rule in SCHEDULERS:
+            own = option_names(SCHEDULERS.get(rule).Options)
+            raw = {**raw, "pruning": {k: v for k, v in pruning.items()
+                                      if k == "rule" or k in own}}
+    return build_spec(raw)
+
+
+def _defaults_of(rule: str, epochs: int) -> dict[str, Any]:
+    """Rule ``rule``'s options at their defaults for a search of ``epochs`` (hyperband's
+    ``max_epochs`` is the epochs), as that rule would build them."""
+    scheduler = SCHEDULERS.get(rule)
+    try:
+        return dataclasses.asdict(scheduler.options({}, epochs))
+    except SpecError:  # a rule that cannot run with these epochs: its plain defaults
+        return {f.name: f.default for f in dataclasses.fields(scheduler.Options)}
+
+
+def _check_keys(raw: Mapping[str, Any]) -> None:
+    """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS and key not in RENAMED:
             raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
         if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
             raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
                             "expanded only in data: values; MLflow shows this one as written")
+
+
+def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str]:
+    """``metric`` (one the task logs) and ``mode`` (by default the metric's declared
+    direction)."""
+    metric = string(raw, "metric", task.default_metric)
+    logged = task.metrics(data)
+    if metric not in logged:
+        raise SpecError(f"metric: {metric!r} is not logged by task {task.name!r}; available: "
+                        f"{', '.join(logged)}")
+    return metric, string(raw, "mode", logged[metric].value, MODES)
+
+
+def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
@@ -180,13 +221,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
     built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
     data = task.resolve_data(data, space)
-    metric = string(raw, "metric", task.default_metric)
-    logged = task.metrics(data)  # each with its declared direction: the default mode
-    if metric not in logged:
-        raise SpecError(
-            f"metric: {metric!r} is not logged by task {task.name!r}; available: "
-            f"{', '.join(logged)}"
-        )
+    metric, mode = _metric(raw, task, data)
     stop = _stop_spec(raw.get("stop"))
     max_evals = _max_evals(raw, stop)
     start = check_start(raw.get("start"), built)
@@ -200,7 +235,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         task=task.name,
         data=data,
         metric=metric,
-        mode=string(raw, "mode", logged[metric].value, MODES),
+        mode=mode,
         max_evals=max_evals,
         algo=string(raw, "algo", "tpe", SAMPLERS.names()),
         seed=integer(raw, "seed", 0, minimum=0),
@@ -302,37 +337,45 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def option_names(options: type) -> list[str]:
+    """The keys a pruning rule's ``Options`` (a dataclass) takes under ``pruning:``."""
+    return [f.name for f in dataclasses.fields(options)]
+
+
 def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
-    keys = tuple(PruningSpec.__dataclass_fields__)
-    raw = section(value, "pruning", keys)
-    spec = PruningSpec(
-        rule=string(raw, "pruning.rule", "asha", tuple(SCHEDULERS.names())),
-        warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
-        warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0),
-        min_epochs=integer(raw, "pruning.min_epochs", 1, minimum=1),
-        eta=integer(raw, "pruning.eta", 3, minimum=2),
-        max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1, maximum=epochs),
-        brackets=optional_integer(raw, "pruning.brackets", minimum=1),
-        every=integer(raw, "pruning.every", 4, minimum=1),
-        fraction=number(raw, "pruning.fraction", 0.25, above=0, maximum=0.5),
-        resample_probability=number(raw, "pruning.resample_probability", 0.25, minimum=0,
-                                    maximum=1),
-    )
-    rungs = spec.rungs() or ()
-    if spec.rule == "hyperband" and not rungs:
-        raise SpecError(f"pruning.min_epochs: {spec.min_epochs} is not allowed with rule "
-                        f"hyperband and {spec.max_epochs} epochs; expected a first rung below "
-                        f"{spec.max_epochs} (a judgment at the last epoch saves nothing)")
-    if spec.rule == "hyperband" and spec.bracket_count() > len(rungs):
-        raise SpecError(f"pruning.brackets: {spec.brackets} is not allowed; expected 1 to "
-                        f"{len(rungs)}, one per rung below {spec.max_epochs} epochs (rungs "
-                        f"{', '.join(map(str, rungs))}; bracket s starts at the s-th)")
-    horizon = spec.max_epochs or epochs
-    if spec.rule == "pbt" and spec.every >= horizon:
-        raise SpecError(f"pruning.every: {spec.every} is not allowed with rule pbt and "
-                        f"{horizon} epochs; expected 1 to {horizon - 1} (an exploit at the "
-                        "last epoch trains nothing after it)")
-    return spec
+    """``pruning:``: a rule, and that rule's own options (validated by its scheduler); an
+    option of another rule is refused, naming the rule's own."""
+    if isinstance(value, str):
+        value = {"rule": value}
+    raw = {} if value is None else value
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"pruning: expected a mapping with a rule and its options, got "
+                        f"{value!r}")
+    rule = string(prefixed({"rule": raw.get("rule", "asha")}, "pruning"), "pruning.rule",
+                  "asha", tuple(SCHEDULERS.names()))
+    scheduler = SCHEDULERS.get(rule, field="pruning.rule")
+    own = option_names(scheduler.Options)
+    written = {}  # another rule's option at its default: what an older mltune wrote for all
+    for key in raw:
+        if key == "rule" or key in own:
+            continue
+        others = [name for name in SCHEDULERS.names()
+                  if key in option_names(SCHEDULERS.get(name).Options)]
+        if any(raw[key] == _defaults_of(name, epochs)[key] for name in others):
+            written[key] = raw[key]
+            continue
+        whose = f" (an option of {', '.join(others)})" if others else ""
+        raise SpecError(f"pruning.{key}: not an option of rule {rule}{whose}; {rule}'s "
+                        f"options: {', '.join(own) or 'none'}")
+    if written:
+        log.warning("pruning: %s left out: options of other rules at their defaults, as an "
+                    "older mltune wrote them; rule %s takes %s", ", ".join(
+                        f"{k}: {v}" for k, v in written.items()), rule, ", ".join(own) or
+                    "no options")
+    options = scheduler.options(prefixed({k: v for k, v in raw.items()
+                                          if k != "rule" and k not in written}, "pruning"),
+                                epochs)
+    return PruningSpec(rule, dataclasses.asdict(options))
 
 
 def _max_evals(raw: Mapping[str, Any], stop: StopSpec) -> int | None:

@@ -56,41 +56,16 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class PruningSpec:
-    """Stopping losing trials early, judged across trials on the search's metric."""
+    """Stopping losing trials early (or copying winners: pbt), judged across trials on the
+    search's metric. Each rule owns its options (``mltune.search.schedulers``: its
+    ``Options``), validated when the spec is built; here as plain values, so a spec is JSON."""
 
     rule: str = "asha"  # none | median | asha | hyperband | pbt (asha: benchmarks/anytime.py)
-    warmup_trials: int = 3  # median: trials that always run in full first
-    warmup_epochs: int = 1  # median: epochs before a trial can be judged
-    min_epochs: int = 1  # asha, hyperband: the first rung
-    eta: int = 3  # asha, hyperband: keep the top 1/eta at each rung; rungs at min_epochs * eta**k
-    max_epochs: int | None = None  # hyperband: rungs lie below it (built: the search's epochs)
-    brackets: int | None = None  # hyperband: None -> one per rung, at most DEFAULT_BRACKETS
-    every: int = 4  # pbt: epochs between two exploits
-    fraction: float = 0.25  # pbt: the bottom fraction of a pack copies its top fraction
-    resample_probability: float = 0.25  # pbt: a value drawn anew instead of scaled 0.8x/1.2x
+    options: Mapping[str, Any] = field(default_factory=dict)  # the rule's own, defaults filled
 
-    def rungs(self) -> tuple[int, ...] | None:
-        """The rung epochs ``min_epochs * eta**k`` below ``max_epochs`` (a judgment at the
-        last epoch would save no training); None when ``max_epochs`` is unknown (no bound)."""
-        if self.max_epochs is None:
-            return None
-        rungs, rung = [], self.min_epochs
-        while rung < self.max_epochs:
-            rungs.append(rung)
-            rung *= self.eta
-        return tuple(rungs)
-
-    def bracket_count(self) -> int:
-        """Hyperband's brackets: as given, else one per rung up to ``DEFAULT_BRACKETS``."""
-        if self.brackets is not None:
-            return self.brackets
-        rungs = self.rungs()
-        return DEFAULT_BRACKETS if rungs is None else max(1, min(DEFAULT_BRACKETS, len(rungs)))
-
-
-# Hyperband's default: the aggressive, the moderate and the cautious bracket. More brackets
-# start ever later (min_epochs * eta**3 = 27 epochs with eta 3), past most searches' epochs.
-DEFAULT_BRACKETS = 3
+    def option(self, name: str) -> Any:
+        """One of the rule's options (None when the rule has no such option)."""
+        return self.options.get(name)
 
 
 @dataclass(frozen=True)
@@ -128,15 +103,16 @@ class SearchSpec:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (mixed precision on the device)
     compile: bool = False  # torch.compile each trial's network (costs compile time per trial)
     pack: int | str = "auto"  # trials trained at once as one fused network: auto | N (1: off)
-    # cross-validation (``mltune.search.crossval``): each trial trains and is scored on k folds
-    # of train + validation as k members of one pack, judged on the fold mean; None: off
+    # cross-validation (``mltune.search.packs.folds``): each trial trains and is scored on k
+    # folds of train + validation as k members of one pack, judged on the fold mean; None: off
     cv: int | None = None
     # after the search: the best configuration trained again on train + validation for its
     # trial's epochs, and that model registered and gated instead of the trial's (default:
     # on with cv, off without)
     refit: bool = False
-    # after the search: the registered model averages up to N trials chosen by greedy ensemble
-    # selection (``mltune.search.ensemble``); None or 1: off (the best trial's model alone)
+    # after the search: the registered model averages up to N trials chosen by greedy
+    # ensemble selection (``mltune.search.selection.ensemble``); None or 1: off (the best
+    # trial's model alone)
     ensemble: int | None = None
     cpus_per_trial: float = 1.0  # ray: CPUs each worker reserves (fractions allowed)
     # ray: GPUs each worker reserves (it trains packs on them); 0.5 -> two workers per GPU.
@@ -184,6 +160,9 @@ class SearchSpec:
         merged = {**data, **options, **references}  # ${VAR} as written, never its value
         values["data"] = {k: v for k, v in merged.items() if v is not None}
         values["stop"] = {k: v for k, v in values["stop"].items() if v is not None}
+        pruning = values.pop("pruning")  # a rule and its options, as one section
+        values["pruning"] = {"rule": pruning["rule"],
+                             **{k: v for k, v in pruning["options"].items() if v is not None}}
         kept = {k: v for k, v in values.items() if v is not None}
         if self.max_evals is None:  # written as null: its absence would read as the default
             kept["max_evals"] = None

@@ -19,6 +19,7 @@ from torch import nn
 
 from mltune.core.errors import SpecError
 from mltune.core.terms import Direction
+from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
 from mltune.models import FAMILIES
 from mltune.models.description import DataDescription
@@ -34,7 +35,7 @@ from mltune.models.network import (
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import Rule
 from mltune.spec.space import first_point
-from mltune.training.fit import FIT_RULES, batch_layout
+from mltune.training.fit import FIT_RULES
 from mltune.training.optim import OPTIMIZER_RULES
 
 Params = Mapping[str, Any]
@@ -53,6 +54,9 @@ class Task(ABC):
     families: ClassVar[tuple[str, ...]] = ()
     network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
     space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
+    # What the objects of ``TaskData.artifacts`` are made of, as ``module.name``: a served
+    # model loads a file of them only if it names nothing else (none by default)
+    artifact_types: ClassVar[frozenset[str]] = frozenset()
 
     def for_data(self, data: DataSpec) -> Task:
         """This task as it applies to ``data`` (called where a spec is validated).
@@ -176,6 +180,14 @@ class Task(ABC):
     def load(self, data: DataSpec, seed: int) -> TaskData:
         """Read, validate, split and prepare the data; raise DataError on bad input."""
 
+    def loaded(self, data: DataSpec, seed: int, device: torch.device) -> TaskData:
+        """The data as a search holds it, once: read and split (``load``), on ``device``,
+        its metadata (logged with every model) naming ``${VAR}`` data as written."""
+        loaded = self.load(data, seed).to(device)
+        if data.references:
+            loaded.meta.update({k: data.shown(v) for k, v in loaded.meta.items()})
+        return loaded
+
     @abstractmethod
     def describe_data(self, meta: Mapping[str, Any],
                       params: Params | None = None) -> DataDescription:
@@ -191,7 +203,8 @@ class Task(ABC):
             raise RuntimeError(f"the network {network.name} was not loaded "
                                "(mltune.models.network.load)")
         p = self.with_defaults(params)
-        return checked_module(network.build(p, self.describe_data(meta, p)), network.name)
+        description = self.describe_data(meta, p)
+        return checked_module(network.build(p, description), network.name)
 
     def check_network(self, data: TaskData) -> None:
         """A user's network, before any run opens: built with the default params, then two
@@ -201,6 +214,7 @@ class Task(ABC):
         if not network.user:
             return
         params = self.with_defaults({})
+        description = self.describe_data(data.meta, params)
         try:
             model = self.build_model(params, data.meta)
         except SpecError:
@@ -218,7 +232,6 @@ class Task(ABC):
             raise SpecError(f"model: the network of {network.name} failed on a forward of "
                             f"{len(x)} training samples of shape {_shape(x.shape)}: "
                             f"{one_line(exc)}{_where(exc)}") from None
-        description = self.describe_data(data.meta, params)
         expected = (len(x), description.outputs)
         actual = (_shape(outputs.shape) if isinstance(outputs, torch.Tensor)
                   else f"a {type(outputs).__name__}, not a tensor")

@@ -9,7 +9,7 @@ trial's run in the background while the next trial logs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +36,38 @@ def sent() -> None:
     send_later(lambda: None).result()
 
 
+class Batch:
+    """What one run writes (metrics, params, tags), sent in the background in as few calls as
+    the store's pace allows: a send is queued only when none waits already, and it takes
+    everything written by then (``send(metrics, params, tags)``: one ``log_batch``)."""
+
+    def __init__(self, send: Callable[[list[Any], list[Any], list[Any]], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._metrics: list[Any] = []
+        self._params: list[Any] = []
+        self._tags: list[Any] = []
+
+    def write(self, metrics: Sequence[Any] = (), params: Sequence[Any] = (),
+              tags: Sequence[Any] = (), queue: bool = True) -> Future[None] | None:
+        """Add to what the next send takes; the send queued for it, if this call queued one
+        (``queue=False``: none is, the next ``send_now`` or queued send takes it)."""
+        with self._lock:
+            idle = not (self._metrics or self._params or self._tags)
+            self._metrics += metrics
+            self._params += params
+            self._tags += tags
+        return send_later(self.send_now) if idle and queue else None
+
+    def send_now(self) -> None:
+        """Send what waits, in one call, in this thread."""
+        with self._lock:
+            metrics, params, tags = self._metrics, self._params, self._tags
+            self._metrics, self._params, self._tags = [], [], []
+        if metrics or params or tags:
+            self._send(metrics, params, tags)
+
+
 class Finisher:
     """Logs finished trials' models in one background thread, overlapping the next trial.
 
@@ -45,11 +77,13 @@ class Finisher:
     loops of several devices submit to one finisher (``submit`` is safe from any thread).
     """
 
-    def __init__(self, backlog: int = 1) -> None:
+    def __init__(self, backlog: int = 4) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mltune-finish")
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
-        self.backlog = backlog  # jobs waiting at most: what a slow server may hold in memory
+        # jobs waiting at most: what a slow server may hold in memory (a trained network each),
+        # and how far the search runs ahead of its models before it waits for them
+        self.backlog = backlog
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue ``job``; when ``backlog`` jobs already wait, first wait for the oldest (so

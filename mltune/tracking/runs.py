@@ -1,7 +1,8 @@
 """The runs mltune writes: a search's parent run and one run per trial.
 
 MLflow's limits (param length, batching) are known here and nowhere else. These classes record
-what they are told; which status a trial ends with is decided by the search (``TrialRunner``).
+what they are told; which status a trial ends with is decided by its ``Trial``
+(``search.packs.trial``), and its run is written by the tracker (``tracking.tracker``).
 """
 
 from __future__ import annotations
@@ -11,28 +12,25 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
-import torch
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.core._version import __version__
-from mltune.core.terms import TrialStatus
+from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.spec.model import SearchSpec
 from mltune.tracking import tags as T
-from mltune.tracking.background import send_later, sent
+from mltune.tracking.background import Batch, sent
 from mltune.tracking.datasets import SplitDatasets
-from mltune.tracking.model import log_ensemble_model, log_model
-from mltune.tracking.system import start_monitor
+from mltune.tracking.remote import best_effort, is_outage, outage_reason
 
 SPEC_FILE = "spec.yaml"  # on the parent run
 
@@ -66,13 +64,13 @@ def flat_spec(spec: SearchSpec) -> dict[str, str]:
     return flat
 
 
-def model_name(*parts: str) -> str:
+def logged_model_name(*parts: str) -> str:
     """A LoggedModel's name from its parts (``digits-cnn``, ``trial-0007``): MLflow refuses
     ``/ : . % " '`` in one, so those become ``-``."""
     return re.sub(r"[/:.%\"']", "-", "-".join(parts))
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -114,6 +112,7 @@ class SearchRun:
     client: MlflowClient
     name: str | None = None
     datasets: SplitDatasets | None = None
+    _best: Batch | None = field(default=None, repr=False, compare=False)
 
     def trial_context(self) -> tuple[str, SplitDatasets]:
         """(the search's name, its splits) for a trial's run and model."""
@@ -125,7 +124,12 @@ class SearchRun:
         return self.name, self.datasets
 
     def log_best(self, metric: str, value: float, trial: int) -> None:
-        send_later(self.client.log_metric, self.run_id, f"best_{metric}", value, step=trial)
+        """The best so far after trial ``trial`` (a step of ``best_<metric>``), sent in the
+        background with whatever other trials' bests wait (one call for many)."""
+        if self._best is None:
+            self._best = Batch(lambda metrics, params, tags: self.client.log_batch(
+                self.run_id, metrics=metrics))
+        self._best.write([Metric(f"best_{metric}", float(value), now_ms(), trial)])
 
     def log_summary(self, params: Mapping[str, Any], metrics: Mapping[str, float],
                     tags: Mapping[str, Any]) -> None:
@@ -136,7 +140,7 @@ class SearchRun:
         changed = {k: v for k, v in values.items() if k in logged and logged[k] != v}
         self.client.log_batch(
             self.run_id,
-            metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+            metrics=[Metric(k, float(v), now_ms(), 0) for k, v in metrics.items()],
             params=[Param(k, v) for k, v in values.items() if k not in logged],
             tags=[RunTag(k, tag_value(v)) for k, v in {**tags, **changed}.items()],
         )
@@ -154,6 +158,24 @@ class SearchRun:
     def end(self, status: str) -> None:
         sent()  # what was queued before is sent
         self.client.set_terminated(self.run_id, status)
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """Within: the search; then its run ends as the search did: FINISHED, KILLED when it
+        was interrupted (``SearchInterrupted``: resume it), FAILED otherwise, and a lost
+        tracking server (``TrackingLost``) says how to go on once it is back."""
+        try:
+            yield
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self.end(RunStatus.to_string(RunStatus.KILLED))
+            raise SearchInterrupted(self.run_id, str(exc) or "SIGINT") from None
+        except BaseException as exc:
+            if is_outage(exc):  # finished trials are on the server
+                best_effort(self.end, RunStatus.to_string(RunStatus.FAILED))
+                raise TrackingLost(self.run_id, outage_reason(exc)) from None
+            self.end(RunStatus.to_string(RunStatus.FAILED))
+            raise
+        self.end(RunStatus.to_string(RunStatus.FINISHED))
 
 
 def start_search(spec: SearchSpec, data_fingerprint: str,
@@ -192,218 +214,6 @@ def record_spec(client: MlflowClient, run_id: str, spec: SearchSpec) -> None:
     and resume read back)."""
     client.log_batch(run_id, params=[Param(k, v) for k, v in flat_spec(spec).items()])
     client.log_text(run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False), SPEC_FILE)
-
-
-class TrialRun:
-    """One trial's run: params at the start, one batched call per epoch, the model at the end.
-
-    Created with the client and an explicit parent id rather than fluent nesting, so it works
-    the same from a thread or a worker process and can be finished by a background job. Epoch
-    metrics are sent in the background (``send_later``), so a slow tracking server never holds
-    up training; they are flushed before the run ends.
-    """
-
-    def __init__(self, run_id: str, experiment_id: str, client: MlflowClient,
-                 monitor: Any = None, model_name: str = "model",
-                 datasets: SplitDatasets | None = None,
-                 model_tags: Mapping[str, str] | None = None) -> None:
-        self.run_id = run_id
-        self.experiment_id = experiment_id
-        self.client = client
-        self.model_uri: str | None = None
-        self.model_name = model_name
-        self.datasets = datasets or SplitDatasets({})
-        self.model_tags = dict(model_tags or {})
-        self.ended = False
-        self._monitor = monitor
-        self._pending: list[Future[Any]] = []
-        self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
-        self._best_epoch: int | None = None
-        self._outcome: dict[str, str] = {}  # tags sent with the model, or at the run's end
-        self._changed: set[str] = set()  # hp/<name> metrics logged (population-based training)
-
-    @classmethod
-    def open(cls, search: SearchRun | None, number: int, params: Mapping[str, Any],
-             device: torch.device, run_name: str | None = None, precision: str | None = None,
-             pack: int | None = None, refit_of: str | None = None,
-             extra_tags: Mapping[str, str] | None = None) -> TrialRun:
-        """A child run of ``search`` (or a standalone run without one); its params, and the
-        search's training and validation splits as its inputs, sent in the background.
-        The params are the trial's decoded point: what a resumed search rebuilds its sampler
-        from.
-
-        ``refit_of`` (a trial's run id): the run is that trial's refit, not a trial: role
-        ``refit``, no trial number (resume and the report read role ``trial`` only), and both
-        splits as its training inputs. ``extra_tags``: more tags on the run."""
-        client = MlflowClient()
-        if refit_of is None:
-            tags = {T.ROLE: "trial" if search else "train", T.TRIAL: str(number)}
-            model_tags = {T.TRIAL: str(number)}
-        else:
-            tags = {T.ROLE: "refit", T.REFIT_OF: refit_of}
-            model_tags = {T.ROLE: "refit", T.REFIT_OF: refit_of}
-        tags.update({T.DEVICE: str(device), **(extra_tags or {})})
-        name = run_name or f"trial-{number:04d}"
-        datasets = None
-        if search is not None:
-            tags[T.SEARCH_ID] = model_tags[T.SEARCH_ID] = search.search_id
-            tags[MLFLOW_PARENT_RUN_ID] = search.run_id
-            search_name, datasets = search.trial_context()
-            called = model_name(search_name, name)
-            experiment_id = search.experiment_id
-        else:
-            called = model_name(name)
-            experiment_id = mlflow.tracking.fluent._get_experiment_id()
-            mark_experiment(client, experiment_id)
-        if precision is not None:
-            tags[T.PRECISION] = precision
-        if pack is not None:
-            tags[T.PACK] = str(pack)
-        info = client.create_run(experiment_id, run_name=name, tags=resolve_tags(tags)).info
-        run = cls(info.run_id, experiment_id, client, start_monitor(info.run_id, device), called,
-                  datasets, model_tags)
-        run._pending.append(send_later(  # in order, before the first epoch's metrics
-            client.log_batch, info.run_id,
-            params=[Param(k, param_value(v)) for k, v in params.items()]))
-        inputs = run.datasets.for_trial if refit_of is None else run.datasets.for_refit
-        if inputs:
-            run._pending.append(send_later(client.log_inputs, info.run_id, datasets=inputs))
-        return run
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        stamp = _now_ms()
-        self._epochs[epoch] = (stamp, dict(metrics))  # the logged model's are one epoch's
-        self._pending.append(send_later(
-            self.client.log_batch, self.run_id,
-            metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]))
-
-    def log_exploit(self, epoch: int, source: int, before: Mapping[str, Any],
-                    values: Mapping[str, Any]) -> None:
-        """Population-based training: from ``epoch`` on this trial continues from trial
-        ``source``'s weights with ``values``. Its params stay its starting values (MLflow
-        params cannot change); each changed value is a metric ``hp/<name>`` (step = epoch;
-        the first change also logs the value it had at step 0), and tags name the trial it
-        copied from and when (the latest copy)."""
-        stamp = _now_ms()
-        metrics = [Metric(f"hp/{k}", float(v), stamp, epoch) for k, v in values.items()
-                   if isinstance(v, int | float) and not isinstance(v, bool)]
-        metrics += [Metric(m.key, float(before[m.key[3:]]), stamp, 0) for m in metrics
-                    if m.key not in self._changed and isinstance(before.get(m.key[3:]),
-                                                                  int | float)]
-        self._changed.update(m.key for m in metrics)
-        self._pending.append(send_later(
-            self.client.log_batch, self.run_id, metrics=metrics,
-            tags=[RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))]))
-
-    def flush(self) -> None:
-        """Wait until every metric sent so far is stored (raises what the server answered)."""
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
-
-    def stop_monitor(self) -> None:
-        """Training is over: stop sampling system metrics."""
-        monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            monitor.finish()
-
-    def log_artifacts(self, files: Mapping[str, Any]) -> None:
-        """Small files by name: dict/list -> JSON, str -> text, a matplotlib Figure -> image."""
-        for name, content in files.items():
-            if isinstance(content, (dict, list)):
-                self.client.log_dict(self.run_id, content, name)
-            elif isinstance(content, str):
-                self.client.log_text(self.run_id, content, name)
-            else:
-                self.client.log_figure(self.run_id, content, name)
-
-    def log_model(self, task: Any, network: torch.nn.Module | Sequence[torch.nn.Module],
-                  params: Mapping[str, Any], data: Any) -> str:
-        """The trained network as the run's pyfunc LoggedModel, named after the search and the
-        trial, with its params and its metrics linked (``_model_metrics``); its URI is also a
-        tag. ``log_outcome`` comes first: it says which epoch's weights these are. Several
-        networks (a cross-validated trial's, one per fold) are served as their average."""
-        shown = {k: param_value(v) for k, v in params.items()}
-        step = self._logged_epoch() or 0
-        if isinstance(network, torch.nn.Module):
-            info = log_model(self.run_id, self.experiment_id, task, network, params, data,
-                             name=self.model_name, step=step, model_params=shown,
-                             tags=self.model_tags)
-        else:
-            info = log_ensemble_model(
-                self.run_id, self.experiment_id, task, network, [params] * len(network),
-                [1 / len(network)] * len(network), task.outputs_are_logits(data.meta), data,
-                name=self.model_name, step=step, model_params=shown, tags=self.model_tags)
-        self.model_uri = info.model_uri
-        tags = {**self._outcome, T.MODEL_URI: self.model_uri}
-        self.client.log_batch(self.run_id, metrics=self._model_metrics(info.model_id),
-                              tags=[RunTag(k, v) for k, v in tags.items()])
-        self._outcome = {}
-        return self.model_uri
-
-    def _model_metrics(self, model_id: str) -> list[Metric]:
-        """The metrics of the epoch whose weights were logged, linked to the model and to the
-        split each was measured on (``val_*``: validation, ``train_*``: training).
-
-        The run holds them already, with the same key, value, step and timestamp (the store
-        keeps such a point once); what is new is the link the Models page ranks by.
-        """
-        epoch = self._logged_epoch()
-        if epoch is None:
-            return []
-        stamp, metrics = self._epochs[epoch]
-        linked = []
-        for key, value in metrics.items():
-            name, digest = self.datasets.linked(key) or (None, None)
-            linked.append(Metric(key, float(value), stamp, epoch, model_id=model_id,
-                                 dataset_name=name, dataset_digest=digest, run_id=self.run_id))
-        return linked
-
-    def _logged_epoch(self) -> int | None:
-        """The epoch whose weights the model holds (the best, else the last); None before any."""
-        if not self._epochs:
-            return None
-        return self._best_epoch if self._best_epoch in self._epochs else max(self._epochs)
-
-    def log_outcome(self, value: float | None, epochs_run: int, best_epoch: int) -> None:
-        """The value the search scored the trial by, and which epoch's weights were logged.
-
-        Sent with the model's URI and linked metrics (``log_model``), or with the run's end
-        when the model is not logged: one call fewer per trial.
-        """
-        self._best_epoch = best_epoch
-        self._outcome = {T.EPOCHS_RUN: str(epochs_run), T.BEST_EPOCH: str(best_epoch)}
-        if value is not None:
-            self._outcome[T.OBJECTIVE] = repr(float(value))
-
-    def end(self, status: TrialStatus, tags: Mapping[str, str] | None = None) -> None:
-        """Close the run with ``status`` after its metrics are stored (once: later calls are
-        no-ops). A pruned trial's run is KILLED with ``mltune.pruned``."""
-        if self.ended:
-            return
-        self.ended = True
-        self.stop_monitor()
-        try:
-            self.flush()
-        finally:
-            tags = {**self._outcome, **(tags or {})}
-            self._outcome = {}
-            if status is TrialStatus.PRUNED:
-                tags[T.PRUNED] = "true"
-            if tags:
-                self.client.log_batch(self.run_id,
-                                      tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
-            self.client.set_terminated(self.run_id, status.run_status)
-
-    def fail(self, error: str) -> None:
-        """FAILED with ``mltune.error``; the metrics already sent are kept when they can be."""
-        if self.ended:
-            return
-        try:
-            self.flush()
-        except Exception:  # the error being recorded matters more than a lost metric
-            pass
-        self.end(TrialStatus.FAILED, {T.ERROR: error})
 
 
 def log_figures(client: MlflowClient, run_id: str, figures: Mapping[str, Any]) -> None:

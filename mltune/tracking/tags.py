@@ -46,6 +46,7 @@ PBT_EPOCH = "mltune.pbt.epoch"  # the epoch it did so
 STOPPED = "mltune.stopped"  # "time_budget": a FINISHED trial the search's time budget cut short
 PRUNED = "mltune.pruned"  # "true" on a KILLED run a pruning rule stopped
 INTERRUPTED = "mltune.interrupted"  # "true" on a KILLED run a resume must run again
+CURVE = "mltune.curve"  # JSON list: the search's metric by epoch (what a scheduler is rebuilt from)
 
 # -- on a refit run (role refit: the best configuration trained again on train + validation) --
 REFIT_OF = "mltune.refit_of"  # the best trial's run id (also on the version registered from it)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mltune.core.terms import Direction
+from mltune.data.layout import batch_layout
 from mltune.data.streaming import Streamed
 from mltune.spec.rules import WholeNumber
 from mltune.training.precision import Precision
@@ -87,13 +88,3 @@ def predict_batches(model: nn.Module, x: torch.Tensor | Streamed, batch_size: in
     with precision.autocast() if precision else nullcontext():
         outputs = [model(batch_layout(chunk)) for chunk in chunks]
     return torch.cat(outputs, dim=dim).float()
-
-
-def batch_layout(x: torch.Tensor) -> torch.Tensor:
-    """Image batches in channels_last on CUDA (what its convolution kernels are fastest on);
-    streamed pixels (uint8, a quarter of the bytes to copy) become floats on the device."""
-    if x.dtype == torch.uint8:  # pixels; token ids (int64) stay as they are
-        x = x.float()
-    if x.is_cuda and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    return x

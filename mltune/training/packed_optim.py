@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from mltune.core.catalog import Catalog
 from mltune.training.defaults import learning_rate, optimizer_options
 
 
@@ -208,20 +207,3 @@ class PackedRMSprop(PackedOptimizer):
         buf = state["buf"]
         buf.mul_(momentum).add_(grad / avg)
         w.sub_(lr * torch.where(momentum > 0, buf, grad / avg))
-
-
-# optimizer name (the ``optimizer`` hyperparameter) -> its packed form
-PACKED_OPTIMIZERS: Catalog[type[PackedOptimizer]] = Catalog("packed optimizer")
-PACKED_OPTIMIZERS.add("adam", PackedAdam)
-PACKED_OPTIMIZERS.add("adamw", PackedAdamW)
-PACKED_OPTIMIZERS.add("sgd", PackedSGD)
-PACKED_OPTIMIZERS.add("rmsprop", PackedRMSprop)
-
-
-def make_packed_optimizer(weights: Sequence[torch.nn.Parameter],
-                          members: Sequence[Mapping[str, Any]]) -> PackedOptimizer:
-    """The packed form of the members' optimizer (one type per pack: it is in the shape key)."""
-    names = {str(m.get("optimizer", "adam")) for m in members}
-    if len(names) != 1:
-        raise ValueError(f"members of a pack share one optimizer type, got {sorted(names)}")
-    return PACKED_OPTIMIZERS.get(names.pop(), field="optimizer")(weights, members)

@@ -16,7 +16,7 @@ from mltune.models.init import INITS, init_weights
 from mltune.models.layers import ACTIVATIONS, activation
 from mltune.models.mlp import MLP, NORMS
 from mltune.models.rnn import CELLS, POOLINGS, RecurrentEncoder
-from mltune.search.backend import BACKENDS
+from mltune.search.packs.lanes import BACKENDS
 from mltune.spec.tasks import TASKS
 from mltune.tasks import get_task
 from mltune.training.losses import LOSSES, make_loss

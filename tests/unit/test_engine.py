@@ -1,9 +1,9 @@
-"""The one engine: a pack of one trains exactly as a plain torch loop would, packed members as
-they would alone, recurrent packs through the plain path, and with a gradient scaler."""
+"""The pack trainer: a pack of one trains exactly as a plain torch loop would, packed members as
+they would alone (joined late, on their own rows, after a copy), recurrent packs through the
+plain path, with a gradient scaler; a diverged member is reported, not raised."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from mltune.data.folds import Rows, make_folds
 from mltune.models.mlp import MLP
-from mltune.training.engine import Exploit, Member, PlainPack, make_pack, train
+from mltune.training.engine import Member, PackTrainer
+from mltune.training.fit import DivergedError
 from mltune.training.packing import Pack
 
 PARAMS = {"learning_rate": 1e-2, "optimizer": "adam", "batch_size": 16}
@@ -25,27 +27,59 @@ def data() -> SimpleNamespace:
     return SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
 
 
-def mlp(seed: int) -> nn.Module:
+def mlp(seed: int, dropout: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
-    return MLP(6, 2, num_layers=2, hidden_size=8, dropout=0.0, norm="none")
+    return MLP(6, 2, num_layers=2, hidden_size=8, dropout=dropout, norm="none")
 
 
 def accuracy(out: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     return {"accuracy": float((out.argmax(1) == y).float().mean())}
 
 
-def members(n: int, rates: list[float] | None = None) -> list[Member]:
-    rates = rates or [PARAMS["learning_rate"]] * n
-    return [Member({**PARAMS, "learning_rate": lr}, functional.cross_entropy, lambda e, m: None)
-            for lr in rates]
+def members(rates: list[float], rows: list[Rows | None] | None = None, **params) -> list[Member]:
+    rows = rows or [None] * len(rates)
+    return [Member({**PARAMS, **params, "learning_rate": lr}, functional.cross_entropy, r)
+            for lr, r in zip(rates, rows, strict=True)]
+
+
+def trainer(networks: list[nn.Module], rates: list[float], d=None, fuse: bool = True,
+            **options) -> PackTrainer:
+    return PackTrainer(d or data(), networks, members(rates, **options), score=accuracy, seed=0,
+                       precision="fp32", fuse=fuse)
+
+
+def train(t: PackTrainer, epochs: int) -> dict[int, list[dict]]:
+    """Every live member's metrics, epoch by epoch."""
+    history: dict[int, list[dict]] = {}
+    for _ in range(epochs):
+        for j, metrics in t.step_epoch().items():
+            history.setdefault(j, []).append(metrics)
+    return history
+
+
+def alone(seed: int, rate: float, epochs: int, d=None, **params) -> tuple[list[dict], dict]:
+    """What one network trains to by itself: its history and weights."""
+    t = trainer([mlp(seed)], [rate], d, **params)
+    return train(t, epochs)[0], t.weights(0)
+
+
+def assert_same(got: list[dict], expected: list[dict]) -> None:
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5)
+
+
+def assert_weights(got: dict, expected: dict) -> None:
+    for key, value in expected.items():
+        assert torch.allclose(got[key], value, atol=1e-5), key
 
 
 def test_a_pack_of_one_trains_exactly_like_a_plain_torch_loop():
     d = data()
-    pack = make_pack([mlp(0)])
-    assert isinstance(pack, PlainPack)
-    train(pack, members(1), d, score=accuracy, epochs=2, seed=0, precision="fp32")
-    reference = mlp(0)  # what ``fit`` did: the same seed, batch order and torch optimizer
+    t = trainer([mlp(0)], [PARAMS["learning_rate"]], d)
+    assert not t.fused
+    train(t, 2)
+    reference = mlp(0)  # the same seed, batch order and torch optimizer
     optimizer = torch.optim.Adam(reference.parameters(), lr=PARAMS["learning_rate"])
     generator = torch.Generator().manual_seed(0)
     for _ in range(2):
@@ -57,23 +91,37 @@ def test_a_pack_of_one_trains_exactly_like_a_plain_torch_loop():
             loss.backward()
             optimizer.step()
     for key, value in reference.state_dict().items():
-        assert torch.equal(pack.member_state(0)[key], value), key
+        assert torch.equal(t.weights(0)[key], value), key
 
 
-def test_a_packed_members_metrics_equal_the_same_config_trained_alone():
+def test_packed_members_train_as_the_same_configs_alone():
     rates = [1e-2, 3e-3, 3e-2]
-    fused = make_pack([mlp(j) for j in range(3)])
-    assert isinstance(fused, Pack)
-    together = members(3, rates)
-    train(fused, together, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
+    t = trainer([mlp(j) for j in range(3)], rates)
+    assert t.fused and isinstance(t.pack, Pack)
+    together = train(t, 2)
     for j, rate in enumerate(rates):
-        alone = members(1, [rate])
-        train(make_pack([mlp(j)]), alone, data(), score=accuracy, epochs=2, seed=0,
-              precision="fp32")
-        for got, expected in zip(together[j].result.history, alone[0].result.history,
-                                 strict=True):
-            for key, value in expected.items():
-                assert abs(got[key] - value) < 1e-5, (j, key)
+        history, weights = alone(j, rate, 2)
+        assert_same(together[j], history)
+        assert_weights(t.weights(j), weights)
+
+
+def test_a_member_that_leaves_gives_its_weights_and_the_others_go_on():
+    t = trainer([mlp(0), mlp(1)], [1e-2, 3e-3])
+    first = train(t, 1)
+    kept = mlp(99)
+    t.remove({1: kept})
+    assert t.live == [0]
+    assert_weights(kept.state_dict(), alone(1, 3e-3, 1)[1])
+    rest = train(t, 2)
+    assert_same(first[0] + rest[0], alone(0, 1e-2, 3)[0])
+
+
+def test_a_diverged_member_is_reported_and_the_others_are_untouched():
+    t = trainer([mlp(0), mlp(1)], [1e-2, 1e9], optimizer="sgd")
+    results = train(t, 3)
+    assert isinstance(results[1][0], DivergedError)
+    assert "train_loss became" in str(results[1][0])
+    assert_same(results[0], alone(0, 1e-2, 3, optimizer="sgd")[0])
 
 
 class Recurrent(nn.Module):
@@ -87,12 +135,11 @@ class Recurrent(nn.Module):
 
 
 def test_a_recurrent_pack_of_two_trains_through_the_plain_path():
-    pack = make_pack([Recurrent(0), Recurrent(1)])
-    assert isinstance(pack, PlainPack)
-    both = members(2)
-    train(pack, both, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
-    assert [len(m.result.history) for m in both] == [2, 2]
-    assert all(m.error is None for m in both)
+    t = trainer([Recurrent(0), Recurrent(1)], [1e-2, 1e-2])
+    assert not t.fused
+    history = train(t, 2)
+    assert [len(history[j]) for j in (0, 1)] == [2, 2]
+    assert all(isinstance(m, dict) for m in history[0] + history[1])
 
 
 def test_the_gradient_scaler_path_runs_on_the_cpu(monkeypatch):
@@ -100,199 +147,79 @@ def test_the_gradient_scaler_path_runs_on_the_cpu(monkeypatch):
 
     monkeypatch.setattr(Precision, "scaler",
                         lambda self: torch.amp.GradScaler("cpu", enabled=True))
-    for pack, n in ((make_pack([mlp(0)]), 1), (make_pack([mlp(0), mlp(1)]), 2)):
-        trained = members(n)
-        before = pack.member_state(0)["body.0.weight"].clone()
-        train(pack, trained, data(), score=accuracy, epochs=1, seed=0, precision="fp32")
-        assert all(m.error is None for m in trained)
-        assert not torch.equal(pack.member_state(0)["body.0.weight"], before)
-
-
-def test_a_member_that_stops_leaves_and_the_others_go_on():
-    class Stop(Exception):
-        pass
-
-    def stop_at_1(epoch: int, metrics: dict[str, float]) -> None:
-        raise Stop
-
-    pack = make_pack([mlp(0), mlp(1)])
-    both = members(2)
-    both[1].on_epoch = stop_at_1
-    left: list[int] = []
-    train(pack, both, data(), score=accuracy, epochs=3, seed=0, precision="fp32",
-          on_leave=left.extend)
-    assert left == [1, 0] and pack.slots == []  # member 1 after epoch 1, member 0 when done
-    assert isinstance(both[1].error, Stop) and len(both[1].result.history) == 1
-    assert len(both[0].result.history) == 3
-
-
-def exploiting(at: int, source: int, values: dict):
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> Exploit | None:
-        return Exploit(source, values) if epoch == at else None
-    return on_epoch
+    for networks in ([mlp(0)], [mlp(0), mlp(1)]):
+        t = trainer(networks, [1e-2] * len(networks))
+        before = t.weights(0)["body.0.weight"].clone()
+        assert all(isinstance(m, dict) for m in t.step_epoch().values())
+        assert not torch.equal(t.weights(0)["body.0.weight"], before)
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_an_exploiting_member_trains_on_as_its_source_with_the_new_values(fused):
-    networks = [mlp(j) for j in range(3)]
-    pack = Pack(networks) if fused else PlainPack(networks)
-    three = members(3, [1e-2, 3e-3, 3e-2])
-    three[1].on_epoch = exploiting(1, 0, {"learning_rate": 1e-2})  # the source's own lr
-    three[2].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})  # a new lr
-    train(pack, three, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
-    source, copy, changed = (pack.member_state(j) for j in range(3))
-    for key, value in source.items():  # weights and optimizer state copied: the same path
-        assert torch.allclose(copy[key], value, atol=1e-6), key
-    assert three[1].result.history[1:] == pytest.approx(three[0].result.history[1:])
-    assert three[2].params["learning_rate"] == 5e-2
-    assert not torch.allclose(changed["body.0.weight"], source["body.0.weight"])
-    # and the new lr is what trains it: the source's row continued with lr 5e-2 by hand
-    reference = members(1, [1e-2])
-    reference[0].on_epoch = exploiting(1, 0, {"learning_rate": 5e-2})
-    alone = make_pack([mlp(0)])
-    train(alone, reference, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
-    for key, value in alone.member_state(0).items():
-        assert torch.allclose(changed[key], value, atol=1e-5), key
-
-
-def assert_same_history(got: list[dict], expected: list[dict]) -> None:
-    assert len(got) == len(expected)
-    for mine, theirs in zip(got, expected, strict=True):
-        assert mine == pytest.approx(theirs, abs=1e-5)
-
-
-def stop_at(at: int):
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        if epoch == at:
-            raise RuntimeError(f"stopped at {epoch}")
-    return on_epoch
+def test_a_copied_member_trains_on_as_its_source_with_the_new_values(fused):
+    t = trainer([mlp(j) for j in range(3)], [1e-2, 3e-3, 3e-2], fuse=fused)
+    assert t.fused == fused
+    train(t, 1)
+    t.copy(0, 1, {"learning_rate": 1e-2})  # the source's own lr: the same path from here
+    t.copy(0, 2, {"learning_rate": 5e-2})  # a new lr
+    after = train(t, 2)
+    assert_same(after[1], after[0])
+    assert_weights(t.weights(1), t.weights(0))
+    assert t.members[2].params["learning_rate"] == 5e-2
+    assert not torch.allclose(t.weights(2)["body.0.weight"], t.weights(0)["body.0.weight"])
+    # the new lr is what trains it: member 0's row continued with lr 5e-2, alone
+    single = trainer([mlp(0)], [1e-2])
+    train(single, 1)
+    single.optimizers.copy(0, 0, {"learning_rate": 5e-2})
+    train(single, 2)
+    assert_weights(t.weights(2), single.weights(0))
 
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_a_member_that_joins_a_running_pack_trains_exactly_as_it_would_alone(fused):
-    networks = [mlp(0), mlp(1)]
-    pack = Pack(networks) if fused else PlainPack(networks)
-    running = members(2, [1e-2, 3e-3])
-    running[1].on_epoch = stop_at(1)  # leaves after its first epoch: a slot is free
-    joining = members(1, [3e-2])[0]
-    offers = [[(mlp(7), joining)]]
-    asked: list[int] = []
-
-    def refill(free: int):
-        asked.append(free)
-        return offers.pop() if offers else []
-
-    train(pack, running, data(), score=accuracy, epochs=3, seed=0, precision="fp32",
-          refill=refill)
-    assert asked[0] == 1 and len(running) == 3 and running[2] is joining
-    assert len(joining.result.history) == 3 and joining.error is None  # its own 3 epochs
-    alone = members(1, [3e-2])
-    single = make_pack([mlp(7)])
-    train(single, alone, data(), score=accuracy, epochs=3, seed=0, precision="fp32")
-    assert_same_history(joining.result.history, alone[0].result.history)
-    for key, value in single.member_state(0).items():
-        assert torch.allclose(pack.member_state(2)[key], value, atol=1e-5), key
-    # the members that were there are untouched by the newcomer
-    first = members(1, [1e-2])
-    train(make_pack([mlp(0)]), first, data(), score=accuracy, epochs=3, seed=0,
-          precision="fp32")
-    assert_same_history(running[0].result.history, first[0].result.history)
-
-
-def test_a_refilled_pack_stays_full_while_points_remain():
-    pack = make_pack([mlp(j) for j in range(3)])
-    group = members(3)
-    for m, epochs in zip(group, (1, 2, 6), strict=True):  # they end at different epochs
-        m.epochs = epochs
-    supply = list(range(10, 16))  # six more members of the same shape
-    live: list[int] = []
-
-    def refill(free: int):
-        taken, supply[:] = supply[:free], supply[free:]
-        joining = [(mlp(seed), members(1)[0]) for seed in taken]
-        for _, m in joining:
-            m.epochs = 2
-        return joining
-
-    def count(epoch: int, measured) -> None:
-        live.append(len(measured))
-
-    train(pack, group, data(), score=accuracy, epochs=6, seed=0, precision="fp32",
-          refill=refill, on_epoch_all=count)
-    assert len(group) == 9 and supply == []
-    assert [len(m.result.history) for m in group] == [1, 2, 6] + [2] * 6
-    assert live == [3, 3, 3, 3, 3, 3, 2, 1]  # full while points remained, then it drains
-
-
-def test_past_the_deadline_every_member_ends_finished_at_its_epoch_end():
-    pack = make_pack([mlp(0), mlp(1)])
-    both = members(2)
-    offered: list[int] = []
-    train(pack, both, data(), score=accuracy, epochs=5, seed=0, precision="fp32",
-          deadline=time.monotonic() - 1, refill=lambda free: offered.append(free) or [])
-    assert all(m.error is None and m.result.stopped == "time_budget" for m in both)
-    assert [len(m.result.history) for m in both] == [1, 1] and offered == []
+    t = trainer([mlp(0), mlp(1)], [1e-2, 3e-3], fuse=fused)
+    first = train(t, 1)
+    t.remove({1: None})  # a slot is free
+    [joined] = t.add([mlp(7)], members([3e-2]))
+    assert joined == 2 and t.live == [0, 2]
+    rest = train(t, 3)
+    assert_same(rest[2], alone(7, 3e-2, 3)[0])  # its own 3 epochs, its own batch order
+    assert_weights(t.weights(2), alone(7, 3e-2, 3)[1])
+    assert_same(first[0] + rest[0], alone(0, 1e-2, 4)[0])  # the others untouched by it
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_an_exploit_that_changes_dropout_sets_the_members_own_rate(fused):
-    def net(seed: int, dropout: float) -> nn.Module:
-        torch.manual_seed(seed)
-        return MLP(6, 2, num_layers=2, hidden_size=8, dropout=dropout, norm="none")
-
-    pack = Pack([net(0, 0.1), net(1, 0.1)]) if fused else PlainPack([net(0, 0.1), net(1, 0.1)])
+def test_a_copy_that_changes_dropout_sets_the_members_own_rate(fused):
+    t = trainer([mlp(0, 0.1), mlp(1, 0.1)], [1e-2, 1e-2], fuse=fused, dropout=0.1)
 
     def rates(j: int) -> set[float]:
-        if isinstance(pack, Pack):
-            row = pack.slots.index(j)
-            return {round(float(b[row]), 6) for name, b in pack._buffers_by_name().items()
+        if t.fused:
+            row = t.pack.slots.index(j)
+            return {round(float(b[row]), 6) for name, b in t.pack._buffers_by_name().items()
                     if name.endswith(".p")}
-        return {m.p for m in pack.networks[j].modules() if isinstance(m, nn.Dropout)}
+        return {m.p for m in t.pack.networks[j].modules() if isinstance(m, nn.Dropout)}
 
-    seen: dict[int, set[float]] = {}
-
-    def watch(at: int, then):
-        def on_epoch(epoch: int, metrics: dict[str, float]):
-            if epoch == 2:
-                seen.update({j: rates(j) for j in (0, 1)})
-            return then(epoch, metrics)
-        return on_epoch
-
-    two = members(2)
-    for m in two:
-        m.params = {**m.params, "dropout": 0.1}
-        m.rebuild = lambda params: net(9, params["dropout"])
-    two[1].on_epoch = watch(2, exploiting(1, 0, {"dropout": 0.4}))
-    train(pack, two, data(), score=accuracy, epochs=2, seed=0, precision="fp32")
-    assert two[1].params["dropout"] == 0.4 and two[0].params["dropout"] == 0.1
-    assert seen == {0: {0.1}, 1: {0.4}}  # member 1 trained epoch 2 at its new rate
+    train(t, 1)
+    t.copy(0, 1, {"dropout": 0.4}, rates_from=mlp(9, 0.4))
+    assert t.members[1].params["dropout"] == 0.4 and t.members[0].params["dropout"] == 0.1
+    assert (rates(0), rates(1)) == ({0.1}, {0.4})
 
 
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind", ["stratified", "in_time"])
-def test_a_fold_member_trains_exactly_as_alone_on_its_folds_rows(fused, kind):
-    """Cross-validation: each member trains on its own fold's rows and is scored on its own
+def test_a_member_on_its_own_rows_trains_exactly_as_alone_on_them(fused, kind):
+    """Cross-validation's members: each trains on its fold's rows and is scored on its own
     held-out rows, in one pack; the folds differ in size (expanding time folds by a lot), so
     a member whose rows are spent sits the rest of the epoch out, untouched."""
-    from mltune.data.folds import make_folds
-
     d = data()
     folds = make_folds(d.y_train, 3, seed=0, kind=kind)
     assert len({len(f.train) for f in folds}) > 1  # sizes differ: the masking is exercised
-    together = [Member(PARAMS, functional.cross_entropy, lambda e, m: None, fold=fold)
-                for fold in folds]
-    pack = make_pack([mlp(7) for _ in folds]) if fused else PlainPack([mlp(7) for _ in folds])
-    assert isinstance(pack, Pack) == fused
-    train(pack, together, d, score=accuracy, epochs=3, seed=0, precision="fp32")
+    t = trainer([mlp(7) for _ in folds], [PARAMS["learning_rate"]] * 3, d, fuse=fused,
+                rows=folds)
+    assert t.fused == fused
+    together = train(t, 3)
     for i, fold in enumerate(folds):
-        alone = members(1)
         own = SimpleNamespace(x_train=d.x_train[fold.train], y_train=d.y_train[fold.train],
-                              x_val=d.x_train[fold.val], y_val=d.y_train[fold.val])
-        single = make_pack([mlp(7)])
-        train(single, alone, own, score=accuracy, epochs=3, seed=0, precision="fp32")
-        for got, expected in zip(together[i].result.history, alone[0].result.history,
-                                 strict=True):
-            for key, value in expected.items():
-                assert abs(got[key] - value) < 1e-5, (i, key)
-        for key, value in single.member_state(0).items():
-            assert torch.allclose(pack.member_state(i)[key], value, atol=1e-5), (i, key)
+                              x_val=d.x_train[fold.scored], y_val=d.y_train[fold.scored])
+        history, weights = alone(7, PARAMS["learning_rate"], 3, own)
+        assert_same(together[i], history)
+        assert_weights(t.weights(i), weights)

@@ -8,7 +8,7 @@ import torch
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.models.ensemble import Averaged
-from mltune.search.ensemble import candidates, greedy_selection
+from mltune.search.selection.ensemble import candidates, greedy_selection
 
 
 def mse_to(target: list[float]):

@@ -19,22 +19,22 @@ def test_shuffled_folds_are_disjoint_cover_every_row_and_follow_the_seed(kind):
     y = labels()
     folds = make_folds(y, 5, seed=3, kind=kind)
     assert len(folds) == 5
-    scored = torch.cat([f.val for f in folds])
+    scored = torch.cat([f.scored for f in folds])
     assert sorted(scored.tolist()) == list(range(len(y)))  # each row scored exactly once
     for fold in folds:
-        assert not set(fold.train.tolist()) & set(fold.val.tolist())
-        assert sorted(torch.cat([fold.train, fold.val]).tolist()) == list(range(len(y)))
+        assert not set(fold.train.tolist()) & set(fold.scored.tolist())
+        assert sorted(torch.cat([fold.train, fold.scored]).tolist()) == list(range(len(y)))
     again = make_folds(y, 5, seed=3, kind=kind)
-    assert all(torch.equal(a.val, b.val) for a, b in zip(folds, again, strict=True))
+    assert all(torch.equal(a.scored, b.scored) for a, b in zip(folds, again, strict=True))
     other = make_folds(y, 5, seed=4, kind=kind)
-    assert any(not torch.equal(a.val, b.val) for a, b in zip(folds, other, strict=True))
+    assert any(not torch.equal(a.scored, b.scored) for a, b in zip(folds, other, strict=True))
 
 
 def test_stratified_folds_keep_the_class_balance():
     y = labels()
     share = float(y.float().mean())
     for fold in make_folds(y, 4, seed=0, kind=STRATIFIED):
-        assert abs(float(y[fold.val].float().mean()) - share) < 0.05
+        assert abs(float(y[fold.scored].float().mean()) - share) < 0.05
     assert smallest_class(y) == int((y == 1).sum())
 
 
@@ -44,8 +44,8 @@ def test_time_folds_expand_and_score_only_what_comes_after_their_training_rows()
     assert sizes == sorted(sizes) and len(set(sizes)) == 3  # expanding windows
     for fold in folds:
         assert fold.train.tolist() == list(range(len(fold.train)))  # the past, from the start
-        assert int(fold.val.min()) == int(fold.train.max()) + 3  # two rows left out between
-    assert int(folds[-1].val.max()) == 59  # the last fold is scored on the latest rows
+        assert int(fold.scored.min()) == int(fold.train.max()) + 3  # two rows left out between
+    assert int(folds[-1].scored.max()) == 59  # the last fold is scored on the latest rows
 
 
 def test_an_unknown_kind_is_refused():

@@ -12,7 +12,7 @@ from torch.nn import functional
 
 from mltune.models.cnn import ConvNet
 from mltune.models.mlp import MLP
-from mltune.training.engine import Member, train
+from mltune.training.engine import Member, PackTrainer
 from mltune.training.packing import Pack, can_pack
 
 
@@ -69,45 +69,41 @@ def test_recurrent_networks_cannot_be_packed_and_say_why():
     assert reason is not None and "GRU" in reason
 
 
-class Pruned(Exception):
-    """What a pruning rule raises from a member's ``on_epoch``."""
-
-
 def _fit(networks: list[nn.Module], rates: list[float], epochs: int,
-         pruned_at: dict[int, int]) -> tuple[Pack, list[Member]]:
+         pruned_at: dict[int, int]) -> tuple[PackTrainer, dict[int, nn.Module]]:
+    """The members trained by the pack trainer, those in ``pruned_at`` removed after that
+    epoch (their weights into a network each, as a trial takes them)."""
     torch.manual_seed(0)
     x = torch.randn(96, 6)
     y = (x[:, 0] + x[:, 1] > 0).long()
     data = SimpleNamespace(x_train=x[:64], y_train=y[:64], x_val=x[64:], y_val=y[64:])
-
-    def on_epoch(j: int):
-        def done(epoch: int, metrics: dict[str, float]) -> None:
-            if pruned_at.get(j) == epoch:
-                raise Pruned(f"pruned at epoch {epoch}")
-        return done
-
     members = [Member({"learning_rate": lr, "optimizer": "adam", "batch_size": 16},
-                      functional.cross_entropy, on_epoch(j)) for j, lr in enumerate(rates)]
-    pack = Pack(networks)
-    train(pack, members, data, epochs=epochs, seed=0, precision="fp32",
-             score=lambda out, y: {"accuracy": float((out.argmax(1) == y).float().mean())})
-    return pack, members
+                      functional.cross_entropy) for lr in rates]
+    trainer = PackTrainer(data, networks, members, seed=0, precision="fp32",
+                          score=lambda out, y: {"accuracy": float((out.argmax(1) == y)
+                                                                  .float().mean())})
+    taken: dict[int, nn.Module] = {}
+    for epoch in range(1, epochs + 1):
+        trainer.step_epoch()
+        leaving = {j: mlp(99, dropout=0.0, norm="none") for j, at in pruned_at.items()
+                   if at == epoch}
+        trainer.remove(leaving)
+        taken.update(leaving)
+    return trainer, taken
 
 
 def test_a_member_that_stops_leaves_the_pack_and_the_others_train_as_without_it():
     def net(seed: int) -> nn.Module:
         return mlp(seed, dropout=0.0, norm="none")
 
-    three, members = _fit([net(0), net(1), net(2)], [1e-2, 3e-2, 3e-3], epochs=3,
-                          pruned_at={1: 1})
-    assert three.slots == []  # every member left: the pruned one after epoch 1
-    assert isinstance(members[1].error, Pruned) and len(members[1].result.history) == 1
-    assert [len(m.result.history) for m in (members[0], members[2])] == [3, 3]
+    three, taken = _fit([net(0), net(1), net(2)], [1e-2, 3e-2, 3e-3], epochs=3,
+                        pruned_at={1: 1})
+    assert three.fused and three.live == [0, 2]  # the pruned one left after epoch 1
     two, _ = _fit([net(0), net(2)], [1e-2, 3e-3], epochs=3, pruned_at={})
     one, _ = _fit([net(1)], [3e-2], epochs=1, pruned_at={})
-    for kept, (pack, row) in {0: (two, 0), 2: (two, 1), 1: (one, 0)}.items():
-        got, expected = three.member_state(kept), pack.member_state(row)
+    for kept, row in {0: 0, 2: 1}.items():
+        got, expected = three.weights(kept), two.weights(row)
         for key, value in expected.items():
             assert torch.allclose(got[key], value, atol=1e-5), (kept, key)
-    alone = three.load_into(1, net(5))  # the set-aside member unstacks like any other
-    assert torch.equal(alone.state_dict()["body.0.weight"], one.member_state(0)["body.0.weight"])
+    for key, value in one.weights(0).items():  # the member that left unstacks like any other
+        assert torch.allclose(taken[1].state_dict()[key], value, atol=1e-5), key

@@ -9,7 +9,7 @@ from hyperopt import Trials, fmin, space_eval
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
-from mltune.search.packs import shape
+from mltune.search.packs.shapes import shape
 from mltune.search.samplers.base import Finished, loss_of
 from mltune.search.samplers.hyperopt import HyperoptSampler, startup_trials, to_hyperopt
 from mltune.spec.space import build_space, decode

@@ -10,7 +10,8 @@ import torch
 
 import mltune
 from mltune.models.network import network_of
-from mltune.search.packs import PackSizes, chosen_size, is_free, member_steps_per_s, shape_key
+from mltune.search.packs.shapes import is_free, shape_key
+from mltune.search.packs.sizes import PackSizes, chosen_size, member_steps_per_s
 from mltune.tasks import get_task
 
 

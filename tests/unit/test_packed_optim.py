@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mltune.training.optim import make_optimizer
-from mltune.training.packed_optim import make_packed_optimizer
+from mltune.training.optim import make_optimizer, make_packed_optimizer
 
 MEMBERS = {
     "adam": [{"optimizer": "adam", "learning_rate": 1e-2, "weight_decay": 0.0},

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from mltune.report import plots
+from mltune.report import plots, timeline
 from mltune.report.trials import trials_frame
 
 
@@ -147,11 +147,11 @@ def test_the_timeline_has_a_row_per_device_and_a_bar_per_trial_from_the_first_st
     frame = pd.DataFrame({"trial": [1, 2, 3], "status": ["FINISHED", "KILLED", "FINISHED"],
                           "device": ["cuda:0", "cuda:1", "cuda:0"],
                           "start_ms": [1000, 1500, 3000], "end_ms": [2900, 4000, None]})
-    info = plots.timeline_info(frame)
+    info = timeline.timeline_info(frame)
     assert info is not None and info.devices == ["cuda:0", "cuda:1"]
     assert info.bars == [(0, 0.0, 1.9, "FINISHED"), (1, 0.5, 3.0, "KILLED"),
                          (0, 2.0, 3.0, "FINISHED")]  # still running: to the last end
-    assert plots.draw_timeline(info).axes[0].get_title() == \
+    assert timeline.draw_timeline(info).axes[0].get_title() == \
         "Trials per device over time (cuda:0: 2, cuda:1: 1)"
-    assert plots.timeline_info(frame.assign(device="cpu")) is None  # one device
-    assert plots.timeline_info(frame.drop(columns="device")) is None  # an older search
+    assert timeline.timeline_info(frame.assign(device="cpu")) is None  # one device
+    assert timeline.timeline_info(frame.drop(columns="device")) is None  # an older search

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
-from mltune.search.stopping import (
+from mltune.search.history.stopping import (
     NoImprovement,
     Progress,
     Standing,

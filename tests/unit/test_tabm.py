@@ -17,7 +17,7 @@ from mltune.tasks import task_for
 from mltune.tasks.members import MembersLoss, averaged
 from mltune.tasks.tabular.task import encode
 from mltune.training.device import seed_everything
-from mltune.training.engine import Member, make_pack, train
+from mltune.training.engine import Member, PackTrainer
 
 SMALL = {"k": 4, "n_blocks": 2, "d_block": 32, "dropout": 0.0, "batch_size": 64}
 
@@ -30,19 +30,24 @@ def tabular(source: str = "sklearn:breast_cancer", **params):
 
 
 def trained(task, data, configs, epochs=1):
-    """``configs`` trained as one pack (fused when several), member j built after seed j."""
+    """``configs`` trained as one pack by the pack trainer (fused when several), member j
+    built after seed j: the networks, each with its weights, and each member's epochs."""
     networks = []
     for j, config in enumerate(configs):
         seed_everything(j)
         networks.append(task.build_model(config, data.meta))
-    pack = make_pack(networks)
-    crew = [Member(c, task.make_loss(c, data), lambda epoch, metrics: None) for c in configs]
-    train(pack, crew, data, score=lambda o, y: task.score(o, y, data.meta), epochs=epochs,
-          seed=0, precision="fp32")
-    assert all(m.error is None for m in crew)
-    nets = [pack.load_into(j, task.build_model(c, data.meta)).eval()
-            for j, c in enumerate(configs)]
-    return nets, [m.result for m in crew]
+    crew = [Member(c, task.make_loss(c, data)) for c in configs]
+    trainer = PackTrainer(data, networks, crew, seed=0, precision="fp32",
+                          score=lambda o, y: task.score(o, y, data.meta))
+    assert trainer.fused == (len(configs) > 1)  # several TabM trials: one fused network
+    history: list[list[dict]] = [[] for _ in configs]
+    for _ in range(epochs):
+        for j, metrics in trainer.step_epoch().items():
+            assert isinstance(metrics, dict), metrics  # trained, not diverged
+            history[j].append(metrics)
+    nets = [task.build_model(c, data.meta) for c in configs]
+    trainer.remove(dict(enumerate(nets)))
+    return [n.eval() for n in nets], history
 
 
 def test_the_network_answers_as_the_tabm_package_does_with_the_same_weights():
@@ -70,7 +75,7 @@ def test_the_network_answers_as_the_tabm_package_does_with_the_same_weights():
 
 def test_members_differ_after_one_epoch_and_the_answer_is_their_average():
     task, data, params = tabular()
-    (network,), (result,) = trained(task, data, [params])
+    (network,), (history,) = trained(task, data, [params])
     # the adapters learned apart: every member's own scaling of the second layer
     r = network.body[3].r
     assert not torch.allclose(r, r[:1].expand_as(r))
@@ -93,7 +98,7 @@ def test_members_differ_after_one_epoch_and_the_answer_is_their_average():
     assert scores["accuracy"] == pytest.approx(
         (averaged(members, True).argmax(dim=1) == data.y_val).float().mean().item())
     assert scores["accuracy_members_std"] == pytest.approx(statistics.pstdev(each))
-    assert result.history[0]["val_accuracy"] == pytest.approx(scores["accuracy"])
+    assert history[0]["val_accuracy"] == pytest.approx(scores["accuracy"])
 
 
 def test_a_regression_answers_the_mean_of_the_members_values_in_the_targets_units():
@@ -130,14 +135,13 @@ def test_a_packed_tabm_trial_equals_the_same_configuration_trained_alone():
                for lr, wd in ((2e-3, 3e-4), (5e-4, 0.0), (4e-3, 1e-2))]
     packed = trained(task, data, configs, epochs=2)[1]
     for j, config in enumerate(configs):
-        networks = []
         seed_everything(j)
-        networks.append(task.build_model(config, data.meta))
-        pack = make_pack(networks)
-        member = Member(config, task.make_loss(config, data), lambda epoch, metrics: None)
-        train(pack, [member], data, score=lambda o, y: task.score(o, y, data.meta), epochs=2,
-              seed=0, precision="fp32")
-        for p, a in zip(packed[j].history, member.result.history, strict=True):
+        network = task.build_model(config, data.meta)
+        trainer = PackTrainer(data, [network], [Member(config, task.make_loss(config, data))],
+                              seed=0, precision="fp32",
+                              score=lambda o, y: task.score(o, y, data.meta))
+        alone = [trainer.step_epoch()[0] for _ in range(2)]
+        for p, a in zip(packed[j], alone, strict=True):
             assert set(p) == set(a)
             for metric in p:
                 assert p[metric] == pytest.approx(a[metric], abs=1e-4), metric

@@ -1,11 +1,11 @@
-"""The ray backend: a pack per Ray worker, searched by the spec's sampler (any ``algo``).
+"""The ray backend: a driver per Ray worker, searched by the spec's sampler (any ``algo``).
 
-The driver (this process) holds the parent run, the search's bookkeeping and the sampler; each
-worker (a Ray actor, ``parallelism`` of them, ``cpus_per_trial`` CPUs and ``gpus_per_worker``
-GPUs each) trains packs as a local device does, opening a child run per member with
-``parent_run_id`` and logging it exactly like a local trial
-(``mltune.search.trial.TrialRunner``). The data is prepared once, here, and shipped through
-Ray's object store. Why actors rather than Ray Tune: ``runner``'s docstring.
+The search's process holds the parent run and the coordinator (the sampler, the numbering, the
+scheduler, the outcomes); each worker (a Ray actor, ``parallelism`` of them, ``cpus_per_trial``
+CPUs and ``gpus_per_worker`` GPUs each) runs the very driver a local lane runs
+(``mltune.search.packs.driver``), opening a child run per trial with ``parent_run_id``. The
+data is prepared once, here, and shipped through Ray's object store. Why actors rather than
+Ray Tune: ``runner``'s docstring.
 
 This module imports without Ray; everything that needs it lives in ``runner``.
 """
@@ -13,11 +13,10 @@ This module imports without Ray; everything that needs it lives in ``runner``.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
 from typing import Any
 
 from mltune.core.errors import SpecError
-from mltune.search.backend import BACKENDS
+from mltune.search.packs.lanes import BACKENDS
 from mltune.spec.model import SearchSpec
 
 INSTALL = "pip install 'mltune[ray]'"
@@ -58,15 +57,15 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 class RayBackend:
-    """Packs in parallel in Ray workers (``runner``), each member logged like a local trial."""
+    """Lanes in Ray workers (``runner``), each trial logged like a local one."""
 
     def preflight(self, spec: SearchSpec) -> None:
         preflight(spec)
 
-    def run(self, session: Any, space: Mapping[str, Any]) -> None:
+    def run(self, setup: Any, coordinator: Any, stop: Any) -> None:
         from mltune.backends.ray.runner import run_search
 
-        run_search(session, space)
+        run_search(setup, coordinator, stop)
 
 
 BACKENDS.add("ray", RayBackend())

@@ -1,24 +1,22 @@
-"""The Ray side of the ray backend (imported only when Ray is installed): a pack per worker.
+"""The Ray side of the ray backend (imported only when Ray is installed): a driver per worker.
 
-The layer: Ray core actors, driven by mltune's own pack loop (``search.packloop``), not Ray
-Tune. A worker is a ``PackWorker`` actor holding the search's data on its device (moved there
-once) and a ``TrialRunner``: it trains one pack at a time, exactly as a local device does
-(fused members, refills at epoch ends, its own child runs under the one parent), and its pack
-sizes are measured on its own device. The driver keeps everything a search shares: the
-sampler (a point pending in one pack only), the numbering, the stop rules, progress and the
-parent run; each worker is a lane of the pack loop, driven from a thread of the driver through
-``WorkerRunner``, which relays the worker's events (a slot to refill, a trial that ended, the
-pack done). Tune would have to see a pack as one trial whose members come and go at epoch
-ends, ask the sampler through its ``Searcher`` for points that are not trials, and it kills
-the trial's worker on a stop, leaving runs to be closed from outside; with actors the loop,
-its refills and its bookkeeping are the local backend's own code, and Ray only places workers
-and carries calls.
+The layer: Ray core actors running mltune's own driver (``search.packs.driver``), not Ray Tune.
+A worker is a ``PackWorker`` actor holding the search's data on its device (moved there once),
+its lane and its trials' tracker: it runs the same driver a local lane runs (packs filled,
+refilled at epoch ends, each trial's record its own child run under the one parent, pack sizes
+measured on its own device), with the search's coordinator reached through a relay
+(``relay``): a thread of the search's process per worker answers its calls (``RayRunner``).
+So everything a search shares (the sampler, the numbering, the one scheduler, stop rules,
+progress, the out-of-fold predictions an ensemble is chosen on) stays in the search's process,
+and every feature of a local lane works in a worker by construction. Tune would have to see a
+pack as one trial whose members come and go at epoch ends, ask the sampler through its
+``Searcher`` for points that are not trials, and it kills the trial's worker on a stop, leaving
+runs to be closed from outside; with actors Ray only places workers and carries calls.
 
 A worker that dies (killed, out of host memory, node lost) loses only the pack it was
 training: its unfinished trials' runs are closed KILLED (``mltune.interrupted``), their points
 run again first (``LaneLost``), and a new worker takes its place (up to ``MAX_RESTARTS``
-times); the search ends with its whole budget. Pruning uses mltune's own rules in a small
-actor that every worker asks after each epoch (``SchedulerActor``).
+times); the search ends with its whole budget.
 """
 
 from __future__ import annotations
@@ -27,52 +25,43 @@ import contextlib
 import logging
 import os
 import pickle
-import queue
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import ray
 import torch
-from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray.exceptions import RayActorError
 
+from mltune.backends.ray.relay import CALLS, Relay, RelayCoordinator
 from mltune.backends.ray.store import check_tracking_store, worker_env, worker_tracking_uri
-from mltune.core import interrupts
 from mltune.core.errors import SpecError
-from mltune.core.outcomes import TrialOutcome
-from mltune.core.terms import Direction
+from mltune.core.interrupts import Stop
 from mltune.data.splits import TaskData
-from mltune.search.crossval import search_folds
-from mltune.search.devices import Lane, LaneLost
-from mltune.search.packloop import run_loops
-from mltune.search.packs import PackSizes
-from mltune.search.schedulers import make_scheduler
-from mltune.search.schedulers.base import Decision
-from mltune.search.session import Session
-from mltune.search.trial import TrialRunner
-from mltune.spec.distributions import Space
-from mltune.spec.model import PruningSpec, SearchSpec
+from mltune.search.packs.coordinator import Admitted, Coordinator, PackStart
+from mltune.search.packs.driver import Driver
+from mltune.search.packs.folds import search_folds
+from mltune.search.packs.lane import Lane, SearchSetup
+from mltune.search.packs.lanes import LaneLost, run_lanes
+from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
-from mltune.tracking import tags as T
+from mltune.tracking.background import Finisher
 from mltune.tracking.runs import SearchRun
+from mltune.tracking.tracker import MlflowTracker, end_orphans
 from mltune.training.device import numbered, resolve_device
-from mltune.training.engine import Occupancy
 from mltune.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5  # how long a worker holds the driver's ask for its next event
+POLL_S = 0.5  # how long a worker holds the search's ask for its next event
 MAX_RESTARTS = 3  # new workers a lane may start after its worker died
-Members = list[tuple[int, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
-class TrialContext:
+class WorkerContext:
     """What a worker needs besides the data: plain values, so it pickles."""
 
     spec: SearchSpec
@@ -81,24 +70,6 @@ class TrialContext:
     parent_run_id: str
     experiment_id: str
     search_id: str
-
-
-class SchedulerActor:
-    """The search's scheduler, shared by all workers (it judges across trials)."""
-
-    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
-                 seed: int = 0) -> None:
-        self.scheduler = make_scheduler(spec, direction, space, seed)
-
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
-        self.scheduler.on_start(trial, params)
-
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
-        return self.scheduler.on_result(trial, epoch, value, peers)
-
-    def on_end(self, trial: int) -> None:
-        self.scheduler.on_end(trial)
 
 
 def worker_device(spec: SearchSpec) -> torch.device:
@@ -112,44 +83,11 @@ def worker_device(spec: SearchSpec) -> torch.device:
     return resolve_device(spec.device)
 
 
-class ActorScheduler:
-    """The scheduler actor as a trial asks it (a ``Scheduler``)."""
-
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
-
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
-        self.actor.on_start.remote(trial, dict(params))  # one caller's calls arrive in order
-
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
-        decision: Decision = ray.get(self.actor.on_result.remote(trial, epoch, value, peers))
-        return decision
-
-    def on_end(self, trial: int) -> None:
-        self.actor.on_end.remote(trial)
-
-
 def _last_line(error: Any) -> str:
     """A worker's error in one line: the last of its traceback, the exception itself."""
     text = str(error or "no error recorded").strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][:500] if lines else text
-
-
-def _close_runs(search: SearchRun, status: str, tag: str, value: str,
-                number: int | None = None) -> str | None:
-    """End this search's trial runs still RUNNING (all, or trial ``number``'s)."""
-    query = (f"tags.`{T.SEARCH_ID}` = '{search.search_id}' and "
-             f"tags.`{T.ROLE}` = 'trial' and attributes.status = 'RUNNING'")
-    if number is not None:
-        query += f" and tags.`{T.TRIAL}` = '{number}'"
-    found = None
-    for run in search.client.search_runs([search.experiment_id], filter_string=query):
-        search.client.log_batch(run.info.run_id, tags=[RunTag(tag, value)])
-        search.client.set_terminated(run.info.run_id, status)
-        found = run.info.run_id
-    return found
 
 
 @contextlib.contextmanager
@@ -175,81 +113,60 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
             os.environ.pop("RAY_AUTH_MODE", None)
 
 
-
-
 class PackWorker:
-    """In a Ray worker process: the packs the driver hands it, trained one at a time on its
-    device by a ``TrialRunner`` (the local backend's own), in a thread of the actor while the
-    driver asks for its events: ``("refill", free)`` (answered by ``answer``), ``("ended",
-    outcome)``, and at the end ``("done", (outcomes, occupancy))`` or ``("raised", error)``."""
+    """In a Ray worker process: this worker's lane and tracker, and its driver, run in a
+    thread of the actor (``drive``) while the search's process answers its coordinator's
+    calls through the relay (``next_event``, ``answer``)."""
 
-    def __init__(self, context: TrialContext, data: TaskData, scheduler: Any) -> None:
+    def __init__(self, context: WorkerContext, data: TaskData) -> None:
         os.environ.pop("MLFLOW_RUN_ID", None)  # never log into the parent (mlflow#15713)
         mlflow.set_tracking_uri(context.tracking_uri)
         spec = context.spec
         torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
-        self.device = worker_device(spec)
-        self.data = data.to(self.device)  # once per worker
-        search = SearchRun(context.parent_run_id, context.experiment_id, context.search_id,
-                           MlflowClient())
-        self.runner = TrialRunner(spec, context.task, self.data, search, self.device,
-                                  resolve_precision(spec.precision, self.device).name,
-                                  scheduler=ActorScheduler(scheduler) if scheduler else None,
-                                  folds=search_folds(spec, context.task, self.data))
-        self.sizes = PackSizes(context.task, self.data, self.device, spec.precision)
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.answers: queue.Queue[Members] = queue.Queue()
+        device = worker_device(spec)
+        data = data.to(device)  # once per worker
+        self.lane = Lane(spec, context.task, data, device, str(device),
+                         search_folds(spec, context.task, data))
+        self.search = SearchRun(context.parent_run_id, context.experiment_id,
+                                context.search_id, MlflowClient())
+        self.relay = Relay()
+        self.stop = Stop()
 
     def where(self) -> tuple[str, str]:
         """(its device, its node's address)."""
-        return str(self.device), ray.util.get_node_ip_address()
+        return str(self.lane.device), ray.util.get_node_ip_address()
 
-    def name(self, label: str) -> None:
-        """What its trials' ``mltune.device`` says."""
-        self.runner.label = label
+    def drive(self, label: str) -> None:
+        """Run the driver in the background, as lane ``label``; its calls and its end
+        follow as events."""
+        lane, self.lane.label = self.lane, label
+        self.stop.clear()
 
-    def size(self, params: Mapping[str, Any], limit: int) -> int:
-        """``pack: auto``'s size for this shape, measured on its own device."""
-        return self.sizes.size(params, limit)
-
-    def start(self, pack: int | None, members: Members, refills: bool,
-              seconds_left: float | None) -> None:
-        """Train a pack in the background; its events follow (``next_event``)."""
-        deadline = None if seconds_left is None else time.monotonic() + seconds_left
-        before = Occupancy(self.runner.occupancy.member_s, self.runner.occupancy.slot_s)
-
-        def train() -> None:
+        def main() -> None:
+            finisher = Finisher()
+            tracker = MlflowTracker(self.search, lane.task, lane.data, lane.device, label=label,
+                                    precision=resolve_precision(lane.spec.precision,
+                                                                lane.device).name,
+                                    finisher=finisher)
             try:
-                outcomes = self.runner.run_pack(
-                    pack, members, refill=self._refill if refills else None,
-                    on_end=lambda o: self.events.put(("ended", asdict(o))), deadline=deadline)
-                used = self.runner.occupancy
-                self.events.put(("done", ([asdict(o) for o in outcomes],
-                                          (used.member_s - before.member_s,
-                                           used.slot_s - before.slot_s))))
-            except BaseException as exc:  # noqa: B036 (Ctrl-C too: the driver raises it)
-                self.events.put(("raised", portable(exc)))
-            finally:
-                interrupts.clear()  # this worker trains the next pack
+                Driver(lane, RelayCoordinator(self.relay), tracker,  # type: ignore[arg-type]
+                       self.stop).run()
+                finisher.close()
+                self.relay.end("done", None)
+            except BaseException as exc:  # noqa: B036 (Ctrl-C too: the search raises it)
+                self.relay.end("raised", portable(exc))
 
-        threading.Thread(target=train, daemon=True, name="mltune-pack").start()
-
-    def _refill(self, free: int) -> Members:
-        self.events.put(("refill", free))
-        return self.answers.get()
+        threading.Thread(target=main, daemon=True, name="mltune-driver").start()
 
     def next_event(self, wait_s: float) -> tuple[str, Any] | None:
-        try:
-            return self.events.get(timeout=wait_s)
-        except queue.Empty:
-            return None
+        return self.relay.next_event(wait_s)
 
-    def answer(self, members: Members) -> None:
-        self.answers.put(members)
+    def answer(self, value: Any) -> None:
+        self.relay.answers.put(value)
 
-    def interrupt(self) -> None:
-        """The driver was interrupted: the pack stops at its next batch, its runs KILLED."""
-        interrupts.request("SIGINT")
+    def interrupt(self, reason: str) -> None:
+        """The search was stopped: the pack stops at its next batch, its runs KILLED."""
+        self.stop.request(reason)
 
 
 def portable(error: BaseException) -> BaseException:
@@ -261,90 +178,68 @@ def portable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-class WorkerRunner:
-    """A Ray worker as its lane of the pack loop sees it: ``run_pack`` as ``TrialRunner``'s,
-    the pack trained in the worker, its events relayed from this thread of the driver (a
-    refill asked of the loop, each trial's end recorded). A worker that died raises
-    ``LaneLost`` with the trials it had not finished; the next pack starts a new one."""
+class RayRunner:
+    """A Ray worker as a lane of the search: its driver runs in the worker, its coordinator
+    calls answered here, from this thread of the search's process. A worker that died raises
+    ``LaneLost`` (its unfinished trials handed back); the next ``run`` starts a new one."""
 
-    def __init__(self, start: Callable[[int], Any], search: SearchRun,
-                 scheduler: Any = None) -> None:
-        self.start, self.search, self.scheduler = start, search, scheduler
+    def __init__(self, start: Callable[[int], Any], search: SearchRun) -> None:
+        self.start, self.search = start, search
         self.restarts = 0
         self.actor: Any = start(0)
         self.label = ""
-        self.occupancy = Occupancy()
 
     def worker(self) -> Any:
         if self.actor is None:
             self.restarts += 1
             self.actor = self.start(self.restarts)
-            ray.get(self.actor.name.remote(self.label))
         return self.actor
 
-    def size(self, params: Mapping[str, Any], limit: int) -> int:
-        """``pack: auto``'s size, measured by the worker on its device (1 if it died)."""
-        try:
-            return int(ray.get(self.worker().size.remote(dict(params), limit)))
-        except RayActorError:
-            self.actor = None
-            return 1
-
-    def run_pack(self, pack: int | None, members: Sequence[tuple[int, Mapping[str, Any]]],
-                 refill: Callable[[int], Sequence[tuple[int, Mapping[str, Any]]]] | None = None,
-                 on_end: Callable[[TrialOutcome], None] | None = None,
-                 deadline: float | None = None) -> list[TrialOutcome]:
-        running = {n: dict(p) for n, p in members}  # started in the worker, not yet ended
-        seconds_left = None if deadline is None else deadline - time.monotonic()
+    def run(self, coordinator: Coordinator, stop: Stop) -> None:
+        handed: set[int] = set()  # trials this worker was given and has not ended
         stopping = False
         try:
             actor = self.worker()
-            ray.get(actor.start.remote(pack, list(running.items()), refill is not None,
-                                       seconds_left))
+            ray.get(actor.drive.remote(self.label))
             while True:
-                if not stopping and _interrupted():
-                    actor.interrupt.remote()  # its pack ends KILLED; then it says so
+                if not stopping and stop.reason is not None:
+                    actor.interrupt.remote(stop.reason)  # its pack ends KILLED; then it says so
                     stopping = True
                 event = ray.get(actor.next_event.remote(POLL_S))
                 if event is None:
                     continue
                 kind, value = event
-                if kind == "refill":
-                    taken = [] if stopping or refill is None else [
-                        (n, dict(p)) for n, p in refill(value)]
-                    running.update(taken)
-                    actor.answer.remote(taken)
-                elif kind == "ended":
-                    outcome = TrialOutcome(**value)
-                    running.pop(outcome.number, None)
-                    if on_end is not None:
-                        on_end(outcome)
+                if kind == "call":
+                    actor.answer.remote(self._answer(coordinator, handed, *value))
                 elif kind == "done":
-                    outcomes, (member_s, slot_s) = value
-                    self.occupancy.member_s += member_s
-                    self.occupancy.slot_s += slot_s
-                    return [TrialOutcome(**o) for o in outcomes]
+                    return
                 else:
-                    if stopping:  # the driver's own interrupt (SIGTERM, SIGINT) is the reason
-                        interrupts.check()
+                    if stopping:  # the search's own stop (SIGTERM, SIGINT) is the reason
+                        stop.check()
                     raise value
         except RayActorError as exc:
             self.actor = None
             reason = f"the Ray worker {self.label} died mid-pack: {_last_line(exc)}"
-            for number in running:
-                _close_runs(self.search, "KILLED", T.INTERRUPTED, "true", number=number)
-                if self.scheduler is not None:
-                    self.scheduler.on_end.remote(number)
-            raise LaneLost(reason, list(running.items()),
-                           restartable=self.restarts < MAX_RESTARTS) from None
+            end_orphans(self.search, sorted(handed))
+            coordinator.lost(sorted(handed))
+            raise LaneLost(reason, len(handed), restartable=self.restarts < MAX_RESTARTS
+                           ) from None
 
-
-def _interrupted() -> bool:
-    try:
-        interrupts.check()
-    except KeyboardInterrupt:
-        return True
-    return False
+    @staticmethod
+    def _answer(coordinator: Coordinator, handed: set[int], method: str,
+                args: Sequence[Any]) -> Any:
+        """The coordinator's answer to a worker's call, noting which trials it holds."""
+        if method not in CALLS:
+            raise ValueError(f"a worker called {method!r}; allowed: {', '.join(CALLS)}")
+        result = getattr(coordinator, method)(*args)
+        admitted = result.admitted if isinstance(result, PackStart) else result
+        if isinstance(admitted, Admitted):  # numbered by admit, or by next_pack at once
+            handed.update(number for number, _ in admitted.trials)
+        elif method == "refill":
+            handed.update(number for number, _ in result)
+        elif method == "ended":
+            handed.discard(args[0].number)
+        return result
 
 
 def worker_count(spec: SearchSpec, resources: Mapping[str, float]) -> int:
@@ -369,58 +264,40 @@ def labels_of(places: Sequence[tuple[str, str]]) -> list[str]:
     return numbered([f"{device}@{node}" if several_nodes else device for device, node in places])
 
 
-class WorkerSizes:
-    """A worker's pack sizes, as its lane's ``sizes``."""
+def ray_runners(setup: SearchSetup, uri: str, count: int) -> list[RayRunner]:
+    """``count`` workers of the search (Ray running), each a lane with its label."""
+    spec, search = setup.spec, setup.search
+    context = WorkerContext(spec, setup.task, uri, search.run_id, search.experiment_id,
+                            search.search_id)
+    data = ray.put(setup.data.to("cpu"))  # shipped once, moved once per worker
+    actor = ray.remote(PackWorker)
 
-    def __init__(self, runner: WorkerRunner) -> None:
-        self.runner = runner
+    def starter(i: int) -> Callable[[int], Any]:
+        def start(restart: int) -> Any:
+            name = f"mltune-{search.search_id}-worker-{i}"
+            return actor.options(
+                name=name + (f"-r{restart}" if restart else ""), max_concurrency=4,
+                num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_worker,
+            ).remote(context, data)
+        return start
 
-    def size(self, params: Mapping[str, Any], limit: int) -> int:
-        return self.runner.size(params, limit)
+    runners = [RayRunner(starter(i + 1), search) for i in range(count)]
+    places = ray.get([r.actor.where.remote() for r in runners])
+    for runner, label in zip(runners, labels_of(places), strict=True):
+        runner.label = label
+    return runners
 
 
-def run_search(session: Session, space: Space) -> None:
-    """The rest of the search's budget in Ray workers, one pack loop each (``run_loops``, the
-    local backend's); outcomes are recorded by the session as they arrive."""
-    spec = session.spec
-    if spec.max_evals is not None and spec.max_evals <= len(session.history.outcomes):
-        return
-    search = session.search
+def run_search(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> None:
+    """The search's lanes in Ray workers, one driver each; their calls answered here."""
+    spec, search = setup.spec, setup.search
     uri = worker_tracking_uri(mlflow.get_tracking_uri())
     try:
         with ray_session(spec, uri):
             check_tracking_store(uri, sum(1 for node in ray.nodes() if node["Alive"]))
-            count = worker_count(spec, ray.cluster_resources())
-            scheduler = None
-            if spec.pruning.rule != "none":
-                scheduler = ray.remote(num_cpus=0)(SchedulerActor).remote(
-                    spec.pruning, spec.direction, space, spec.seed)
-            context = TrialContext(spec, session.task, uri, search.run_id,
-                                   search.experiment_id, search.search_id)
-            data = ray.put(session.data.to("cpu"))  # shipped once, moved once per worker
-            actor = ray.remote(PackWorker)
-
-            def starter(i: int) -> Callable[[int], Any]:
-                def start(restart: int) -> Any:
-                    name = f"mltune-{search.search_id}-worker-{i}"
-                    return actor.options(
-                        name=name + (f"-r{restart}" if restart else ""), max_concurrency=4,
-                        num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_worker,
-                    ).remote(context, data, scheduler)
-                return start
-
-            runners = [WorkerRunner(starter(i + 1), search, scheduler) for i in range(count)]
-            places = ray.get([r.actor.where.remote() for r in runners])
-            labels = labels_of(places)
-            ray.get([r.actor.name.remote(label) for r, label in zip(runners, labels,
-                                                                    strict=True)])
-            lanes = []
-            for runner, label, (device, _) in zip(runners, labels, places, strict=True):
-                runner.label = label
-                lanes.append(Lane(torch.device(device), label, None, runner,
-                                  WorkerSizes(runner)))
-            log.info("training in %d Ray workers: %s", count, ", ".join(labels))
-            session.lanes = lanes  # the summary's occupancy: the workers'
-            run_loops(session, space, lanes)
+            runners = ray_runners(setup, uri, worker_count(spec, ray.cluster_resources()))
+            log.info("training in %d Ray workers: %s", len(runners),
+                     ", ".join(r.label for r in runners))
+            run_lanes(runners, coordinator, stop)
     finally:
-        _close_runs(search, "KILLED", T.INTERRUPTED, "true")  # none after a clean run
+        end_orphans(search)  # none after a clean run

@@ -38,6 +38,7 @@ from mltune.spec.distributions import is_distribution as drawn
 from mltune.spec.space import decode, option_index
 
 TRIES = 10  # suggestions tried for a point unlike every pending one before giving up
+DOMAINS_KEPT = 64  # compiled spaces of fixed shapes kept (the oldest goes first)
 
 
 def startup_trials(budget: int) -> int:
@@ -159,13 +160,11 @@ class HyperoptSampler:
         self.trials = Trials()
         self._stream = np.random.default_rng(seed)
         self._seeds: list[int] = []
+        self._points: dict[int, Params] = {}  # each document's decoded point, by tid
+        self._domains: dict[tuple[tuple[str, str], ...], tuple[dict[str, Any], Domain]] = {}
 
     def ask(self, n: int = 1, fixed: Mapping[str, Any] | None = None) -> list[Params]:
-        if fixed:
-            hp_space = to_hyperopt(self.space, fixed)
-            domain = Domain(lambda _: 0.0, hp_space)
-        else:
-            hp_space, domain = self.hp_space, self.domain
+        hp_space, domain = self._domain(fixed) if fixed else (self.hp_space, self.domain)
         points: list[Params] = []
         for _ in range(n):
             point = self._suggest(hp_space, domain)
@@ -196,7 +195,7 @@ class HyperoptSampler:
         """The algorithm's next point over ``domain``, unlike every pending one (None when
         ``TRIES`` suggestions gave none), inserted as pending."""
         tid = len(self.trials._dynamic_trials)
-        taken = [self._point(d) for d in self.trials._dynamic_trials
+        taken = [self._points[d["tid"]] for d in self.trials._dynamic_trials
                  if d["state"] == JOB_STATE_NEW]
         for attempt in range(TRIES):
             (doc,) = self.algo([tid], domain, self.trials, self._seed(tid, attempt))
@@ -207,6 +206,17 @@ class HyperoptSampler:
                 self.trials.refresh()
                 return point
         return None
+
+    def _domain(self, fixed: Mapping[str, Any]) -> tuple[dict[str, Any], Domain]:
+        """The space with ``fixed`` taken as given, compiled once per shape (a pack's refills
+        ask with the same shape again and again; compiling costs ~10 ms)."""
+        key = tuple(sorted((k, repr(v)) for k, v in fixed.items()))
+        if key not in self._domains:
+            if len(self._domains) >= DOMAINS_KEPT:
+                self._domains.pop(next(iter(self._domains)))
+            hp_space = to_hyperopt(self.space, fixed)
+            self._domains[key] = (hp_space, Domain(lambda _: 0.0, hp_space))
+        return self._domains[key]
 
     def _seed(self, tid: int, attempt: int) -> int:
         if attempt:  # a retry: a stream of its own, the same run to run
@@ -226,15 +236,12 @@ class HyperoptSampler:
         (doc,) = self.trials.new_trial_docs([tid], [None], [{"status": "new"}], [misc])
         doc["state"] = state
         self.trials.insert_trial_docs([doc])
+        self._points[tid] = dict(point)
         return self.trials._dynamic_trials[-1]
-
-    def _point(self, doc: dict[str, Any]) -> Params:
-        vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}
-        return decode(space_eval(self.hp_space, vals))
 
     def _pending_doc(self, point: Params) -> dict[str, Any] | None:
         for doc in self.trials._dynamic_trials:
-            if doc["state"] == JOB_STATE_NEW and self._point(doc) == point:
+            if doc["state"] == JOB_STATE_NEW and self._points[doc["tid"]] == point:
                 return doc
         return None
 

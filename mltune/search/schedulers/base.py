@@ -1,17 +1,27 @@
-"""What a scheduler is: after each epoch of each member it says CONTINUE, STOP or EXPLOIT.
+"""What a scheduler is: after each epoch of each trial it decides CONTINUE, STOP or EXPLOIT.
 
-In the manner of Ray Tune's ``TrialScheduler.on_trial_result``: a pruning rule answers STOP
-(the trial ends KILLED, ``mltune.pruned``); population-based training answers EXPLOIT: take
-the weights and optimizer state of trial ``source`` and go on with ``values`` for the free
-hyperparameters (the engine copies the row in the pack; the change is logged on the run).
+In the manner of Ray Tune's ``TrialScheduler.on_trial_result``: a decision is a value the
+driver applies, never an exception. A pruning rule answers STOP (the trial ends PRUNED: a KILLED
+run tagged ``mltune.pruned``); population-based training answers EXPLOIT: take the weights and
+optimizer state of trial ``source`` and go on with ``values`` for the free hyperparameters (the
+pack trainer copies the row; the change is logged on the trial's run).
+
+Each scheduler owns its options (a frozen dataclass, ``Options``, validated by its ``options``
+from the spec's ``pruning:`` section: another rule's option is refused there), and rebuilds its
+state from recorded trials (``rebuild``): a resumed search judges its next trials exactly as the
+uninterrupted search would have. The state of every built-in rule is a function of the values
+it was told, so replaying each ended trial's recorded curve rebuilds it (``Replayed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+
+from mltune.core.terms import Direction
+from mltune.spec.distributions import Space
 
 
 class Action(str, Enum):
@@ -37,25 +47,62 @@ def exploit(source: int, values: Mapping[str, Any]) -> Decision:
     return Decision(Action.EXPLOIT, source, dict(values))
 
 
+@dataclass(frozen=True)
+class TrialCurve:
+    """An ended trial as a scheduler is rebuilt from it: its number, its starting params and
+    the search's metric at each epoch it trained."""
+
+    number: int
+    params: Mapping[str, Any]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every scheduler is made with besides its options: the search's direction, its
+    space (names -> literals and distributions: PBT draws from it), seed and epochs."""
+
+    direction: Direction
+    space: Space = field(default_factory=dict)
+    seed: int = 0
+    epochs: int = 10
+
+
 class Scheduler(Protocol):
-    """Judges trials epoch by epoch, against each other.
+    """Judges trials epoch by epoch, against each other."""
 
-    A factory (the class ``SCHEDULERS`` names) is called as ``factory(spec, direction, space,
-    seed)``: the search's ``PruningSpec``, its ``Direction``, its space (``spec.space``'s
-    ``build_space``: names -> literals and distributions; None when unknown) and its seed.
-    A rule that needs neither space nor seed ignores them.
-    """
-
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
         """Trial ``trial`` starts with these decoded params (flat: ``optimizer.momentum``)."""
-        ...
 
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
         """Trial ``trial`` measured ``value`` (the search's metric, NaN when it diverged) at
-        ``epoch``; ``peers``: the same epoch's values of the other members of its pack."""
-        ...
+        ``epoch``; ``peers``: the same epoch's values of the other trials of its pack."""
 
-    def on_end(self, trial: int) -> None:
+    def end(self, trial: int) -> None:
         """The trial ended (finished, stopped or failed)."""
-        ...
+
+    def rebuild(self, trials: Sequence[TrialCurve]) -> None:
+        """Learn the ended trials of a resumed search, before any new one starts."""
+
+
+class Replayed:
+    """``rebuild`` by replay: each recorded trial started, told its values epoch by epoch
+    (the answers are not applied: the trial already ended) and ended, in trial order."""
+
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
+        raise NotImplementedError
+
+    def end(self, trial: int) -> None:
+        raise NotImplementedError
+
+    def rebuild(self, trials: Sequence[TrialCurve]) -> None:
+        for trial in sorted(trials, key=lambda t: t.number):
+            self.start(trial.number, trial.params)
+            for epoch, value in enumerate(trial.values, start=1):
+                self.decide(trial.number, epoch, value)
+            self.end(trial.number)

@@ -23,17 +23,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mltune.core.terms import Direction
-from mltune.search.schedulers.asha import AshaScheduler
-from mltune.search.schedulers.base import CONTINUE, Decision
+from mltune.core.errors import SpecError
+from mltune.search.schedulers.asha import Rungs, asha_options
+from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed
 from mltune.spec.catalogs import SCHEDULERS
-from mltune.spec.distributions import Space
-from mltune.spec.model import PruningSpec
+from mltune.spec.options import integer, optional_integer
 
 BLOCK = 4  # consecutive trial numbers that share a bracket (a pack's members, where they fit)
+# The default: the aggressive, the moderate and the cautious bracket. More brackets start ever
+# later (min_epochs * eta**3 = 27 epochs with eta 3), past most searches' epochs.
+DEFAULT_BRACKETS = 3
+
+
+@dataclass(frozen=True)
+class HyperbandOptions:
+    min_epochs: int = 1  # the first rung of the most aggressive bracket
+    eta: int = 3  # keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+    max_epochs: int | None = None  # rungs lie below it (None: the search's epochs)
+    brackets: int | None = None  # None: one per rung, at most DEFAULT_BRACKETS
+
+    def rungs(self) -> tuple[int, ...]:
+        """The rung epochs ``min_epochs * eta**k`` below ``max_epochs`` (a judgment at the
+        last epoch would save no training)."""
+        rungs, rung = [], self.min_epochs
+        while self.max_epochs is not None and rung < self.max_epochs:
+            rungs.append(rung)
+            rung *= self.eta
+        return tuple(rungs)
+
+    def bracket_count(self) -> int:
+        """Brackets: as given, else one per rung up to ``DEFAULT_BRACKETS``."""
+        if self.brackets is not None:
+            return self.brackets
+        return max(1, min(DEFAULT_BRACKETS, len(self.rungs())))
 
 
 def bracket_sizes(brackets: int, rungs: int, eta: int) -> list[int]:
@@ -56,19 +81,41 @@ def schedule(weights: list[int]) -> list[int]:
 
 
 @SCHEDULERS.register("hyperband")
-class HyperbandScheduler:
-    """One ASHA per bracket, its first rung moved ``s`` rungs later."""
+class HyperbandScheduler(Replayed):
+    """One set of rungs per bracket, its first rung moved ``s`` rungs later."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
-                 seed: int = 0, block: int = BLOCK) -> None:
-        self.spec, self.direction, self.block = spec, direction, max(1, block)
-        count = spec.bracket_count()
-        rungs = spec.rungs()
-        depth = max(count, len(rungs)) if rungs is not None else count
-        self.order = schedule(bracket_sizes(count, depth, spec.eta))
-        self.brackets = [AshaScheduler(replace(spec, min_epochs=spec.min_epochs * spec.eta**s),
-                                       direction) for s in range(count)]
-        self.started: dict[int, int] = {}  # trial -> bracket, as on_start assigned it
+    Options = HyperbandOptions
+
+    @staticmethod
+    def options(raw: Mapping[str, Any], epochs: int) -> HyperbandOptions:
+        options = HyperbandOptions(
+            **asha_options(raw),
+            max_epochs=integer(raw, "pruning.max_epochs", epochs, minimum=1, maximum=epochs),
+            brackets=optional_integer(raw, "pruning.brackets", minimum=1))
+        rungs = options.rungs()
+        if not rungs:
+            raise SpecError(f"pruning.min_epochs: {options.min_epochs} is not allowed with "
+                            f"rule hyperband and {options.max_epochs} epochs; expected a first "
+                            f"rung below {options.max_epochs} (a judgment at the last epoch "
+                            "saves nothing)")
+        if options.bracket_count() > len(rungs):
+            raise SpecError(f"pruning.brackets: {options.brackets} is not allowed; expected 1 "
+                            f"to {len(rungs)}, one per rung below {options.max_epochs} epochs "
+                            f"(rungs {', '.join(map(str, rungs))}; bracket s starts at the "
+                            "s-th)")
+        return options
+
+    def __init__(self, options: HyperbandOptions, context: Context, block: int = BLOCK) -> None:
+        if options.max_epochs is None:  # the search's epochs
+            options = replace(options, max_epochs=context.epochs)
+        self.max_epochs = options.max_epochs or context.epochs
+        self.block = max(1, block)
+        count = options.bracket_count()
+        depth = max(count, len(options.rungs()))
+        self.order = schedule(bracket_sizes(count, depth, options.eta))
+        self.brackets = [Rungs(options.min_epochs * options.eta**s, options.eta,
+                               context.direction) for s in range(count)]
+        self.started: dict[int, int] = {}  # trial -> bracket, as start assigned it
 
     def bracket(self, trial: int) -> int:
         """The bracket of trial ``trial``: its block's place in the schedule."""
@@ -76,17 +123,17 @@ class HyperbandScheduler:
             return self.order[(trial // self.block) % len(self.order)]
         return self.started[trial]
 
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
         self.started[trial] = self.bracket(trial)
 
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
-        if self.spec.max_epochs is not None and epoch >= self.spec.max_epochs:
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
+        if epoch >= self.max_epochs:
             return CONTINUE  # the last epoch: stopping now saves nothing
         own = self.bracket(trial)
         mates = {n: v for n, v in (peers or {}).items() if self.bracket(n) == own}
-        return self.brackets[own].on_result(trial, epoch, value, mates)
+        return self.brackets[own].judge(trial, epoch, value, mates)
 
-    def on_end(self, trial: int) -> None:
+    def end(self, trial: int) -> None:
         """Rung values stay (later trials of the bracket are judged against them)."""
         self.started.pop(trial, None)

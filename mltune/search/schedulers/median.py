@@ -7,41 +7,54 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mltune.core.terms import Direction
-from mltune.search.schedulers.base import CONTINUE, STOP, Decision
+from mltune.search.schedulers.base import CONTINUE, STOP, Context, Decision, Replayed
 from mltune.spec.catalogs import SCHEDULERS
-from mltune.spec.distributions import Space
-from mltune.spec.model import PruningSpec
+from mltune.spec.options import integer
+
+
+@dataclass(frozen=True)
+class MedianOptions:
+    warmup_trials: int = 3  # trials that always run in full first
+    warmup_epochs: int = 1  # epochs before a trial can be judged
 
 
 @SCHEDULERS.register("median")
-class MedianScheduler:
+class MedianScheduler(Replayed):
     """Judges a trial against trials that ended, never against running ones (their curves are
     still moving)."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
-                 seed: int = 0) -> None:
-        self.spec, self.direction = spec, direction
+    Options = MedianOptions
+
+    @staticmethod
+    def options(raw: Mapping[str, Any], epochs: int) -> MedianOptions:
+        return MedianOptions(
+            warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
+            warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0))
+
+    def __init__(self, options: MedianOptions, context: Context) -> None:
+        self.options_, self.direction = options, context.direction
         self.running: dict[int, dict[int, float]] = defaultdict(dict)
         self.done: dict[int, list[float]] = defaultdict(list)  # epoch -> values of ended trials
         self.ended = 0
 
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
         """Params play no part in this rule."""
 
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
         self.running[trial][epoch] = value
-        if self.ended < self.spec.warmup_trials or epoch <= self.spec.warmup_epochs:
+        options = self.options_
+        if self.ended < options.warmup_trials or epoch <= options.warmup_epochs:
             return CONTINUE
         earlier = [v for v in self.done.get(epoch, ()) if not math.isnan(v)]
         if earlier and self.direction.better(statistics.median(earlier), value):
             return STOP
         return CONTINUE
 
-    def on_end(self, trial: int) -> None:
+    def end(self, trial: int) -> None:
         if trial not in self.running:
             return  # never reported (or ended twice): nothing to learn from it
         for epoch, value in self.running.pop(trial).items():

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mltune.core.terms import Direction
-from mltune.search.schedulers.base import CONTINUE, Decision
+from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed
 from mltune.spec.catalogs import SCHEDULERS
-from mltune.spec.distributions import Space
-from mltune.spec.model import PruningSpec
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """``none`` takes no options."""
 
 
 @SCHEDULERS.register("none")
-class NoScheduler:
+class NoScheduler(Replayed):
     """Answers CONTINUE to everything, so a search without pruning needs no special case."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
-                 seed: int = 0) -> None:
-        self.spec, self.direction = spec, direction
+    Options = NoOptions
 
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+    @staticmethod
+    def options(raw: Mapping[str, Any], epochs: int) -> NoOptions:
+        return NoOptions()
+
+    def __init__(self, options: NoOptions, context: Context) -> None:
+        self.context = context
+
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
         """Params play no part in this rule."""
 
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
         return CONTINUE
 
-    def on_end(self, trial: int) -> None:
+    def end(self, trial: int) -> None:
         """Nothing is kept per trial."""

@@ -16,7 +16,7 @@ in ``dropout`` (``optimizer.momentum``, ``word_dropout``). Literals, shapes (lay
 one shape and one optimizer's state.
 
 The population is the pack: a trial that trains alone (``pack: 1``, or the last of its
-pack) has no one to copy and is never exploited. No exploit comes at or after ``max_epochs``
+pack) has no one to copy and is never exploited. No exploit comes at or after the last epoch
 (nothing would train after it). Every draw is seeded by ``(seed, trial, epoch)``: the same
 search makes the same choices, whichever member reports first.
 
@@ -32,13 +32,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from mltune.core.terms import Direction
-from mltune.search.schedulers.base import CONTINUE, Decision, exploit
+from mltune.core.errors import SpecError
+from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed, exploit
 from mltune.spec.catalogs import SCHEDULERS
 from mltune.spec.distributions import Categorical, Float, Int, Normal, Space
-from mltune.spec.model import PruningSpec
+from mltune.spec.options import integer, number
 from mltune.spec.space import option_index
 
 PERTURBABLE = ("learning_rate", "lr", "weight_decay", "momentum")  # and ``*dropout``
@@ -143,16 +144,38 @@ def explore(space: Space, params: Mapping[str, Any], probability: float,
     return values
 
 
+@dataclass(frozen=True)
+class PbtOptions:
+    every: int = 4  # epochs between two exploits
+    fraction: float = 0.25  # the bottom fraction of a pack copies its top fraction
+    resample_probability: float = 0.25  # a value drawn anew instead of scaled 0.8x/1.2x
+
+
 @SCHEDULERS.register("pbt")
-class PbtScheduler:
+class PbtScheduler(Replayed):
     """Keeps each trial's current params and latest value; exploits within a pack."""
 
-    def __init__(self, spec: PruningSpec, direction: Direction, space: Space | None = None,
-                 seed: int = 0) -> None:
-        self.spec, self.direction, self.space, self.seed = spec, direction, space or {}, seed
+    Options = PbtOptions
+
+    @staticmethod
+    def options(raw: Mapping[str, Any], epochs: int) -> PbtOptions:
+        options = PbtOptions(
+            every=integer(raw, "pruning.every", 4, minimum=1),
+            fraction=number(raw, "pruning.fraction", 0.25, above=0, maximum=0.5),
+            resample_probability=number(raw, "pruning.resample_probability", 0.25, minimum=0,
+                                        maximum=1))
+        if options.every >= epochs:
+            raise SpecError(f"pruning.every: {options.every} is not allowed with rule pbt and "
+                            f"{epochs} epochs; expected 1 to {epochs - 1} (an exploit at the "
+                            "last epoch trains nothing after it)")
+        return options
+
+    def __init__(self, options: PbtOptions, context: Context) -> None:
+        self.options_, self.direction = options, context.direction
+        self.space, self.seed, self.epochs = context.space or {}, context.seed, context.epochs
         self.params: dict[int, dict[str, Any]] = {}  # trial -> its current params
 
-    def on_start(self, trial: int, params: Mapping[str, Any]) -> None:
+    def start(self, trial: int, params: Mapping[str, Any]) -> None:
         self.params[trial] = dict(params)
 
     def _rank_key(self, item: tuple[int, float]) -> tuple[bool, float, int]:
@@ -160,14 +183,13 @@ class PbtScheduler:
         nan = math.isnan(value)
         return nan, 0.0 if nan else self.direction.sort_key(value), trial
 
-    def on_result(self, trial: int, epoch: int, value: float,
-                  peers: Mapping[int, float] | None = None) -> Decision:
-        if epoch % self.spec.every or not peers:
-            return CONTINUE
-        if self.spec.max_epochs is not None and epoch >= self.spec.max_epochs:
-            return CONTINUE  # nothing trains after the last epoch
+    def decide(self, trial: int, epoch: int, value: float,
+               peers: Mapping[int, float] | None = None) -> Decision:
+        options = self.options_
+        if epoch % options.every or not peers or epoch >= self.epochs:
+            return CONTINUE  # not its epoch; no one to copy; nothing trains after the last
         ranked = sorted({**peers, trial: value}.items(), key=self._rank_key)
-        share = max(1, math.floor(len(ranked) * self.spec.fraction))
+        share = max(1, math.floor(len(ranked) * options.fraction))
         top, bottom = ranked[:share], ranked[-share:]
         if trial not in dict(bottom):
             return CONTINUE
@@ -176,9 +198,9 @@ class PbtScheduler:
         if math.isnan(best) or not (math.isnan(value) or self.direction.better(best, value)):
             return CONTINUE  # no one to learn from: all equal, or all diverged
         values = explore(self.space, self.params.get(source, {}),
-                         self.spec.resample_probability, rng)
+                         options.resample_probability, rng)
         self.params[trial] = {**self.params.get(source, {}), **values}
         return exploit(source, values)
 
-    def on_end(self, trial: int) -> None:
+    def end(self, trial: int) -> None:
         self.params.pop(trial, None)

@@ -47,6 +47,7 @@ from mltune.tasks.members import MembersLoss, averaged, has_members, members_spr
 from mltune.tasks.tabular.spaces import SPACES
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
+    PREPROCESSOR_TYPES,
     classes_as_python,
     encoding,
     feature_columns,
@@ -149,6 +150,7 @@ class TabularTask(ClassificationMixin, Task):
     data_options = ("problem", "drop", "categorical", "encoding")
     family = "mlp"
     families = ("mlp", "tabm")
+    artifact_types = frozenset(f"{t.__module__}.{t.__qualname__}" for t in PREPROCESSOR_TYPES)
 
     def __init__(self, problem: str | None = None, n_classes: int = 0) -> None:
         self.problem = problem or "classification"  # unresolved: the default source's

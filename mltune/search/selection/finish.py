@@ -1,5 +1,5 @@
-"""The end of a search: the best trial registered and gated, its figures, the report, the
-parent run's description.
+"""The end of a search: the best trial (or an ensemble of trials, or the best's refit) registered
+and gated, its figures, the report, the parent run's summary and description.
 
 Each step that is not the search's purpose (figures, the report) costs a warning and a tag when
 it fails, never the search: the trials and the registered model are what it is for. The
@@ -14,13 +14,21 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from mlflow.entities import RunStatus
+
 from mltune.core.errors import MltuneError, SearchError
+from mltune.core.interrupts import Stop
 from mltune.core.terms import holdout_metric
 from mltune.data.splits import TaskData
 from mltune.registry.gate import promote
 from mltune.registry.versions import CHALLENGER, CHAMPION, register
 from mltune.report.build import REPORT_DIR, draw_report, publish_report
-from mltune.search.result import SearchResult, shares_line
+from mltune.search.history.result import SearchResult, select_best, shares_line
+from mltune.search.packs.coordinator import Coordinator
+from mltune.search.packs.lane import SearchSetup
+from mltune.search.packs.lanes import shares
+from mltune.search.selection.ensemble import try_ensemble
+from mltune.search.selection.refit import try_refit
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
@@ -30,6 +38,55 @@ from mltune.tracking.remote import is_outage
 from mltune.tracking.runs import SearchRun, log_figures, tag_value
 
 log = logging.getLogger(__name__)
+
+
+def conclude(setup: SearchSetup, coordinator: Coordinator, stop: Stop) -> SearchResult:
+    """The search's result from every trial it ran; an ensemble of trials (``ensemble: N``)
+    or else the best's refit on train + validation (``refit: true``); the registration and
+    gate (the report's figures drawn meanwhile); figures, report, summary, description."""
+    spec, task, data, search = setup.spec, setup.task, setup.data, setup.search
+    device = setup.devices[0]
+    outcomes = sorted(coordinator.all_outcomes, key=lambda o: o.number)  # they end unordered
+    result = SearchResult(spec, search.run_id, search.experiment_id, search.search_id,
+                          outcomes, select_best(outcomes, spec.metric, spec.direction),
+                          devices=shares(outcomes))
+    if (spec.ensemble or 0) > 1:  # trials' own models averaged; a failure costs a tag
+        result.ensemble = try_ensemble(spec, task, data, search, device, outcomes, result.best,
+                                       stop, coordinator.oof if setup.folds else None)
+    if spec.refit and result.registered_from != "ensemble":  # an ensemble's members: refit
+        result.refit = try_refit(spec, task, data, search, device, result.best, stop)
+    report = PendingReport.start(search)  # figures drawn while the best is registered
+    register_best(result, search, data)
+    log_best_figures(task, data, result, search)
+    result.report_error = report.finish(RunStatus.to_string(RunStatus.FINISHED))
+    metrics = summary_metrics(result, coordinator.occupancy.share)
+    tags = summary_tags(result, coordinator.stop_reason())
+    search.log_summary({f"best.{k}": v for k, v in result.best.params.items()}, metrics, tags)
+    return result
+
+
+def summary_metrics(result: SearchResult, occupancy: float | None) -> dict[str, float]:
+    """The parent run's metrics at the end: trial counts, epochs, devices, occupancy."""
+    return {"trials_finished": result.finished, "trials_failed": result.failed,
+            "trials_pruned": result.pruned, "epochs_trained": result.epochs_trained,
+            "epochs_without_pruning": result.epochs_without_pruning,
+            "devices": len(result.devices),
+            **({"pack_occupancy": occupancy} if occupancy is not None else {})}
+
+
+def summary_tags(result: SearchResult, stop_reason: str | None) -> dict[str, Any]:
+    """The parent run's tags at the end: the best trial, what was registered, the devices,
+    why it stopped, its description."""
+    spec = result.spec
+    refit = result.refit if result.registered_from == "refit" else None
+    ensemble = result.ensemble if result.registered_from == "ensemble" else None
+    return {T.BEST_RUN_ID: result.best.run_id, T.BEST_TRIAL: result.best.number,
+            **({T.REFIT_RUN_ID: refit.run_id} if refit is not None else {}),
+            **({T.ENSEMBLE_RUN_ID: ensemble.run_id} if ensemble is not None else {}),
+            T.DEVICES: json.dumps(result.devices),
+            T.STOP_REASON: stop_reason or ("max_evals reached" if spec.max_evals is not None
+                                           else "space spent"),
+            T.NOTE: describe(result)}
 
 
 def register_best(result: SearchResult, search: SearchRun, data: TaskData) -> None:
@@ -48,21 +105,22 @@ def register_best(result: SearchResult, search: SearchRun, data: TaskData) -> No
         T.METRIC: spec.metric, T.METRIC_VALUE: result.best_value, T.MODE: spec.mode,
         T.TASK: spec.task, T.SPEC_HASH: spec.fingerprint(), T.DATA_FINGERPRINT: data.fingerprint}
     model_uri = best.model_uri
-    if result.refit_run_id and result.refit_model_uri:
-        model_uri = result.refit_model_uri
-        tags.update({T.RUN_ID: result.refit_run_id, T.REFIT_OF: best.run_id})
+    refit, ensemble = result.refit, result.ensemble
+    if result.registered_from == "refit" and refit is not None and refit.model_uri:
+        model_uri = refit.model_uri
+        tags.update({T.RUN_ID: refit.run_id, T.REFIT_OF: best.run_id})
         summary = (f"Refit on train + validation of trial {best.number} "
-                   f"({result.refit_epochs} epochs). {summary} (the trial's validation "
+                   f"({refit.epochs} epochs). {summary} (the trial's validation "
                    "score; the refit has none: it trained on the validation rows)")
-    if result.ensemble_run_id and result.ensemble_model_uri:
-        model_uri = result.ensemble_model_uri
+    if result.registered_from == "ensemble" and ensemble is not None and ensemble.model_uri:
+        model_uri = ensemble.model_uri
         members = ", ".join(f"trial {m['trial']} ({m['run_id']}) x{m['weight']:.4g}"
-                            for m in result.ensemble_members)
-        tags.update({T.RUN_ID: result.ensemble_run_id,
-                     T.ENSEMBLE_MEMBERS: json.dumps(result.ensemble_members)})
-        summary = (f"Ensemble of {len(result.ensemble_members)} trials of search {spec.name!r} "
+                            for m in ensemble.members)
+        tags.update({T.RUN_ID: ensemble.run_id,
+                     T.ENSEMBLE_MEMBERS: json.dumps(ensemble.members)})
+        summary = (f"Ensemble of {len(ensemble.members)} trials of search {spec.name!r} "
                    f"({search.search_id}), predictions averaged with weights: {members}. "
-                   f"{spec.metric}={result.ensemble_value:.4f} on validation (the rows it was "
+                   f"{spec.metric}={ensemble.value:.4f} on {chosen_on(spec)} (the rows it was "
                    f"selected on); best single trial {best.number}: {result.best_value:.4f}")
     version = register(model_uri, spec.registered_model, tags=tags, description=summary)
     search.set_tag(T.REGISTERED_MODEL, f"{spec.registered_model}/{version.version}")
@@ -174,37 +232,46 @@ def describe(result: SearchResult) -> str:
         lines.append(f"- **Gate:** {decision.line()}{alone}")
     elif result.gate_error:
         lines.append(f"- **Gate:** not run: {result.gate_error}")
-    if result.refit_run_id:
-        refit = run_url(result.experiment_id, result.refit_run_id, base=base)
-        lines.append(f"- **Refit:** [refit]({refit}): trial-{best.number:04d}'s configuration "
-                     f"trained again on train + validation for {result.refit_epochs} epochs; "
-                     "its model is the one registered and gated (its val_* metrics are on "
-                     "rows it trained on)")
-    elif result.refit_error:
-        lines.append(f"- **Refit:** failed ({result.refit_error}); the best trial's own model "
-                     "is registered instead")
-    if result.ensemble_run_id:
-        ensemble = run_url(result.experiment_id, result.ensemble_run_id, base=base)
-        members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
-                            for m in result.ensemble_members)
-        refit = ("; each member refit on train + validation" if any(
-            "refit_run_id" in m for m in result.ensemble_members) else "")
-        lines.append(f"- **Ensemble:** [ensemble]({ensemble}): {members}; {spec.metric} "
-                     f"{result.ensemble_value:.4f} on {chosen_on(spec)} (the rows it was chosen "
-                     f"on){refit}; its model is the one registered and gated")
-    elif result.ensemble_members:
-        lines.append("- **Ensemble:** no trial added to the best improved its validation "
-                     "score; the best trial's model is registered alone")
-    elif result.ensemble_error:
-        lines.append(f"- **Ensemble:** failed ({result.ensemble_error}); the single model is "
-                     "registered instead")
+    lines += _refit_lines(result, base) + _ensemble_lines(result, base)
     if result.registered_version:
-        source = ("the ensemble's model" if result.ensemble_run_id
-                  else "the refit's model" if result.refit_run_id
-                  else f"trial-{best.number:04d}'s model")
+        source = {"ensemble": "the ensemble's model", "refit": "the refit's model",
+                  "trial": f"trial-{best.number:04d}'s model"}[result.registered_from]
         lines.append(f"- **Registered:** `{spec.registered_model}` version "
                      f"{result.registered_version}, {source} (aliases: "
                      f"{', '.join(result.aliases)})")
     lines.append(f"- **Report:** not made: {result.report_error}" if result.report_error else
                  f"- **Report:** `{REPORT_DIR}/report.html` among this run's artifacts")
     return "\n".join(lines)
+
+
+def _refit_lines(result: SearchResult, base: str) -> list[str]:
+    refit, best = result.refit, result.best
+    if refit is None or result.ensemble is not None and result.ensemble.model_uri:
+        return []
+    if refit.run_id:
+        link = run_url(result.experiment_id, refit.run_id, base=base)
+        return [f"- **Refit:** [refit]({link}): trial-{best.number:04d}'s configuration "
+                f"trained again on train + validation for {refit.epochs} epochs; its model is "
+                "the one registered and gated (its val_* metrics are on rows it trained on)"]
+    return [f"- **Refit:** failed ({refit.error}); the best trial's own model is registered "
+            "instead"]
+
+
+def _ensemble_lines(result: SearchResult, base: str) -> list[str]:
+    ensemble, spec = result.ensemble, result.spec
+    if ensemble is None:
+        return []
+    if ensemble.run_id and ensemble.value is not None:
+        link = run_url(result.experiment_id, ensemble.run_id, base=base)
+        members = ", ".join(f"trial-{m['trial']:04d} x{m['weight']:.3g}"
+                            for m in ensemble.members)
+        refit = ("; each member refit on train + validation" if any(
+            "refit_run_id" in m for m in ensemble.members) else "")
+        return [f"- **Ensemble:** [ensemble]({link}): {members}; {spec.metric} "
+                f"{ensemble.value:.4f} on {chosen_on(spec)} (the rows it was chosen on)"
+                f"{refit}; its model is the one registered and gated"]
+    if ensemble.members:
+        return ["- **Ensemble:** no trial added to the best improved its validation score; "
+                "the best trial's model is registered alone"]
+    return [f"- **Ensemble:** failed ({ensemble.error}); the single model is registered "
+            "instead"]

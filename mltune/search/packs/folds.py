@@ -13,8 +13,7 @@ model that did not train on it) are what an ensemble is selected on.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from mltune.data.folds import (
     IN_TIME,
     PLAIN,
     STRATIFIED,
-    Fold,
+    Rows,
     in_memory,
     make_folds,
     smallest_class,
@@ -32,13 +31,23 @@ from mltune.data.folds import (
 from mltune.data.splits import TaskData
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
-from mltune.training.engine import Exploit
-from mltune.training.fit import EarlyStopping, FitResult, predict_batches
+from mltune.training.fit import predict_batches
 
 
-def search_folds(spec: SearchSpec, task: Task, data: TaskData) -> list[Fold] | None:
+def check_refit(spec: SearchSpec, data: TaskData) -> None:
+    """``refit: true`` needs the splits in memory (they are concatenated): streamed data
+    (larger than memory, read from disk) is refused, before any run opens."""
+    if spec.refit and not in_memory(data):
+        raise SpecError("true is not allowed for this data: it is streamed from disk (larger "
+                        "than memory) and a refit trains on train + validation joined in "
+                        "memory; set refit: false", field="refit")
+
+
+def search_folds(spec: SearchSpec, task: Task, data: TaskData) -> list[Rows] | None:
     """The search's folds on the data's device (None without ``cv``); what cannot be
-    cross-validated is refused with one line before any run opens."""
+    cross-validated (or refit: ``check_refit``) is refused with one line before any run
+    opens."""
+    check_refit(spec, data)
     k = spec.cv
     if not k:
         return None
@@ -88,74 +97,12 @@ def merged(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return metrics
 
 
-class FoldedTrial:
-    """The k fold members of one trial, judged as one: the engine measures each fold, the
-    pack's ``on_epoch_all`` hands them here (``measured``), and the first fold member's
-    ``on_epoch`` passes the merged metrics to the trial's own callback (its run, the
-    scheduler); the other folds follow its answer."""
-
-    def __init__(self, k: int, on_epoch: Callable[[int, dict[str, float]], Exploit | None]
-                 ) -> None:
-        self.k, self.on_epoch = k, on_epoch
-        self.history: list[dict[str, float]] = []  # merged metrics, by epoch
-        self.error: BaseException | None = None  # what stops every fold
-        self._judged = 0  # the last epoch passed to ``on_epoch``
-
-    def measured(self, folds: Mapping[int, Mapping[str, float]],
-                 failed: BaseException | None) -> dict[str, float] | None:
-        """This epoch's metrics of the folds that were measured (fold -> metrics) and, when a
-        fold's loss diverged, its error (every fold then stops, the trial fails). The merged
-        metrics, or None when the trial fails."""
-        if failed is not None or len(folds) < self.k:
-            self.error = failed or RuntimeError("a fold of this trial stopped alone")
-            return None
-        self.history.append(merged([folds[i] for i in range(self.k)]))
-        return self.history[-1]
-
-    def callback(self, fold: int) -> Callable[[int, dict[str, float]], None]:
-        """Fold ``fold``'s ``on_epoch``: the trial's epoch judged once, its answer for all."""
-
-        def done(epoch: int, metrics: dict[str, float]) -> None:
-            if self.error is None and self._judged < epoch:
-                self._judged = epoch
-                try:
-                    self.on_epoch(epoch, self.history[epoch - 1])
-                except Exception as exc:  # pruned (or its logging failed): every fold stops
-                    self.error = exc
-            if self.error is not None:
-                raise self.error
-
-        return done
-
-    def stopper(self, patience: EarlyStopping | None) -> EarlyStopping | None:
-        """A fold's early stopping judged on the fold mean: every fold stops at the same
-        epoch, each keeping its own weights of the trial's best epoch."""
-        if patience is None:
-            return None
-        return _OnTheMean(patience.metric, patience.direction, patience.patience, trial=self)
-
-    def result(self, fold_result: FitResult) -> FitResult:
-        """The trial's result: the merged history, the folds' common best epoch and end."""
-        return FitResult(list(self.history), fold_result.best_epoch, fold_result.stopped_early,
-                         fold_result.stopped)
-
-
-@dataclass
-class _OnTheMean(EarlyStopping):
-    trial: FoldedTrial | None = None
-
-    def step(self, epoch: int, metrics: dict[str, float],
-             snapshot: Callable[[], dict[str, torch.Tensor]]) -> bool:
-        assert self.trial is not None
-        return super().step(epoch, self.trial.history[epoch - 1], snapshot)
-
-
 @torch.no_grad()
-def out_of_fold(networks: Sequence[nn.Module], folds: Sequence[Fold], data: TaskData
+def out_of_fold(networks: Sequence[nn.Module], folds: Sequence[Rows], data: TaskData
                 ) -> torch.Tensor:
     """Each pooled row's outputs from the fold network that did not train on it (CPU); rows
     no fold scores (a time-ordered search's first stretch) stay NaN."""
-    parts = [(fold.val, predict_batches(network, data.x_train[fold.val]).cpu())
+    parts = [(fold.scored, predict_batches(network, data.x_train[fold.scored]).cpu())
              for network, fold in zip(networks, folds, strict=True)]
     outputs = torch.full((len(data.x_train), *parts[0][1].shape[1:]), float("nan"))
     for rows, predicted in parts:

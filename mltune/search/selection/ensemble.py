@@ -28,43 +28,30 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from mlflow.tracking.context.registry import resolve_tags
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mltune.core.interrupts import Stop
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
 from mltune.data.splits import TaskData
 from mltune.models.ensemble import Averaged, average
-from mltune.search.refit import refit_best
-from mltune.search.trial import release_memory, stops_search
+from mltune.search.history.result import EnsembleResult
+from mltune.search.packs.driver import release_memory
+from mltune.search.packs.trial import stops_search
+from mltune.search.selection.refit import refit_trials
 from mltune.spec.model import SearchSpec
 from mltune.tasks.base import Task
 from mltune.tracking import tags as T
-from mltune.tracking.model import load_network, log_ensemble_model
+from mltune.tracking.model import load_network
 from mltune.tracking.remote import best_effort
-from mltune.tracking.runs import SearchRun, describe_error, model_name, param_value
+from mltune.tracking.runs import SearchRun, describe_error
+from mltune.tracking.tracker import log_ensemble_run
 from mltune.training.fit import predict_batches
 
 log = logging.getLogger(__name__)
-RUN_NAME = "ensemble"
-ROLE = "ensemble"
 CANDIDATES_PER_MEMBER = 4  # candidates: the 4 * N best finished trials
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """A selection: each member trial with its run and weight; its validation score; its run
-    and model once logged (None when one member was chosen: nothing is logged)."""
-
-    members: list[dict[str, Any]]  # {trial, run_id, weight}, best weight first
-    value: float
-    candidates: int
-    run_id: str | None = None
-    model_uri: str | None = None
 
 
 def candidates(trials: Sequence[TrialOutcome], metric: str, direction: Direction,
@@ -124,7 +111,7 @@ def validation_scorer(spec: SearchSpec, task: Task, data: TaskData, params: dict
 def select(spec: SearchSpec, task: Task, data: TaskData, trials: Sequence[TrialOutcome],
            best: TrialOutcome, device: torch.device,
            oof: Mapping[int, torch.Tensor] | None = None,
-           ) -> tuple[Ensemble, list[torch.nn.Module], list[TrialOutcome]]:
+           ) -> tuple[EnsembleResult, list[torch.nn.Module], list[TrialOutcome]]:
     """Greedy selection among the candidates: the selection, and the chosen members'
     networks (CPU) and trials, in the selection's order. ``oof`` (cross-validation): each
     trial's out-of-fold predictions of the pooled training and validation rows, by trial
@@ -159,7 +146,7 @@ def select(spec: SearchSpec, task: Task, data: TaskData, trials: Sequence[TrialO
     members = [{"trial": pool[i].number, "run_id": pool[i].run_id, "weight": counts[i] / total}
                for i in order]
     value = score(averaged(predictions, counts, probabilities))
-    return (Ensemble(members, value, len(pool)), [networks[i] for i in order],
+    return (EnsembleResult(members, value, len(pool)), [networks[i] for i in order],
             [pool[i] for i in order])
 
 
@@ -180,79 +167,56 @@ def flattened(networks: Sequence[torch.nn.Module], params: Sequence[Mapping[str,
 
 
 def log_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
-                 selection: Ensemble, networks: list[torch.nn.Module],
-                 trials: list[TrialOutcome]) -> Ensemble:
-    """The ``ensemble`` child run and its model; returns the selection with both."""
-    client = search.client
-    members = json.dumps(selection.members)
-    tags = {T.ROLE: ROLE, T.SEARCH_ID: search.search_id, MLFLOW_PARENT_RUN_ID: search.run_id,
-            T.ENSEMBLE_MEMBERS: members}
-    run_id = client.create_run(search.experiment_id, run_name=RUN_NAME,
-                               tags=resolve_tags(tags)).info.run_id
-    try:
-        params = {"ensemble.size": spec.ensemble, "ensemble.candidates": selection.candidates,
-                  "ensemble.members": len(selection.members)}
-        for key, value in params.items():
-            client.log_param(run_id, key, param_value(value))
-        client.log_metric(run_id, spec.metric, selection.value)
-        search_name, _ = search.trial_context()
-        weights = [m["weight"] for m in selection.members]
-        params_of = [t.params for t in trials]
-        networks, params_of, weights = flattened(networks, params_of, weights)
-        info = log_ensemble_model(
-            run_id, search.experiment_id, task, networks, params_of,
-            weights, task.outputs_are_logits(data.meta), data,
-            name=model_name(search_name, RUN_NAME),
-            model_params={k: param_value(v) for k, v in params.items()},
-            tags={T.ROLE: ROLE, T.SEARCH_ID: search.search_id})
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException as exc:
-        if stops_search(exc):
-            best_effort(client.set_terminated, run_id, "KILLED")
-        else:
-            best_effort(client.set_tag, run_id, T.ENSEMBLE_ERROR, describe_error(exc))
-            best_effort(client.set_terminated, run_id, "FAILED")
-        raise
-    return Ensemble(selection.members, selection.value, selection.candidates, run_id,
-                    info.model_uri)
+                 selection: EnsembleResult, networks: list[torch.nn.Module],
+                 trials: list[TrialOutcome]) -> EnsembleResult:
+    """The ``ensemble`` child run and its model (members that are averages themselves,
+    flattened); returns the selection with both."""
+    weights = [m["weight"] for m in selection.members]
+    networks, params_of, weights = flattened(networks, [t.params for t in trials], weights)
+    params = {"ensemble.size": spec.ensemble, "ensemble.candidates": selection.candidates,
+              "ensemble.members": len(selection.members)}
+    run_id, model_uri = log_ensemble_run(
+        search, task, data, networks, params_of, weights,
+        tags={T.ENSEMBLE_MEMBERS: json.dumps(selection.members)}, params=params,
+        metrics={spec.metric: selection.value})
+    return EnsembleResult(selection.members, selection.value, selection.candidates, run_id,
+                          model_uri)
 
 
 def refit_members(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
-                  device: torch.device, precision: str, selection: Ensemble,
-                  trials: Sequence[TrialOutcome]) -> tuple[Ensemble, list[torch.nn.Module]]:
+                  device: torch.device, selection: EnsembleResult,
+                  trials: Sequence[TrialOutcome], stop: Stop
+                  ) -> tuple[EnsembleResult, list[torch.nn.Module]]:
     """Each chosen member refit on train + validation (``refit: true``): the selection with
-    each member's ``refit_run_id``, and the refits' networks in the selection's order."""
-    refits = [refit_best(spec, task, data, search, device, precision, trial)
-              for trial in trials]
+    each member's ``refit_run_id``, and the refits' networks (as logged) in its order."""
+    refits = refit_trials(spec, task, data, search, device, trials, stop)
     members = [{**m, "refit_run_id": r.run_id}
                for m, r in zip(selection.members, refits, strict=True)]
-    networks = [r.network for r in refits if r.network is not None]
-    return Ensemble(members, selection.value, selection.candidates), networks
+    networks = [load_network(r.model_uri) for r in refits if r.model_uri is not None]
+    return EnsembleResult(members, selection.value, selection.candidates), networks
 
 
 def try_ensemble(spec: SearchSpec, task: Task, data: TaskData, search: SearchRun,
                  device: torch.device, trials: Sequence[TrialOutcome], best: TrialOutcome,
-                 oof: Mapping[int, torch.Tensor] | None = None, precision: str = "fp32",
-                 ) -> tuple[Ensemble | None, str | None]:
+                 stop: Stop, oof: Mapping[int, torch.Tensor] | None = None) -> EnsembleResult:
     """Selection, then (more than one member) the ensemble's run and model; never losing the
-    search: (the ensemble, None); (the one-member selection, None): nothing logged, the best
-    trial's model stays the one registered; or (None, why it failed), with a warning and the
-    parent tagged ``mltune.ensemble_error``. An interrupt or a lost tracking server is
-    raised."""
+    search: the ensemble; the one-member selection (nothing logged, the best trial's model
+    stays the one registered); or why it failed (``error``), with a warning and the parent
+    tagged ``mltune.ensemble_error``. An interrupt or a lost tracking server is raised."""
     try:
         selection, networks, chosen = select(spec, task, data, trials, best, device, oof)
         if len(selection.members) < 2:
             log.info("ensemble: no addition improved on trial %d alone; its model is "
                      "registered", selection.members[0]["trial"])
-            return selection, None
+            return selection
         if spec.refit:  # the members' configurations trained again on train + validation
-            selection, networks = refit_members(spec, task, data, search, device, precision,
-                                                selection, chosen)
-        return log_ensemble(spec, task, data, search, selection, networks, chosen), None
+            selection, networks = refit_members(spec, task, data, search, device, selection,
+                                                chosen, stop)
+        return log_ensemble(spec, task, data, search, selection, networks, chosen)
     except BaseException as exc:
         if stops_search(exc):
             raise
         error = describe_error(exc)
         log.warning("ensemble not made, the single model is registered instead: %s", error)
         best_effort(search.set_tag, T.ENSEMBLE_ERROR, error)
-        return None, error
+        return EnsembleResult(error=error)

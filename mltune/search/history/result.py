@@ -13,9 +13,35 @@ from mltune.registry.gate import Decision
 from mltune.spec.model import SearchSpec
 
 
+@dataclass(frozen=True)
+class RefitResult:
+    """``refit: true``: the refit whose model was registered (its run, model and the epochs it
+    trained), or why it failed (``error``: the best trial's own model was registered)."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    epochs: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """``ensemble: N``: the members chosen (``{trial, run_id, weight}``, best weight first;
+    ``refit_run_id`` with refit) and their averaged score on the rows they were chosen on; the
+    ensemble's run and model when more than one member was chosen (one alone: nothing is
+    logged, the best trial's model stands); or why none was made (``error``)."""
+
+    members: list[dict[str, Any]] = field(default_factory=list)
+    value: float | None = None
+    candidates: int = 0
+    run_id: str | None = None
+    model_uri: str | None = None
+    error: str | None = None
+
+
 @dataclass
 class SearchResult:
-    """What a search leaves behind: its runs, its best trial, the registered version."""
+    """What a search leaves behind: its runs, its best trial, what was registered."""
 
     spec: SearchSpec
     parent_run_id: str
@@ -28,21 +54,20 @@ class SearchResult:
     decision: Decision | None = None  # the promotion gate's, for the registered version
     gate_error: str | None = None  # why the gate could not run, when it could not
     report_error: str | None = None  # why the report could not be made, when it could not
-    # refit: true: the run id of the refit whose model was registered, or why the refit failed
-    refit_run_id: str | None = None
-    refit_model_uri: str | None = None
-    refit_epochs: int | None = None
-    refit_error: str | None = None
-    # ensemble: N: the ensemble registered (its run, model and members), or why none was made;
-    # ensemble_members alone (no run): one member was chosen, the best trial's model stands
-    ensemble_run_id: str | None = None
-    ensemble_model_uri: str | None = None
-    ensemble_members: list[dict[str, Any]] = field(default_factory=list)
-    ensemble_value: float | None = None
-    ensemble_error: str | None = None
-    # trials by the device they trained on (``mltune.device``): several with one pack loop
-    # per device
+    refit: RefitResult | None = None  # refit: true
+    ensemble: EnsembleResult | None = None  # ensemble: N
+    # trials by the device they trained on (``mltune.device``): several with one lane per
+    # device
     devices: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def registered_from(self) -> str:
+        """What the registered model is: ``ensemble``, ``refit`` or ``trial``."""
+        if self.ensemble is not None and self.ensemble.model_uri:
+            return "ensemble"
+        if self.refit is not None and self.refit.model_uri:
+            return "refit"
+        return "trial"
 
     @property
     def best_value(self) -> float:

@@ -1,16 +1,12 @@
-"""Pack policy in one place: which hyperparameters may differ inside a pack (the shape key),
-how many members a pack has, and how members are grouped (``structure``).
+"""How many members a pack has under ``pack: auto``: measured, once per cost of a search.
 
-A pack's members share a shape key: every hyperparameter except the ``FREE`` ones, which live
-in tensors the pack stacks (initial weights, dropout rates) or in per-member values of the
-loop (learning rate, weight decay, optimizer options such as momentum, the loss). The size is
-``pack: N`` when the spec fixes it; under ``pack: auto`` it is measured, once per cost of a
-search (``cost_key``): a few training steps of the pack's first point at K = 1, 2, 4, 8, 16
-members (on a GPU only as many as fit in half of its free memory), keeping the K with the most
-member-steps per second, and K = 1 unless a larger pack beats it by ``MARGIN``. A constant
-size was wrong both ways: on 2 CPU cores a pack of 8 made a 32x32 image search 0.53x as fast,
-while an MLP trains 2-3x the trials per hour packed. At most 16, and at most a quarter of the
-budget so that the sampler learns between packs.
+A few training steps of the pack's first point are timed at K = 1, 2, 4, 8, 16 members (on a GPU
+only as many as fit in half of its free memory), through the pack trainer's own step
+(``PackTrainer.step``: the same optimizers, scaler, autocast and layout the search trains with),
+keeping the K with the most member-steps per second, and K = 1 unless a larger pack beats it by
+``MARGIN``. A constant size was wrong both ways: on 2 CPU cores a pack of 8 made a 32x32 image
+search 0.53x as fast, while an MLP trains 2-3x the trials per hour packed. Each cost
+(``cost_key``: the weights' shapes, the batch size, the optimizer) is measured once.
 """
 
 from __future__ import annotations
@@ -24,24 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from mltune.core.errors import SpecError
+from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
-from mltune.models.network import one_line
-from mltune.spec.model import SearchSpec
-from mltune.spec.space import first_point
+from mltune.search.packs.shapes import shape_key
 from mltune.tasks.base import Task
+from mltune.training.batches import Batch
 from mltune.training.device import RNG_LOCK
-from mltune.training.fit import batch_layout
-from mltune.training.optim import make_optimizer
-from mltune.training.packed_optim import make_packed_optimizer
-from mltune.training.packing import Pack, can_pack
-from mltune.training.precision import resolve_precision
+from mltune.training.engine import Member, PackTrainer
+from mltune.training.packing import Pack
 
 log = logging.getLogger(__name__)
 
-FREE = frozenset({"learning_rate", "weight_decay", "loss", "weight_init", "dropout",
-                  "class_weight"})
-MAX_PACK = 16
 SIZES_TRIED = (1, 2, 4, 8, 16)  # member counts timed under pack: auto
 MARGIN = 0.10  # a pack must beat K = 1 by this share of its member-steps/s to be used
 NEAR = 2.0  # a cost within this factor of weights of a measured one reuses its size
@@ -51,88 +40,6 @@ MAX_TIMED_STEPS = 50  # ...but no more steps than this, and one is enough past S
 SLOW_STEP_S = 0.25  # timed steps that took this long rank a size well enough
 MEASURE_BUDGET_S = 2.0  # a larger K is not tried when it would take the measuring past this
 MEMORY_SHARE = 0.5  # of the GPU memory free when the pack is sized
-
-Shape = tuple[tuple[str, str], ...]
-
-
-def is_free(key: str, task: Task) -> bool:
-    """Whether hyperparameter ``key`` (a decoded param, dotted for a choice's option) may
-    differ between the members of a pack. For a user's network only the free ones the task
-    reads (training ones) may: its own keys, even one called ``dropout``, shape its layers."""
-    top = key.split(".")[0]
-    if top not in FREE:
-        return False
-    return not task.network_in_use.user or top in task.param_rules()
-
-
-def shape(point: Mapping[str, Any], free: Callable[[str], bool]) -> dict[str, Any]:
-    """What the members of one pack share, as the values a sampler is asked to keep fixed:
-    every top-level param that is not ``free`` (a choice's own options,
-    ``optimizer.momentum``, are per-member values of the loop)."""
-    return {k: v for k, v in point.items() if "." not in k and not free(k)}
-
-
-def shape_key(params: Mapping[str, Any], task: Task) -> Shape:
-    """``shape`` of ``params`` for ``task`` as a hashable key."""
-    fixed = shape(params, lambda key: is_free(key, task))
-    return tuple(sorted((k, repr(v)) for k, v in fixed.items()))
-
-
-def structure(network: nn.Module) -> tuple[Any, ...]:
-    """What must match for networks to share a pack: every layer's kind and settings, every
-    weight's shape (a network whose dropout is 0 may lack the dropout layer altogether)."""
-    layers = tuple((name, type(m).__name__, m.extra_repr()) for name, m in
-                   network.named_modules() if not isinstance(m, nn.Dropout))
-    return layers, tuple((k, tuple(v.shape)) for k, v in network.state_dict().items())
-
-
-def unpackable(task: Task, data: TaskData, params: Mapping[str, Any]) -> str | None:
-    """Why ``task``'s network cannot be packed (None when it can). A user's network, which
-    may do anything ``vmap`` has no rule for, must also take a fused step: two members, two
-    training samples, forward and backward."""
-    network = task.build_model(params, data.meta)
-    why = can_pack(network)
-    if why is not None or not task.network_in_use.user:
-        return why
-    try:
-        pack = Pack([network, task.build_model(params, data.meta)])
-        x = data.x_train[:2]
-        pack.to(x.device)(batch_layout(x)).float().sum().backward()
-    except Exception as exc:
-        return f"a fused step of two members failed: {one_line(exc)}"
-    return None
-
-
-def pack_limit(spec: SearchSpec, task: Task, data: TaskData) -> tuple[int, str | None]:
-    """The most members a pack of this search may have, and why it is 1 when it is.
-
-    ``pack: N`` that cannot be honoured is a SpecError naming why; under ``auto`` the search
-    runs unpacked and says why once.
-    """
-    requested = spec.pack
-    if requested == 1:
-        return 1, None
-    reason, tell = None, log.info
-    if spec.compile:
-        reason = "compile: true compiles each trial's own network"
-    else:
-        # a point of the space, not the task's defaults: a space may rule those out
-        why = unpackable(task, data, {**task.default_params(), **first_point(spec.space)})
-        if why is not None:
-            network = task.network_in_use
-            if network.user:  # the user wrote it: said as a warning, shown by default
-                reason, tell = f"your network ({network.name}) cannot be packed: {why}", log.warning
-            else:
-                reason = f"the {task.name} task's network cannot be packed: {why}"
-    if reason is not None:
-        if requested != "auto":
-            raise SpecError(f"{requested} is not possible: {reason}; use pack: 1 or auto",
-                            field="pack")
-        tell("trials run one at a time: %s", reason)
-        return 1, reason
-    if requested != "auto":
-        return int(requested), None
-    return max(1, min(MAX_PACK, spec.planned_trials // 4)), None
 
 
 def memory_size(task: Task, data: TaskData, params: Mapping[str, Any],
@@ -190,7 +97,6 @@ def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
     slower than K = 1 on a CPU while K = 8 is faster (digits CNN: 122, 117, 166, 223
     member-steps/s at K = 1, 2, 4, 8)."""
     params = task.with_defaults(params)
-    amp = resolve_precision(precision, device)
     batch = int(params.get("batch_size", 64))
     x = batch_layout(data.x_train[:batch].to(device))  # a tensor, or streamed pixels
     y = data.y_train[:batch].to(device)
@@ -204,7 +110,8 @@ def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
             if time.perf_counter() - started + guess > MEASURE_BUDGET_S:
                 break
         try:
-            seconds = _timed_steps(task, data, params, device, k, x, y, loss_fn, amp.autocast)
+            seconds = _timed_steps(task, data, params, k, Batch(x, y, [len(y)] * k, False, None),
+                                   loss_fn, precision)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
@@ -215,43 +122,33 @@ def member_steps_per_s(task: Task, data: TaskData, params: Mapping[str, Any],
     return rates
 
 
-def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], device: torch.device,
-                 k: int, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
-                 autocast: Callable[[], Any]) -> float:
-    """Seconds of the fastest training step of ``k`` members: one untimed warm-up step, then
-    at least ``TIMED_STEPS`` and ``MIN_TIMED_S`` (a tiny network's step is ~1 ms), at most
-    ``MAX_TIMED_STEPS`` (and once ``SLOW_STEP_S`` is spent, no more). The fastest, as
-    ``timeit`` advises: a step is slower than it can be
-    only for outside reasons (another process on the cores), which say nothing of K."""
+def _timed_steps(task: Task, data: TaskData, params: Mapping[str, Any], k: int, batch: Batch,
+                 loss_fn: Callable[..., torch.Tensor], precision: str) -> float:
+    """Seconds of the fastest training step of ``k`` members: the pack trainer's own step on
+    ``batch`` (a pack of one: the plain network and its torch optimizer; more: fused when the
+    family fuses), one untimed warm-up step, then at least ``TIMED_STEPS`` and
+    ``MIN_TIMED_S`` (a tiny network's step is ~1 ms), at most ``MAX_TIMED_STEPS`` (and once
+    ``SLOW_STEP_S`` is spent, no more). The fastest, as ``timeit`` advises: a step is slower
+    than it can be only for outside reasons (another process on the cores), which say
+    nothing of K."""
     networks = [_build(task, params, data) for _ in range(k)]
-    if k == 1:
-        model: nn.Module = networks[0].to(device)
-        optimizer: Any = make_optimizer(model, dict(params))
-    else:
-        model = Pack(networks).to(device)
-        optimizer = make_packed_optimizer(list(model.parameters()), [params] * k)
-    model.train()
-
-    def step() -> None:
-        with autocast():
-            outputs = model(x)
-            loss = (loss_fn(outputs, y) if k == 1 else
-                    torch.stack([loss_fn(outputs[j], y) for j in range(k)]).sum())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    trainer = PackTrainer(data, networks, [Member(params, loss_fn) for _ in range(k)],
+                          score=lambda outputs, targets: {}, seed=0, precision=precision)
+    training = trainer.live
+    device = trainer.device
+    trainer.pack.train()
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    step()
+    trainer.step(batch, training)
     sync()
     fastest, spent, steps = float("inf"), 0.0, 0
     while steps < MAX_TIMED_STEPS and (steps < TIMED_STEPS or spent < MIN_TIMED_S) and not (
             steps and spent >= SLOW_STEP_S):
         started = time.perf_counter()
-        step()
+        trainer.step(batch, training)
         sync()
         took = time.perf_counter() - started
         fastest, spent, steps = min(fastest, took), spent + took, steps + 1
@@ -288,11 +185,15 @@ class PackSizes:
                  precision: str = "auto") -> None:
         self.task, self.data, self.device, self.precision = task, data, device, precision
         self.measured: dict[tuple[Any, ...], int] = {}
+        self.costs: dict[Any, tuple[Any, ...]] = {}  # shape key -> cost key (no build twice)
 
     def size(self, params: Mapping[str, Any], limit: int) -> int:
         """Members for a pack whose first point is ``params``: ``limit`` at most."""
         full = self.task.with_defaults(params)
-        key = cost_key(full, _build(self.task, full, self.data))
+        shape = shape_key(full, self.task)  # the same shape builds the same weights' shapes
+        if shape not in self.costs:
+            self.costs[shape] = cost_key(full, _build(self.task, full, self.data))
+        key = self.costs[shape]
         if key not in self.measured:
             near = self.near(key)
             self.measured[key] = self.measure(params, limit) if near is None else near
