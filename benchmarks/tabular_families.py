@@ -31,10 +31,11 @@ whether a cheaper TabM pays where the paper's sizes are too slow.
 Reported per table and mode, as the mean over seeds with the min..max beside it: ``best val``
 (the best finished trial's validation metric), ``test`` (the registered best on the holdout
 split, as the promotion gate scores the served model: ``decision.challenger_score``),
-``trials`` (ended: finished, pruned or failed), ``s/trial`` (search seconds over trials
-ended) and ``search s`` (from the clock's start, when the data has loaded, to the last trial's
-end). Then, per table, TabM's holdout minus the MLP's, paired by seed, in points (x100), beside
-the MLP's own spread over the seeds (max - min, points).
+``trials`` (ended: finished, pruned or failed), ``epochs/trial`` (epochs trained over trials
+ended: below ``--epochs``, trials were pruned or cut by the budget), ``s/trial`` (search
+seconds over trials ended) and ``search s`` (from the clock's start, when the data has
+loaded, to the last trial's end). Then, per table, TabM's holdout minus the MLP's, paired by
+seed, in points (x100), beside the MLP's own spread over the seeds (max - min, points).
 
 Run: python benchmarks/tabular_families.py [--budget-s 90] [--seeds 3] [--epochs 20]
      [--tables breast_cancer,synthetic,classes,values] [--modes mlp,tabm] [--rows 5000]
@@ -80,6 +81,7 @@ class Run:
     test: float = math.nan
     trials: int = 0
     finished: int = 0
+    epochs: int = 0  # epochs trained, all trials together
     search_s: float = 0.0
     error: str | None = None
 
@@ -161,6 +163,7 @@ def run_search(table: str, mode: str, seed: int, base: dict[str, Any],
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
     run.trials = len(result.trials)
+    run.epochs = result.epochs_trained
     run.search_s = clock.get("last", clock["t0"]) - clock["t0"]
     return run
 
@@ -173,6 +176,7 @@ def summary(runs: list[Run], table: str, mode: str) -> dict[str, Any]:
             "val": spread([r.val for r in ok]), "test": spread([r.test for r in ok]),
             "trials": spread([float(r.trials) for r in ok], 1),
             "per_trial": spread(per_trial, 2),
+            "epochs": spread([r.epochs / r.trials for r in ok if r.trials], 1),
             "search_s": spread([r.search_s for r in ok], 1),
             "errors": len(done) - len(ok)}
 
@@ -198,7 +202,8 @@ def versus(runs: list[Run], table: str, mode: str, base: str = "mlp") -> dict[st
 
 COLUMNS = [("table", "table"), ("mode", "model"), ("metric", "metric"), ("val", "best val"),
            ("test", "holdout"),
-           ("trials", "trials"), ("per_trial", "s/trial"), ("search_s", "search s")]
+           ("trials", "trials"), ("epochs", "epochs/trial"), ("per_trial", "s/trial"),
+           ("search_s", "search s")]
 VERSUS = [("table", "table"), ("mode", "model"), ("metric", "metric"),
           ("diff", "holdout vs mlp, points"),
           ("wins", "seeds ahead"), ("base_spread", "mlp's spread over seeds, points")]
@@ -234,7 +239,8 @@ def main() -> None:
                     run = run_search(table, mode, seed, base, args, folder)
                     runs.append(run)
                     print(f"  {table} {mode} seed {seed}: val {run.val:.4f} test {run.test:.4f} "
-                          f"trials {run.trials} ({run.finished} finished) in "
+                          f"trials {run.trials} ({run.finished} finished, {run.epochs} "
+                          f"epochs) in "
                           f"{run.search_s:.0f} s{' ERROR ' + run.error if run.error else ''}",
                           flush=True)
     rows = [summary(runs, t, m) for t in tables for m in modes]
