@@ -1,10 +1,11 @@
 """Models that load without pickle: what a team that sets ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``
-to false sees. Every model mltune logs (each task's, an ensemble, a refit, a user's network) is
-a model from code whose files are JSON, safetensors and skops; a fresh process in another
-folder, with pickle off and every unpickler of the process made to fail, loads each champion
-and answers raw input as the network did before it was saved; ``mlflow models serve`` answers;
-a preprocessor holding a type off mltune's list is refused; the trials' models are LoggedModels
-a user queries by metric and dataset.
+to false sees. Every model mltune logs (each task's and family's, TabM included, an ensemble
+of MLPs or of TabMs, a refit, a user's network) is a model from code whose files are JSON,
+safetensors and skops; a fresh process in another folder, with pickle off and every unpickler
+of the process made to fail, loads each champion and answers raw input as the network did
+before it was saved; ``mlflow models serve`` answers; a preprocessor holding a type off
+mltune's list is refused; the trials' models are LoggedModels a user queries by metric and
+dataset.
 
 One store for the module: models logged directly from networks in memory (so "before it was
 saved" is known exactly), and two real searches (an ensemble, a refit).
@@ -105,9 +106,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     with tracking_store(uri), pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         made = Store(uri, folder, MlflowClient(uri, uri))
-        for name in sorted(SPECS):  # image, tabular, text, timeseries
-            _log_direct(made, name, SPECS[name](folder))
+        for name in sorted(SPECS):  # image, tabular, tabular/tabm, text, timeseries
+            _log_direct(made, name.replace("/", "-"), SPECS[name](folder))
         _log_direct(made, "ensemble", SPECS["tabular"](folder), members=2)
+        _log_direct(made, "tabm-ensemble", SPECS["tabular/tabm"](folder), members=2)
         (folder / "nets").mkdir()
         (folder / "nets" / "tiny.py").write_text(NETS)
         _log_direct(made, "own-network", {"task": "tabular", "model": "nets/tiny.py:table",

@@ -1,6 +1,7 @@
-"""One contract for every registered task, without MLflow: it loads tiny data, trains one epoch
-as a pack of one and as a pack of three through the one engine, scores every metric it declares,
-and answers raw input through the code its served model runs."""
+"""One contract for every registered task and every network family that suits it, without
+MLflow: it loads tiny data, trains one epoch as a pack of one and as a pack of three through the
+one engine, scores every metric it declares, and answers raw input through the code its served
+model runs."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ def _tabular(tmp: Path) -> dict[str, Any]:
     return {"task": "tabular", "data": "sklearn:breast_cancer"}
 
 
+def _tabular_tabm(tmp: Path) -> dict[str, Any]:
+    return {"task": "tabular", "data": "sklearn:breast_cancer", "model": "tabm",
+            "space": {"n_blocks": 2, "d_block": 64, "k": 8}}
+
+
 def _text(tmp: Path) -> dict[str, Any]:
     texts, labels = make_texts(150, seed=0)
     path = write_csv(tmp / "texts.csv", ["text", "label"], [[t, y] for t, y in zip(texts, labels,
@@ -47,11 +53,18 @@ def _timeseries(tmp: Path) -> dict[str, Any]:
             "space": {"window": 12, "hidden_size": 16, "num_layers": 1}}
 
 
-SPECS = {"image": _image, "tabular": _tabular, "text": _text, "timeseries": _timeseries}
+# one case per task and family that suits it: "task" for its default family, "task/family"
+SPECS = {"image": _image, "tabular": _tabular, "tabular/tabm": _tabular_tabm, "text": _text,
+         "timeseries": _timeseries}
 
 
-def test_every_registered_task_is_in_this_contract():
-    assert set(TASKS.names()) == set(SPECS)
+def test_every_registered_task_and_family_is_in_this_contract():
+    cases = set()
+    for name in TASKS.names():
+        task = TASKS.get(name)
+        cases |= {name if family == task.family else f"{name}/{family}"
+                  for family in task.families or (task.family,)}
+    assert cases == set(SPECS)
 
 
 @pytest.mark.parametrize("members", [1, 3])

@@ -217,7 +217,8 @@ REFUSALS = {
     "a family of another task": ("mlp", "model: family 'mlp' does not suit task 'image'; "
                                         "available for it: cnn"),
     "unknown family": ("resnet", "model: unknown model family 'resnet'; available: cnn, "
-                                 "forecaster, mlp, text_rnn; or your network as file.py:callable "
+                                 "forecaster, mlp, tabm, text_rnn; or your network as "
+                                 "file.py:callable "
                                  "or package.module:callable"),
 }
 

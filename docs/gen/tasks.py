@@ -8,9 +8,13 @@ import yaml
 
 from docs.gen.common import code, table, write
 
-# extra variants worth their own table: a task whose defaults depend on the data
-VARIANTS = {"tabular": [("regression (`sklearn:diabetes`)",
-                         {"source": "sklearn:diabetes", "target": "progression"})]}
+# extra variants worth their own table: a task whose defaults depend on the data or on the
+# network family (``model:``): a label and the spec keys that make it
+VARIANTS = {"tabular": [
+    ("regression (`sklearn:diabetes`)",
+     {"data": {"source": "sklearn:diabetes", "target": "progression"}}),
+    ("TabM (`model: tabm`)", {"model": "tabm"}),
+]}
 
 
 def _space_yaml(space: dict) -> str:
@@ -52,8 +56,8 @@ def main() -> None:
         data = specs[name].data
         parts = [_section(task.for_data(data), data, "### Defaults")]
         for label, raw in VARIANTS.get(name, []):
-            spec = build_spec({"task": name, "data": raw})
-            variant = task.for_data(spec.data)
+            spec = build_spec({"task": name, **raw})
+            variant = task.for_data(spec.data).for_model(spec.model)
             parts.append(_section(variant, spec.data, f"### Defaults for {label}"))
         options = ", ".join(f"`data.{o}`" for o in task.data_options) or "none"
         parts.append(f"This task's own `data:` keys: {options} "

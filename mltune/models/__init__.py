@@ -6,7 +6,7 @@ about the data (``description``: one dataclass per task) and the user's own netw
 Importing the package registers the built-in families, each from its own module.
 """
 
-from mltune.models import cnn, forecaster, mlp, text_rnn  # noqa: F401  (register the families)
+from mltune.models import cnn, forecaster, mlp, tabm, text_rnn  # noqa: F401  (register the families)
 from mltune.models.description import (
     DataDescription,
     ImageData,

@@ -117,7 +117,8 @@ class TabularData(DataDescription):
     """``task: tabular``. In: float32 ``(N, features)``: the table's columns encoded (numbers
     imputed and standardised, categories one-hot). Out: ``(N, classes)`` logits, or for a
     regression target (``classes`` is None) ``(N, 1)`` values on the target's standardised
-    scale (mltune multiplies by the train split's std and adds its mean)."""
+    scale (mltune multiplies by the train split's std and adds its mean). A family whose
+    networks are ensembles inside (``Family.members``: TabM) answers ``(N, k, outputs)``."""
 
     features: int
     classes: int | None

@@ -39,7 +39,13 @@ class Averaged(nn.Module):
 def average(outputs: Sequence[torch.Tensor], weights: Sequence[float],
             probabilities: bool) -> torch.Tensor:
     """Members' outputs (one tensor each, same shape) as the ensemble answers them: the log of
-    the weighted average of their softmax (``probabilities``), else their weighted average."""
+    the weighted average of their softmax (``probabilities``), else their weighted average.
+
+    Networks that answer once per inner member (TabM: ``(N, k, outputs)``) are averaged member
+    by member, which averages the same probabilities; when their ``k`` differ, each is first
+    reduced to its own members' average (``(N, 1, outputs)``)."""
+    if len({o.shape for o in outputs}) > 1 and all(o.dim() == 3 for o in outputs):
+        outputs = [inner_average(o, probabilities, keepdim=True) for o in outputs]
     if probabilities:  # log of sum_i w_i softmax_i, computed in log space
         logs = torch.stack([torch.log_softmax(o.float(), dim=-1) + math.log(w)
                             for o, w in zip(outputs, weights, strict=True)])
@@ -48,3 +54,15 @@ def average(outputs: Sequence[torch.Tensor], weights: Sequence[float],
     for o, w in zip(outputs, weights, strict=True):
         total = total + w * o.float()
     return total
+
+
+def inner_average(outputs: torch.Tensor, probabilities: bool,
+                  keepdim: bool = False) -> torch.Tensor:
+    """A network's answer of k inner members (TabM: ``(N, k, outputs)``) as one: for classes
+    (``probabilities``) the log of the mean of their probabilities (its softmax is that mean,
+    so it decodes as one network's logits), else the mean of their values; ``(N, outputs)``,
+    or ``(N, 1, outputs)`` with ``keepdim``."""
+    if probabilities:
+        logs = torch.log_softmax(outputs.float(), dim=-1)
+        return torch.logsumexp(logs, dim=1, keepdim=keepdim) - math.log(outputs.shape[1])
+    return outputs.float().mean(dim=1, keepdim=keepdim)

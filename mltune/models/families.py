@@ -31,12 +31,15 @@ class Family:
     """How to build one kind of network, and what its hyperparameters allow.
 
     ``build(params, data)`` reads every hyperparameter of ``rules`` from ``params`` (the task
-    merges them over its defaults) and every key of ``inputs`` from ``data``.
+    merges them over its defaults) and every key of ``inputs`` from ``data``. ``members``: its
+    networks are ensembles that answer once per member, ``(N, k, outputs)``
+    (``mltune.tasks.members`` says what a task makes of that).
     """
 
     build: NetworkBuilder
     rules: Mapping[str, Rule] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
+    members: bool = False
 
 
 FAMILIES: Catalog[Family] = Catalog("model family")

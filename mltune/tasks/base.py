@@ -50,6 +50,8 @@ class Task(ABC):
     default_metric: ClassVar[str]
     data_options: ClassVar[tuple[str, ...]] = ()
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
+    # every family that suits it (``model:`` may name any); empty: ``family`` alone
+    families: ClassVar[tuple[str, ...]] = ()
     network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
     space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
     # What the objects of ``TaskData.artifacts`` are made of, as ``module.name``: a served
@@ -73,10 +75,11 @@ class Task(ABC):
         if model is None:
             return self
         network = network_of(model)
-        if not network.user and network.family != self.family:
+        suited = self.families or (self.family,)
+        if not network.user and network.family not in suited:
             raise SpecError(f"model: family {network.family!r} does not suit task "
-                            f"{self.name!r}; available for it: {self.family}, or your network "
-                            f"as {FORMS}")
+                            f"{self.name!r}; available for it: {', '.join(suited)}, or your "
+                            f"network as {FORMS}")
         return self.with_network(network, space)
 
     def with_network(self, network: Network, space: Mapping[str, Any] | None = None) -> Task:

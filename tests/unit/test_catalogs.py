@@ -59,8 +59,11 @@ def test_every_name_listed_can_be_looked_up(kind):
 
 def test_the_built_in_tasks_and_families():
     assert TASKS.names() == ["image", "tabular", "text", "timeseries"]
-    assert FAMILIES.names() == ["cnn", "forecaster", "mlp", "text_rnn"]
-    assert {get_task(name).family for name in TASKS.names()} == set(FAMILIES.names())
+    assert FAMILIES.names() == ["cnn", "forecaster", "mlp", "tabm", "text_rnn"]
+    suited = {family for name in TASKS.names()
+              for family in get_task(name).families or (get_task(name).family,)}
+    assert suited == set(FAMILIES.names())  # every family suits a task
+    assert get_task("tabular").families == ("mlp", "tabm")
 
 
 def test_a_name_is_registered_once():

@@ -50,4 +50,5 @@ def test_a_task_describes_what_its_family_builds_from(name):
     from mltune.models import FAMILIES
 
     task = get_task(name)
-    assert set(FAMILIES.get(task.family).inputs) <= set(task.describe_data(META[name]))
+    for family in task.families or (task.family,):
+        assert set(FAMILIES.get(family).inputs) <= set(task.describe_data(META[name]))

@@ -1,4 +1,4 @@
-"""Tabular data with an MLP: classification or regression on the user's own table.
+"""Tabular data with an MLP or TabM: classification or regression on the user's own table.
 
 Sources: ``sklearn:breast_cancer`` (classes), ``sklearn:diabetes`` (values), or a CSV / parquet
 file with ``data.target`` naming the column to predict. The problem type is inferred from the
@@ -6,6 +6,8 @@ target (see ``tables.infer_problem``) unless ``data.problem`` says it; it decide
 metric, losses and space. Preprocessing (imputation, scaling, one-hot) is a scikit-learn
 transformer fitted on the train split only and shipped inside every served model, which takes
 the raw feature columns as they are in the file and answers in the target's own labels or units.
+The network is an MLP (``model: mlp``, the default) or TabM (``model: tabm``: k MLPs sharing
+their weights, whose answers are averaged: ``mltune.tasks.members``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 from mltune.core.errors import DataError, SpecError
 from mltune.core.terms import Direction
 from mltune.data.splits import TaskData, fingerprint_arrays
+from mltune.models import FAMILIES
 from mltune.models.description import TabularData
 from mltune.models.layers import Unstandardize
 from mltune.spec.model import DataSpec
@@ -40,6 +43,8 @@ from mltune.tasks.classification import (
     stratified_split,
 )
 from mltune.tasks.inputs import finite, not_empty
+from mltune.tasks.members import MembersLoss, averaged, has_members, members_spread
+from mltune.tasks.tabular.spaces import SPACES
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
     PREPROCESSOR_TYPES,
@@ -138,12 +143,13 @@ def encode(frame: pd.DataFrame, meta: Mapping[str, Any], where: str) -> torch.Te
 
 
 class TabularTask(ClassificationMixin, Task):
-    """One table, one target column; an MLP predicts it from the other columns."""
+    """One table, one target column; an MLP (or TabM) predicts it from the other columns."""
 
     name = "tabular"
     default_source = "sklearn:breast_cancer"
     data_options = ("problem", "drop", "categorical", "encoding")
     family = "mlp"
+    families = ("mlp", "tabm")
     artifact_types = frozenset(f"{t.__module__}.{t.__qualname__}" for t in PREPROCESSOR_TYPES)
 
     def __init__(self, problem: str | None = None, n_classes: int = 0) -> None:
@@ -160,30 +166,26 @@ class TabularTask(ClassificationMixin, Task):
     def metrics(self, data: DataSpec) -> dict[str, Direction]:
         problem, n_classes = resolve_problem(data)
         extra = {"roc_auc": Direction.MAX} if problem == "classification" and n_classes == 2 else {}
-        return logged_metrics({**SCORES[problem], **extra})
+        scores = {**SCORES[problem], **extra}
+        if self._members:  # how far apart the members' own scores are: smaller, more alike
+            scores.update({f"{name}_members_std": Direction.MIN for name in list(scores)})
+        return logged_metrics(scores)
+
+    @property
+    def _members(self) -> bool:
+        """Whether the network answers once per member (TabM)."""
+        network = self.network_in_use
+        return not network.user and FAMILIES.get(network.family).members
+
+    def _spaces(self) -> tuple[Any, Any]:
+        network = self.network_in_use
+        return SPACES[self.family if network.user else network.family]
 
     def builtin_space(self) -> dict[str, Any]:
-        return {
-            "num_layers": {"quniform": [1, 4, 1]},
-            "hidden_size": {"choice": [32, 64, 128, 256]},
-            "activation": {"choice": ["relu", "gelu", "silu", "tanh", "leaky_relu"]},
-            "dropout": {"uniform": [0.0, 0.5]},
-            "norm": {"choice": ["none", "batch", "layer"]},
-            "weight_init": {"choice": ["default", "xavier_uniform", "kaiming_uniform",
-                                       "orthogonal"]},
-            "learning_rate": {"loguniform": [1.0e-4, 3.0e-2]},
-            "weight_decay": {"loguniform": [1.0e-6, 1.0e-2]},
-            "optimizer": {"choice": [{"name": "adam"}, {"name": "adamw"},
-                                     {"name": "sgd", "momentum": {"uniform": [0.5, 0.99]}}]},
-            "batch_size": {"choice": [32, 64, 128, 256]},
-            "loss": {"choice": list(LOSSES[self.problem])},
-        }
+        return self._spaces()[0](LOSSES[self.problem])
 
     def builtin_params(self) -> dict[str, Any]:
-        return {"num_layers": 2, "hidden_size": 64, "activation": "relu", "dropout": 0.1,
-                "norm": "batch", "weight_init": "default", "learning_rate": 3e-3,
-                "weight_decay": 1e-4, "optimizer": "adam", "batch_size": 64,
-                "loss": LOSSES[self.problem][0]}
+        return self._spaces()[1](LOSSES[self.problem])
 
     def load(self, data: DataSpec, seed: int) -> TaskData:
         problem, _ = resolve_problem(data)
@@ -252,19 +254,20 @@ class TabularTask(ClassificationMixin, Task):
         if name not in LOSSES[problem]:
             raise SpecError(f"loss: {name!r} does not suit a {problem} target; allowed: "
                             f"{', '.join(LOSSES[problem])}")
+        loss = make_loss(name)
         if problem == "regression":
-            return ScaledLoss(make_loss(name), data.meta["target_std"])
-        return make_loss(name)
+            loss = ScaledLoss(loss, data.meta["target_std"])
+        return MembersLoss(loss, probabilities=problem == "classification")
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor,
               meta: Mapping[str, Any]) -> dict[str, float]:
-        if meta["problem"] == "classification":
-            metrics = classification_metrics(outputs, targets)
-            if len(meta["classes"]) == 2:
-                metrics["roc_auc"] = binary_roc_auc(outputs, targets)
-            return metrics
-        return regression_metrics(outputs.detach().double().cpu().numpy(),
-                                  targets.double().cpu().numpy())
+        """The scores of what the network answers (a TabM: its members' average), and for a
+        TabM each score's spread over its members (``<score>_members_std``)."""
+        outputs = outputs.detach()
+        metrics = _scores(averaged(outputs, meta["problem"] == "classification"), targets, meta)
+        if has_members(outputs):
+            metrics.update(members_spread(outputs, targets, lambda o, t: _scores(o, t, meta)))
+        return metrics
 
     def input_example(self, data: TaskData) -> Any:
         return pd.DataFrame(data.meta["example"], columns=data.meta["columns"])
@@ -280,7 +283,8 @@ class TabularTask(ClassificationMixin, Task):
         frame = _input_frame(model_input)
         not_empty(len(frame))
         with torch.no_grad():
-            outputs = model(encode(frame, meta, "input"))
+            outputs = averaged(model(encode(frame, meta, "input")),
+                               meta["problem"] == "classification")
         if meta["problem"] == "classification":
             return self.labelled(outputs, meta)
         return pd.DataFrame({"prediction": outputs[:, 0].double().numpy()})
@@ -298,6 +302,17 @@ class TabularTask(ClassificationMixin, Task):
                 raise DataError(f"holdout: the model was trained for {key} {meta.get(key)!r}, "
                                 f"this data has {data.meta.get(key)!r}; they cannot be compared")
         return encode(data.x_test_raw, meta, "holdout")
+
+
+def _scores(outputs: torch.Tensor, targets: torch.Tensor,
+            meta: Mapping[str, Any]) -> dict[str, float]:
+    """The task's scores of ``(N, outputs)`` answers."""
+    if meta["problem"] == "classification":
+        metrics = classification_metrics(outputs, targets)
+        if len(meta["classes"]) == 2:
+            metrics["roc_auc"] = binary_roc_auc(outputs, targets)
+        return metrics
+    return regression_metrics(outputs.double().cpu().numpy(), targets.double().cpu().numpy())
 
 
 TASKS.add("tabular", TabularTask())
