@@ -60,6 +60,14 @@ class Network:
         return self.family is None
 
     @property
+    def declared(self) -> tuple[str, ...] | None:
+        """A user's network: the hyperparameters its callable declares as an attribute,
+        ``build.hyperparameters = ("width", "depth")``, beside the training ones; None when it
+        declares none (every key of the space is passed to it) or is not imported yet."""
+        names = getattr(self.build, "hyperparameters", None) if self.user else None
+        return None if names is None else tuple(names)
+
+    @property
     def builder(self) -> str | NetworkBuilder | None:
         """What a logged model keeps to rebuild its network: the family's name or the
         callable itself (pickled by value)."""
@@ -275,7 +283,22 @@ def from_callable(build: Callable[..., Any], name: str | None = None) -> Network
         if root is not None:
             cloudpickle.register_pickle_by_value(top)
             code = _sources(root)
-    return Network(name or model_name(build), build, code=code)
+    network = Network(name or model_name(build), build, code=code)
+    _check_declared(network)
+    return network
+
+
+def _check_declared(network: Network) -> None:
+    """``build.hyperparameters``: a list of names, nothing else (a string would read as its
+    letters)."""
+    names = getattr(network.build, "hyperparameters", None)
+    if names is None:
+        return
+    if isinstance(names, str) or not isinstance(names, (list, tuple, set, frozenset)) or not all(
+            isinstance(n, str) and n and "." not in n for n in names):
+        raise SpecError(f"model: {network.name}: hyperparameters = {names!r} is not allowed; "
+                        "expected a list of the names the network reads from params "
+                        "(\"width\", \"depth\"), or no such attribute to accept any")
 
 
 def _source_root(module: ModuleType) -> Path | None:

@@ -82,6 +82,7 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any],
     share_sqlite_store()
     spec, task = with_network(spec, model)
     device = resolve_device(spec.device)
+    task.check_param_names(params)  # a typo is refused, not logged as if it mattered
     full = {**task.default_params(), **params}
     check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()

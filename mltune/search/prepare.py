@@ -56,6 +56,7 @@ def with_network(spec: SearchSpec, model: Any = None) -> tuple[SearchSpec, Task]
     if task.network is not None:
         task = task.with_network(load(task.network), spec.space)
         spec = replace(spec, model=model_name(spec.model))
+        task.check_space_names({k: spec.space[k] for k in spec.space_given})  # as declared
     return spec, task
 
 
