@@ -26,6 +26,7 @@ from mltune.spec.model import (
     DataSpec,
     PruningSpec,
     SearchSpec,
+    SpecOrigin,
     StopSpec,
 )
 from mltune.spec.options import (
@@ -267,7 +268,7 @@ def with_model(spec: SearchSpec, model: Any) -> SearchSpec:
     raw = spec.to_dict()
     raw["space"] = {key: spec.space[key] for key in spec.space_given}
     raw["model"] = model
-    return build_spec(raw)
+    return dataclasses.replace(build_spec(raw), origin=spec.origin)
 
 
 def _device(value: Any, backend: Any) -> str:
@@ -394,4 +395,6 @@ def load_spec(
 ) -> SearchSpec:
     """Read ``config`` (or start from the defaults), apply dotted overrides, validate."""
     raw = read_yaml(config) if config else {}
-    return build_spec(apply_overrides(raw, overrides or {}))
+    spec = build_spec(apply_overrides(raw, overrides or {}))
+    origin = SpecOrigin(str(config) if config else None, dict(overrides or {}))
+    return dataclasses.replace(spec, origin=origin)
