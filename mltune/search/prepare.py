@@ -48,15 +48,18 @@ class Prepared:
 
 def with_network(spec: SearchSpec, model: Any = None) -> tuple[SearchSpec, Task]:
     """The spec (for ``model`` when given: a callable from Python) and its task with the
-    network loaded: a user's code is imported here, before anything is read or opened. The
-    spec returned names the network as text (a callable as ``module:qualname``)."""
+    network loaded: a user's code is imported here, before anything is read or opened, and
+    the space's keys checked against what the network reads. The spec returned names the
+    network as text (a callable as ``module:qualname``)."""
     if model is not None:
         spec = with_model(spec, model)
     task = task_for(spec)
     if task.network is not None:
         task = task.with_network(load(task.network), spec.space)
         spec = replace(spec, model=model_name(spec.model))
-        task.check_space_names({k: spec.space[k] for k in spec.space_given})  # as declared
+    # a key nothing reads (a typo) is refused, not tuned in vain: the family's names, or the
+    # user's network's declared ones beside the training ones
+    task.check_space_names({k: spec.space[k] for k in spec.space_given})
     return spec, task
 
 

@@ -173,7 +173,7 @@ def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
             own = option_names(SCHEDULERS.get(rule).Options)
             raw = {**raw, "pruning": {k: v for k, v in pruning.items()
                                       if k == "rule" or k in own}}
-    return _build(raw, names=False)
+    return build_spec(raw)
 
 
 def _check_keys(raw: Mapping[str, Any]) -> None:
@@ -198,13 +198,11 @@ def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str
 
 
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
-    return _build(raw)
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec.
 
-
-def _build(raw: Mapping[str, Any], names: bool = True) -> SearchSpec:
-    """``build_spec``; ``names=False`` lets a space key no one reads pass, as a search that
-    an older mltune ran with one still holds it (a stored spec is re-read, not tuned anew)."""
+    The names of the space's keys are checked once the network is known
+    (``Task.check_space_names``, when a search or a training is prepared): from Python, a
+    spec may be built before the network it is for (``mltune.tune(spec, model=build)``)."""
     _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
@@ -214,8 +212,6 @@ def _build(raw: Mapping[str, Any], names: bool = True) -> SearchSpec:
     user_space = raw.get("space") or {}
     if not isinstance(user_space, Mapping):
         raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
-    if names:
-        task.check_space_names(user_space)  # a typo is refused, not tuned in vain
     space = {**task.default_space(), **user_space}
     built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
