@@ -207,8 +207,8 @@ def test_getting_started_runs_as_written(session):
     session.run(GETTING_STARTED)
     ran = "\n".join(session.ran)
     for expected in ("mltune tune --config examples/digits.yaml", "mlflow ui",
-                     "mlflow models serve", "curl", "mltune tune --config my-spec.yaml",
-                     "mltune report", "python block"):
+                     "mlflow models serve", "curl", "mltune check my-spec.yaml",
+                     "mltune tune --config my-spec.yaml", "mltune report", "python block"):
         assert expected in ran, ran
     assert (session.folder / "site" / "report.html").is_file()  # mltune report --out site
 
@@ -222,7 +222,7 @@ def test_the_tested_pages_hold_what_the_test_runs():
     assert [lang for lang, _ in blocks(README, "Quickstart")] == ["bash", "python"]
     started = [c for lang, text in blocks(GETTING_STARTED) if lang == "bash"
                for c in commands(text)]
-    assert sum(c.startswith(("mltune", "mlflow", "curl")) for c in started) == 6, started
+    assert sum(c.startswith(("mltune", "mlflow", "curl")) for c in started) == 7, started
 
 
 def test_generated_reference_covers_every_key_task_and_catalog_name():

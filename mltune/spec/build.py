@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import logging
 import os
 import re
@@ -180,7 +181,9 @@ def _check_keys(raw: Mapping[str, Any]) -> None:
     """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS and key not in RENAMED:
-            raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+            near = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? Allowed" if near else "allowed"
+            raise SpecError(f"{key}: unknown key; {hint}: {', '.join(TOP_LEVEL_KEYS)}")
         if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
             raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
                             "expanded only in data: values; MLflow shows this one as written")
