@@ -33,6 +33,12 @@ def test_a_typo_in_the_space_of_a_built_in_family_is_refused_naming_the_nearest_
     code, _, err = run_cli(["train", "--params", "{learnin_rate: 0.01}"], capsys)
     assert code == 2 and "--params: learnin_rate: unknown hyperparameter; did you mean " \
         "learning_rate?" in err
+    # a space the sampler cannot draw is refused as early (its sampler is made before a run)
+    code, _, err = run_cli(["tune", "--algo", "optuna-tpe", "--set",
+                            "space.learning_rate={lognormal: [-5, 1]}"], capsys)
+    assert code == 2 and err.strip() == (
+        "mltune: error: space.learning_rate: lognormal cannot be sampled by optuna-tpe; use "
+        "uniform or loguniform, or algo: tpe")
     assert all_runs(client) == []  # no run was opened
 
 

@@ -19,6 +19,7 @@ from mltune.search.packs.lane import SearchSetup
 from mltune.search.packs.lanes import BACKENDS, Backend
 from mltune.search.packs.shapes import pack_limit
 from mltune.spec.build import with_model
+from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import build_space
@@ -70,6 +71,9 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
     backend = BACKENDS.get(spec.backend, field="backend")
     backend.preflight(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
+    # the sampler made once now: one that cannot draw the space (Optuna and a normal), or whose
+    # library is missing, is refused before any run is opened
+    SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.loaded(spec.data, spec.seed, devices[0])  # bad data fails before any run
     task.check_network(data)  # a user's network: built, and two samples through it
