@@ -17,13 +17,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from mltune.core._version import __version__
-from mltune.core.errors import (
-    MltuneError,
-    SearchError,
-    SearchInterrupted,
-    SpecError,
-    TrackingLost,
-)
+from mltune.core.errors import MltuneError, SearchError, SearchInterrupted, SpecError, TrackingLost
 from mltune.core.outcomes import TrialOutcome
 from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report
@@ -396,10 +390,7 @@ def main(args: list[str] | None = None) -> None:
         cli.main(args=args, prog_name="mltune", standalone_mode=False)
     except MltuneError as exc:
         fail(exc)  # an interruption outside a search's loop: its hint names no spec file
-    except click.exceptions.Abort:
-        click.echo("mltune: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("mltune: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

@@ -129,14 +129,18 @@ def _budget_line(plan: Plan) -> str:
         after.append(f"a refit of up to {spec.epochs} epochs")
     if spec.ensemble and spec.ensemble > 1:
         after.append(f"an ensemble of up to {spec.ensemble} trials")
+    sooner = [f"{spec.pruning.rule} stops trials"] if spec.pruning.rule not in (
+        "none", "pbt") else []  # pbt copies members, it stops none
+    if spec.patience is not None:
+        sooner.append(f"patience {spec.patience} ends trials early")
     ends = [f"{name} {value:g}" for name, value in (
-        ("stop.no_improvement", spec.stop.no_improvement), ("stop.target", spec.stop.target),
-        ("patience", spec.patience)) if value is not None]
+        ("stop.no_improvement", spec.stop.no_improvement), ("stop.target", spec.stop.target))
+        if value is not None]
+    if ends:
+        sooner.append(f"the search ends at {' or '.join(ends)}")
     text = f"Budget: {trials}"
     text += f"; then {' and '.join(after)}" if after else ""
-    text += f" (sooner with {', '.join(ends)}, and as the scheduler stops trials)" if ends else (
-        "" if spec.pruning.rule == "none" else " (fewer as the scheduler stops trials)")
-    return text
+    return text + (f" (fewer where {', '.join(sooner)})" if sooner else "")
 
 
 def _pack_line(plan: Plan) -> str:
@@ -146,5 +150,6 @@ def _pack_line(plan: Plan) -> str:
         f", {spec.parallelism} Ray workers" if spec.backend == "ray" else "")
     if plan.pack == 1:
         return f"Trials: one at a time per device ({where})"
-    sized = "sized on the device when the search starts" if spec.pack == "auto" else "pack"
+    sized = ("sized on the device when the search starts" if spec.pack == "auto"
+             else f"pack: {spec.pack}")
     return f"Trials: up to {plan.pack} at once as one fused network ({sized}; {where})"
