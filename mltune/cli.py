@@ -250,7 +250,7 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_bu
 
 
 @cli.command("check")
-@click.argument("config", metavar="SPEC", default="")
+@click.argument("config", metavar="[SPEC]", default="")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override any spec key, e.g. --set epochs=30 (repeatable).")
 def check_command(config: str, assignments: tuple[str, ...]) -> None:
