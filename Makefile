@@ -21,7 +21,7 @@ test: install-test
 	lint-imports  # the layers contract in pyproject.toml: dependencies run one way
 	$(GENERATED) --check  # the committed pages' generated sections are what the code makes now
 	$(MKDOCS) build --strict  # the manual: a broken link or a missing page fails
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadgroup  # two workers: tests/conftest.py groups them
 
 lint:
 	ruff check mltune tests benchmarks docs/gen

@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+# Under pytest-xdist (``make test``: two workers, ``--dist loadgroup``) a module's tests stay in
+# one worker (its module-scoped searches and servers are made once), and the modules that start
+# Ray share a worker, so that two Rays never run at once on two cores.
+RAY_MODULES = {"test_ray", "test_lanes", "test_matrix", "test_writers"}
+
+
 
 @pytest.fixture()
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -177,10 +183,11 @@ def team_login(server: MlflowServer, experiment: str, user: str = TEAM_USER,
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``gpu``-marked tests need CUDA: skipped, with the reason, on machines without it."""
-    if torch.cuda.is_available():
-        return
+    """Each test in its module's xdist group (``RAY_MODULES``: one group); ``gpu``-marked
+    tests need CUDA: skipped, with the reason, on machines without it."""
     skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_check.sh on a GPU machine)")
     for item in items:
-        if "gpu" in item.keywords:
+        module = item.module.__name__ if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)

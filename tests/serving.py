@@ -19,12 +19,14 @@ from servers import free_port
 
 @contextmanager
 def served(model_uri: str, tracking_uri: str, timeout: float = 120.0) -> Iterator[str]:
-    """``mlflow models serve -m model_uri`` on a free port; yields its base URL."""
+    """``mlflow models serve -m model_uri`` on a free port; yields its base URL. The server
+    runs as a hardened team runs it, with MLflow's pickle deserialization off: every model
+    mltune logs must load so."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "-h", "127.0.0.1",
          "-p", str(port), "--env-manager", "local", "--workers", "1"],
-        env=env_for_subprocess(tracking_uri),
+        env={**env_for_subprocess(tracking_uri), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -183,4 +183,4 @@ def test_make_demo_installs_what_the_demo_needs_and_make_test_the_test_extra():
     assert not any("[test]" in line or "ray" in line for line in demo)  # no Ray, no servers
     assert demo[-1] == "mlflow run . --env-manager local"
     assert any(line.endswith(' -m pip install -q -e ".[test]"') for line in test)
-    assert test[-1].endswith(" -m pytest -q")
+    assert " -m pytest -q -n 2 --dist loadgroup" in test[-1]  # the README's command, two workers

@@ -13,7 +13,6 @@ import torch
 from conftest import REPO, all_runs, run_cli
 from sklearn.datasets import load_breast_cancer
 from test_images import shapes_folder
-from test_resume import kill_9_then_resume
 from test_timeseries import HORIZON, SPACE, seasonal, write
 
 import mltune
@@ -119,19 +118,6 @@ def test_an_ensemble_of_cv_trials_is_chosen_on_out_of_fold_predictions(tracking_
         expected = average([load_network(by_trial[m["trial"]].model_uri)(data.x_test)
                             for m in members], [m["weight"] for m in members], True)
         assert torch.allclose(served(data.x_test), expected, atol=1e-5)
-
-
-def test_kill_9_in_a_cv_search_then_resume_gives_exactly_max_evals(tracking_uri, client,
-                                                                   capsys):
-    args = ["--set", "task=tabular", "--max-evals", "6", "--epochs", "3", "--seed", "2",
-            "--cv", "3", "--no-refit", "--set", "pruning.rule=none"]
-    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
-    children = trials_of(client, parent_id)
-    finished = [c for c in children if c.info.status == "FINISHED"]
-    assert len({int(c.data.tags["mltune.trial"]) for c in finished}) == len(finished) == 6
-    assert all(c.data.tags.get("mltune.interrupted") == "true" for c in children
-               if c.info.status != "FINISHED")
-    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -16,12 +16,12 @@ import mlflow
 import numpy as np
 import pytest
 import yaml
-from conftest import children_of
+from conftest import children_of, run_cli
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_breast_cancer, load_digits
 
 import mltune
-from mltune.spec.build import stored_spec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy"
 WRITTEN_AT = "/tmp/fx/legacy"  # where make_fixture.py wrote the store
@@ -79,6 +79,42 @@ def test_legacy_champions_load_and_answer(legacy: MlflowClient) -> None:
     assert len(answer) == 10 and set(answer["label"]) <= set(range(10))
 
 
+def test_with_pickle_off_a_legacy_champion_fails_with_mlflow_s_message(
+        legacy: MlflowClient, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A server hardened with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` refuses the old
+    cloudpickled models, in MLflow's words (docs/operations.md says how to re-register them),
+    from Python and from ``mltune promote``."""
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with pytest.raises(MlflowException, match="Deserializing model using pickle is disallowed"):
+        mlflow.pyfunc.load_model("models:/legacy-tabular@champion")
+    code, out, err = run_cli(["promote", "--model", "legacy-tabular", "--version", "1",
+                              "--dry-run"], capsys)
+    assert code == 1 and "Traceback" not in out + err
+    assert err.strip().startswith("mltune: error: MLflow: Deserializing model using pickle is "
+                                  "disallowed, but this model is saved in cloudpickle format.")
+
+
+def test_re_registered_as_the_docs_say_the_champion_serves_with_pickle_off(
+        legacy: MlflowClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    """docs/operations.md, "Models without pickle": the search's spec run again by today's
+    mltune where pickle is allowed, the new version promoted by hand; then the champion loads
+    with the switch off."""
+    version = legacy.get_model_version_by_alias("legacy-tabular", "champion")
+    spec_file = Path(mlflow.artifacts.download_artifacts(
+        f"runs:/{version.tags['mltune.parent_run_id']}/spec.yaml", dst_path=str(tmp_path)))
+    code, out, err = run_cli(["tune", "--config", str(spec_file)], capsys)
+    assert code == 0, err
+    new = legacy.get_model_version_by_alias("legacy-tabular", "challenger").version
+    assert str(new) == "2"
+    code, out, err = run_cli(["promote", "--model", "legacy-tabular", "--version", str(new),
+                              "--force"], capsys)
+    assert code == 0, err
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    champion = mlflow.pyfunc.load_model("models:/legacy-tabular@champion")
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns="target").head(5)
+    assert set(champion.predict(rows)["label"]) <= {"malignant", "benign"}
+
+
 def test_gate_compares_a_new_version_with_the_legacy_champion(legacy: MlflowClient) -> None:
     """A new search registers into the legacy model: the gate scores the old champion on the
     new search's holdout, and the decision names both."""
@@ -102,7 +138,7 @@ def test_resume_continues_a_legacy_search(legacy: MlflowClient, tmp_path: Path) 
     """``--resume`` on a search the old code logged: its two trials are kept, the third runs."""
     parent = _search(legacy, "legacy-tabular")
     text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/spec.yaml")
-    raw = stored_spec(yaml.safe_load(text)).to_dict()  # its spec as this mltune reads it
+    raw = yaml.safe_load(text)  # every rule's pruning options, as the old mltune wrote them
     raw["max_evals"] = 3
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(raw))

@@ -7,15 +7,10 @@ import shutil
 from pathlib import Path
 
 import mlflow
-import pytest
-import torch
 from conftest import all_runs, children_of, run_cli
 from sklearn.datasets import load_breast_cancer, load_digits
-from test_resume import kill_9_then_resume
 
 import mltune
-from mltune.tasks import task_for
-from mltune.tracking.model import load_network
 
 SHAPE_KEYS = ("num_layers", "hidden_size", "norm", "activation", "batch_size", "optimizer")
 
@@ -86,67 +81,6 @@ def test_pruning_stops_members_of_a_pack_alone(client):
                 child.data.tags["mltune.pack"]]
         assert any(c.info.status == "FINISHED" for c in pack)
     assert len(result.trials) == 8
-
-
-def test_early_stopping_in_a_pack_logs_each_members_best_epoch(client):
-    """Members stop early at their own epochs and leave the pack; each model logged holds
-    its member's best epoch's weights, as it would alone."""
-    result = mltune.tune(mltune.load_spec(None, {
-        "task": "tabular", "max_evals": 4, "epochs": 12, "patience": 1, "pack": 4,
-        "algo": "rand", "seed": 3, "space.learning_rate": {"choice": [0.3, 0.1, 0.03]},
-        "space.optimizer": "sgd", "space.norm": "none", "space.dropout": 0.0,
-        "pruning": {"rule": "none"}}))
-    spec = result.spec
-    children = children_of(client, result.parent_run_id)
-    assert len(packs_of(children)) == 1 and len(children) == 4
-    task = task_for(spec)
-    data = task.load(spec.data, spec.seed)
-    epochs_run = set()
-    for child, trial in zip(children, sorted(result.trials, key=lambda t: t.number),
-                            strict=True):
-        assert child.info.status == "FINISHED" and child.info.run_id == trial.run_id
-
-        def history(key: str, run_id: str = child.info.run_id) -> list[float]:
-            points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-            return [m.value for m in points]
-
-        values, losses = history(spec.metric), history("val_loss")
-        epochs_run.add(len(values))
-        best = int(child.data.tags["mltune.best_epoch"])
-        assert values[best - 1] == (max(values) if spec.direction.name == "MAX" else
-                                    min(values))
-        network = load_network(child.data.tags["mltune.model_uri"])
-        with torch.no_grad():
-            loss = task.make_loss(trial.params, data)(network(data.x_val), data.y_val)
-        assert float(loss) == pytest.approx(losses[best - 1], abs=1e-5)
-        # the run's output, as its page lists it: that model, at the epoch of its weights
-        (output,) = client.get_run(child.info.run_id).outputs.model_outputs
-        assert f"models:/{output.model_id}" == child.data.tags["mltune.model_uri"]
-        assert output.step == best
-    assert len(epochs_run) > 1  # the members stopped at different epochs
-
-
-def test_kill_9_inside_a_pack_then_resume_ends_with_max_evals_trials(tracking_uri, client,
-                                                                     capsys):
-    # ASHA (eta 2) stops one of two members at each rung: their slots are refilled
-    args = ["--set", "task=tabular", "--max-evals", "8", "--epochs", "3",
-            "--pack", "2", "--seed", "4", "--set", "pruning.rule=asha",
-            "--set", "pruning.eta=2"]
-    parent_id, _ = kill_9_then_resume(tracking_uri, client, args, capsys)
-    children = children_of(client, parent_id)
-    numbers = [int(c.data.tags["mltune.trial"]) for c in children]
-    assert len(numbers) == len(set(numbers))
-    assert len(children) == 8 + sum(c.data.tags.get("mltune.interrupted") == "true"
-                                    for c in children)
-    assert all(c.info.status == "FINISHED" or c.data.tags.get("mltune.pruned") == "true"
-               or c.data.tags.get("mltune.interrupted") == "true" for c in children)
-    # killed inside a refilled pack: pack 1 had taken more trials than its two slots
-    assert len([c for c in children if c.data.tags.get("mltune.pack") == "1"]) > 2
-    assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
-    assert all(c.data.tags.get("mltune.interrupted") == "true"
-               or c.data.tags.get("mltune.pruned") == "true" for c in children
-               if c.info.status == "KILLED")
-    assert client.get_run(parent_id).info.status == "FINISHED"
 
 
 def test_a_family_that_cannot_be_packed_is_refused_only_when_asked_for(tracking_uri, client,

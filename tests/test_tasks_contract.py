@@ -19,7 +19,7 @@ from mltune.spec.build import build_spec
 from mltune.spec.space import first_point
 from mltune.spec.tasks import TASKS
 from mltune.tasks import task_for
-from mltune.tracking.model import load_task_artifacts, save_task_artifacts
+from mltune.tracking.model_files import load_task_artifacts, save_task_artifacts
 from mltune.training.device import seed_everything
 from mltune.training.engine import Member, PackTrainer
 
@@ -75,11 +75,12 @@ def test_a_task_trains_a_pack_scores_and_answers_raw_input(name, members, tmp_pa
 
     declared = task.metrics(spec.data)
     # what a served model knows: the data's description and the task's objects, through the
-    # files a logged model carries them in (joblib), as ServedModel.load_context reads them
+    # files a logged model carries them in (skops, checked against the task's trusted types),
+    # as ServedModel.load_context reads them
     folder = tmp_path / "artifacts"
     folder.mkdir()
-    served_meta = {**data.meta,
-                   **load_task_artifacts(save_task_artifacts(data.artifacts, str(folder)))}
+    files = save_task_artifacts(data.artifacts, str(folder), task.artifact_types)
+    served_meta = {**data.meta, **load_task_artifacts(files, task.artifact_types)}
     for j, metrics in epoch.items():
         assert isinstance(metrics, dict), metrics  # trained, not diverged
         assert set(metrics) == set(declared)  # every declared metric, and only those

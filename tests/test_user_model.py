@@ -88,11 +88,11 @@ print(json.dumps({"labels": [str(v) for v in answer["label"]], "network": networ
 
 def predict_elsewhere(model_uri: str, task: str, tracking_uri: str, where: Path) -> dict:
     """``mlflow.pyfunc.load_model(model_uri).predict(...)`` in a fresh process run in ``where``,
-    where nothing of the user's folder exists."""
+    where nothing of the user's folder exists, with MLflow's pickle deserialization off."""
     where.mkdir(exist_ok=True)
+    env = {**env_for_subprocess(tracking_uri), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
     done = subprocess.run([sys.executable, "-c", PREDICT, model_uri, task], cwd=where,
-                          capture_output=True, text=True, timeout=180,
-                          env=env_for_subprocess(tracking_uri))
+                          capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -265,40 +265,99 @@ def test_a_built_in_family_by_name_gives_the_trials_of_the_default(tracking_uri,
     assert client.get_run(named.parent_run_id).data.params["spec.model"] == "cnn"
 
 
-# -- from Python: a callable, pickled by value ---------------------------------------------------
+# -- from Python: a callable, found by name when its model loads --------------------------------
 
 SCRIPT = '''
 import mltune
+from mynets import build
+
+
+spec = mltune.load_spec(None, {"max_evals": 2, "epochs": 1, "pack": 1,
+                               "registered_model": "from-script",
+                               "space": {"width": {"choice": [5, 7]}}})
+result = mltune.tune(spec, model=build)
+print("width", result.best.params["width"])
+'''
+
+MYNETS = '''
 from torch import nn
 
 
 def build(params, data):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, params["width"]), nn.ReLU(),
                          nn.Linear(params["width"], data.classes))
-
-
-spec = mltune.load_spec(None, {"max_evals": 2, "epochs": 1, "pack": 1,
-                               "registered_model": "from-main",
-                               "space": {"width": {"choice": [5, 7]}}})
-result = mltune.tune(spec, model=build)
-print("width", result.best.params["width"])
 '''
 
 
 @pytest.mark.slow
-def test_a_callable_of_main_makes_models_that_load_elsewhere(tracking_uri, client, tmp_path):
+def test_a_callable_imported_by_a_script_makes_models_that_load_elsewhere(tracking_uri, client,
+                                                                          tmp_path):
+    """The script's network, imported from its own file: the file travels with the model and
+    the model finds ``build`` in it by name, in a process with pickle off, where neither the
+    script nor the file exists."""
     script = tmp_path / "notebook.py"
     script.write_text(SCRIPT)
+    (tmp_path / "mynets.py").write_text(MYNETS)
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env=env_for_subprocess(tracking_uri))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-1] in {"5", "7"}
     script.unlink()
-    answer = predict_elsewhere("models:/from-main@champion", "image", tracking_uri,
+    (tmp_path / "mynets.py").unlink()
+    answer = predict_elsewhere("models:/from-script@champion", "image", tracking_uri,
                                tmp_path / "elsewhere")
     assert answer["network"] == "Sequential" and len(answer["labels"]) == 6
     (parent,) = [r for r in all_runs(client) if r.data.tags.get("mltune.role") == "search"]
-    assert parent.data.params["spec.model"] == "__main__:build"
+    assert parent.data.params["spec.model"] == "mynets:build"
+    version = client.get_model_version_by_alias("from-script", "champion")
+    config = mlflow.models.Model.load(version.source).flavors["python_function"]["config"]
+    assert config == {"task": "image", "network": "mynets.py:build"}  # by name, in code/
+
+
+def _in_main(params, data):
+    raise AssertionError("never called: refused before the search starts")
+
+
+def _factory():
+    def build(params, data):
+        raise AssertionError("never called")
+    return build
+
+
+_in_main.__module__ = "__main__"  # as a function defined in a script or a notebook is
+REFUSED = {
+    "__main__": (_in_main, "model: __main__:_in_main: a callable of __main__ (a script or a "
+                           "notebook) cannot be found by name when its model loads; put it in "
+                           "a .py file and give model: file.py:callable (from Python: import "
+                           "it from that file)"),
+    "a lambda": (lambda params, data: None,
+                 "model: test_user_model:<lambda> is a lambda, which its model cannot find by "
+                 "name when it loads; define it with def at the top level of a .py file and "
+                 "give model: file.py:callable (from Python: import it from that file)"),
+    "a closure": (_factory(), "model: test_user_model:_factory.<locals>.build is a callable "
+                              "defined inside a function, which its model cannot find by name"),
+}
+
+
+def test_a_callable_its_model_could_not_find_by_name_is_refused_before_any_run(
+        tracking_uri, client, tmp_path, capsys):
+    """From Python, each case one SpecError line; from the CLI, ``model: __main__:build`` exits
+    2 with its line; no run is opened (one store for all: its set-up is most of a case)."""
+    spec = mltune.load_spec(None, {**FAST, "space": {"width": 4}})
+    for case, (build, message) in REFUSED.items():
+        with pytest.raises(SpecError) as refused:
+            mltune.tune(spec, model=build)
+        text = str(refused.value)
+        assert text.startswith(message) and "\n" not in text, (case, text)
+    config = tmp_path / "spec.yaml"
+    config.write_text(yaml.safe_dump({"model": "__main__:build", **FAST}))
+    code, out, err = run_cli(["tune", "--config", str(config)], capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert err.strip() == ("mltune: error: model: '__main__:build': a callable of __main__ (a "
+                           "script or a notebook) cannot be found by name when its model "
+                           "loads; put it in a .py file and give model: file.py:callable (from "
+                           "Python: import it from that file)")
+    assert all_runs(client) == []
 
 
 def test_a_callable_given_to_tune_replaces_the_family_s_space(tracking_uri, client, tmp_path):

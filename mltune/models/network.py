@@ -7,10 +7,14 @@ has a family builder's signature: ``build(params, data) -> nn.Module`` (``data``
 description, ``mltune.models.description``).
 
 A reference is only checked for its form when the spec is built (so the promotion gate can
-re-read a spec whose file is gone); ``load`` imports it, before any run opens. The user's code
-then travels twice with every logged model: pickled by value inside it (cloudpickle: no import
-of the user's module is needed to load it, in a Ray worker or on a serving machine), and as
-source files among its ``code_paths`` (``code``), for whoever reads the model.
+re-read a spec whose file is gone); ``load`` imports it, before any run opens. A logged model
+keeps the network by reference (``Network.reference``: ``nets.py:build`` or ``pkg.mod:build``)
+and carries the user's source files among its ``code_paths`` (``code``); ``load_served``
+resolves the reference by name in that folder when the model loads, so nothing of the user's
+is pickled into a model. A callable that cannot be found by name again (one of ``__main__``, a
+lambda, a function defined inside another) is refused when the search starts, not when its
+model is loaded a week later. Ray workers still receive the callable pickled by value
+(cloudpickle): that is a transfer between processes of one search, never a file.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import sysconfig
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,15 @@ from torch import nn
 
 from mltune.core.errors import SpecError
 from mltune.models.families import FAMILIES, NetworkBuilder
+from mltune.models.user_code import MLTUNE_DIR, installed, one_line, where_line
 from mltune.spec.model import model_name
 from mltune.spec.rules import Rule
 
 FORMS = "file.py:callable or package.module:callable"
+MAIN_REFUSED = ("a callable of __main__ (a script or a notebook) cannot be found by name when "
+                "its model loads; put it in a .py file and give model: file.py:callable (from "
+                "Python: import it from that file)")
 USER_MODULES = "mltune_user_network"  # prefix of the private name a user's file is imported as
-_MLTUNE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class Network:
 
     ``build`` is None for a user's reference not loaded yet. ``code``: source files (path
     relative to the model's code folder -> bytes) that travel with every logged model.
+    ``reference``: how a logged model finds ``build`` in that folder (``nets.py:build``,
+    ``pkg.mod:build``); set once the callable is loaded.
     """
 
     name: str
@@ -54,6 +61,7 @@ class Network:
     family: str | None = None
     rules: Mapping[str, Rule] = field(default_factory=dict)
     code: Mapping[str, bytes] = field(default_factory=dict)
+    reference: str | None = None
 
     @property
     def user(self) -> bool:
@@ -68,23 +76,24 @@ class Network:
         return None if names is None else tuple(names)
 
     @property
-    def builder(self) -> str | NetworkBuilder | None:
-        """What a logged model keeps to rebuild its network: the family's name or the
-        callable itself (pickled by value)."""
-        return self.family if self.family is not None else self.build
+    def builder(self) -> str | None:
+        """What a logged model keeps to rebuild its network, as text: the family's name, or
+        the reference to the user's callable (resolved by name when the model loads)."""
+        return self.family if self.family is not None else self.reference
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled with the callable by value, whatever pickler runs (Ray ships its own
         cloudpickle, which knows nothing of the modules registered here)."""
         build = cloudpickle.dumps(self.build) if self.user and self.build is not None else None
-        return (_restore, (self.name, self.family, build, dict(self.code)))
+        return (_restore, (self.name, self.family, build, dict(self.code), self.reference))
 
 
 def _restore(name: str, family: str | None, build: bytes | None,
-             code: Mapping[str, bytes]) -> Network:
+             code: Mapping[str, bytes], reference: str | None = None) -> Network:
     if family is not None:
         return family_network(family)
-    return Network(name, cloudpickle.loads(build) if build is not None else None, code=code)
+    return Network(name, cloudpickle.loads(build) if build is not None else None, code=code,
+                   reference=reference)
 
 
 def family_network(name: str) -> Network:
@@ -106,6 +115,8 @@ def reference(text: str) -> Network:
     if not _is_file(where) and not all(part.isidentifier() for part in where.split(".")):
         raise SpecError(f"model: {text!r}: {where!r} is neither a .py file nor a module path; "
                         f"expected {FORMS}")
+    if where == "__main__":
+        raise SpecError(f"model: {text!r}: {MAIN_REFUSED}")
     return Network(text)
 
 
@@ -140,7 +151,20 @@ def load(network: Network) -> Network:
         return network
     where, _, name = network.name.rpartition(":")
     module = (_import_file if _is_file(where) else _import_module)(network.name, where)
-    return from_callable(_attribute(network.name, module, name, where), name=network.name)
+    build = _attribute(network.name, module, name, where)
+    return from_callable(build, name=network.name, found=(module, name))
+
+
+def load_served(reference: str, code: str | Path) -> Network:
+    """The user's network of a logged model: ``reference`` (``Network.reference``) resolved
+    by name in the model's ``code`` folder (a file there, or a module MLflow's loader put on
+    the path). Nothing is unpickled."""
+    where, _, name = reference.rpartition(":")
+    if _is_file(where):
+        module = _import_file(reference, str(Path(code) / where))
+    else:
+        module = _import_module(reference, where)
+    return Network(reference, _attribute(reference, module, name, where), reference=reference)
 
 
 def _import_file(text: str, where: str) -> ModuleType:
@@ -161,7 +185,7 @@ def _import_file(text: str, where: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc, path)}: "
+        raise SpecError(f"model: {text!r}: importing {where} failed{where_line(exc, path)}: "
                         f"{one_line(exc)}") from None
     module.__mltune_file__ = str(path)  # type: ignore[attr-defined]
     return module
@@ -186,7 +210,7 @@ def _import_module(text: str, where: str) -> ModuleType:
         if missing and (where == missing or where.startswith(f"{missing}.")):
             raise SpecError(f"model: {text!r}: no module named {missing!r} (run mltune from "
                             "the folder that holds it, or install it)") from None
-        raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc)}: "
+        raise SpecError(f"model: {text!r}: importing {where} failed{where_line(exc)}: "
                         f"{one_line(exc)}") from None
 
 
@@ -212,78 +236,33 @@ def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (a SyntaxError's own message, without its
-    position)."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, SyntaxError):
-        message = exc.msg
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def user_line(exc: BaseException, path: str | Path | None = None) -> tuple[str, int] | None:
-    """(file, line) of the last frame of ``exc`` in the user's code (``path`` if given, else
-    any file outside mltune, torch and the installed packages)."""
-    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno and (
-            path is None or Path(exc.filename).resolve() == Path(path)):
-        return exc.filename, exc.lineno
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if (Path(frame.filename).resolve() == Path(path)) if path is not None else (
-                _is_user_file(frame.filename)):
-            found = _shown(frame.filename), frame.lineno or 0
-    return found
-
-
-def _shown(filename: str) -> str:
-    """A file as the user would write it: relative to the current directory when inside."""
-    try:
-        return str(Path(filename).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return filename
-
-
-def _line(exc: BaseException, path: str | Path | None = None) -> str:
-    found = user_line(exc, path)
-    if found is None:
-        return ""
-    return f" at line {found[1]}" if path is not None else f" at {found[0]} line {found[1]}"
-
-
-def _is_user_file(filename: str) -> bool:
-    if filename.startswith("<"):
-        return filename.startswith("<ipython-input") or filename.startswith("<stdin>")
-    path = Path(filename).resolve()
-    return not (_MLTUNE_DIR in path.parents or _installed(path))
-
-
-def _installed(path: Path) -> bool:
-    """Whether ``path`` belongs to the standard library or an installed distribution."""
-    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib",
-                                                    "platlib")}
-    return any(Path(root).resolve() in path.parents for root in roots) or any(
-        part in ("site-packages", "dist-packages") for part in path.parts)
-
-
 # -- a callable and the code that travels with it --------------------------------------------
 
-def from_callable(build: Callable[..., Any], name: str | None = None) -> Network:
-    """A user's callable as a Network: its module pickled by value from now on, and the
-    module's source (its file, or its top-level package's folder) as the code that travels.
+def from_callable(build: Callable[..., Any], name: str | None = None,
+                  found: tuple[ModuleType, str] | None = None) -> Network:
+    """A user's callable as a Network: the module's source (its file, or its top-level
+    package's folder) as the code that travels, and the reference a logged model finds the
+    callable by. ``found``: the module and attribute a spec's reference named (else the
+    callable's own ``__module__`` and ``__qualname__``, which must lead back to it).
 
-    A callable of ``__main__`` (a script, a notebook) is pickled by value by cloudpickle
-    anyway; one of an installed package stays a reference (that package must be installed
-    where the model is served).
+    A callable that cannot be found by name (of ``__main__``, a lambda, defined inside a
+    function) is refused with a SpecError. One of an installed package ships no code (that
+    package must be installed where the model is served). The module is also pickled by value
+    from now on, for Ray's workers.
     """
-    module = sys.modules.get(getattr(build, "__module__", None) or "")
+    module, attribute = found or _home(build)
     code: dict[str, bytes] = {}
-    if module is not None and module.__name__ != "__main__":
-        top = sys.modules.get(module.__name__.split(".")[0], module)
-        root = _source_root(top)
-        if root is not None:
-            cloudpickle.register_pickle_by_value(top)
-            code = _sources(root)
-    network = Network(name or model_name(build), build, code=code)
+    reference = f"{module.__name__}:{attribute}"
+    for owner in dict.fromkeys([module, sys.modules.get(getattr(build, "__module__", ""))]):
+        top = sys.modules.get(owner.__name__.split(".")[0], owner) if owner else None
+        root = _source_root(top) if top is not None else None
+        if root is None:
+            continue
+        cloudpickle.register_pickle_by_value(top)
+        code.update(_sources(root))
+        if owner is module and root.is_file():  # a file: found there by its name
+            reference = f"{root.name}:{attribute}"
+    network = Network(name or model_name(build), build, code=code, reference=reference)
     _check_declared(network)
     return network
 
@@ -301,6 +280,31 @@ def _check_declared(network: Network) -> None:
                         "(\"width\", \"depth\"), or no such attribute to accept any")
 
 
+def _home(build: Callable[..., Any]) -> tuple[ModuleType, str]:
+    """(module, attribute path) where ``build`` is found by name; SpecError if nowhere."""
+    module_name = getattr(build, "__module__", None)
+    qualname = getattr(build, "__qualname__", None)
+    shown = model_name(build)
+    if module_name == "__main__":
+        raise SpecError(f"model: {shown}: {MAIN_REFUSED}")
+    if not qualname or "<" in qualname:
+        what = ("a lambda" if "<lambda>" in (qualname or "") else
+                "a callable defined inside a function" if qualname else
+                f"{_article(type(build).__name__)} {type(build).__name__} object")
+        raise SpecError(f"model: {shown} is {what}, which its model cannot find by name when "
+                        "it loads; define it with def at the top level of a .py file and give "
+                        "model: file.py:callable (from Python: import it from that file)")
+    module = sys.modules.get(module_name or "")
+    target: Any = module
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if module is None or (target is not build and target != build):
+        raise SpecError(f"model: {shown} is not found again as {qualname} in module "
+                        f"{module_name!r}, which its model needs when it loads; give model: "
+                        "file.py:callable naming where it is defined")
+    return module, qualname
+
+
 def _source_root(module: ModuleType) -> Path | None:
     """The user's file or package folder behind ``module``; None for mltune's own modules
     and installed ones."""
@@ -310,7 +314,7 @@ def _source_root(module: ModuleType) -> Path | None:
     path = Path(file).resolve()
     if hasattr(module, "__path__"):  # a package: its folder
         path = path.parent
-    if path == _MLTUNE_DIR or _MLTUNE_DIR in path.parents or _installed(path):
+    if path == MLTUNE_DIR or MLTUNE_DIR in path.parents or installed(path):
         return None
     return path
 

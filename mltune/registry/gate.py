@@ -34,7 +34,7 @@ from mltune.spec.build import stored_spec
 from mltune.spec.model import SearchSpec
 from mltune.tasks import task_for
 from mltune.tracking import tags as T
-from mltune.tracking.model import quiet_model_io
+from mltune.tracking.model import load_logged, quiet_model_io
 from mltune.training.fit import predict_batches
 
 PREVIOUS = "previous"
@@ -114,9 +114,7 @@ def holdout_scores(version: ModelVersion, spec: SearchSpec, data: TaskData) -> d
     The spec's metric must be among them (``test_loss`` for ``val_loss``).
     """
     task = task_for(spec)
-    with quiet_model_io():
-        served = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
-    model = served.unwrap_python_model()
+    model = load_logged(f"models:/{version.name}/{version.version}").unwrap_python_model()
     y_test = data.y_test.cpu()
     outputs = predict_batches(model.network, task.holdout_inputs(data, model.meta).cpu())
     if spec.metric == "val_loss":

@@ -177,6 +177,16 @@ def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
     return build_spec(raw)
 
 
+def _defaults_of(rule: str, epochs: int) -> dict[str, Any]:
+    """Rule ``rule``'s options at their defaults for a search of ``epochs`` (hyperband's
+    ``max_epochs`` is the epochs), as that rule would build them."""
+    scheduler = SCHEDULERS.get(rule)
+    try:
+        return dataclasses.asdict(scheduler.options({}, epochs))
+    except SpecError:  # a rule that cannot run with these epochs: its plain defaults
+        return {f.name: f.default for f in dataclasses.fields(scheduler.Options)}
+
+
 def _check_keys(raw: Mapping[str, Any]) -> None:
     """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
@@ -353,15 +363,26 @@ def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
                   "asha", tuple(SCHEDULERS.names()))
     scheduler = SCHEDULERS.get(rule, field="pruning.rule")
     own = option_names(scheduler.Options)
+    written = {}  # another rule's option at its default: what an older mltune wrote for all
     for key in raw:
-        if key != "rule" and key not in own:
-            others = [name for name in SCHEDULERS.names()
-                      if key in option_names(SCHEDULERS.get(name).Options)]
-            whose = f" (an option of {', '.join(others)})" if others else ""
-            raise SpecError(f"pruning.{key}: not an option of rule {rule}{whose}; {rule}'s "
-                            f"options: {', '.join(own) or 'none'}")
-    options = scheduler.options(prefixed({k: v for k, v in raw.items() if k != "rule"},
-                                         "pruning"), epochs)
+        if key == "rule" or key in own:
+            continue
+        others = [name for name in SCHEDULERS.names()
+                  if key in option_names(SCHEDULERS.get(name).Options)]
+        if any(raw[key] == _defaults_of(name, epochs)[key] for name in others):
+            written[key] = raw[key]
+            continue
+        whose = f" (an option of {', '.join(others)})" if others else ""
+        raise SpecError(f"pruning.{key}: not an option of rule {rule}{whose}; {rule}'s "
+                        f"options: {', '.join(own) or 'none'}")
+    if written:
+        log.warning("pruning: %s left out: options of other rules at their defaults, as an "
+                    "older mltune wrote them; rule %s takes %s", ", ".join(
+                        f"{k}: {v}" for k, v in written.items()), rule, ", ".join(own) or
+                    "no options")
+    options = scheduler.options(prefixed({k: v for k, v in raw.items()
+                                          if k != "rule" and k not in written}, "pruning"),
+                                epochs)
     return PruningSpec(rule, dataclasses.asdict(options))
 
 

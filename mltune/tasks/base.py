@@ -29,9 +29,8 @@ from mltune.models.network import (
     checked_module,
     family_network,
     network_of,
-    one_line,
-    user_line,
 )
+from mltune.models.user_code import one_line, user_line
 from mltune.spec.model import DataSpec
 from mltune.spec.rules import Rule, check_param_names, check_space_names
 from mltune.spec.space import first_point
@@ -52,6 +51,9 @@ class Task(ABC):
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
     network: Network | None = None  # ``model:`` (``for_model``); None: the task's family
     space_defaults: Mapping[str, Any] = {}  # a user's network: first values of its keys
+    # What the objects of ``TaskData.artifacts`` are made of, as ``module.name``: a served
+    # model loads a file of them only if it names nothing else (none by default)
+    artifact_types: ClassVar[frozenset[str]] = frozenset()
 
     def for_data(self, data: DataSpec) -> Task:
         """This task as it applies to ``data`` (called where a spec is validated).

@@ -9,7 +9,7 @@ trial's run in the background while the next trial logs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +34,38 @@ def send_later(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[An
 def sent() -> None:
     """Wait until everything queued so far has been sent."""
     send_later(lambda: None).result()
+
+
+class Batch:
+    """What one run writes (metrics, params, tags), sent in the background in as few calls as
+    the store's pace allows: a send is queued only when none waits already, and it takes
+    everything written by then (``send(metrics, params, tags)``: one ``log_batch``)."""
+
+    def __init__(self, send: Callable[[list[Any], list[Any], list[Any]], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._metrics: list[Any] = []
+        self._params: list[Any] = []
+        self._tags: list[Any] = []
+
+    def write(self, metrics: Sequence[Any] = (), params: Sequence[Any] = (),
+              tags: Sequence[Any] = (), queue: bool = True) -> Future[None] | None:
+        """Add to what the next send takes; the send queued for it, if this call queued one
+        (``queue=False``: none is, the next ``send_now`` or queued send takes it)."""
+        with self._lock:
+            idle = not (self._metrics or self._params or self._tags)
+            self._metrics += metrics
+            self._params += params
+            self._tags += tags
+        return send_later(self.send_now) if idle and queue else None
+
+    def send_now(self) -> None:
+        """Send what waits, in one call, in this thread."""
+        with self._lock:
+            metrics, params, tags = self._metrics, self._params, self._tags
+            self._metrics, self._params, self._tags = [], [], []
+        if metrics or params or tags:
+            self._send(metrics, params, tags)
 
 
 class Finisher:

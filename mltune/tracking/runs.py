@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -28,7 +28,7 @@ from mltune.core._version import __version__
 from mltune.core.errors import SearchInterrupted, TrackingLost
 from mltune.spec.model import SearchSpec, SpecOrigin
 from mltune.tracking import tags as T
-from mltune.tracking.background import send_later, sent
+from mltune.tracking.background import Batch, sent
 from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.remote import best_effort, is_outage, outage_reason
 
@@ -112,6 +112,7 @@ class SearchRun:
     client: MlflowClient
     name: str | None = None
     datasets: SplitDatasets | None = None
+    _best: Batch | None = field(default=None, repr=False, compare=False)
 
     def trial_context(self) -> tuple[str, SplitDatasets]:
         """(the search's name, its splits) for a trial's run and model."""
@@ -123,7 +124,12 @@ class SearchRun:
         return self.name, self.datasets
 
     def log_best(self, metric: str, value: float, trial: int) -> None:
-        send_later(self.client.log_metric, self.run_id, f"best_{metric}", value, step=trial)
+        """The best so far after trial ``trial`` (a step of ``best_<metric>``), sent in the
+        background with whatever other trials' bests wait (one call for many)."""
+        if self._best is None:
+            self._best = Batch(lambda metrics, params, tags: self.client.log_batch(
+                self.run_id, metrics=metrics))
+        self._best.write([Metric(f"best_{metric}", float(value), now_ms(), trial)])
 
     def log_summary(self, params: Mapping[str, Any], metrics: Mapping[str, float],
                     tags: Mapping[str, Any]) -> None:

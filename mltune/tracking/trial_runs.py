@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from functools import cache
 from typing import Any
 
 import mlflow
 import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from mltune.core.terms import TrialStatus
 from mltune.tracking import tags as T
-from mltune.tracking.background import send_later
+from mltune.tracking.background import Batch, send_later
+from mltune.tracking.context import context_tags
 from mltune.tracking.datasets import SplitDatasets
 from mltune.tracking.model import log_ensemble_model, log_model
 from mltune.tracking.runs import (
@@ -37,27 +36,23 @@ from mltune.tracking.runs import (
 from mltune.tracking.system import start_monitor
 
 
-@cache
-def context_tags() -> dict[str, str]:
-    """MLflow's tags of where a run was made (user, source, git commit...), the same for
-    every run of this process: resolved once (10 ms a run otherwise)."""
-    return dict(resolve_tags({}))
-
-
 class TrialRun:
     """One trial's run: params at the start, one batched call per epoch, the model at the end.
 
     Created with the client and an explicit parent id rather than fluent nesting, so it works
     the same from a thread or a worker process and can be finished by a background job. Every
     call to the store is made in the background (``send_later``: one thread, in order): the
-    run's creation with its params and inputs, its epochs, its ending (``end_later``); a slow
+    run's creation with its inputs, its params, its epochs, its ending (``end_later``); a slow
     tracking server never holds up training, and ``run_id`` waits for the run only when read.
+    What a run writes waits in one ``Batch`` until a send takes it: while the store is busy, a
+    trial's params, epochs and ending pile up and go in one call, not one each.
     """
 
     def __init__(self, experiment_id: str, client: MlflowClient, model_name: str = "model",
                  datasets: SplitDatasets | None = None,
                  model_tags: Mapping[str, str] | None = None) -> None:
         self._created: Future[str] | None = None  # the run's creation (``open``)
+        self.scored = True  # its val_* metrics score the validation split (a refit's do not)
         self.experiment_id = experiment_id
         self.client = client
         self.model_uri: str | None = None
@@ -67,6 +62,8 @@ class TrialRun:
         self.ended = False
         self._monitor: Any = None
         self._pending: list[Future[Any]] = []
+        self._batch = Batch(lambda metrics, params, tags: self.client.log_batch(
+            self.run_id, metrics=metrics, params=params, tags=tags))
         self._epochs: dict[int, tuple[int, dict[str, float]]] = {}  # epoch -> (stamp, metrics)
         self._best_epoch: int | None = None
         self._outcome: dict[str, str] = {}  # tags sent with the model, or at the run's end
@@ -110,13 +107,13 @@ class TrialRun:
         if pack is not None:
             tags[T.PACK] = str(pack)
         run = cls(experiment_id, client, called, datasets, model_tags)
+        run.scored = refit_of is None
         inputs = run.datasets.for_trial if refit_of is None else run.datasets.for_refit
         logged = [Param(k, param_value(v)) for k, v in params.items()]
 
         def create() -> str:
             run_id = client.create_run(experiment_id, run_name=name,
                                        tags={**context_tags(), **tags}).info.run_id
-            client.log_batch(run_id, params=logged)
             if inputs:
                 client.log_inputs(run_id, datasets=inputs)
             run._monitor = start_monitor(run_id, device)
@@ -124,6 +121,7 @@ class TrialRun:
 
         run._created = send_later(create)
         run._pending.append(run._created)
+        run._write(params=logged)
         return run
 
     @property
@@ -135,9 +133,7 @@ class TrialRun:
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         stamp = now_ms()
         self._epochs[epoch] = (stamp, dict(metrics))  # the logged model's are one epoch's
-        batch = [Metric(k, float(v), stamp, epoch) for k, v in metrics.items()]
-        self._pending.append(send_later(lambda: self.client.log_batch(self.run_id,
-                                                                      metrics=batch)))
+        self._write(metrics=[Metric(k, float(v), stamp, epoch) for k, v in metrics.items()])
 
     def log_exploit(self, epoch: int, source: int, before: Mapping[str, Any],
                     values: Mapping[str, Any]) -> None:
@@ -153,9 +149,14 @@ class TrialRun:
                     if m.key not in self._changed and isinstance(before.get(m.key[3:]),
                                                                   int | float)]
         self._changed.update(m.key for m in metrics)
-        tags = [RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))]
-        self._pending.append(send_later(lambda: self.client.log_batch(
-            self.run_id, metrics=metrics, tags=tags)))
+        self._write(metrics=metrics,
+                    tags=[RunTag(T.PBT_PARENT, str(source)), RunTag(T.PBT_EPOCH, str(epoch))])
+
+    def _write(self, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
+               tags: Sequence[RunTag] = ()) -> None:
+        sending = self._batch.write(metrics, params, tags)
+        if sending is not None:
+            self._pending.append(sending)
 
     def flush(self) -> None:
         """Wait until every metric sent so far is stored (raises what the server answered)."""
@@ -205,7 +206,9 @@ class TrialRun:
 
     def _model_metrics(self, model_id: str) -> list[Metric]:
         """The metrics of the epoch whose weights were logged, linked to the model and to the
-        split each was measured on (``val_*``: validation, ``train_*``: training).
+        split each was measured on (``val_*``: validation, ``train_*``: training). A refit's
+        trained on the validation rows too: linked to the model only, so a query for the
+        validation split's scores never returns a refit's optimistic one.
 
         The run holds them already, with the same key, value, step and timestamp (the store
         keeps such a point once); what is new is the link the Models page ranks by.
@@ -216,7 +219,7 @@ class TrialRun:
         stamp, metrics = self._epochs[epoch]
         linked = []
         for key, value in metrics.items():
-            name, digest = self.datasets.linked(key) or (None, None)
+            name, digest = (self.datasets.linked(key) if self.scored else None) or (None, None)
             linked.append(Metric(key, float(value), stamp, epoch, model_id=model_id,
                                  dataset_name=name, dataset_digest=digest, run_id=self.run_id))
         return linked
@@ -244,24 +247,35 @@ class TrialRun:
         if self.ended:
             return
         self.ended = True
-        self.stop_monitor()
-        try:
-            self.flush()
-        finally:
-            tags = {**self._outcome, **(tags or {})}
-            self._outcome = {}
-            if status is TrialStatus.PRUNED:
-                tags[T.PRUNED] = "true"
-            if tags:
-                self.client.log_batch(self.run_id,
-                                      tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
-            self.client.set_terminated(self.run_id, status.run_status)
+        self._close(status, self._closing_tags(status, tags))
 
     def end_later(self, status: TrialStatus, tags: Mapping[str, str] | None = None
                   ) -> Future[None]:
-        """``end`` in the background, after everything this run sent before; the future
-        raises what the server answered."""
-        return send_later(self.end, status, tags)
+        """``end`` in the background, after everything this run sent before (its closing tags
+        join what waits to be sent: with the last epoch's metrics, often one call); the
+        future raises what the server answered."""
+        self.ended = True
+        self._batch.write(tags=self._closing_tags(status, tags), queue=False)
+        return send_later(self._close, status, [])
+
+    def _closing_tags(self, status: TrialStatus, tags: Mapping[str, str] | None
+                      ) -> list[RunTag]:
+        closing = {**self._outcome, **(tags or {})}
+        self._outcome = {}
+        if status is TrialStatus.PRUNED:
+            closing[T.PRUNED] = "true"
+        return [RunTag(k, tag_value(v)) for k, v in closing.items()]
+
+    def _close(self, status: TrialStatus, tags: Sequence[RunTag]) -> None:
+        """Everything sent, then the status. In the sender's own thread (``end_later``) what
+        it queued before has run: nothing here waits on a send queued after it."""
+        self.stop_monitor()
+        self._batch.write(tags=tags, queue=False)
+        try:
+            self.flush()
+        finally:
+            self._batch.send_now()
+            self.client.set_terminated(self.run_id, status.run_status)
 
     def fail(self, error: str, tags: Mapping[str, str] | None = None) -> None:
         """FAILED with ``mltune.error``; the metrics already sent are kept when they can be."""
@@ -272,3 +286,4 @@ class TrialRun:
         except Exception:  # the error being recorded matters more than a lost metric
             pass
         self.end(TrialStatus.FAILED, {**(tags or {}), T.ERROR: error})
+

@@ -39,6 +39,7 @@ def answer(coordinator: Coordinator, relay: Relay, done: threading.Event) -> dic
     from mltune.backends.ray.runner import RayRunner
 
     handed: set[int] = set()
+    held: set[int] = set()  # every trial the worker was known to hold, at some point
     calls: dict[int, str] = {}
     while not done.is_set() or not relay.events.empty():
         event = relay.next_event(0.05)
@@ -47,10 +48,12 @@ def answer(coordinator: Coordinator, relay: Relay, done: threading.Event) -> dic
         _, (method, args) = event
         args = pickle.loads(pickle.dumps(args))
         result = RayRunner._answer(coordinator, handed, method, args)
+        held |= handed
         if method == "ended":
             calls[args[0].number] = args[0].status.value
         relay.answers.put(pickle.loads(pickle.dumps(result)))
     assert not handed, f"trials handed out and never ended: {handed}"
+    assert held == set(calls), "a trial the worker held was not known to the search's side"
     return calls
 
 

@@ -198,6 +198,13 @@ def test_a_rule_refuses_another_rules_option_naming_its_own():
     with pytest.raises(SpecError, match=r"pruning.typo: not an option of rule median; "
                                         r"median's options: warmup_trials, warmup_epochs"):
         load_spec(None, {"pruning": {"rule": "median", "typo": 1}})
+    with pytest.raises(SpecError, match=r"pruning.max_epochs: not an option of rule asha"):
+        load_spec(None, {"epochs": 10, "pruning": {"rule": "asha", "max_epochs": 5}})
+    # what an older mltune wrote (every rule's options, the others' at their defaults) loads
+    old = load_spec(None, {"epochs": 10, "pruning": {"rule": "asha", "min_epochs": 2, "eta": 3,
+                                                     "every": 4, "max_epochs": 10,
+                                                     "warmup_trials": 3, "brackets": None}})
+    assert old.pruning.options == {"min_epochs": 2, "eta": 3}
     spec = load_spec(None, {"pruning": {"rule": "median", "warmup_trials": 5}})
     assert spec.pruning.options == {"warmup_trials": 5, "warmup_epochs": 1}
     assert spec.to_dict()["pruning"] == {"rule": "median", "warmup_trials": 5,

@@ -111,6 +111,22 @@ def test_a_diverged_trial_fails_and_its_pack_mate_finishes_as_it_would_alone():
     assert same_epochs(search.record(2).epochs, alone.record(2).epochs)
 
 
+def test_early_stopping_finishes_a_trial_with_its_best_epochs_weights():
+    """Patience 1 on a learning rate that overshoots: the trial stops once an epoch does not
+    improve, and the network it ends with is its best epoch's, as that epoch measured it."""
+    search = Search([point(0.5, optimizer="sgd")], epochs=8, patience=1).run()
+    record = search.record(1)
+    values = [m["val_accuracy"] for _, m in record.epochs]
+    best = max(range(len(values)), key=lambda i: (values[i], -i)) + 1
+    assert search.status(1) is FINISHED and len(values) < 8  # it stopped early
+    assert record.ending.best_epoch == best and len(values) == best + 1
+    assert record.ending.value == values[best - 1]
+    network = TASK.build_model(record.params, DATA.meta)
+    network.load_state_dict(record.weights[0])
+    scored = TASK.score(network.eval()(DATA.x_val), DATA.y_val, DATA.meta)
+    assert scored["accuracy"] == pytest.approx(values[best - 1])
+
+
 def test_a_trial_past_its_timeout_fails_after_its_epoch():
     search = Search([point()], trial_timeout_s=1e-9).run()
     assert search.status(1) is FAILED and len(search.record(1).epochs) == 1

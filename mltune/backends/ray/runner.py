@@ -42,7 +42,7 @@ from mltune.backends.ray.store import check_tracking_store, worker_env, worker_t
 from mltune.core.errors import SpecError
 from mltune.core.interrupts import Stop
 from mltune.data.splits import TaskData
-from mltune.search.packs.coordinator import Admitted, Coordinator
+from mltune.search.packs.coordinator import Admitted, Coordinator, PackStart
 from mltune.search.packs.driver import Driver
 from mltune.search.packs.folds import search_folds
 from mltune.search.packs.lane import Lane, SearchSetup
@@ -232,8 +232,9 @@ class RayRunner:
         if method not in CALLS:
             raise ValueError(f"a worker called {method!r}; allowed: {', '.join(CALLS)}")
         result = getattr(coordinator, method)(*args)
-        if method == "admit" and isinstance(result, Admitted):
-            handed.update(number for number, _ in result.trials)
+        admitted = result.admitted if isinstance(result, PackStart) else result
+        if isinstance(admitted, Admitted):  # numbered by admit, or by next_pack at once
+            handed.update(number for number, _ in admitted.trials)
         elif method == "refill":
             handed.update(number for number, _ in result)
         elif method == "ended":

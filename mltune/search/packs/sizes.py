@@ -22,6 +22,7 @@ from torch import nn
 
 from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
+from mltune.search.packs.shapes import shape_key
 from mltune.tasks.base import Task
 from mltune.training.batches import Batch
 from mltune.training.device import RNG_LOCK
@@ -184,11 +185,15 @@ class PackSizes:
                  precision: str = "auto") -> None:
         self.task, self.data, self.device, self.precision = task, data, device, precision
         self.measured: dict[tuple[Any, ...], int] = {}
+        self.costs: dict[Any, tuple[Any, ...]] = {}  # shape key -> cost key (no build twice)
 
     def size(self, params: Mapping[str, Any], limit: int) -> int:
         """Members for a pack whose first point is ``params``: ``limit`` at most."""
         full = self.task.with_defaults(params)
-        key = cost_key(full, _build(self.task, full, self.data))
+        shape = shape_key(full, self.task)  # the same shape builds the same weights' shapes
+        if shape not in self.costs:
+            self.costs[shape] = cost_key(full, _build(self.task, full, self.data))
+        key = self.costs[shape]
         if key not in self.measured:
             near = self.near(key)
             self.measured[key] = self.measure(params, limit) if near is None else near

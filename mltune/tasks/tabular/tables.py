@@ -4,7 +4,8 @@ Kept apart from the task so each piece reads on its own: ``read_table`` turns a 
 DataFrame (a built-in, or a file read by ``mltune.data.io``), ``resolve_problem`` decides the
 problem type from the target, ``feature_columns`` splits the features into numeric and
 categorical ones, and ``make_preprocessor`` builds the scikit-learn transformer that is fitted
-on the train split and shipped inside every served model.
+on the train split and shipped inside every served model (a skops file that may name only the
+``PREPROCESSOR_TYPES``: anything else in it is refused when the model loads).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import make_pipeline
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from mltune.core.errors import DataError, SpecError
@@ -253,6 +254,11 @@ def make_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTrans
             OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
                           sparse_output=False, dtype=np.float32)), categorical))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+# Every type a fitted ``make_preprocessor`` is made of: what its skops file may name
+PREPROCESSOR_TYPES = (ColumnTransformer, Pipeline, SimpleImputer, MissingIndicator,
+                      StandardScaler, FunctionTransformer, OneHotEncoder, as_text)
 
 
 def numeric_frame(frame: pd.DataFrame, numeric: list[str], where: str) -> pd.DataFrame:

@@ -42,6 +42,7 @@ from mltune.tasks.classification import (
 from mltune.tasks.inputs import finite, not_empty
 from mltune.tasks.tabular.tables import (
     MIN_ROWS,
+    PREPROCESSOR_TYPES,
     classes_as_python,
     encoding,
     feature_columns,
@@ -143,6 +144,7 @@ class TabularTask(ClassificationMixin, Task):
     default_source = "sklearn:breast_cancer"
     data_options = ("problem", "drop", "categorical", "encoding")
     family = "mlp"
+    artifact_types = frozenset(f"{t.__module__}.{t.__qualname__}" for t in PREPROCESSOR_TYPES)
 
     def __init__(self, problem: str | None = None, n_classes: int = 0) -> None:
         self.problem = problem or "classification"  # unresolved: the default source's
