@@ -49,11 +49,14 @@ class ResumeState:
     next_pack: int = 1
 
 
-def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sampler:
-    """The search's sampler (``algo``) knowing what already ran: the finished, failed and
-    pruned trials learnt, the interrupted ones pending (they run again first, never asked
-    anew). Every backend starts from it."""
-    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
+def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState,
+                    sampler: Sampler | None = None) -> Sampler:
+    """The search's sampler (``algo``; ``sampler``: the one ``prepare`` made, told nothing
+    yet) knowing what already ran: the finished, failed and pruned trials learnt, the
+    interrupted ones pending (they run again first, never asked anew). Every backend starts
+    from it."""
+    if sampler is None:
+        sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])
     for point in history.requeue:
