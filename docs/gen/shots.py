@@ -12,6 +12,7 @@ wide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from docs.gen.browser import Browser
@@ -123,6 +125,28 @@ def shrink(raw: Path, out: Path, crop_right: int = 0) -> None:
     image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
 
 
+@contextlib.contextmanager
+def mlflow_server(work: Path, env: dict[str, str]) -> Iterator[str]:
+    """A throwaway ``mlflow server`` on 127.0.0.1 storing under ``work``; yields its address."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(work / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(port), "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+             "--artifacts-destination", str(work / "artifacts"), "--workers", "1"],
+            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(url, server)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -130,60 +154,43 @@ def main() -> None:
     from mlflow.tracking import MlflowClient
 
     IMG.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mltune-shots-") as tmp:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    with tempfile.TemporaryDirectory(prefix="mltune-shots-") as tmp, \
+            mlflow_server(Path(tmp), env) as url:
         work = Path(tmp)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        with open(work / "server.log", "w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-                 str(port), "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
-                 "--artifacts-destination", str(work / "artifacts"), "--workers", "1"],
-                cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        search_env = {**env, "MLFLOW_TRACKING_URI": url, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
+                      "PYTHONPATH": os.pathsep.join(
+                          [str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        subprocess.run([sys.executable, "-m", "mltune", "tune", *SEARCH], cwd=ROOT,
+                       env=search_env, check=True)
+        client = MlflowClient(url, url)
+        experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+        (parent,) = client.search_runs([experiment], "tags.`mltune.role` = 'search'")
+        best = parent.data.tags["mltune.best_run_id"]
+        report = Path(client.download_artifacts(parent.info.run_id, "report/report.html",
+                                                str(work)))
+        base = f"{url}/#/experiments/{experiment}"
+        run = parent.info.run_name
+        ui = "?workflowType=machine_learning"
+        pages = {  # name: address, window, what shows it is drawn; a click and its effect
+            "runs": (f"{base}/runs{ui}", (1800, 700), link_to(run), expand(run),
+                     link_to("trial-0001")),  # the parent expanded: its trials below it
+            "trial": (f"{base}/runs/{best}{ui}", (1800, 1100), text("val_accuracy")),
+            "parent": (f"{base}/runs/{parent.info.run_id}{ui}", (1800, 1000),
+                       text("Best trial")),
+            "models": (f"{base}/models{ui}", (2000, 700),
+                       text(client.get_run(best).info.run_name)),
+            "report": (report.as_uri(), (1400, 1600), "document.readyState === 'complete'"),
+        }
+        browser = Browser(chromium, work / "profile")
         try:
-            wait_for(url, server)
-            search_env = {**env, "MLFLOW_TRACKING_URI": url,
-                          "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
-                          "PYTHONPATH": os.pathsep.join(
-                              [str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-            subprocess.run([sys.executable, "-m", "mltune", "tune", *SEARCH], cwd=ROOT,
-                           env=search_env, check=True)
-            client = MlflowClient(url, url)
-            experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
-            (parent,) = client.search_runs([experiment], "tags.`mltune.role` = 'search'")
-            best = parent.data.tags["mltune.best_run_id"]
-            report = Path(client.download_artifacts(parent.info.run_id, "report/report.html",
-                                                    str(work)))
-            base = f"{url}/#/experiments/{experiment}"
-            run = parent.info.run_name
-            ui = "?workflowType=machine_learning"
-            pages = {  # name: address, window, what shows it is drawn; a click and its effect
-                "runs": (f"{base}/runs{ui}", (1800, 700), link_to(run), expand(run),
-                         link_to("trial-0001")),  # the parent expanded: its trials below it
-                "trial": (f"{base}/runs/{best}{ui}", (1800, 1100), text("val_accuracy")),
-                "parent": (f"{base}/runs/{parent.info.run_id}{ui}", (1800, 1000),
-                           text("Best trial")),
-                "models": (f"{base}/models{ui}", (2000, 700),
-                           text(client.get_run(best).info.run_name)),
-                "report": (report.as_uri(), (1400, 1600), "document.readyState === 'complete'"),
-            }
-            browser = Browser(chromium, work / "profile")
-            try:
-                for name, (page, size, *how) in pages.items():
-                    shoot(browser, page, IMG / f"{name}.png", size, *how)
-                    print(f"docs/img/{name}.png  {(IMG / f'{name}.png').stat().st_size // 1024}"
-                          f" KB  <- {page}")
-            finally:
-                browser.close()
+            for name, (page, size, *how) in pages.items():
+                shoot(browser, page, IMG / f"{name}.png", size, *how)
+                print(f"docs/img/{name}.png  {(IMG / f'{name}.png').stat().st_size // 1024}"
+                      f" KB  <- {page}")
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-
+            browser.close()
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,9 @@
 
 Everything a search needs is decided here, at the edge; the rest of mltune receives a
 ``SearchSpec`` and never a raw dict or argparse namespace. Every rejection names the field, the
-value received and what is allowed.
+value received and what is allowed. The names of the space's keys are checked once the network
+is known (``Task.check_space_names``, when a search or a training is prepared): from Python, a
+spec may be built before the network it is for (``mltune.tune(spec, model=build)``).
 """
 
 from __future__ import annotations
@@ -211,11 +213,7 @@ def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str
 
 
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec.
-
-    The names of the space's keys are checked once the network is known
-    (``Task.check_space_names``, when a search or a training is prepared): from Python, a
-    spec may be built before the network it is for (``mltune.tune(spec, model=build)``)."""
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
     _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
