@@ -13,6 +13,7 @@ from conftest import run_cli
 
 FAQ = (Path(__file__).resolve().parents[1] / "docs" / "faq.md").read_text(encoding="utf-8")
 QUOTED = re.findall(r"^```text\n(mltune: error: .*)\n```", FAQ, flags=re.M)
+RAISED = re.findall(r"^```text\nSpecError: (.*)\n```", FAQ, flags=re.M)  # from Python
 
 # the field an error line starts with -> the arguments of `mltune` that make it
 MAKES = {
@@ -58,3 +59,22 @@ def test_mltune_prints_the_line_the_faq_quotes(line, tracking_uri, capsys, monke
     assert printed.startswith(quoted), (printed, quoted)
     if not line.endswith("..."):
         assert printed == quoted
+
+
+def build(params, data):
+    raise AssertionError("refused before it is called")
+
+
+build.__module__ = "__main__"  # as a function defined in a notebook or a script is
+
+
+def test_mltune_tune_raises_the_line_the_faq_quotes(tracking_uri, client):
+    import mltune
+    from mltune.core.errors import SpecError
+
+    assert len(RAISED) == 1
+    spec = mltune.build_spec({"max_evals": 1, "epochs": 1})
+    with pytest.raises(SpecError) as raised:
+        mltune.tune(spec, model=build)
+    assert str(raised.value) == RAISED[0]
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
