@@ -2,9 +2,7 @@
 
 Everything a search needs is decided here, at the edge; the rest of mltune receives a
 ``SearchSpec`` and never a raw dict or argparse namespace. Every rejection names the field, the
-value received and what is allowed. The names of the space's keys are checked once the network
-is known (``Task.check_space_names``, when a search or a training is prepared): from Python, a
-spec may be built before the network it is for (``mltune.tune(spec, model=build)``).
+value received and what is allowed.
 """
 
 from __future__ import annotations
@@ -212,17 +210,23 @@ def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str
     return metric, string(raw, "mode", logged[metric].value, MODES)
 
 
+def _user_space(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"space: expected a mapping of hyperparameters, got {value!r}")
+    return value
+
+
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec. The space's key
+    names are checked once the network is known (``Task.check_space_names``): from Python, a
+    spec may be built before the network it is for (``mltune.tune(spec, model=build)``)."""
     _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
     model = raw.get("model")
     task = task.for_model(model)  # its default space and rules (a user's: training only)
-    user_space = raw.get("space") or {}
-    if not isinstance(user_space, Mapping):
-        raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
+    user_space = _user_space(raw.get("space") or {})
     space = {**task.default_space(), **user_space}
     built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
