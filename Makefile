@@ -19,18 +19,22 @@ demo: install
 
 test: install-test
 	lint-imports  # the layers contract in pyproject.toml: dependencies run one way
-	$(MKDOCS) build --strict  # the manual: a broken link, a missing page or a stale reference fails
+	$(GENERATED) --check  # the committed pages' generated sections are what the code makes now
+	$(MKDOCS) build --strict  # the manual: a broken link or a missing page fails
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup  # two workers: tests/conftest.py groups them
 
 lint:
 	ruff check mltune tests benchmarks docs/gen
 	lint-imports
 
-# The manual (docs/, mkdocs.yml). Its reference pages are generated from the code before every
-# build (docs/gen/hooks.py), into docs/gen/out/ (git-ignored); the site goes to build/site/.
+# The manual (docs/, mkdocs.yml). The sections generated from the code (every spec key, the
+# catalogs, the CLI and MLproject references, the API...) are rewritten in the pages before
+# every build (docs/gen/hooks.py) and committed, so the repository's web view shows them too;
+# `make test` refuses a stale one. The site goes to build/site/.
 MKDOCS = NO_MKDOCS_2_WARNING=1 PYTHONPATH=$(CURDIR) $(PYTHON) -m mkdocs
+GENERATED = PYTHONPATH=$(CURDIR) $(PYTHON) -m docs.gen.generate
 
-docs:
+docs:  # rewrites the generated sections of the pages (commit them), then builds the site
 	$(MKDOCS) build --strict
 
 docs-serve:

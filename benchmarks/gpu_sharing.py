@@ -20,7 +20,7 @@ import time
 import torch
 
 PARAMS = {"num_blocks": 2, "channels": 16, "kernel_size": 3, "hidden_size": 64,
-          "activation": "relu", "batch_norm": True, "dropout": 0.0, "lr": 0.001,
+          "activation": "relu", "batch_norm": True, "dropout": 0.0, "learning_rate": 0.001,
           "optimizer": "adam", "batch_size": 128, "weight_init": "default"}
 
 

@@ -53,3 +53,9 @@ def build(params, data) -> nn.Module:
     """The network for one trial: its own ``width`` and ``depth``, the data's shape."""
     return SmallResNet(data.channels, data.classes, width=int(params["width"]),
                        depth=int(params["depth"]), mean=data.mean, std=data.std)
+
+
+# The hyperparameters this network reads, beside mltune's training ones: a key of the spec's
+# space that is neither is refused as a typo ("space.widht: ... did you mean width?"). Without
+# this line every key of the space is passed to the network unchecked.
+build.hyperparameters = ("width", "depth")

@@ -7,6 +7,7 @@ could not produce a result exits 1. No traceback for either.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -16,28 +17,24 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from mltune.core._version import __version__
-from mltune.core.errors import (
-    DataError,
-    MltuneError,
-    SearchError,
-    SearchInterrupted,
-    SpecError,
-    TrackingLost,
-    TrackingServerError,
-)
+from mltune.core.errors import MltuneError, SearchError, SearchInterrupted, SpecError, TrackingLost
 from mltune.core.outcomes import TrialOutcome
 from mltune.registry.gate import promote, rollback
 from mltune.report.build import REPORT_DIR, build_report
 from mltune.report.console import outcomes_frame, short, top_trials_text
 from mltune.search.history.result import SearchResult, shares_line
 from mltune.search.loop import train_once, tune
+from mltune.search.plan import plan_search, plan_text
 from mltune.search.selection.finish import chosen_on
 from mltune.spec.build import load_spec
 from mltune.spec.catalogs import SAMPLERS
+from mltune.spec.model import SearchSpec, SpecOrigin
 from mltune.spec.options import duration
 from mltune.tracking.links import experiment_url, run_url, ui_command
+from mltune.tracking.runs import started_with
 
-DEFAULT_CONFIG = "examples/digits.yaml"
+# tune's options that are not spec keys (a resume command repeats the others as given)
+NOT_OVERRIDES = ("config", "assignments", "resume", "no_refit", "dry_run", "time_budget")
 # A library error's ``field`` as the flag a user of the command types.
 FLAGS = {"resume": "--resume", "model": "--model", "min_delta": "--min-delta",
          "overrides": "--set", "params": "--params", "time_budget": "--time-budget"}
@@ -50,30 +47,42 @@ def exit_code(error: MltuneError) -> int:
         return 143 if error.signal_name == "SIGTERM" else 130
     if isinstance(error, TrackingLost):
         return 75
-    if isinstance(error, SearchError):
-        return 1
-    if isinstance(error, (SpecError, DataError, TrackingServerError)):
-        return 2
-    return 2
+    return 1 if isinstance(error, SearchError) else 2  # spec, data, server access
 
 
-def message(error: MltuneError, config: str = DEFAULT_CONFIG) -> str:
-    """The one line the command prints: library facts worded with this command's flags."""
+def message(error: MltuneError, origin: SpecOrigin | None = None) -> str:
+    """The one line the command prints: library facts worded with this command's flags; an
+    interrupted search's with the command that resumes it (``origin``: how it was started)."""
     if isinstance(error, SearchInterrupted):
         return (f"search interrupted ({error.signal_name}); finished trials are kept. Resume "
-                f"with: mltune tune --config {config} --resume {error.parent_run_id}")
+                f"with: {resume_command(error.parent_run_id, origin)}")
     if isinstance(error, TrackingLost):
         return (f"the tracking server stopped answering ({error.reason}); finished trials are "
                 "kept on it, the trial in flight will run again. Once the server is back, "
-                f"resume with: mltune tune --config {config} --resume {error.parent_run_id}")
+                f"resume with: {resume_command(error.parent_run_id, origin)}")
     if error.field in FLAGS:
         return f"{FLAGS[error.field]}: {error.detail}"
     return str(error)
 
 
-def fail(error: MltuneError, config: str = DEFAULT_CONFIG) -> None:
+def resume_command(parent_run_id: str, origin: SpecOrigin | None) -> str:
+    """``mltune tune`` with the spec file and every override the search was started with,
+    then ``--resume``: copied as printed, it resumes the same search."""
+    return tune_line(origin, ["--resume", parent_run_id])
+
+
+def tune_line(origin: SpecOrigin | None, more: list[str]) -> str:
+    """``mltune tune`` that makes ``origin``'s spec again (each key as its flag where tune
+    has one), then ``more``."""
+    flags = {p.name: max(p.opts, key=len) for p in tune_command.params
+             if isinstance(p, click.Option) and p.name not in NOT_OVERRIDES}
+    flags["stop.time_budget_s"] = "--time-budget"
+    return "mltune tune " + shlex.join((origin or SpecOrigin()).arguments(flags) + more)
+
+
+def fail(error: MltuneError, origin: SpecOrigin | None = None) -> None:
     """Print the error as one line and exit with its code (no traceback)."""
-    click.echo(f"mltune: error: {message(error, config)}", err=True)
+    click.echo(f"mltune: error: {message(error, origin)}", err=True)
     sys.exit(exit_code(error))
 
 
@@ -196,8 +205,11 @@ def cli() -> None:
               "--cv).")
 @click.option("--ensemble", type=OptionalInt, help="Register the average of up to N trials "
               "chosen by greedy ensemble selection (ensemble: N >= 1; default: off).")
+@click.option("--dry-run", is_flag=True, default=False, help="Check the spec as the search "
+              "would, print what it would do (the resolved spec, the space, the first trial, "
+              "the scheduler's rungs, the budget) and stop: no run is opened.")
 def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_budget: str,
-                 no_refit: bool, **flags: Any) -> None:
+                 no_refit: bool, dry_run: bool, **flags: Any) -> None:
     """Run a hyperparameter search and register its best model."""
     if no_refit:
         flags["refit"] = False
@@ -205,6 +217,9 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_bu
         flags["stop.time_budget_s"] = duration(time_budget, "time_budget")
     spec = load_spec(config or None, _overrides(flags, assignments))
     _quiet_mlflow()
+    if dry_run:
+        print_plan(spec)
+        return
     from tqdm import tqdm
 
     bars: list[Any] = []  # drawn once the data has loaded: never above a data error
@@ -225,13 +240,34 @@ def tune_command(config: str, assignments: tuple[str, ...], resume: str, time_bu
     except (SearchInterrupted, TrackingLost) as stopped:
         for bar in bars:
             bar.close()  # before the error line, which must be the last one
-        fail(stopped, config or DEFAULT_CONFIG)  # its resume hint names this spec file
+        # its resume command: as the search was started (its parent run says; a lost server
+        # cannot, and a search started from Python did not), else as this one was
+        started = started_with(stopped.parent_run_id) if isinstance(
+            stopped, SearchInterrupted) else None
+        fail(stopped, started or spec.origin)
     finally:
         for bar in bars:
             bar.close()
     click.echo(summary(result))
     click.echo("\n" + top_trials_text(outcomes_frame(result.trials, spec.metric), spec.metric,
                                           spec.mode))
+
+
+@cli.command("check")
+@click.argument("config", metavar="[SPEC]", default="")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override any spec key, e.g. --set epochs=30 (repeatable).")
+def check_command(config: str, assignments: tuple[str, ...]) -> None:
+    """Check a spec as `mltune tune` would and print what the search would do; opens no run
+    (the same as `mltune tune --config SPEC --dry-run`)."""
+    spec = load_spec(config or None, _overrides({}, assignments))
+    _quiet_mlflow()
+    print_plan(spec)
+
+
+def print_plan(spec: SearchSpec) -> None:
+    click.echo(plan_text(plan_search(spec)))
+    click.echo(f"Checked: nothing was run or logged. Run it: {tune_line(spec.origin, [])}")
 
 
 def summary(result: SearchResult) -> str:
@@ -359,11 +395,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         cli.main(args=args, prog_name="mltune", standalone_mode=False)
     except MltuneError as exc:
-        fail(exc)
-    except click.exceptions.Abort:
-        click.echo("mltune: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+        fail(exc)  # an interruption outside a search's loop: its hint names no spec file
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("mltune: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

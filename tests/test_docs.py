@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SKIPPED = ("pip ", "make ")  # installation: done by `make install-test` before the tests
@@ -206,8 +207,8 @@ def test_getting_started_runs_as_written(session):
     session.run(GETTING_STARTED)
     ran = "\n".join(session.ran)
     for expected in ("mltune tune --config examples/digits.yaml", "mlflow ui",
-                     "mlflow models serve", "curl", "mltune tune --config my-spec.yaml",
-                     "mltune report", "python block"):
+                     "mlflow models serve", "curl", "mltune check my-spec.yaml",
+                     "mltune tune --config my-spec.yaml", "mltune report", "python block"):
         assert expected in ran, ran
     assert (session.folder / "site" / "report.html").is_file()  # mltune report --out site
 
@@ -221,31 +222,63 @@ def test_the_tested_pages_hold_what_the_test_runs():
     assert [lang for lang, _ in blocks(README, "Quickstart")] == ["bash", "python"]
     started = [c for lang, text in blocks(GETTING_STARTED) if lang == "bash"
                for c in commands(text)]
-    assert sum(c.startswith(("mltune", "mlflow", "curl")) for c in started) == 6, started
+    assert sum(c.startswith(("mltune", "mlflow", "curl")) for c in started) == 7, started
 
 
 def test_generated_reference_covers_every_key_task_and_catalog_name():
     """Nothing the reference lists is written by hand: it is made from the code, and holds
-    every spec key, every task's default space and every catalog name."""
+    every spec key (and no internal field), every task's default space and every catalog
+    name, in the committed pages (what the repository's web view shows)."""
     from mltune.spec.build import TOP_LEVEL_KEYS
     from mltune.spec.catalogs import SAMPLERS, SCHEDULERS
+    from mltune.spec.model import NOT_A_KEY, SearchSpec
     from mltune.spec.tasks import TASKS
 
-    done = subprocess.run([sys.executable, "-m", "docs.gen.generate"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = REPO / "docs" / "gen" / "out"
-    keys = (out / "spec-keys.md").read_text()
+    docs = REPO / "docs"
+    keys = (docs / "spec.md").read_text()
     for key in TOP_LEVEL_KEYS:
-        assert f"`{key}" in keys, key
-    catalogs = (out / "catalogs.md").read_text()
+        assert f"| `{key}" in keys, key
+    for name, field in SearchSpec.__dataclass_fields__.items():
+        if field.metadata == NOT_A_KEY:  # space_given, origin: no spec file sets them
+            assert f"`{name}`" not in keys, name
+    catalogs = (docs / "reference" / "catalogs.md").read_text()
     for name in [*SAMPLERS.names(), *SCHEDULERS.names(), *TASKS.names()]:
         assert f"`{name}`" in catalogs, name
     for name in TASKS.names():
-        page = (out / f"task-{name}.md").read_text()
+        page = (docs / "tasks" / f"{name}.md").read_text()
         for key in TASKS.get(name).default_space():
             assert f"  {key}: " in page, (name, key)
+    mlproject = (docs / "reference" / "mlproject.md").read_text()
+    project = yaml.safe_load((REPO / "MLproject").read_text())
+    for entry, point in project["entry_points"].items():
+        assert f"## `{entry}`" in mlproject, entry
+        for parameter in point.get("parameters") or {}:
+            assert f"| `{parameter}` |" in mlproject, (entry, parameter)
+    api = (docs / "reference" / "api.md").read_text()
+    assert "tune(\n    spec: SearchSpec," in api  # signatures, not just names
+
+
+def test_the_committed_generated_pages_are_current():
+    """The generated sections are committed as Markdown: each is what the code makes now
+    (``make docs`` rewrites them; nothing here writes)."""
+    done = subprocess.run([sys.executable, "-m", "docs.gen.generate", "--check"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "stale: none" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_manual_builds_strictly(tmp_path):
+    """``mkdocs build --strict``: a broken link, a missing page or anchor fails; the hook
+    only checks the generated sections here (a build must not edit the repository)."""
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                           str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO),
+                                            "MLTUNE_DOCS_CHECK": "1",
+                                            "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "site" / "reference" / "mlproject" / "index.html").is_file()
 
 
 def test_the_hand_written_tables_of_names_match_the_code():

@@ -10,7 +10,7 @@ import mltune
 from mltune.tracking.model import load_network
 
 TINY = {"max_evals": 2, "epochs": 2, "seed": 4, "algo": "rand",
-        "space": {"batch_size": 64, "lr": 0.003, "optimizer": "adam"}}
+        "space": {"batch_size": 64, "learning_rate": 0.003, "optimizer": "adam"}}
 
 
 @pytest.mark.gpu

@@ -13,7 +13,7 @@ from mltune.tracking.model import load_network
 from mltune.training.engine import fit
 
 TINY = {"max_evals": 1, "epochs": 2, "seed": 1, "algo": "rand", "device": "cpu",
-        "space": {"batch_size": 64, "lr": 0.003, "optimizer": "adam"}}
+        "space": {"batch_size": 64, "learning_rate": 0.003, "optimizer": "adam"}}
 
 
 def test_bf16_trial_trains_records_its_precision_and_logs_fp32_weights(client):
@@ -36,7 +36,7 @@ def test_fp16_with_loss_scaling_trains_on_the_cpu():
     task = get_task("image")
     spec = mltune.load_spec(None, TINY)
     data = task.load(spec.data, 0)
-    params = {**task.default_params(), "lr": 0.003, "optimizer": "adam"}
+    params = {**task.default_params(), "learning_rate": 0.003, "optimizer": "adam"}
     network = task.build_model(params, data.meta)
     result = fit(network, data, params, loss_fn=task.make_loss(params, data),
                  score=lambda out, y: task.score(out, y, data.meta), epochs=2, seed=0,

@@ -429,7 +429,8 @@ def test_sigterm_stops_every_workers_pack_and_prints_the_resume_command(tracking
     assert process.returncode == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == (
         "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
-        f"mltune tune --config examples/digits.yaml --resume {parent_id}")
+        "mltune tune --backend ray --parallelism 2 --pack 2 --max-evals 40 --epochs 20 "
+        f"--device cpu --set task=tabular --set pruning.rule=none --resume {parent_id}")
     assert client.get_run(parent_id).info.status == "KILLED"
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
     killed = [r for r in children_of(client, parent_id) if r.info.status == "KILLED"]

@@ -80,7 +80,7 @@ def test_sigterm_marks_trial_and_search_killed_and_prints_resume_command(trackin
     assert process.returncode == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == (
         "mltune: error: search interrupted (SIGTERM); finished trials are kept. Resume with: "
-        f"mltune tune --config examples/digits.yaml --resume {parent_id}")
+        f"mltune tune --max-evals 30 --epochs 3 --resume {parent_id}")
     assert "Traceback" not in stderr
     assert client.get_run(parent_id).info.status == "KILLED"
     runs = all_runs(client)

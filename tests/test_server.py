@@ -220,7 +220,7 @@ def test_server_lost_mid_search_then_back_then_resume(team_server, tmp_path, cap
     assert stderr.strip().splitlines()[-1] == (
         "mltune: error: the tracking server stopped answering (ConnectionError); finished "
         "trials are kept on it, the trial in flight will run again. Once the server is "
-        f"back, resume with: mltune tune --config examples/digits.yaml --resume {parent_id}")
+        f"back, resume with: mltune tune {' '.join(OUTAGE_ARGS)} --resume {parent_id}")
     assert stopped_after < 60  # MLflow's (shortened) retries, then one line
 
     assert resumed == 0, err

@@ -109,7 +109,8 @@ def test_overrides_and_defaults(tmp_path):
         ({"epochs": "ten"}, r"epochs: expected a whole number, got 'ten'"),
         ({"data": {"val_size": 1.5}}, r"data\.val_size: 1\.5 is not allowed"),
         ({"data": {"colour": "red"}}, r"data\.colour: unknown key for task 'image'"),
-        ({"devices": "cpu"}, r"devices: unknown key; allowed: name, task"),
+        ({"devices": "cpu"}, r"devices: unknown key; did you mean device\? Allowed: name, task"),
+        ({"colour": "red"}, r"colour: unknown key; allowed: name, task"),
         ({"device": "tpu"}, r"device: 'tpu' is not allowed"),
     ],
 )

@@ -15,6 +15,7 @@ import pytest
 from test_text import make_texts, write_csv
 from test_timeseries import seasonal, write
 
+from mltune.models import FAMILIES
 from mltune.spec.build import build_spec
 from mltune.spec.space import first_point
 from mltune.spec.tasks import TASKS
@@ -104,3 +105,33 @@ def test_a_task_trains_a_pack_scores_and_answers_raw_input(name, members, tmp_pa
         answer = task.predict(network, served_meta, example)
         assert isinstance(answer, pd.DataFrame) and len(answer) >= 1
         assert not answer.select_dtypes(include=[np.number]).isna().any().any()
+
+
+class Reading(dict):
+    """Params that remember which keys a network's builder read."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_a_family_reads_exactly_the_hyperparameters_it_declares(name, tmp_path):
+    """What lets a space's typo be refused (``space.hidden_sise``): a family's builder reads
+    its rules' keys and nothing else, so the names a spec may give are known."""
+    spec = build_spec(SPECS[name](tmp_path))
+    task = task_for(spec)
+    data = task.load(spec.data, seed=0)
+    params = task.with_defaults(first_point(spec.space))  # a point of its space
+    family = FAMILIES.get(task.family)
+    reading = Reading(params)
+    family.build(reading, task.describe_data(data.meta, params))
+    assert reading.read == set(family.rules)

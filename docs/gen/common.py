@@ -1,22 +1,26 @@
-"""What the generators share: where pages go, tables, and writing only what changed."""
+"""What the generators share: the sections they make, tables, docstrings."""
 
 from __future__ import annotations
 
 import ast
 import inspect
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "gen" / "out"  # git-ignored: derived from the code, never edited
+# name -> Markdown: what each generator made, placed into the pages by ``pages.update``
+SECTIONS: dict[str, str] = {}
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A markdown table; ``|`` inside a cell is escaped."""
-    def cell(value: Any) -> str:  # a pipe in a code span does not end a cell; elsewhere it does
+    """A markdown table; ``|`` inside a cell is escaped, and in a code span it is said as
+    ``or`` (``str or None``): GitHub would end the cell there, MkDocs would show the escape."""
+    def cell(value: Any) -> str:
         parts = str(value).replace("\n", " ").split("`")
-        return "`".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
+        return "`".join(p.replace(" | ", " or ") if i % 2 else p.replace("|", "\\|")
+                        for i, p in enumerate(parts))
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -74,11 +78,24 @@ def field_comments(path: Path, class_name: str) -> dict[str, str]:
     return comments
 
 
-def write(name: str, text: str) -> Path:
-    """Write ``docs/gen/out/<name>`` if its text changed (``mkdocs serve`` watches the folder:
-    an unchanged file must not trigger another build)."""
-    path = OUT / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
-    return path
+def write(name: str, text: str) -> None:
+    """Keep ``text`` as the section ``name`` (``spec-keys.md`` -> ``spec-keys``): the pages
+    that mark a place for it get it (``docs/gen/pages.py``)."""
+    SECTIONS[name.removesuffix(".md")] = text.strip() + "\n"
+
+
+def rst(text: str) -> str:
+    """A docstring's reStructuredText as Markdown: ````x```` -> ```x```, roles dropped."""
+    text = re.sub(r":math:`([^`]*)`", lambda m: "`" + re.sub(
+        r"\\text\{([^}]*)\}", r"\1", m.group(1)).replace("\\", "") + "`", text)
+    text = re.sub(r":(?:class|func|meth|attr|mod|obj):`([^`]*)`", r"`\1`", text)
+    return text.replace("``", "`")
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of a paragraph (a docstring's), at most ``limit`` characters."""
+    text = " ".join(text.split())
+    found = re.search(r"(?<=[A-Za-z0-9)`'\"])(?<! al)(?<!e\.g)(?<!i\.e)\.(\s|$)", text)
+    if found and found.end() > 20:
+        text = text[:found.start() + 1]
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."

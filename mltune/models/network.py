@@ -24,8 +24,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import sysconfig
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from torch import nn
 
 from mltune.core.errors import SpecError
 from mltune.models.families import FAMILIES, NetworkBuilder
+from mltune.models.user_code import MLTUNE_DIR, installed, one_line, where_line
 from mltune.spec.model import model_name
 from mltune.spec.rules import Rule
 
@@ -45,7 +44,6 @@ MAIN_REFUSED = ("a callable of __main__ (a script or a notebook) cannot be found
                 "its model loads; put it in a .py file and give model: file.py:callable (from "
                 "Python: import it from that file)")
 USER_MODULES = "mltune_user_network"  # prefix of the private name a user's file is imported as
-_MLTUNE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,14 @@ class Network:
     @property
     def user(self) -> bool:
         return self.family is None
+
+    @property
+    def declared(self) -> tuple[str, ...] | None:
+        """A user's network: the hyperparameters its callable declares as an attribute,
+        ``build.hyperparameters = ("width", "depth")``, beside the training ones; None when it
+        declares none (every key of the space is passed to it) or is not imported yet."""
+        names = getattr(self.build, "hyperparameters", None) if self.user else None
+        return None if names is None else tuple(names)
 
     @property
     def builder(self) -> str | None:
@@ -179,7 +185,7 @@ def _import_file(text: str, where: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc, path)}: "
+        raise SpecError(f"model: {text!r}: importing {where} failed{where_line(exc, path)}: "
                         f"{one_line(exc)}") from None
     module.__mltune_file__ = str(path)  # type: ignore[attr-defined]
     return module
@@ -204,7 +210,7 @@ def _import_module(text: str, where: str) -> ModuleType:
         if missing and (where == missing or where.startswith(f"{missing}.")):
             raise SpecError(f"model: {text!r}: no module named {missing!r} (run mltune from "
                             "the folder that holds it, or install it)") from None
-        raise SpecError(f"model: {text!r}: importing {where} failed{_line(exc)}: "
+        raise SpecError(f"model: {text!r}: importing {where} failed{where_line(exc)}: "
                         f"{one_line(exc)}") from None
 
 
@@ -228,59 +234,6 @@ def _attribute(text: str, module: ModuleType, name: str, where: str) -> Callable
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (a SyntaxError's own message, without its
-    position)."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, SyntaxError):
-        message = exc.msg
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def user_line(exc: BaseException, path: str | Path | None = None) -> tuple[str, int] | None:
-    """(file, line) of the last frame of ``exc`` in the user's code (``path`` if given, else
-    any file outside mltune, torch and the installed packages)."""
-    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno and (
-            path is None or Path(exc.filename).resolve() == Path(path)):
-        return exc.filename, exc.lineno
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if (Path(frame.filename).resolve() == Path(path)) if path is not None else (
-                _is_user_file(frame.filename)):
-            found = _shown(frame.filename), frame.lineno or 0
-    return found
-
-
-def _shown(filename: str) -> str:
-    """A file as the user would write it: relative to the current directory when inside."""
-    try:
-        return str(Path(filename).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return filename
-
-
-def _line(exc: BaseException, path: str | Path | None = None) -> str:
-    found = user_line(exc, path)
-    if found is None:
-        return ""
-    return f" at line {found[1]}" if path is not None else f" at {found[0]} line {found[1]}"
-
-
-def _is_user_file(filename: str) -> bool:
-    if filename.startswith("<"):
-        return filename.startswith("<ipython-input") or filename.startswith("<stdin>")
-    path = Path(filename).resolve()
-    return not (_MLTUNE_DIR in path.parents or _installed(path))
-
-
-def _installed(path: Path) -> bool:
-    """Whether ``path`` belongs to the standard library or an installed distribution."""
-    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib",
-                                                    "platlib")}
-    return any(Path(root).resolve() in path.parents for root in roots) or any(
-        part in ("site-packages", "dist-packages") for part in path.parts)
 
 
 # -- a callable and the code that travels with it --------------------------------------------
@@ -309,7 +262,22 @@ def from_callable(build: Callable[..., Any], name: str | None = None,
         code.update(_sources(root))
         if owner is module and root.is_file():  # a file: found there by its name
             reference = f"{root.name}:{attribute}"
-    return Network(name or model_name(build), build, code=code, reference=reference)
+    network = Network(name or model_name(build), build, code=code, reference=reference)
+    _check_declared(network)
+    return network
+
+
+def _check_declared(network: Network) -> None:
+    """``build.hyperparameters``: a list of names, nothing else (a string would read as its
+    letters)."""
+    names = getattr(network.build, "hyperparameters", None)
+    if names is None:
+        return
+    if isinstance(names, str) or not isinstance(names, (list, tuple, set, frozenset)) or not all(
+            isinstance(n, str) and n and "." not in n for n in names):
+        raise SpecError(f"model: {network.name}: hyperparameters = {names!r} is not allowed; "
+                        "expected a list of the names the network reads from params "
+                        "(\"width\", \"depth\"), or no such attribute to accept any")
 
 
 def _home(build: Callable[..., Any]) -> tuple[ModuleType, str]:
@@ -346,7 +314,7 @@ def _source_root(module: ModuleType) -> Path | None:
     path = Path(file).resolve()
     if hasattr(module, "__path__"):  # a package: its folder
         path = path.parent
-    if path == _MLTUNE_DIR or _MLTUNE_DIR in path.parents or _installed(path):
+    if path == MLTUNE_DIR or MLTUNE_DIR in path.parents or installed(path):
         return None
     return path
 

@@ -30,6 +30,7 @@ POOLINGS: Catalog[Pooling] = Catalog("pooling")
 @POOLINGS.register("last")
 def _last(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
           rnn: nn.RNNBase) -> torch.Tensor:
+    """The output at each sequence's last step (a bidirectional's backward half: its first)."""
     if rnn.bidirectional:
         half = rnn.hidden_size  # the backward direction ends at step 0
         return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=1)
@@ -39,6 +40,7 @@ def _last(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
 @POOLINGS.register("mean")
 def _mean(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
           rnn: nn.RNNBase) -> torch.Tensor:
+    """The mean of the outputs over each sequence's steps (padding left out)."""
     if mask is None:
         return outputs.mean(dim=1)
     return (outputs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
@@ -47,6 +49,7 @@ def _mean(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
 @POOLINGS.register("max")
 def _max(outputs: torch.Tensor, mask: torch.Tensor | None, last: torch.Tensor,
          rnn: nn.RNNBase) -> torch.Tensor:
+    """The largest output over each sequence's steps, feature by feature (padding left out)."""
     if mask is not None:
         outputs = outputs.masked_fill(~mask, float("-inf"))
     return outputs.max(dim=1).values

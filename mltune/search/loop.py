@@ -68,7 +68,7 @@ def coordinate(prepared: Prepared, search: SearchRun, history: ResumeState,
     what MLflow holds), its progress and stop rules, its queue of points to run first."""
     setup = prepared.setup
     spec, task = setup.spec, setup.task
-    return Coordinator(spec, resumed_sampler(spec, prepared.space, history),
+    return Coordinator(spec, resumed_sampler(spec, prepared.space, history, prepared.sampler),
                        resumed_scheduler(spec, prepared.space, history),
                        Progress(spec, search.log_best, progress, history.outcomes), history,
                        lambda key: is_free(key, task), pack_limit=prepared.pack_limit,
@@ -82,6 +82,7 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any],
     share_sqlite_store()
     spec, task = with_network(spec, model)
     device = resolve_device(spec.device)
+    task.check_param_names(params)  # a typo is refused, not logged as if it mattered
     full = {**task.default_params(), **params}
     check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()

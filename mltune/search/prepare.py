@@ -26,7 +26,9 @@ from mltune.search.packs.folds import search_folds
 from mltune.search.packs.lane import SearchSetup
 from mltune.search.packs.lanes import BACKENDS, Backend
 from mltune.search.packs.shapes import pack_limit
+from mltune.search.samplers.base import Sampler
 from mltune.spec.build import with_model
+from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import build_space
@@ -46,24 +48,29 @@ log = logging.getLogger(__name__)
 @dataclass
 class Prepared:
     """A search ready to run: its set-up (what lanes are made of), its space, its backend,
-    the most trials a pack may hold."""
+    the most trials a pack may hold, its sampler (made, told nothing yet)."""
 
     setup: SearchSetup
     space: Space
     backend: Backend
     pack_limit: int
+    sampler: Sampler
 
 
 def with_network(spec: SearchSpec, model: Any = None) -> tuple[SearchSpec, Task]:
     """The spec (for ``model`` when given: a callable from Python) and its task with the
-    network loaded: a user's code is imported here, before anything is read or opened. The
-    spec returned names the network as text (a callable as ``module:qualname``)."""
+    network loaded: a user's code is imported here, before anything is read or opened, and
+    the space's keys checked against what the network reads. The spec returned names the
+    network as text (a callable as ``module:qualname``)."""
     if model is not None:
         spec = with_model(spec, model)
     task = task_for(spec)
     if task.network is not None:
         task = task.with_network(load(task.network), spec.space)
         spec = replace(spec, model=model_name(spec.model))
+    # a key nothing reads (a typo) is refused, not tuned in vain: the family's names, or the
+    # user's network's declared ones beside the training ones
+    task.check_space_names({k: spec.space[k] for k in spec.space_given})
     return spec, task
 
 
@@ -74,6 +81,9 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
     backend = BACKENDS.get(spec.backend, field="backend")
     backend.preflight(spec)  # e.g. ray: is it installed?
     space = build_space(spec.space)
+    # the sampler made once, now: one that cannot draw the space (Optuna and a normal), or
+    # whose library is missing, is refused before any run is opened
+    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
     data = task.loaded(spec.data, spec.seed, devices[0])  # bad data fails before any run
     task.check_network(data)  # a user's network: built, and two samples through it
@@ -84,7 +94,7 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
     if spec.backend != "local":
         devices = devices[:1]  # a remote worker chooses its own device
     setup = SearchSetup(spec, task, data, devices, folds, None)
-    return Prepared(setup, space, backend, limit)
+    return Prepared(setup, space, backend, limit, sampler)
 
 
 def open_search(prepared: Prepared, resume: str | None) -> tuple[SearchRun, ResumeState]:

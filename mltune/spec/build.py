@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from mltune.spec.model import (
     DataSpec,
     PruningSpec,
     SearchSpec,
+    SpecOrigin,
     StopSpec,
 )
 from mltune.spec.options import (
@@ -189,7 +191,9 @@ def _check_keys(raw: Mapping[str, Any]) -> None:
     """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
         if key not in TOP_LEVEL_KEYS and key not in RENAMED:
-            raise SpecError(f"{key}: unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+            near = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? Allowed" if near else "allowed"
+            raise SpecError(f"{key}: unknown key; {hint}: {', '.join(TOP_LEVEL_KEYS)}")
         if key != "data" and isinstance(raw[key], str) and _REFERENCE.search(raw[key]):
             raise SpecError(f"{key}: {raw[key]!r}: environment references (${{VAR}}) are "
                             "expanded only in data: values; MLflow shows this one as written")
@@ -206,17 +210,23 @@ def _metric(raw: Mapping[str, Any], task: Any, data: DataSpec) -> tuple[str, str
     return metric, string(raw, "mode", logged[metric].value, MODES)
 
 
+def _user_space(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"space: expected a mapping of hyperparameters, got {value!r}")
+    return value
+
+
 def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
-    """Validate a raw spec (YAML with overrides applied) into a SearchSpec."""
+    """Validate a raw spec (YAML with overrides applied) into a SearchSpec. The space's key
+    names are checked once the network is known (``Task.check_space_names``): from Python, a
+    spec may be built before the network it is for (``mltune.tune(spec, model=build)``)."""
     _check_keys(raw)
     task = TASKS.get(raw.get("task", "image"), field="task")
     data = _data_spec(raw.get("data"), task)
     task = task.for_data(data)  # defaults that depend on the data (tabular: problem type)
     model = raw.get("model")
     task = task.for_model(model)  # its default space and rules (a user's: training only)
-    user_space = raw.get("space") or {}
-    if not isinstance(user_space, Mapping):
-        raise SpecError(f"space: expected a mapping of hyperparameters, got {user_space!r}")
+    user_space = _user_space(raw.get("space") or {})
     space = {**task.default_space(), **user_space}
     built = build_space(space)  # validates every distribution now, before anything runs
     check_space(space, task.param_rules())  # and every value it can produce
@@ -267,7 +277,7 @@ def with_model(spec: SearchSpec, model: Any) -> SearchSpec:
     raw = spec.to_dict()
     raw["space"] = {key: spec.space[key] for key in spec.space_given}
     raw["model"] = model
-    return build_spec(raw)
+    return dataclasses.replace(build_spec(raw), origin=spec.origin)
 
 
 def _device(value: Any, backend: Any) -> str:
@@ -405,4 +415,6 @@ def load_spec(
 ) -> SearchSpec:
     """Read ``config`` (or start from the defaults), apply dotted overrides, validate."""
     raw = read_yaml(config) if config else {}
-    return build_spec(apply_overrides(raw, overrides or {}))
+    spec = build_spec(apply_overrides(raw, overrides or {}))
+    origin = SpecOrigin(str(config) if config else None, dict(overrides or {}))
+    return dataclasses.replace(spec, origin=origin)

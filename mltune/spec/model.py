@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import yaml
+
 from mltune.core.terms import Direction
 
 COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
@@ -78,6 +80,48 @@ class StopSpec:
 
 
 @dataclass(frozen=True)
+class SpecOrigin:
+    """How a spec was made: its file and the overrides applied over it (``load_spec``). A
+    parent run keeps it (tag ``mltune.started_with``), so the command printed to resume a
+    search repeats every override it was started with: copied, it resumes the same search."""
+
+    config: str | None = None  # the spec file as given; None: every key at its default
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value
+
+    def to_json(self) -> str:
+        return json.dumps({"config": self.config, "overrides": dict(self.overrides)},
+                          default=str)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> SpecOrigin | None:
+        """The origin a run's tag holds; None for none, or one no mltune wrote."""
+        try:
+            found = json.loads(text) if text else None
+            return cls(found.get("config"), dict(found.get("overrides") or {}))
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def arguments(self, flags: Mapping[str, str]) -> list[str]:
+        """Command-line arguments that make the spec again: ``--config FILE``, then each
+        override as its flag where ``flags`` (key -> flag) has one, else ``--set key=value``
+        (values as YAML, which ``--set`` reads back to the same value)."""
+        args = ["--config", self.config] if self.config else []
+        for key, value in self.overrides.items():
+            flag = flags.get(key)
+            if flag is not None and isinstance(value, (str, int, float)) and str(value):
+                args += [flag, yaml_value(value) if isinstance(value, bool) else str(value)]
+            else:
+                args += ["--set", f"{key}={yaml_value(value)}"]
+        return args
+
+
+def yaml_value(value: Any) -> str:
+    """``value`` as one line of YAML flow text: ``30``, ``true``, ``{uniform: [0, 0.3]}``."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**20, sort_keys=False).strip()
+    return text[:-4] if text.endswith("\n...") else text  # a scalar's end-of-document mark
+
+
+@dataclass(frozen=True)
 class SearchSpec:
     """A validated search: what to tune, on which data, for how long, where to log it."""
 
@@ -131,6 +175,8 @@ class SearchSpec:
     warm_start: str | tuple[str, ...] = "auto"
     # the space keys the spec gave; the others came from the defaults of the network
     space_given: tuple[str, ...] = field(default=(), compare=False, metadata=NOT_A_KEY)
+    # the file and overrides it was made from (``load_spec``): what a resume command repeats
+    origin: SpecOrigin | None = field(default=None, compare=False, metadata=NOT_A_KEY)
 
     @property
     def planned_trials(self) -> int:

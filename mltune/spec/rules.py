@@ -15,6 +15,7 @@ model family added to its catalog is allowed with no change here or in a task.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -277,3 +278,65 @@ def check_params(params: Mapping[str, Any], rules: Rules, field: str = "params")
         problem = rule.problem(value) if rule else None
         if problem:
             raise SpecError(f"{name}: {problem}", field=field)
+
+
+# -- every name a space gives ------------------------------------------------------------------
+
+def check_space_names(space: Mapping[str, Any], names: Iterable[str], reader: str,
+                      open_names: Iterable[str] = ()) -> None:
+    """Refuse a hyperparameter no one reads: a key of ``space`` (or a conditional key inside
+    one of its choices: ``optimizer.momentm``) that is not among ``names``, what ``reader``
+    (``task 'tabular' with model mlp``) reads. A typo would otherwise be tuned in vain, logged
+    on every trial as if it mattered. One SpecError naming the key, the nearest name and the
+    allowed ones. ``open_names``: names whose conditional keys are the reader's own business
+    (a user's network's)."""
+    known, opened = frozenset(names), frozenset(open_names)
+    top = sorted(n for n in known if "." not in n)
+    for key, value in space.items():
+        key = str(key)
+        if key not in known:
+            raise SpecError(_unknown(key, top, f"for {reader}"), field=f"space.{key}")
+        if key not in opened:
+            _check_option_names(key, f"space.{key}", value, known, reader)
+
+
+def _check_option_names(name: str, path: str, value: Any, known: frozenset[str],
+                        reader: str) -> None:
+    """The keys of a choice's mapping options: ``name.<key>`` must be read too."""
+    if not is_distribution(value):
+        return
+    (distribution, args), = value.items()
+    if distribution not in ("choice", "pchoice"):
+        return
+    options = args if distribution == "choice" else [pair[1] for pair in args]
+    for i, option in enumerate(options):
+        if not isinstance(option, Mapping) or is_distribution(option):
+            continue
+        for key, inner in option.items():
+            if key == "name":
+                continue
+            where = f"{path}.{distribution}[{i}].{key}"
+            if f"{name}.{key}" not in known:
+                own = sorted(n[len(name) + 1:] for n in known if n.startswith(f"{name}."))
+                raise SpecError(_unknown(str(key), own, f"in an option of {name} for {reader}"),
+                                field=where)
+            _check_option_names(f"{name}.{key}", where, inner, known, reader)
+
+
+def check_param_names(params: Mapping[str, Any], names: Iterable[str], reader: str,
+                      open_names: Iterable[str] = (), field: str = "params") -> None:
+    """The same check for one configuration (``mltune train --params``), flat or nested."""
+    known, opened = frozenset(names), frozenset(open_names)
+    for name in flatten(params):
+        if name in known or name.split(".")[0] in opened:
+            continue
+        raise SpecError(f"{name}: " + _unknown(name, sorted(known), f"for {reader}"),
+                        field=field)
+
+
+def _unknown(key: str, allowed: Sequence[str], where: str) -> str:
+    """``unknown hyperparameter; did you mean hidden_size? Allowed for ...: a, b, c``."""
+    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    listed = f"llowed {where}: {', '.join(allowed) or 'none'}"
+    return (f"unknown hyperparameter; did you mean {near[0]}? A{listed}" if near else
+            f"unknown hyperparameter; a{listed}")

@@ -44,7 +44,8 @@ def _numbers(path: str, args: Any, count: int, form: str) -> list[float]:
 
 def _bounds(path: str, low: float, high: float, positive: bool = False) -> None:
     if positive and low <= 0:
-        raise SpecError(f"{path}: low bound {low:g} must be > 0 (log scale)")
+        raise SpecError(f"{path}: low bound {low:g} must be > 0 (log scale; the bounds are "
+                        "the values themselves, not their logs as in hyperopt's hp.loguniform)")
     if low >= high:
         raise SpecError(f"{path}: low bound {low:g} must be < high bound {high:g}")
 

@@ -29,11 +29,10 @@ from mltune.models.network import (
     checked_module,
     family_network,
     network_of,
-    one_line,
-    user_line,
 )
+from mltune.models.user_code import one_line, user_line
 from mltune.spec.model import DataSpec
-from mltune.spec.rules import Rule
+from mltune.spec.rules import Rule, check_param_names, check_space_names
 from mltune.spec.space import first_point
 from mltune.training.fit import FIT_RULES
 from mltune.training.optim import OPTIMIZER_RULES
@@ -167,6 +166,38 @@ class Task(ABC):
         """The hyperparameters the task itself reads, whatever the network (none by
         default)."""
         return {}
+
+    def hyperparameter_names(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """What a space may name, and which of those names' conditional keys are the
+        network's own business: everything a family's network and the training read (its
+        rules); for a user's network, the names its callable declares beside the training
+        ones. None for a user's network that declares none (or is not imported yet): every
+        key is passed to it, unchecked."""
+        network = self.network_in_use
+        if not network.user:
+            return frozenset(self.param_rules()), frozenset()
+        declared = network.declared
+        if declared is None:
+            return None
+        return frozenset(self.param_rules()) | frozenset(declared), frozenset(declared)
+
+    def check_space_names(self, space: Mapping[str, Any]) -> None:
+        """Refuse a key of ``space`` (the keys a spec gave) that nothing reads: a typo, named
+        with the nearest known key (``space.hidden_sise``: did you mean hidden_size?)."""
+        found = self.hyperparameter_names()
+        if found is not None:
+            check_space_names(space, found[0], self._reader(), found[1])
+
+    def check_param_names(self, params: Mapping[str, Any]) -> None:
+        """The same for one configuration (``mltune train --params``)."""
+        found = self.hyperparameter_names()
+        if found is not None:
+            check_param_names(params, found[0], self._reader(), found[1])
+
+    def _reader(self) -> str:
+        network = self.network_in_use
+        return (f"task {self.name!r} with your network {network.name}" if network.user else
+                f"task {self.name!r} with model {network.name}")
 
     @abstractmethod
     def loss_rule(self) -> Rule:

@@ -26,7 +26,7 @@ from mlflow.tracking.context.registry import resolve_tags
 
 from mltune.core._version import __version__
 from mltune.core.errors import SearchInterrupted, TrackingLost
-from mltune.spec.model import SearchSpec
+from mltune.spec.model import SearchSpec, SpecOrigin
 from mltune.tracking import tags as T
 from mltune.tracking.background import Batch, sent
 from mltune.tracking.datasets import SplitDatasets
@@ -191,6 +191,9 @@ def start_search(spec: SearchSpec, data_fingerprint: str,
     tags = {T.ROLE: "search", T.SEARCH_ID: search_id, T.TASK: spec.task,
             T.VERSION: __version__, T.DATA_FINGERPRINT: data_fingerprint,
             T.SPEC_HASH: spec.fingerprint()}
+    origin = spec.origin.to_json() if spec.origin is not None else ""
+    if origin and len(origin) <= T.MAX_TAG_LENGTH:  # longer: the resume hint uses its own
+        tags[T.STARTED_WITH] = origin
     existing = os.environ.pop("MLFLOW_RUN_ID", None)
     if existing:
         run = client.get_run(existing)
@@ -207,6 +210,17 @@ def start_search(spec: SearchSpec, data_fingerprint: str,
     search = SearchRun(run_id, experiment_id, search_id, client, spec.name)
     search.log_datasets(datasets or SplitDatasets({}))
     return search
+
+
+def started_with(parent_run_id: str) -> SpecOrigin | None:
+    """The spec file and overrides a search was started with, as its parent run keeps them
+    (None: a search started from Python, by an older mltune, or a store that cannot be read
+    now)."""
+    try:
+        run = MlflowClient().get_run(parent_run_id)
+    except Exception:  # noqa: BLE001  (a hint is not worth an error of its own)
+        return None
+    return SpecOrigin.from_json(run.data.tags.get(T.STARTED_WITH))
 
 
 def record_spec(client: MlflowClient, run_id: str, spec: SearchSpec) -> None:

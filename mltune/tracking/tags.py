@@ -15,6 +15,7 @@ VERSION = "mltune.version"  # the mltune that wrote it
 # -- on the search's parent run ---------------------------------------------------------------
 DATA_FINGERPRINT = "mltune.data_fingerprint"
 SPEC_HASH = "mltune.spec_hash"
+STARTED_WITH = "mltune.started_with"  # JSON {config, overrides}: the resume command repeats them
 BEST_RUN_ID = "mltune.best_run_id"
 BEST_TRIAL = "mltune.best_trial"
 STOP_REASON = "mltune.stop_reason"

@@ -35,6 +35,7 @@ class Optimizer:
 
 def _sgd(p: Iterable[torch.nn.Parameter], lr: float, wd: float, o: dict[str, Any]
          ) -> torch.optim.Optimizer:
+    """``torch.optim.SGD`` with ``optimizer.momentum`` (0.9) and ``optimizer.nesterov``."""
     momentum = float(o.get("momentum", 0.9))
     return torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=momentum,
                            nesterov=bool(o.get("nesterov", False)) and momentum > 0)

@@ -107,6 +107,26 @@ def test_ending_an_unknown_trial_is_harmless(name):
     assert isinstance(scheduler.decide(1, 1, 0.5), Decision)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_each_rule_says_what_it_will_do_before_a_search_runs(name):
+    """``mltune check`` prints it: one line naming the rule and, where it has them, the epochs
+    it judges at (never the last: stopping there saves nothing)."""
+    rule = SCHEDULERS.get(name)
+    text = rule.outline(rule.options({}, 10), 10)
+    assert text.startswith(f"{name}: ") and "\n" not in text
+    assert "epoch 10 " not in text and "and 10 " not in text
+
+
+def test_the_outlines_name_the_rungs_and_brackets():
+    asha = SCHEDULERS.get("asha")
+    assert asha.outline(asha.Options(), 10).startswith(
+        "asha: rungs at epochs 1, 3 and 9 of 10; at each, a trial goes on only in the top 1/3")
+    hyperband = SCHEDULERS.get("hyperband")
+    assert ("bracket 0 (60% of the trials) at epochs 1, 3 and 9; bracket 1 (27% of the trials) "
+            "at epochs 3 and 9; bracket 2 (13% of the trials) at epoch 9") in hyperband.outline(
+                hyperband.options({}, 10), 10)
+
+
 def replay(scheduler, events) -> list[Decision]:
     """Feed ``events`` (start / epoch of a pack / end) to ``scheduler``: its decisions."""
     decisions = []

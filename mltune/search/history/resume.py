@@ -51,12 +51,14 @@ class ResumeState:
     priors: Priors = field(default_factory=Priors)  # what earlier searches taught (warm_start)
 
 
-def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState) -> Sampler:
-    """The search's sampler (``algo``) knowing what already ran: earlier searches' trials
-    first (a warm start), then this search's finished, failed and pruned trials, the
-    interrupted ones pending (they run again first, never asked anew). Every backend starts
-    from it."""
-    sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
+def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState,
+                    sampler: Sampler | None = None) -> Sampler:
+    """The search's sampler (``algo``; ``sampler``: the one ``prepare`` made, told nothing
+    yet) knowing what already ran: earlier searches' trials first (a warm start), then this
+    search's finished, failed and pruned trials, the interrupted ones pending (they run again
+    first, never asked anew). Every backend starts from it."""
+    if sampler is None:
+        sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     warm_sampler(sampler, history.priors, spec.algo)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])

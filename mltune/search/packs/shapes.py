@@ -19,7 +19,7 @@ from torch import nn
 from mltune.core.errors import SpecError
 from mltune.data.layout import batch_layout
 from mltune.data.splits import TaskData
-from mltune.models.network import one_line
+from mltune.models.user_code import one_line
 from mltune.spec.model import SearchSpec
 from mltune.spec.space import first_point
 from mltune.tasks.base import Task

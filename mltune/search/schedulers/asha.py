@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mltune.core.terms import Direction
-from mltune.search.schedulers.base import CONTINUE, STOP, Context, Decision, Replayed
+from mltune.search.schedulers.base import (
+    CONTINUE,
+    STOP,
+    Context,
+    Decision,
+    Replayed,
+    epochs_list,
+)
 from mltune.spec.catalogs import SCHEDULERS
 from mltune.spec.options import integer
 
@@ -21,6 +28,15 @@ from mltune.spec.options import integer
 class AshaOptions:
     min_epochs: int = 1  # the first rung
     eta: int = 3  # keep the top 1/eta at each rung; rungs at min_epochs * eta**k
+
+
+def rung_epochs(first: int, eta: int, epochs: int) -> list[int]:
+    """The rungs ``first * eta**k`` before the last epoch (a judgment there saves nothing)."""
+    rungs, rung = [], first
+    while rung < epochs:
+        rungs.append(rung)
+        rung *= eta
+    return rungs
 
 
 def asha_options(raw: Mapping[str, Any]) -> dict[str, int]:
@@ -66,6 +82,15 @@ class AshaScheduler(Replayed):
     @staticmethod
     def options(raw: Mapping[str, Any], epochs: int) -> AshaOptions:
         return AshaOptions(**asha_options(raw))
+
+    @staticmethod
+    def outline(options: AshaOptions, epochs: int) -> str:
+        rungs = rung_epochs(options.min_epochs, options.eta, epochs)
+        if not rungs:
+            return (f"asha: no rung before epoch {epochs} (the first is {options.min_epochs}): "
+                    "every trial trains in full")
+        return (f"asha: rungs at {epochs_list(rungs)} of {epochs}; at each, a trial goes "
+                f"on only in the top 1/{options.eta} of the values seen there")
 
     def __init__(self, options: AshaOptions, context: Context) -> None:
         self.rungs = Rungs(options.min_epochs, options.eta, context.direction)

@@ -7,7 +7,9 @@ optimizer state of trial ``source`` and go on with ``values`` for the free hyper
 pack trainer copies the row; the change is logged on the trial's run).
 
 Each scheduler owns its options (a frozen dataclass, ``Options``, validated by its ``options``
-from the spec's ``pruning:`` section: another rule's option is refused there), and rebuilds its
+from the spec's ``pruning:`` section: another rule's option is refused there), says what it
+will do with them before a search runs (``outline(options, epochs)``: one line, what
+``mltune check`` prints, its rungs or brackets), and rebuilds its
 state from recorded trials (``rebuild``): a resumed search judges its next trials exactly as the
 uninterrupted search would have. The state of every built-in rule is a function of the values
 it was told, so replaying each ended trial's recorded curve rebuilds it (``Replayed``).
@@ -45,6 +47,14 @@ STOP = Decision(Action.STOP)
 
 def exploit(source: int, values: Mapping[str, Any]) -> Decision:
     return Decision(Action.EXPLOIT, source, dict(values))
+
+
+def epochs_list(epochs: list[int] | tuple[int, ...]) -> str:
+    """``epochs 1, 3 and 9`` (``epoch 4``): epochs as an outline says them."""
+    words = [str(e) for e in epochs]
+    if len(words) == 1:
+        return f"epoch {words[0]}"
+    return "epochs " + ", ".join(words[:-1]) + " and " + words[-1]
 
 
 @dataclass(frozen=True)

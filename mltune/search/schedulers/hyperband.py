@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mltune.core.errors import SpecError
-from mltune.search.schedulers.asha import Rungs, asha_options
-from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed
+from mltune.search.schedulers.asha import Rungs, asha_options, rung_epochs
+from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed, epochs_list
 from mltune.spec.catalogs import SCHEDULERS
 from mltune.spec.options import integer, optional_integer
 
@@ -104,6 +104,20 @@ class HyperbandScheduler(Replayed):
                             f"(rungs {', '.join(map(str, rungs))}; bracket s starts at the "
                             "s-th)")
         return options
+
+    @staticmethod
+    def outline(options: HyperbandOptions, epochs: int) -> str:
+        last = options.max_epochs or epochs
+        count = options.bracket_count()
+        sizes = bracket_sizes(count, max(count, len(options.rungs())), options.eta)
+        brackets = []
+        for s in range(count):
+            rungs = rung_epochs(options.min_epochs * options.eta**s, options.eta, last)
+            brackets.append(f"{s} ({sizes[s] / sum(sizes):.0%} of the trials) at "
+                            f"{epochs_list(rungs)}")
+        return (f"hyperband: {count} bracket{'s' if count > 1 else ''} of ASHA (top "
+                f"1/{options.eta} go on), a trial's from its number: bracket "
+                + "; bracket ".join(brackets))
 
     def __init__(self, options: HyperbandOptions, context: Context, block: int = BLOCK) -> None:
         if options.max_epochs is None:  # the search's epochs

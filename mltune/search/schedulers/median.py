@@ -34,6 +34,12 @@ class MedianScheduler(Replayed):
             warmup_trials=integer(raw, "pruning.warmup_trials", 3, minimum=0),
             warmup_epochs=integer(raw, "pruning.warmup_epochs", 1, minimum=0))
 
+    @staticmethod
+    def outline(options: MedianOptions, epochs: int) -> str:
+        return (f"median: after the first {options.warmup_trials} trials, from epoch "
+                f"{options.warmup_epochs + 1} of {epochs}, a trial worse than the median of the "
+                "ended trials at the same epoch stops")
+
     def __init__(self, options: MedianOptions, context: Context) -> None:
         self.options_, self.direction = options, context.direction
         self.running: dict[int, dict[int, float]] = defaultdict(dict)

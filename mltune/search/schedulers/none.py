@@ -25,6 +25,10 @@ class NoScheduler(Replayed):
     def options(raw: Mapping[str, Any], epochs: int) -> NoOptions:
         return NoOptions()
 
+    @staticmethod
+    def outline(options: NoOptions, epochs: int) -> str:
+        return f"none: every trial trains all {epochs} epochs"
+
     def __init__(self, options: NoOptions, context: Context) -> None:
         self.context = context
 

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mltune.core.errors import SpecError
-from mltune.search.schedulers.base import CONTINUE, Context, Decision, Replayed, exploit
+from mltune.search.schedulers.base import (
+    CONTINUE,
+    Context,
+    Decision,
+    Replayed,
+    epochs_list,
+    exploit,
+)
 from mltune.spec.catalogs import SCHEDULERS
 from mltune.spec.distributions import Categorical, Float, Int, Normal, Space
 from mltune.spec.options import integer, number
@@ -169,6 +176,14 @@ class PbtScheduler(Replayed):
                             f"{epochs} epochs; expected 1 to {epochs - 1} (an exploit at the "
                             "last epoch trains nothing after it)")
         return options
+
+    @staticmethod
+    def outline(options: PbtOptions, epochs: int) -> str:
+        at = list(range(options.every, epochs, options.every))
+        return (f"pbt: at {epochs_list(at)} of {epochs}, a pack's bottom "
+                f"{options.fraction:.0%} copies a top member and goes on with its learning "
+                "rate, weight decay, momentum and dropout scaled 0.8x/1.2x (drawn anew with "
+                f"probability {options.resample_probability:g})")
 
     def __init__(self, options: PbtOptions, context: Context) -> None:
         self.options_, self.direction = options, context.direction
