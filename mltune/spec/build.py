@@ -25,7 +25,6 @@ from mltune.spec.model import (
     COMMON_DATA_KEYS,
     NOT_A_KEY,
     DataSpec,
-    PruningSpec,
     SearchSpec,
     SpecOrigin,
     StopSpec,
@@ -42,6 +41,7 @@ from mltune.spec.options import (
     section,
     string,
 )
+from mltune.spec.pruning import option_names, pruning_spec
 from mltune.spec.rules import check_space
 from mltune.spec.space import build_space
 from mltune.spec.start import check_start, check_warm_start
@@ -177,16 +177,6 @@ def stored_spec(raw: Mapping[str, Any]) -> SearchSpec:
     return build_spec(raw)
 
 
-def _defaults_of(rule: str, epochs: int) -> dict[str, Any]:
-    """Rule ``rule``'s options at their defaults for a search of ``epochs`` (hyperband's
-    ``max_epochs`` is the epochs), as that rule would build them."""
-    scheduler = SCHEDULERS.get(rule)
-    try:
-        return dataclasses.asdict(scheduler.options({}, epochs))
-    except SpecError:  # a rule that cannot run with these epochs: its plain defaults
-        return {f.name: f.default for f in dataclasses.fields(scheduler.Options)}
-
-
 def _check_keys(raw: Mapping[str, Any]) -> None:
     """Every top-level key known; ``${VAR}`` only where it is expanded (``data:``)."""
     for key in raw:
@@ -255,7 +245,7 @@ def build_spec(raw: Mapping[str, Any]) -> SearchSpec:
         min_delta=non_negative(raw, "min_delta", 0.0),
         patience=optional_integer(raw, "patience", minimum=1),
         trial_timeout_s=optional_positive(raw, "trial_timeout_s"),
-        pruning=_pruning_spec(raw.get("pruning"), integer(raw, "epochs", 10, minimum=1)),
+        pruning=pruning_spec(raw.get("pruning"), integer(raw, "epochs", 10, minimum=1)),
         stop=stop,
         precision=string(raw, "precision", "auto", PRECISIONS),
         compile=boolean(raw, "compile", False),
@@ -343,47 +333,6 @@ def _ray_keys(raw: Mapping[str, Any], device: str) -> dict[str, Any]:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def option_names(options: type) -> list[str]:
-    """The keys a pruning rule's ``Options`` (a dataclass) takes under ``pruning:``."""
-    return [f.name for f in dataclasses.fields(options)]
-
-
-def _pruning_spec(value: Any, epochs: int) -> PruningSpec:
-    """``pruning:``: a rule, and that rule's own options (validated by its scheduler); an
-    option of another rule is refused, naming the rule's own."""
-    if isinstance(value, str):
-        value = {"rule": value}
-    raw = {} if value is None else value
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"pruning: expected a mapping with a rule and its options, got "
-                        f"{value!r}")
-    rule = string(prefixed({"rule": raw.get("rule", "asha")}, "pruning"), "pruning.rule",
-                  "asha", tuple(SCHEDULERS.names()))
-    scheduler = SCHEDULERS.get(rule, field="pruning.rule")
-    own = option_names(scheduler.Options)
-    written = {}  # another rule's option at its default: what an older mltune wrote for all
-    for key in raw:
-        if key == "rule" or key in own:
-            continue
-        others = [name for name in SCHEDULERS.names()
-                  if key in option_names(SCHEDULERS.get(name).Options)]
-        if any(raw[key] == _defaults_of(name, epochs)[key] for name in others):
-            written[key] = raw[key]
-            continue
-        whose = f" (an option of {', '.join(others)})" if others else ""
-        raise SpecError(f"pruning.{key}: not an option of rule {rule}{whose}; {rule}'s "
-                        f"options: {', '.join(own) or 'none'}")
-    if written:
-        log.warning("pruning: %s left out: options of other rules at their defaults, as an "
-                    "older mltune wrote them; rule %s takes %s", ", ".join(
-                        f"{k}: {v}" for k, v in written.items()), rule, ", ".join(own) or
-                    "no options")
-    options = scheduler.options(prefixed({k: v for k, v in raw.items()
-                                          if k != "rule" and k not in written}, "pruning"),
-                                epochs)
-    return PruningSpec(rule, dataclasses.asdict(options))
 
 
 def _max_evals(raw: Mapping[str, Any], stop: StopSpec) -> int | None:
