@@ -65,6 +65,8 @@ def batches(x: torch.Tensor | Streamed, order: torch.Tensor,
     """The inputs of ``order``'s items, ``batch_size`` at a time: slices of a tensor already
     on the device, or batches read by a ``Streamed`` split."""
     if isinstance(x, Streamed):
+        if order.dim() > 1:
+            raise ValueError("a streamed split is read in one batch order at a time")
         yield from x.batches(order, batch_size)
         return
     for start in range(0, len(order), batch_size):

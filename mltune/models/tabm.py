@@ -12,13 +12,17 @@ The network answers ``(N, k, outputs)``, in training and in evaluation: each mem
 answer. What to make of k answers is the task's (``mltune.tasks.members``): the training loss
 is the mean of the members' losses; scores, early stopping, pruning and the served model use
 their average (the mean of the members' probabilities for classes, of their values for a
-regression). The members share the loop's batches (the reference implementation's default,
-``share_training_batches=True``).
+regression). In training each member sees its own batch order (the paper's setting): the
+network declares ``batch_orders = k``, the training loop then draws k permutations of the rows
+an epoch and feeds ``(N, k, in)``, member i's rows from order i. ``shared_batches: true``
+(``batch_orders = 1``) feeds one ``(N, in)`` batch to every member instead (the ``tabm``
+package's ``share_training_batches=True``): faster, slightly worse. In evaluation the input is
+``(N, in)``, every member answering for every row.
 
 Written here rather than imported from the ``tabm`` package (which packs as well: it is a plain
 module under ``torch.func``): a registered model rebuilds its network from mltune's own code,
 which travels inside it, so it serves with mltune's pinned requirements alone and stays
-loadable whatever a later ``tabm`` release renames. ``tests/unit/test_tabm.py`` checks this
+loadable whatever a later ``tabm`` release renames. ``tests/unit/test_tabm_network.py`` checks this
 module against ``tabm.TabM`` (same weights, same outputs) where that package is installed.
 """
 
@@ -31,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mltune.models.families import ACTIVATION, FAMILIES, RATE, SIZE, Family
+from mltune.models.families import ACTIVATION, FAMILIES, FLAG, RATE, SIZE, Family
 from mltune.models.layers import activation
 
 K = 32  # members: the paper's default, which its tuning never changed
@@ -90,7 +94,10 @@ class MemberHeads(nn.Module):
 
 
 class TabM(nn.Module):
-    """(N, in_features) floats in, (N, k, out_features) out: each member's logits or values.
+    """(N, in_features) floats in (every member sees every row) or (N, k, in_features) (member
+    i sees row [:, i]: its own batch), (N, k, out_features) out: each member's logits or
+    values. ``batch_orders``: how many batch orders training draws for it (k, or 1 under
+    ``shared_batches``).
 
     Dropout layers are there even at rate 0, so that members of one fused pack (whose
     dropout rates may differ, 0 included) share one structure.
@@ -98,9 +105,10 @@ class TabM(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, k: int = K, n_blocks: int = 3,
                  d_block: int = 512, dropout: float = 0.1,
-                 activation_name: str = "relu") -> None:
+                 activation_name: str = "relu", shared_batches: bool = False) -> None:
         super().__init__()
         self.k = k
+        self.batch_orders = 1 if shared_batches else k
         layers: list[nn.Module] = []
         width = in_features
         for i in range(n_blocks):
@@ -111,22 +119,24 @@ class TabM(nn.Module):
         self.head = MemberHeads(width, out_features, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        members = x.unsqueeze(-2).expand(*x.shape[:-1], self.k, x.shape[-1])
+        members = x.unsqueeze(-2).expand(-1, self.k, -1) if x.dim() == 2 else x
         return self.head(self.body(members))
 
 
 def build_tabm(params: Mapping[str, Any], data: Mapping[str, Any]) -> nn.Module:
     """The ``tabm`` family: ``data["features"]`` in, ``k`` answers of ``data["outputs"]``
     out."""
+    # shared_batches: only training reads it; a model logged before it existed builds without
     return TabM(data["features"], data["outputs"], k=int(params["k"]),
                 n_blocks=int(params["n_blocks"]), d_block=int(params["d_block"]),
-                dropout=float(params["dropout"]), activation_name=str(params["activation"]))
+                dropout=float(params["dropout"]), activation_name=str(params["activation"]),
+                shared_batches=bool(params.get("shared_batches", False)))
 
 
 FAMILIES.add("tabm", Family(
     build_tabm,
     rules={"k": SIZE, "n_blocks": SIZE, "d_block": SIZE, "activation": ACTIVATION,
-           "dropout": RATE},
+           "dropout": RATE, "shared_batches": FLAG},
     inputs=("features", "outputs"),
     members=True,
 ))

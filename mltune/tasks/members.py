@@ -34,10 +34,13 @@ class MembersLoss(nn.Module):
     """``loss`` for a network of members.
 
     Outputs being trained on (they carry a gradient) are scored as the mean of the members'
-    losses, each member against the same targets: what trains each member as a network of its
-    own. Outputs only measured (validation, a holdout, an ensemble's selection) are scored as
-    what the network answers, the members' average, so ``val_loss`` judges the same
-    prediction as every other ``val_`` metric and the served model.
+    losses: what trains each member as a network of its own. Each member is scored against
+    the batch's targets, or, when each member saw its own batch (``(N, k, ...)`` targets, one
+    dimension more than one member's), against its own. Outputs only measured (validation, a
+    holdout, an ensemble's selection) are scored as what the network answers, the members'
+    average, so ``val_loss`` judges the same prediction as every other ``val_`` metric and the
+    served model. ``probabilities``: the outputs are class logits (the targets class indices,
+    a dimension fewer than the outputs), else values (the targets as many dimensions).
     """
 
     def __init__(self, loss: nn.Module, probabilities: bool) -> None:
@@ -49,6 +52,8 @@ class MembersLoss(nn.Module):
             return self.loss(outputs, targets)
         if not outputs.requires_grad:
             return self.loss(averaged(outputs, self.probabilities), targets)
+        if targets.dim() == outputs.dim() - (1 if self.probabilities else 0):  # their own
+            return self.loss(outputs.flatten(0, 1), targets.flatten(0, 1))
         k = outputs.shape[MEMBERS]
         return self.loss(outputs.flatten(0, 1), targets.repeat_interleave(k, dim=0))
 

@@ -27,7 +27,7 @@ from mltune.core.interrupts import NEVER, Stop
 from mltune.data.folds import Rows
 from mltune.data.layout import batch_layout
 from mltune.training import defaults
-from mltune.training.batches import Batch, Cohorts, own
+from mltune.training.batches import Batch, Cohorts, batch_orders, own
 from mltune.training.fit import (
     DivergedError,
     EarlyStopping,
@@ -80,8 +80,9 @@ class Occupancy:
 
 class PackTrainer:
     """Members of one shape on ``data``'s device (``capacity``: the pack's slots, for its
-    occupancy). The members share the batch size (the pack's shape key says so); each draws
-    its own batch order from ``seed`` (``batches``). ``stop`` is checked between batches."""
+    occupancy). The members share the batch size and their number of batch orders (the
+    pack's shape key says so); each draws its own batch order from ``seed`` (``batches``).
+    ``stop`` is checked between batches."""
 
     def __init__(self, data: Any, networks: Sequence[nn.Module], members: Sequence[Member], *,
                  score: Score, seed: int, precision: str = "auto", fuse: bool = True,
@@ -100,9 +101,19 @@ class PackTrainer:
         self.optimizers = Optimizers(self.pack, [m.params for m in self.members])
         self.batch_size = defaults.batch_size(self.members[0].params)
         self.capacity = capacity or len(self.members)
-        self.cohorts = Cohorts(seed, self.device)
+        self.cohorts = Cohorts(seed, self.device, self._orders(networks))
         self.cohorts.join(range(len(self.members)), lambda j: self.members[j].rows)
         self.occupancy = Occupancy()
+
+    @staticmethod
+    def _orders(networks: Sequence[nn.Module]) -> int:
+        """The batch orders the members train on at once (``batch_orders``): one number for
+        all of them, whose batches stack."""
+        orders = {batch_orders(network) for network in networks}
+        if len(orders) > 1:
+            raise ValueError(f"members of a pack train on one number of batch orders; these "
+                             f"take {sorted(orders)}")
+        return orders.pop()
 
     @property
     def live(self) -> list[int]:
@@ -116,6 +127,9 @@ class PackTrainer:
     def add(self, networks: Sequence[nn.Module], members: Sequence[Member]) -> list[int]:
         """New members take free slots: rows in the pack and its optimizer, a cohort of their
         own (their epoch 1 starts at the next ``step_epoch``); their member numbers."""
+        if self._orders(networks) != self.cohorts.orders:
+            raise ValueError(f"members of a pack train on one number of batch orders "
+                             f"({self.cohorts.orders}); these take {self._orders(networks)}")
         networks = [network.to(self.device) for network in networks]
         if self.device.type == "cuda" and not self.fused:
             for network in networks:

@@ -123,14 +123,80 @@ def test_the_loss_trains_each_member_and_measures_their_average():
     mean_probability = torch.softmax(measured, dim=-1).mean(dim=1)
     expected = nn.functional.nll_loss(mean_probability.log(), targets)
     assert loss(measured, targets).item() == pytest.approx(expected.item(), rel=1e-5)
+    # each member on its own batch (its own targets): the mean of each member's own loss
+    own = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 1], [2, 0, 1, 2], [0, 0, 1, 1], [1, 1, 2, 2],
+                        [2, 2, 0, 0]])
+    each = [nn.functional.cross_entropy(logits[:, i], own[:, i]) for i in range(4)]
+    assert loss(logits, own).item() == pytest.approx(torch.stack(each).mean().item())
+    values, truth = torch.randn(6, 4, 1, requires_grad=True), torch.randn(6, 4, 1)
+    regression = MembersLoss(nn.MSELoss(), probabilities=False)
+    assert regression(values, truth).item() == pytest.approx(
+        torch.stack([nn.functional.mse_loss(values[:, i], truth[:, i])
+                     for i in range(4)]).mean().item())
+    shared = truth[:, 0]  # (N, 1): one target a row for every member
+    assert regression(values, shared).item() == pytest.approx(
+        torch.stack([nn.functional.mse_loss(values[:, i], shared)
+                     for i in range(4)]).mean().item())
     plain = torch.randn(6, 3)  # an ordinary network's answer passes through
     assert loss(plain, targets) == nn.functional.cross_entropy(plain, targets)
 
 
-def test_a_packed_tabm_trial_equals_the_same_configuration_trained_alone():
-    """fp32 on the CPU, the same seeds and batch order, no dropout (a pack draws each member's
-    masks from one stream): the same metrics, fused or alone."""
+def inputs_of_one_epoch(task, data, params, seed=0):
+    """What a TabM trained alone for one epoch received, batch by batch (a forward hook)."""
+    network = task.build_model(params, data.meta)
+    seen: list[torch.Tensor] = []
+    network.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].detach().clone()) if module.training
+        else None)
+    trainer = PackTrainer(data, [network], [Member(params, task.make_loss(params, data))],
+                          seed=seed, precision="fp32",
+                          score=lambda o, y: task.score(o, y, data.meta))
+    assert isinstance(trainer.step_epoch()[0], dict)
+    return seen
+
+
+def same_rows(seen: torch.Tensor, rows: torch.Tensor) -> bool:
+    """Whether ``seen`` holds the rows of ``rows``, each once, in any order."""
+    key = torch.randn(rows.shape[1], dtype=rows.dtype)
+    return seen.shape == rows.shape and torch.equal(seen[(seen @ key).argsort()],
+                                                    rows[(rows @ key).argsort()])
+
+
+def test_each_member_sees_its_own_batch_order_unless_the_batches_are_shared():
     task, data, params = tabular()
+    assert params["shared_batches"] is False  # the paper's setting is the default
+    own = inputs_of_one_epoch(task, data, params)
+    first = own[0]  # (batch, k, features): member i's rows in column i
+    assert first.shape == (64, 4, data.x_train.shape[1])
+    assert not torch.equal(first[:, 0], first[:, 1])
+    for i in range(4):  # over the epoch each member saw every training row once
+        assert same_rows(torch.cat([batch[:, i] for batch in own]), data.x_train)
+    again = inputs_of_one_epoch(task, data, params)  # seeded: the same orders again
+    assert all(torch.equal(a, b) for a, b in zip(own, again, strict=True))
+    other = inputs_of_one_epoch(task, data, params, seed=1)
+    assert not torch.equal(other[0], first)
+
+    shared = inputs_of_one_epoch(task, data, {**params, "shared_batches": True})
+    assert shared[0].shape == (64, data.x_train.shape[1])  # one batch, every member's
+    assert same_rows(torch.cat(shared), data.x_train)
+
+
+def test_a_pack_refuses_members_that_train_on_different_numbers_of_batch_orders():
+    task, data, params = tabular()
+    configs = [params, {**params, "shared_batches": True}]
+    networks = [task.build_model(c, data.meta) for c in configs]
+    crew = [Member(c, task.make_loss(c, data)) for c in configs]
+    with pytest.raises(ValueError, match="batch orders"):
+        PackTrainer(data, networks, crew, seed=0, precision="fp32",
+                    score=lambda o, y: task.score(o, y, data.meta))
+
+
+@pytest.mark.parametrize("shared_batches", [False, True])
+def test_a_packed_tabm_trial_equals_the_same_configuration_trained_alone(shared_batches):
+    """fp32 on the CPU, the same seeds and batch orders, no dropout (a pack draws each
+    member's masks from one stream): the same metrics, fused or alone, whether each inner
+    member has its own batch order or they share one."""
+    task, data, params = tabular(shared_batches=shared_batches)
     configs = [{**params, "learning_rate": lr, "weight_decay": wd}
                for lr, wd in ((2e-3, 3e-4), (5e-4, 0.0), (4e-3, 1e-2))]
     packed = trained(task, data, configs, epochs=2)[1]
