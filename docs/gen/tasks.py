@@ -19,7 +19,8 @@ VARIANTS = {"tabular": [
 
 def _space_yaml(space: dict) -> str:
     def flow(value) -> str:
-        return yaml.safe_dump(value, default_flow_style=True, width=200, sort_keys=False).strip()
+        text = yaml.safe_dump(value, default_flow_style=True, width=200, sort_keys=False)
+        return text.removesuffix("...\n").strip()  # a scalar's dump ends the YAML document
 
     lines = [f"{key}: {flow(value)}" for key, value in space.items()]
     return "```yaml\nspace:\n" + "\n".join("  " + line for line in lines) + "\n```\n"
