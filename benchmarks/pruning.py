@@ -38,10 +38,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
-    mlflow.set_tracking_uri(f"sqlite:///{Path(tempfile.mkdtemp()) / 'pruning.db'}")
-    client = mlflow.MlflowClient()
+    folder = Path(tempfile.mkdtemp())
     rows = {}
     for name, pruning in RULES.items():
+        # a store of its own: no rule's search warm-starts from another's (warm_start: auto)
+        mlflow.set_tracking_uri(f"sqlite:///{folder / name}.db")
+        client = mlflow.MlflowClient()
         spec = mltune.load_spec(None, {"max_evals": args.trials, "epochs": args.epochs,
                                        "seed": 0, "device": "cpu",
                                        "name": f"pruning-{name}", "pruning": pruning,
