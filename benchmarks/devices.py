@@ -35,6 +35,8 @@ import mltune  # noqa: E402
 
 def search(task: str, device: str, trials: int, epochs: int) -> tuple[float, dict[str, int]]:
     """Wall seconds of one search on ``device``, and its trials by device."""
+    # a store of its own: no search warm-starts from another's (warm_start: auto)
+    mlflow.set_tracking_uri(f"sqlite:///{Path(tempfile.mkdtemp()) / 'search.db'}")
     spec = mltune.load_spec(None, {"task": task, "max_evals": trials, "epochs": epochs,
                                    "seed": 0, "algo": "rand", "device": device,
                                    "pruning": {"rule": "none"}})

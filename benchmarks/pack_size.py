@@ -55,6 +55,8 @@ def measured(name: str, overrides: dict, device: torch.device) -> dict:
 
 def search(name: str, overrides: dict, pack: int | str, budget_s: float, epochs: int) -> dict:
     """One search under the time budget; its trials and their trials/hour."""
+    # a store of its own: no search warm-starts from another's (warm_start: auto)
+    mlflow.set_tracking_uri(f"sqlite:///{Path(tempfile.mkdtemp()) / 'search.db'}")
     spec = mltune.load_spec(None, {**overrides, "pack": pack, "epochs": epochs, "seed": 0,
                                    "max_evals": 400, "stop.time_budget_s": budget_s,
                                    "name": f"pack-size {name} pack={pack}",
