@@ -131,7 +131,7 @@ def test_a_family_reads_exactly_the_hyperparameters_it_declares(name, tmp_path):
     task = task_for(spec)
     data = task.load(spec.data, seed=0)
     params = task.with_defaults(first_point(spec.space))  # a point of its space
-    family = FAMILIES.get(task.family)
+    family = FAMILIES.get(task.network_in_use.family)  # model: tabm, or the task's own
     reading = Reading(params)
     family.build(reading, task.describe_data(data.meta, params))
     assert reading.read == set(family.rules)

@@ -108,9 +108,19 @@ def ray_session(spec: SearchSpec, tracking_uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        _shutdown(started=not spec.ray_address)
         if auth_mode is None:
             os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def _shutdown(started: bool) -> None:
+    """Ray let go of; a Ray this search started is waited for until its processes are gone
+    (on a loaded machine its raylet and GCS may outlive a search that does not wait, orphaned).
+    A Ray without ``wait_for_processes`` is shut down without waiting."""
+    try:
+        ray.shutdown(wait_for_processes=started)
+    except TypeError:
+        ray.shutdown()
 
 
 class PackWorker:
