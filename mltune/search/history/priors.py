@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 
 MAX_TRIALS = 200  # earlier trials read, all sources together (the newest searches first)
 MAX_SOURCES = 20  # earlier searches (each a short entry of the tag: MLflow's 5000 characters)
-# earlier best configurations trained first: one. Each is trained to its last epoch (a hurdle,
-# never stopped), and the earlier best are the larger networks: three ate a short budget
-# (benchmarks/warm_start.py); a warm sampler proposes near them anyway
+# earlier best configurations trained first: one (three until 2026-12-07). Each is trained to
+# its last epoch (a hurdle, never stopped); three were no better in a 20 s search
+# (benchmarks/warm_start.py, docs/benchmarks.md) and a warm sampler proposes near them anyway
 MAX_STARTS = 1
 NAME_LENGTH = 40  # of a source's name in the tag (its run id says which it is)
 RUNG_RULES = ("asha", "hyperband", "median")  # rules whose state is earlier trials' values
