@@ -13,10 +13,16 @@ its own:
 - ``A 70%``: search A on 70% of the rows, T seconds (the earlier search of changed data);
 - ``B cold``: search B on all the rows, T/3 seconds, ``warm_start: off`` (today's search);
 - ``B warm``: the same, ``warm_start: [A]``: A's trials told to its sampler, A's curves as
-  its ASHA rungs' first values, A's best configurations trained after the defaults;
+  its ASHA rungs' first values, A's best configuration trained after the defaults;
 - ``B warm, no rungs``: the same, its ASHA rungs left empty (``priors.SEED_RUNGS = False``):
   what seeding the rungs from A's curves adds, or costs;
-- ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configurations only.
+- ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configuration only;
+- ``B warm, 3 starts`` and ``B warm from 70%, 3 starts``: the same two with A's best three
+  configurations trained first (``priors.MAX_STARTS = 3``, a fifth of ``max_evals``: what
+  mltune did before 2026-12-07), each trained to its last epoch (a hurdle, never stopped).
+
+``--searches`` runs some of the B searches only (``B cold`` always: each is compared with it;
+the As they learn from always).
 
 Every search is mltune's default (``algo: tpe``, ``pruning: asha``, ``pack: auto``) with
 ``--epochs`` per trial, searched through the public API with full tracking, the budget
@@ -39,8 +45,8 @@ is never worse than cold at equal time (mean of repetitions), changed data inclu
 verdicts print after the tables.
 
 Run: python benchmarks/warm_start.py [--budget-s 60] [--seeds 3] [--epochs 5]
-     [--datasets breast_cancer,digits,synthetic] [--rows 20000] [--device cpu]
-     [--threads 0] [--markdown PATH]
+     [--datasets breast_cancer,digits,synthetic] [--searches "B warm,B warm, 3 starts"]
+     [--rows 20000] [--device cpu] [--threads 0] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -58,7 +64,12 @@ from search_common import markdown_table, quiet, spread, synthetic_csv, text_tab
 
 MAX_EVALS = 10_000  # out of reach: the time budget ends each search
 DATASETS = ("breast_cancer", "digits", "synthetic")
-SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, no rungs", "B warm from 70%")
+SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, 3 starts", "B warm, no rungs",
+            "B warm from 70%", "B warm from 70%, 3 starts")
+# each warm B: its source, whether its rungs start from the source's curves, its MAX_STARTS
+WARM = {"B warm": ("A", True, 1), "B warm, 3 starts": ("A", True, 3),
+        "B warm, no rungs": ("A", False, 1), "B warm from 70%": ("A 70%", True, 1),
+        "B warm from 70%, 3 starts": ("A 70%", True, 3)}
 SHARE = 0.7  # the rows of the changed data's earlier search
 
 
@@ -128,7 +139,7 @@ def digits_folder(folder: Path, share: float) -> dict[str, Any]:
 # -- one search -------------------------------------------------------------------------------
 
 def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any,
-           args: argparse.Namespace, seed_rungs: bool = True) -> Run:
+           args: argparse.Namespace, seed_rungs: bool = True, starts: int = 1) -> Run:
     import mltune
     from mltune.core.terms import TrialStatus
     from mltune.search.history import priors
@@ -149,14 +160,14 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
                  else None)
         run.curve.append((time.monotonic() - clock["t0"], value))
 
-    priors.SEED_RUNGS = seed_rungs
+    priors.SEED_RUNGS, shipped, priors.MAX_STARTS = seed_rungs, priors.MAX_STARTS, starts
     try:
         result = mltune.tune(spec, progress=progress, on_start=started)
     except mltune.MltuneError as exc:
         run.error = str(exc)
         return run
     finally:
-        priors.SEED_RUNGS = True
+        priors.SEED_RUNGS, priors.MAX_STARTS = True, shipped
     run.val, run.parent_run_id = result.best_value, result.parent_run_id
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
@@ -167,7 +178,7 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
 
 def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, Any]],
                folder: Path, args: argparse.Namespace) -> list[Run]:
-    """The six searches of one repetition, in one store of their own."""
+    """The searches of one repetition (``args.searches``), in one store of their own."""
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{folder / f'{dataset}-{rep}'}.db")
@@ -176,13 +187,14 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
     a = search(Run(dataset, "A", rep), whole, a_seed, t, "off", args)
     a70 = search(Run(dataset, "A 70%", rep), part, a_seed, t, "off", args)
     runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args)]
-    for name, source, rungs in (("B warm", a, True), ("B warm, no rungs", a, False),
-                                ("B warm from 70%", a70, True)):
+    for name in (n for n in SEARCHES if n in args.searches and n in WARM):
+        of, rungs, starts = WARM[name]
+        source = a if of == "A" else a70
         if not source.parent_run_id:
             runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
             continue
         runs.append(search(Run(dataset, name, rep), whole, b_seed, t / 3,
-                           [source.parent_run_id], args, seed_rungs=rungs))
+                           [source.parent_run_id], args, seed_rungs=rungs, starts=starts))
     return runs
 
 
@@ -201,7 +213,7 @@ def reach_time(run: Run, target: float) -> float | None:
 
 def target_of(run: Run, runs: list[Run]) -> Run | None:
     """The A a search is timed against: its own for an A, A 70%'s for changed data."""
-    wanted = {"A 70%": "A 70%", "B warm from 70%": "A 70%"}.get(run.search, "A")
+    wanted = "A 70%" if "70%" in run.search else "A"
     return next((r for r in runs if r.dataset == run.dataset and r.rep == run.rep
                  and r.search == wanted), None)
 
@@ -253,7 +265,7 @@ def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]
         quick = sum(t is not None and t <= 0.25 * budget_s for t in times)
         lines.append(f"{dataset}: B warm reached A's best within 0.25 T in {quick}/"
                      f"{len(times)} repetitions")
-        for name in ("B warm", "B warm, no rungs", "B warm from 70%"):
+        for name in (n for n in WARM if any(r.search == n for r in mine)):
             for attribute, label in (("val", "best val"), ("test", "its test")):
                 w, c = mean(mine, name, attribute), mean(mine, "B cold", attribute)
                 verdict = "not worse" if w >= c - 1e-12 else "WORSE"
@@ -268,6 +280,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="repetitions (A: 2k, B: 2k+1)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per trial")
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--searches", default=",".join(WARM),
+                        help="the warm B searches to run, comma-separated (all by default)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the synthetic table")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
@@ -277,6 +291,12 @@ def main() -> None:
     for d in datasets:
         if d not in DATASETS:
             parser.error(f"--datasets: unknown {d!r}; known: {', '.join(DATASETS)}")
+    # names hold commas themselves ("B warm, 3 starts"): split before each "B "
+    args.searches = [n.strip(" ,") for n in args.searches.replace("B ", "\0B ").split("\0")
+                     if n.strip(" ,")]
+    for n in args.searches:
+        if n not in WARM:
+            parser.error(f"--searches: unknown {n!r}; known: {', '.join(WARM)}")
     quiet()
     import torch
 

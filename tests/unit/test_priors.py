@@ -19,6 +19,7 @@ from mltune.search.history.priors import (
     Source,
     choose_starts,
     parse_tag,
+    start_count,
     warm_sampler,
     warm_scheduler,
 )
@@ -151,6 +152,15 @@ def test_the_earlier_best_configurations_train_first_completed_and_credited():
     assert [s.starts for s in priors.sources] == [1, 1]
     assert parse_tag(priors.tag()) == priors.sources
     assert "their best 2 configurations trained first" in priors.line()
+
+
+
+@pytest.mark.parametrize(("budget", "count"), [
+    ({"max_evals": 4}, 1), ({"max_evals": 200}, 1), ({"stop": {"time_budget_s": 60}}, 1),
+    ({"max_evals": 10_000, "stop": {"time_budget_s": 20}}, 1)])
+def test_one_earlier_best_configuration_is_trained_first_whatever_the_budget(budget, count):
+    # three, trained to their last epoch, ate a short budget (benchmarks/warm_start.py)
+    assert start_count(mltune.load_spec(None, {"task": "tabular", **budget})) == count
 
 
 @pytest.mark.parametrize(("written", "read"), [

@@ -12,8 +12,8 @@ The earlier searches are found and read by ``history.sources``; what they give i
   trials), so a hopeless point stops at the first rung, as RUSH's hurdles do;
 - **changed data** (same columns, another fingerprint): no score reaches the sampler or the
   scheduler (it was earned on other rows), only the configurations;
-- either way their best configurations are trained first, after the task's defaults
-  (``choose_starts``), so the new search's first pack is already good.
+- either way their best configuration is trained first, after the task's defaults
+  (``choose_starts``, ``MAX_STARTS``), so the new search's first pack is already good.
 
 What a search learnt from is a tag on its parent run (``mltune.warm_start``: its sources,
 each with its counts), which a resumed search reads to rebuild the same priors.
@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 
 MAX_TRIALS = 200  # earlier trials read, all sources together (the newest searches first)
 MAX_SOURCES = 20  # earlier searches (each a short entry of the tag: MLflow's 5000 characters)
-MAX_STARTS = 3  # earlier best configurations trained first
+# earlier best configurations trained first: one (three until 2026-12-07). Each is trained to
+# its last epoch (a hurdle, never stopped); three were no better in a 20 s search
+# (benchmarks/warm_start.py, docs/benchmarks.md) and a warm sampler proposes near them anyway
+MAX_STARTS = 1
 NAME_LENGTH = 40  # of a source's name in the tag (its run id says which it is)
 RUNG_RULES = ("asha", "hyperband", "median")  # rules whose state is earlier trials' values
 # Whether the rules above start from the earlier trials' curves (benchmarks/warm_start.py
@@ -142,8 +145,8 @@ def parse_tag(text: str | None) -> list[Source] | None:
 
 
 def start_count(spec: SearchSpec) -> int:
-    """How many earlier best configurations are trained first: a fifth of the planned
-    trials, 1 to ``MAX_STARTS``."""
+    """How many earlier best configurations are trained first: ``MAX_STARTS`` (one); were it
+    raised, a fifth of the planned trials, at least one."""
     return min(MAX_STARTS, max(1, spec.planned_trials // 5))
 
 
