@@ -68,7 +68,7 @@ def coordinate(prepared: Prepared, search: SearchRun, history: ResumeState,
     what MLflow holds), its progress and stop rules, its queue of points to run first."""
     setup = prepared.setup
     spec, task = setup.spec, setup.task
-    return Coordinator(spec, resumed_sampler(spec, prepared.space, history, prepared.sampler),
+    return Coordinator(spec, resumed_sampler(spec, history, prepared.sampler),
                        resumed_scheduler(spec, prepared.space, history),
                        Progress(spec, search.log_best, progress, history.outcomes), history,
                        lambda key: is_free(key, task), pack_limit=prepared.pack_limit,

@@ -106,10 +106,10 @@ class PackTrainer:
         self.occupancy = Occupancy()
 
     @staticmethod
-    def _orders(networks: Sequence[nn.Module]) -> int:
+    def _orders(networks: Sequence[nn.Module], pack: int | None = None) -> int:
         """The batch orders the members train on at once (``batch_orders``): one number for
-        all of them, whose batches stack."""
-        orders = {batch_orders(network) for network in networks}
+        all of them, whose batches stack (``pack``: the number of the pack they join)."""
+        orders = {batch_orders(network) for network in networks} | ({pack} - {None})
         if len(orders) > 1:
             raise ValueError(f"members of a pack train on one number of batch orders; these "
                              f"take {sorted(orders)}")
@@ -127,9 +127,7 @@ class PackTrainer:
     def add(self, networks: Sequence[nn.Module], members: Sequence[Member]) -> list[int]:
         """New members take free slots: rows in the pack and its optimizer, a cohort of their
         own (their epoch 1 starts at the next ``step_epoch``); their member numbers."""
-        if self._orders(networks) != self.cohorts.orders:
-            raise ValueError(f"members of a pack train on one number of batch orders "
-                             f"({self.cohorts.orders}); these take {self._orders(networks)}")
+        self._orders(networks, pack=self.cohorts.orders)
         networks = [network.to(self.device) for network in networks]
         if self.device.type == "cuda" and not self.fused:
             for network in networks:

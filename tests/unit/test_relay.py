@@ -71,7 +71,8 @@ def test_a_worker_drives_through_the_relay_with_every_sampler(algo):
     data = task.load(spec.data, spec.seed)
     space = build_space(spec.space)
     stop = Stop()
-    coordinator = Coordinator(spec, resumed_sampler(spec, space, ResumeState()),
+    coordinator = Coordinator(spec, resumed_sampler(
+        spec, ResumeState(), SAMPLERS.get(algo)(space, spec.planned_trials, spec.seed)),
                               ScriptedScheduler(), Progress(spec, lambda *a: None, None),
                               ResumeState(), lambda key: is_free(key, task), pack_limit=2,
                               stop=stop)

@@ -29,7 +29,6 @@ from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Context, Scheduler, TrialCurve
 from mltune.spec.build import stored_spec
-from mltune.spec.catalogs import SAMPLERS
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import parse_point
@@ -51,14 +50,11 @@ class ResumeState:
     priors: Priors = field(default_factory=Priors)  # what earlier searches taught (warm_start)
 
 
-def resumed_sampler(spec: SearchSpec, space: Space, history: ResumeState,
-                    sampler: Sampler | None = None) -> Sampler:
+def resumed_sampler(spec: SearchSpec, history: ResumeState, sampler: Sampler) -> Sampler:
     """The search's sampler (``algo``; ``sampler``: the one ``prepare`` made, told nothing
     yet) knowing what already ran: earlier searches' trials first (a warm start), then this
     search's finished, failed and pruned trials, the interrupted ones pending (they run again
     first, never asked anew). Every backend starts from it."""
-    if sampler is None:
-        sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     warm_sampler(sampler, history.priors, spec.algo)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])
