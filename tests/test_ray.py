@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,8 +167,9 @@ def test_on_a_tracking_server_a_crashed_search_resumes_from_the_cli_on_its_own_r
     crashed = children[1]  # a crash mid-trial leaves its run RUNNING
     client.set_terminated(crashed.info.run_id, "RUNNING")
     launcher = client.create_run(first.experiment_id)
-    env = {**env_for_subprocess(server), "MLFLOW_RUN_ID": launcher.info.run_id}
-    before, temp_before = ray_processes(), ray_temp_dirs()
+    own_ray = tempfile.mkdtemp(prefix="mlt-ray-")  # short: Ray's socket paths must fit
+    env = {**env_for_subprocess(server), "MLFLOW_RUN_ID": launcher.info.run_id,
+           "RAY_TMPDIR": own_ray}  # the search's own Ray keeps its session there
     process = subprocess.run(
         [sys.executable, "-m", "mltune", "tune", "--backend", "ray", "--parallelism", "2",
          "--max-evals", "3", "--epochs", "1", "--seed", "7", "--device", "cpu",
@@ -191,8 +193,9 @@ def test_on_a_tracking_server_a_crashed_search_resumes_from_the_cli_on_its_own_r
     assert launched.data.tags["mltune.resumes"] == first.parent_run_id
     assert launched.data.metrics == {}  # no worker logged into the launcher's run
     assert all(c.data.tags["mlflow.parentRunId"] == first.parent_run_id for c in children)
-    assert ray_processes_after(before) == set()  # the search's own Ray is gone
-    assert ray_temp_dirs() - temp_before == set()
+    assert list(Path(own_ray).glob("ray/session_*")), "the search started a Ray of its own"
+    assert ray_processes_after(own_ray) == {}  # and it is gone
+    shutil.rmtree(own_ray, ignore_errors=True)
     client.set_terminated(launcher.info.run_id)
     assert [r.info.run_id for r in all_runs(client) if r.info.status == "RUNNING"] == []
 
@@ -227,26 +230,24 @@ def test_a_network_of_ones_own_reaches_the_workers_by_value(cluster, client, tmp
     assert set(model.predict(load_digits().data[:4])["label"]) <= set(range(10))
 
 
-def ray_processes() -> set[int]:
-    """Live raylet and gcs_server processes (a zombie, dead but not yet reaped by a container's
-    init, is not Ray left running)."""
-    out = subprocess.run(["ps", "-eo", "pid,stat,comm"], capture_output=True, text=True).stdout
-    rows = [line.split() for line in out.splitlines()[1:]]
-    return {int(row[0]) for row in rows
-            if row[-1] in ("raylet", "gcs_server") and not row[1].startswith("Z")}
+def ray_processes(mentioning: str) -> dict[int, str]:
+    """Live raylet and gcs_server processes whose command line mentions ``mentioning`` (a
+    Ray's temp dir: its session's processes), with that command line. A zombie, dead but not
+    yet reaped by a container's init, is not Ray left running."""
+    out = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()[1:]]
+    return {int(row[0]): row[2][:300] for row in rows
+            if len(row) == 3 and not row[1].startswith("Z") and mentioning in row[2]
+            and Path(row[2].split()[0]).name in ("raylet", "gcs_server")}
 
 
-def ray_processes_after(before: set[int], grace_s: float = 30.0) -> set[int]:
-    """The Ray processes started since ``before`` still alive once they have had ``grace_s``
-    to exit: ray.shutdown signals them, a loaded machine may take seconds to see them go."""
+def ray_processes_after(mentioning: str, grace_s: float = 30.0) -> dict[int, str]:
+    """Those processes still alive once they have had ``grace_s`` to exit: ray.shutdown
+    signals them, a loaded machine may take seconds to see them go."""
     deadline = time.monotonic() + grace_s
-    while (left := ray_processes() - before) and time.monotonic() < deadline:
+    while (left := ray_processes(mentioning)) and time.monotonic() < deadline:
         time.sleep(0.5)
     return left
-
-
-def ray_temp_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("mltune-ray-*"))
 
 
 @pytest.mark.slow
