@@ -222,19 +222,28 @@ class MlflowTracker:
         self.check()
 
 
-def end_orphans(search: SearchRun, numbers: Sequence[int] | None = None) -> None:
+def end_orphans(search: SearchRun, numbers: Sequence[int] | None = None,
+                points: Mapping[int, Mapping[str, Any]] | None = None) -> None:
     """Close this search's trial runs still RUNNING (all, or trials ``numbers``') KILLED with
     ``mltune.interrupted``: the records of a lane whose process died (a Ray worker), which
-    its own tracker cannot close any more. A resume runs them again."""
+    its own tracker cannot close any more. A resume runs them again. A run that died before
+    its params were sent gets them from ``points`` (trial number -> the point it was handed),
+    so no KILLED run is left without the point it was training."""
     if numbers is not None and not numbers:
         return
     query = (f"tags.`{T.SEARCH_ID}` = '{search.search_id}' and "
              f"tags.`{T.ROLE}` = 'trial' and attributes.status = 'RUNNING'")
     wanted = None if numbers is None else {str(n) for n in numbers}
     for run in search.client.search_runs([search.experiment_id], filter_string=query):
-        if wanted is None or run.data.tags.get(T.TRIAL) in wanted:
-            search.client.log_batch(run.info.run_id, tags=[RunTag(T.INTERRUPTED, "true")])
-            search.client.set_terminated(run.info.run_id, TrialStatus.KILLED.run_status)
+        number = run.data.tags.get(T.TRIAL)
+        if wanted is not None and number not in wanted:
+            continue
+        point = (points or {}).get(int(number)) if number and number.isdigit() else None
+        params = [] if run.data.params or not point else [
+            Param(k, param_value(v)) for k, v in point.items()]
+        search.client.log_batch(run.info.run_id, params=params,
+                                tags=[RunTag(T.INTERRUPTED, "true")])
+        search.client.set_terminated(run.info.run_id, TrialStatus.KILLED.run_status)
 
 
 def log_ensemble_run(search: SearchRun, task: Any, data: Any, networks: Sequence[nn.Module],

@@ -230,8 +230,8 @@ class RayRunner:
         except RayActorError as exc:
             self.actor = None
             reason = f"the Ray worker {self.label} died mid-pack: {_last_line(exc)}"
-            end_orphans(self.search, sorted(handed))
-            coordinator.lost(sorted(handed))
+            points = coordinator.lost(sorted(handed))
+            end_orphans(self.search, sorted(handed), points)
             raise LaneLost(reason, len(handed), restartable=self.restarts < MAX_RESTARTS
                            ) from None
 

@@ -275,13 +275,15 @@ class Coordinator:
                                                            outcome.error)
                 kept.run_id = outcome.run_id or kept.run_id
 
-    def lost(self, unfinished: Sequence[int]) -> None:
-        """A lane went away mid-pack: its unfinished trials (by number) run again first."""
+    def lost(self, unfinished: Sequence[int]) -> dict[int, Params]:
+        """A lane went away mid-pack: its unfinished trials (by number) run again first.
+        Their points, by trial number."""
         with self.lock:
-            points = [self.in_flight.pop(n) for n in unfinished if n in self.in_flight]
+            points = {n: self.in_flight.pop(n) for n in unfinished if n in self.in_flight}
             for number in unfinished:
                 self.scheduler.end(number)
-            self.queued[:0] = points
+            self.queued[:0] = list(points.values())
+        return points
 
     def packed(self, member_s: float, slot_s: float) -> None:
         """A pack's occupancy (member-seconds trained, slot-seconds held)."""
