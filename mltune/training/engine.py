@@ -36,7 +36,7 @@ from mltune.training.fit import (
     predict_batches,
 )
 from mltune.training.packing import Pack
-from mltune.training.plain import Optimizers, make_pack
+from mltune.training.plain import Optimizers, PlainPack, make_pack
 from mltune.training.precision import resolve_precision
 
 PREDICT_ROWS = 1024  # rows of each member scored at once
@@ -170,7 +170,10 @@ class PackTrainer:
             self.pack.set_rates(target, rates_from)
 
     def step(self, batch: Batch, training: Sequence[int]) -> torch.Tensor:
-        """One optimizer step of the members ``training`` on ``batch``: the losses, (K,)."""
+        """One optimizer step of the members ``training`` on ``batch``: the losses, (K,), or
+        a lone plain member's loss alone (0-d: it broadcasts where (1,) would)."""
+        if len(training) == 1 and isinstance(self.pack, PlainPack) and not batch.per_member:
+            return self._step_lone(self.pack, batch, training[0])
         with self.amp.autocast():
             outputs = self.pack(batch_layout(batch.x), per_member=batch.per_member)
             each = [self.members[j].loss_fn(*own(outputs[row], batch.target(row),
@@ -181,6 +184,20 @@ class PackTrainer:
         self.scaler.scale(total).backward()  # each member gets its own loss's gradient
         self.optimizers.step(self.scaler, batch.active)
         return each[0].unsqueeze(0) if len(each) == 1 else torch.stack(each)
+
+    def _step_lone(self, pack: PlainPack, batch: Batch, j: int) -> torch.Tensor:
+        """A pack of one: its network and optimizer called directly, as a loop written for
+        one network does (no (1, batch, ...) view to index, no list of losses)."""
+        with self.amp.autocast():
+            outputs = pack.lone(j)(batch_layout(batch.x))
+            loss = self.members[j].loss_fn(*own(outputs, batch.target(0), batch.rows[0]))
+        optimizer = self.optimizers.plain[j]
+        assert optimizer is not None, "a training member has its optimizer"
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return loss
 
     def step_epoch(self) -> dict[int, Epoch]:
         """One epoch of every live member: its metrics (``train_loss``, ``val_loss``,

@@ -38,6 +38,10 @@ class PlainPack(nn.Module):
         return torch.stack([self._run[j](x[row] if per_member else x)
                             for row, j in enumerate(self.slots)])
 
+    def lone(self, j: int) -> nn.Module:
+        """What runs member ``j``'s forward pass (its network, or its compiled wrapper)."""
+        return self._run[j]
+
     def add(self, networks: Sequence[nn.Module]) -> list[int]:
         """Members join a running pack (on its device already); their member numbers."""
         first = len(self.networks)
