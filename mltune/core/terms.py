@@ -7,11 +7,7 @@ live here only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from enum import Enum
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
 class TrialStatus(str, Enum):
@@ -62,14 +58,6 @@ class Direction(str, Enum):
     def as_loss(self, value: float) -> float:
         """The value as a loss to minimise (hyperopt minimises)."""
         return -value if self is Direction.MAX else value
-
-    def best_of(self, items: Iterable[T], key: Callable[[T], float]) -> T | None:
-        """The best item by ``key``; the earliest wins a tie; None when there is none."""
-        best: T | None = None
-        for item in items:
-            if best is None or self.better(key(item), key(best)):
-                best = item
-        return best
 
     def sort_key(self, value: float) -> float:
         """A key that sorts the best value first."""

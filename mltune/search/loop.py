@@ -15,7 +15,7 @@ from mltune.core.interrupts import Stop, stop_on_signals
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
 from mltune.search.history.result import SearchResult
-from mltune.search.history.resume import ResumeState, resumed_sampler, resumed_scheduler
+from mltune.search.history.resume import ResumeState, rebuilt
 from mltune.search.history.stopping import Progress
 from mltune.search.packs.coordinator import Coordinator, FixedPoints
 from mltune.search.packs.driver import Driver
@@ -68,8 +68,8 @@ def coordinate(prepared: Prepared, search: SearchRun, history: ResumeState,
     what MLflow holds), its progress and stop rules, its queue of points to run first."""
     setup = prepared.setup
     spec, task = setup.spec, setup.task
-    return Coordinator(spec, resumed_sampler(spec, history, prepared.sampler),
-                       resumed_scheduler(spec, prepared.space, history),
+    sampler, scheduler = rebuilt(spec, prepared.space, history, prepared.sampler)
+    return Coordinator(spec, sampler, scheduler,
                        Progress(spec, search.log_best, progress, history.outcomes), history,
                        lambda key: is_free(key, task), pack_limit=prepared.pack_limit,
                        per_trial=len(setup.folds) if setup.folds else 1, stop=stop)

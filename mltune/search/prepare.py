@@ -13,15 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mltune.models.network import load
-from mltune.search.history.priors import choose_starts, start_count
+from mltune.search.history.priors import choose_starts, record_priors, start_count
 from mltune.search.history.resume import ResumeState, resume_search
-from mltune.search.history.sources import (
-    data_columns,
-    find_priors,
-    record_priors,
-    recorded_priors,
-    search_experiment,
-)
+from mltune.search.history.sources import find_priors, recorded_priors, search_experiment
 from mltune.search.packs.folds import search_folds
 from mltune.search.packs.lane import SearchSetup
 from mltune.search.packs.lanes import BACKENDS, Backend
@@ -120,6 +114,6 @@ def open_search(prepared: Prepared, resume: str | None) -> tuple[SearchRun, Resu
     warm = choose_starts(history.priors, first, setup.task, space, start_count(spec))
     history.requeue[:0] = not_yet_run(first + warm, seen)
     if not resume:
-        record_priors(search, history.priors, data_columns(spec, data))
+        record_priors(search, history.priors)
     setup.search = search
     return search, history

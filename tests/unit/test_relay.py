@@ -17,7 +17,7 @@ import mltune  # noqa: F401  (registers the tasks, samplers and schedulers)
 from mltune.backends.ray.relay import Relay, RelayCoordinator
 from mltune.core.interrupts import Stop
 from mltune.core.terms import TrialStatus
-from mltune.search.history.resume import ResumeState, resumed_sampler
+from mltune.search.history.resume import ResumeState, rebuilt
 from mltune.search.history.stopping import Progress
 from mltune.search.packs.coordinator import Coordinator
 from mltune.search.packs.driver import Driver
@@ -71,11 +71,11 @@ def test_a_worker_drives_through_the_relay_with_every_sampler(algo):
     data = task.load(spec.data, spec.seed)
     space = build_space(spec.space)
     stop = Stop()
-    coordinator = Coordinator(spec, resumed_sampler(
-        spec, ResumeState(), SAMPLERS.get(algo)(space, spec.planned_trials, spec.seed)),
-                              ScriptedScheduler(), Progress(spec, lambda *a: None, None),
-                              ResumeState(), lambda key: is_free(key, task), pack_limit=2,
-                              stop=stop)
+    sampler, _ = rebuilt(spec, space, ResumeState(),
+                         SAMPLERS.get(algo)(space, spec.planned_trials, spec.seed))
+    coordinator = Coordinator(spec, sampler, ScriptedScheduler(),
+                              Progress(spec, lambda *a: None, None), ResumeState(),
+                              lambda key: is_free(key, task), pack_limit=2, stop=stop)
     relay, done = Relay(), threading.Event()
     tracker = RecordingTracker()
     worker = threading.Thread(target=lambda: (Driver(

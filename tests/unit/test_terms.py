@@ -1,10 +1,13 @@
-"""Direction and TrialStatus: the comparisons every layer relies on, in one place."""
+"""Direction and TrialStatus: the comparisons every layer relies on; the best trial by them."""
 
 from __future__ import annotations
 
 import pytest
 
+from mltune.core.errors import SearchError
+from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import Direction, TrialStatus
+from mltune.search.history.result import select_best
 
 
 @pytest.mark.parametrize(("direction", "a", "b", "better"), [
@@ -24,11 +27,16 @@ def test_as_loss_turns_every_metric_into_something_to_minimise():
     assert Direction.MIN.gain(0.1, 0.3) == pytest.approx(0.2)
 
 
-def test_best_of_takes_the_earliest_of_equals_and_none_of_nothing():
-    items = [("a", 0.5), ("b", 0.7), ("c", 0.7), ("d", 0.1)]
-    assert Direction.MAX.best_of(items, key=lambda i: i[1]) == ("b", 0.7)
-    assert Direction.MIN.best_of(items, key=lambda i: i[1]) == ("d", 0.1)
-    assert Direction.MAX.best_of([], key=lambda i: i) is None
+def test_the_best_trial_is_the_earliest_of_equals_and_none_finished_is_one_line():
+    def trial(number: int, value: float, status: TrialStatus = TrialStatus.FINISHED):
+        return TrialOutcome(number, f"r{number}", {}, status, {"val_accuracy": value})
+
+    trials = [trial(1, 0.5), trial(2, 0.7), trial(3, 0.7), trial(4, 0.1),
+              trial(5, 0.9, TrialStatus.PRUNED)]  # a pruned trial's best value is no model
+    assert select_best(trials, "val_accuracy", Direction.MAX).number == 2
+    assert select_best(trials, "val_accuracy", Direction.MIN).number == 4
+    with pytest.raises(SearchError, match="no trial finished with metric 'val_accuracy'"):
+        select_best(trials[4:], "val_accuracy", Direction.MAX)
     values = [0.3, 0.9, 0.1]
     assert sorted(values, key=Direction.MAX.sort_key) == [0.9, 0.3, 0.1]
     assert sorted(values, key=Direction.MIN.sort_key) == [0.1, 0.3, 0.9]

@@ -27,11 +27,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from mlflow.entities import RunTag
+
 from mltune.core.errors import SpecError
 from mltune.search.samplers.base import Finished, Params, Sampler
 from mltune.search.schedulers.base import CONTINUE, STOP, Decision, Scheduler, TrialCurve
 from mltune.spec.model import SearchSpec
 from mltune.spec.start import completed
+from mltune.tracking import tags as T
+from mltune.tracking.runs import SearchRun
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,7 @@ class Priors:
     starts: list[Params] = field(default_factory=list)  # chosen: trained first
     first: list[Params] = field(default_factory=list)  # the ``start:`` points, before them
     cold: str | None = None  # why nothing was learnt though sources were found
+    columns: str = ""  # this search's data columns (``sources.data_columns``), recorded for later
 
     @property
     def same_data(self) -> bool:
@@ -174,6 +179,15 @@ def choose_starts(priors: Priors, first: Sequence[Params], task: Any,
     return chosen
 
 
+def warm(sampler: Sampler, scheduler: Scheduler, priors: Priors, spec: SearchSpec
+         ) -> Scheduler:
+    """A warm start's part of a new sampler and scheduler, before their own history: the
+    earlier trials told to the sampler (``warm_sampler``), their curves started in the
+    scheduler's rungs (``warm_scheduler``, which may wrap it: the scheduler to use)."""
+    warm_sampler(sampler, priors, spec.algo)
+    return warm_scheduler(scheduler, priors, spec.pruning.rule)
+
+
 def warm_sampler(sampler: Sampler, priors: Priors, algo: str) -> None:
     """The earlier trials told to ``sampler`` before anything else; one line, and a cold
     search, when the sampler cannot learn them."""
@@ -226,3 +240,19 @@ class Hurdled:
 
     def rebuild(self, trials: Sequence[TrialCurve]) -> None:
         self.rule.rebuild(trials)
+
+
+def record_priors(search: SearchRun, priors: Priors) -> None:
+    """On a new search's parent run: its data's columns (what a later search compares),
+    what it learnt from (``mltune.warm_start``, when it looked) and the earlier best
+    configurations it trains first (``mltune.warm_start.points``: the report marks them),
+    as many as MLflow's tag length holds."""
+    tags = [RunTag(T.DATA_COLUMNS, priors.columns)]
+    if priors.looked:
+        tags.append(RunTag(T.WARM_START, priors.tag()))
+    starts = list(priors.starts)
+    while starts and len(json.dumps(starts, default=str)) > T.MAX_TAG_LENGTH:
+        starts.pop()
+    if starts:
+        tags.append(RunTag(T.WARM_STARTS, json.dumps(starts, default=str)))
+    search.client.log_batch(search.run_id, tags=tags)

@@ -103,9 +103,10 @@ class SearchResult:
 
 
 def select_best(outcomes: list[TrialOutcome], metric: str, direction: Direction) -> TrialOutcome:
-    """The best finished trial by ``metric``; the earliest wins a tie."""
+    """The best finished trial by ``metric``; the earliest wins a tie (``min`` keeps the
+    first of equals)."""
     finished = [t for t in outcomes if t.status == TrialStatus.FINISHED and metric in t.metrics]
-    best = direction.best_of(finished, key=lambda t: t.metrics[metric])
+    best = min(finished, key=lambda t: direction.sort_key(t.metrics[metric]), default=None)
     if best is None:
         errors = {t.error for t in outcomes if t.error}
         detail = f" (errors: {'; '.join(sorted(errors))[:500]})" if errors else ""

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mltune.core.errors import SpecError
 from mltune.core.outcomes import TrialOutcome
 from mltune.core.terms import TrialStatus
-from mltune.search.history.priors import Priors, warm_sampler, warm_scheduler
+from mltune.search.history.priors import Priors, warm
 from mltune.search.samplers.base import Finished, Sampler, loss_of
 from mltune.search.schedulers import make_scheduler
 from mltune.search.schedulers.base import Context, Scheduler, TrialCurve
@@ -50,27 +50,22 @@ class ResumeState:
     priors: Priors = field(default_factory=Priors)  # what earlier searches taught (warm_start)
 
 
-def resumed_sampler(spec: SearchSpec, history: ResumeState, sampler: Sampler) -> Sampler:
-    """The search's sampler (``algo``; ``sampler``: the one ``prepare`` made, told nothing
-    yet) knowing what already ran: earlier searches' trials first (a warm start), then this
-    search's finished, failed and pruned trials, the interrupted ones pending (they run again
-    first, never asked anew). Every backend starts from it."""
-    warm_sampler(sampler, history.priors, spec.algo)
+def rebuilt(spec: SearchSpec, space: Space, history: ResumeState,
+            sampler: Sampler) -> tuple[Sampler, Scheduler]:
+    """The search's sampler (``algo``: the one ``prepare`` made, told nothing yet) and
+    scheduler (``pruning.rule``) knowing what already ran: earlier searches' trials and curves
+    first (a warm start, ``priors.warm``), then this search's finished, failed and pruned
+    trials and their curves, the interrupted ones pending (they run again first, never asked
+    anew). Every backend starts from them."""
+    scheduler = make_scheduler(spec.pruning, Context(spec.direction, space, spec.seed,
+                                                     spec.epochs))
+    scheduler = warm(sampler, scheduler, history.priors, spec)
     sampler.rebuild([Finished(o.params, loss_of(o, spec.metric, spec.direction))
                      for o in history.outcomes])
     for point in history.requeue:
         sampler.pending(point)
-    return sampler
-
-
-def resumed_scheduler(spec: SearchSpec, space: Space, history: ResumeState) -> Scheduler:
-    """The search's scheduler (``pruning.rule``) rebuilt from the ended trials' curves
-    (earlier searches' first, where the rule learns from them: a warm start)."""
-    scheduler = make_scheduler(spec.pruning, Context(spec.direction, space, spec.seed,
-                                                     spec.epochs))
-    scheduler = warm_scheduler(scheduler, history.priors, spec.pruning.rule)
     scheduler.rebuild(history.curves)
-    return scheduler
+    return sampler, scheduler
 
 
 def curve_of(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:

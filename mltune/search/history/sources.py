@@ -27,7 +27,7 @@ from pathlib import PurePath
 from typing import Any
 
 import mlflow
-from mlflow.entities import Run, RunTag
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -52,7 +52,6 @@ from mltune.spec.space import build_space, parse_point
 from mltune.spec.transfer import fit_point
 from mltune.tasks import get_task
 from mltune.tracking import tags as T
-from mltune.tracking.runs import SearchRun
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 SEARCHES_LOOKED_AT = 200  # the newest searches of the experiment an ``auto`` warm start reads
@@ -117,10 +116,11 @@ def find_priors(spec: SearchSpec, space: Space, data: TaskData, experiment_id: s
                 client: MlflowClient | None = None) -> Priors:
     """What a new search learns from (``spec.warm_start``); a named search that is not one
     of the same problem is refused with one line (``SpecError``)."""
+    columns = data_columns(spec, data)
     if spec.warm_start == "off":
-        return Priors()
+        return Priors(columns=columns)
     client = client or MlflowClient()
-    problem = Problem(spec, data.fingerprint, data_columns(spec, data))
+    problem = Problem(spec, data.fingerprint, columns)
     if spec.warm_start == "auto":
         found = [(run, same) for run in _searches(client, experiment_id, spec.task)
                  if (same := problem.compare(run)[0]) is not None]
@@ -134,7 +134,9 @@ def find_priors(spec: SearchSpec, space: Space, data: TaskData, experiment_id: s
                                     f"search of the same problem: {differs}")
                 if all(run.info.run_id != r.info.run_id for r, _ in found):
                     found.append((run, same))
-    return _read(client, spec, space, [(run, same, None) for run, same in found[:MAX_SOURCES]])
+    priors = _read(client, spec, space, [(run, same, None) for run, same in found[:MAX_SOURCES]])
+    priors.columns = columns
+    return priors
 
 
 def recorded_priors(parent: Run, spec: SearchSpec, space: Space,
@@ -292,19 +294,3 @@ def search_experiment(client: MlflowClient | None = None) -> str:
     if launcher:
         return (client or MlflowClient()).get_run(launcher).info.experiment_id
     return mlflow.tracking.fluent._get_experiment_id()
-
-
-def record_priors(search: SearchRun, priors: Priors, columns: str) -> None:
-    """On a new search's parent run: its data's columns (what a later search compares),
-    what it learnt from (``mltune.warm_start``, when it looked) and the earlier best
-    configurations it trains first (``mltune.warm_start.points``: the report marks them),
-    as many as MLflow's tag length holds."""
-    tags = [RunTag(T.DATA_COLUMNS, columns)]
-    if priors.looked:
-        tags.append(RunTag(T.WARM_START, priors.tag()))
-    starts = list(priors.starts)
-    while starts and len(json.dumps(starts, default=str)) > T.MAX_TAG_LENGTH:
-        starts.pop()
-    if starts:
-        tags.append(RunTag(T.WARM_STARTS, json.dumps(starts, default=str)))
-    search.client.log_batch(search.run_id, tags=tags)
