@@ -16,7 +16,9 @@ The earlier searches are found and read by ``history.sources``; what they give i
   (``choose_starts``, ``MAX_STARTS``), so the new search's first pack is already good.
 
 What a search learnt from is a tag on its parent run (``mltune.warm_start``: its sources,
-each with its counts), which a resumed search reads to rebuild the same priors.
+each with its counts; ``record_priors``, with the data's columns a later search compares),
+which a resumed search reads to rebuild the same priors (``warm``: the sampler and the
+scheduler told, before their own history).
 """
 
 from __future__ import annotations
