@@ -238,7 +238,7 @@ def end_orphans(search: SearchRun, numbers: Sequence[int] | None = None,
         number = run.data.tags.get(T.TRIAL)
         if wanted is not None and number not in wanted:
             continue
-        point = (points or {}).get(int(number)) if number and number.isdigit() else None
+        point = points.get(int(number)) if points and number else None
         params = [] if run.data.params or not point else [
             Param(k, param_value(v)) for k, v in point.items()]
         search.client.log_batch(run.info.run_id, params=params,
