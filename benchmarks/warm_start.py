@@ -32,8 +32,12 @@ are named (``warm_start: [run id]``) so that each B learns from its own A alone.
 
 Reported per data set and search, mean [min..max] over repetitions:
 
-- ``best val``: the best finished trial's validation metric (each B on its own split: its
-  seed differs from A's); ``its test``: that model's holdout score, as the gate scored it;
+- ``best val``: the best finished trial's validation metric; ``its test``: that model's
+  holdout score, as the gate scored it. Every search of a repetition splits the rows with
+  A's seed (``data.split_seed: 2k``; B's own seed, ``2k + 1``, draws its points and
+  networks): A and the Bs are scored on the same validation and holdout rows, so a B's best
+  compares with A's (until 2026-12-07 each B drew its own split: "reach A" then compared
+  scores on other rows);
 - ``trials``: trials ended; ``set-up s``: from the call to the clock's start (data, store,
   and for a warm search the reading of the earlier search: its cost);
 - ``reach A s``: for a B, the first time its running best was at least its A's final best
@@ -139,14 +143,16 @@ def digits_folder(folder: Path, share: float) -> dict[str, Any]:
 # -- one search -------------------------------------------------------------------------------
 
 def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any,
-           args: argparse.Namespace, seed_rungs: bool = True, starts: int = 1) -> Run:
+           args: argparse.Namespace, seed_rungs: bool = True, starts: int = 1,
+           split_seed: int | None = None) -> Run:
     import mltune
     from mltune.core.terms import TrialStatus
     from mltune.search.history import priors
 
     name = f"{run.dataset}-{run.rep}-{run.search}".replace(" ", "-").replace("%", "")
+    data = {**base["data"], "split_seed": seed if split_seed is None else split_seed}
     spec = mltune.load_spec(None, {
-        **base, "seed": seed, "epochs": args.epochs, "max_evals": MAX_EVALS,
+        **base, "data": data, "seed": seed, "epochs": args.epochs, "max_evals": MAX_EVALS,
         "stop": {"time_budget_s": budget_s}, "device": args.device, "name": name,
         "registered_model": name.replace(",", ""), "warm_start": warm})
     run.metric = spec.metric
@@ -186,7 +192,8 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
     a_seed, b_seed, t = 2 * rep, 2 * rep + 1, args.budget_s
     a = search(Run(dataset, "A", rep), whole, a_seed, t, "off", args)
     a70 = search(Run(dataset, "A 70%", rep), part, a_seed, t, "off", args)
-    runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args)]
+    runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args,
+                           split_seed=a_seed)]
     for name in (n for n in SEARCHES if n in args.searches and n in WARM):
         of, rungs, starts = WARM[name]
         source = a if of == "A" else a70
@@ -194,7 +201,8 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
             runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
             continue
         runs.append(search(Run(dataset, name, rep), whole, b_seed, t / 3,
-                           [source.parent_run_id], args, seed_rungs=rungs, starts=starts))
+                           [source.parent_run_id], args, seed_rungs=rungs, starts=starts,
+                           split_seed=a_seed))
     return runs
 
 

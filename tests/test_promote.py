@@ -89,6 +89,17 @@ def test_min_delta_keeps_a_slightly_better_challenger_out(client):
     assert aliases(client)["champion"] == "1"
 
 
+def test_a_champion_split_with_another_seed_is_said_to_be_flattered_by_the_holdout(client):
+    search(WEAK, name="s1")  # seed 0: its rows of train, validation and holdout
+    other = search(WEAK, name="s2", seed=1)  # another split: v1 trained on some of its holdout
+    said = "v1's splits were drawn with seed 0, this holdout's with 1: rows it trained on"
+    assert said in other.decision.reason
+    assert said in client.get_model_version("mltune-image", "2").tags["mltune.gate_reason"]
+    champion_seed = 1 if other.decision.moved else 0
+    shared = search(WEAK, name="s3", seed=2, **{"data.split_seed": champion_seed})
+    assert shared.decision.champion is not None and "flatters" not in shared.decision.reason
+
+
 def test_racing_promotions_end_with_the_better_champion(client):
     weak, strong = search(WEAK, name="weak"), search(STRONG, name="strong")
     name = "race-model"

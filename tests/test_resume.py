@@ -97,6 +97,10 @@ def test_resume_with_a_changed_space_or_unknown_run_is_refused(tracking_uri, cli
                             "space.dropout=0.3", "--resume", result.parent_run_id], capsys)
     assert code == 2
     assert "--resume: the spec differs from the search's in space.dropout" in err
+    code, _, err = run_cli(["tune", "--max-evals", "2", "--epochs", "1", "--set", "seed=3",
+                            "--resume", result.parent_run_id], capsys)
+    assert code == 2  # another seed would draw other splits under the trials already scored
+    assert "--resume: the spec differs from the search's in seed (it draws the splits" in err
     code, _, err = run_cli(["tune", "--resume", "0" * 32], capsys)
     assert code == 2 and "--resume: no run" in err
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import torch
 import yaml
 
 from mltune.core.errors import SpecError
@@ -109,6 +110,9 @@ def test_overrides_and_defaults(tmp_path):
         ({"epochs": "ten"}, r"epochs: expected a whole number, got 'ten'"),
         ({"data": {"val_size": 1.5}}, r"data\.val_size: 1\.5 is not allowed"),
         ({"data": {"colour": "red"}}, r"data\.colour: unknown key for task 'image'"),
+        ({"data": {"split_seed": -1}}, r"data\.split_seed: -1 is not allowed; expected a whole"),
+        ({"task": "timeseries", "data": {"source": "sales.csv", "split_seed": 3}},
+         r"data\.split_seed: 3: task 'timeseries' cuts its splits by time, nothing is drawn"),
         ({"devices": "cpu"}, r"devices: unknown key; did you mean device\? Allowed: name, task"),
         ({"colour": "red"}, r"colour: unknown key; allowed: name, task"),
         ({"device": "tpu"}, r"device: 'tpu' is not allowed"),
@@ -150,6 +154,23 @@ def test_spec_round_trips_through_its_yaml_form(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec.to_dict()))
     assert load_spec(path) == spec
+
+
+def test_a_split_seed_keeps_the_rows_of_each_split_whatever_the_search_seed():
+    from mltune.tasks import task_for
+
+    def splits(raw):
+        spec = load_spec(None, {"task": "tabular", **raw})
+        data = task_for(spec).load(spec.data, spec.split_seed)
+        return [getattr(data, f"x_{name}") for name in ("train", "val", "test")]
+
+    fixed = [splits({"seed": seed, "data.split_seed": 7}) for seed in (0, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(*fixed, strict=True))
+    drawn = [splits({"seed": seed}) for seed in (0, 1)]  # unset: the search's seed draws them
+    assert not torch.equal(drawn[0][2], drawn[1][2])
+    assert all(torch.equal(a, b) for a, b in zip(drawn[0], splits({"data.split_seed": 0}),
+                                                 strict=True))
+    assert load_spec(None, {"seed": 4}).to_dict()["data"].get("split_seed") is None
 
 
 # -- start: the points a search trains first --------------------------------------------------

@@ -43,7 +43,7 @@ MEANINGS = {
             "task declares for the metric).",
     "max_evals": "Trials in all; with `stop.time_budget_s` it may be null (time alone).",
     "algo": "The sampler that proposes each trial's hyperparameters.",
-    "seed": "Seeds the splits, the sampler and every trial.",
+    "seed": "Seeds the splits (unless `data.split_seed`), the sampler and every trial.",
     "epochs": "Epochs per trial.",
     "device": "Where trials train: `auto` is CUDA when PyTorch sees a GPU, else the CPU.",
     "backend": "Where trials run: this process, or Ray workers.",
@@ -62,6 +62,9 @@ MEANINGS = {
     "data.horizon": "Steps forecast at once (timeseries).",
     "data.val_size": "The validation split: what trials are scored on.",
     "data.test_size": "The holdout split: never used to pick a trial; the promotion gate's.",
+    "data.split_seed": "Seeds the splits and cv's folds instead of `seed`: searches of other "
+                       "seeds then share their validation and holdout rows (not timeseries: "
+                       "cut by time).",
 }
 PROBES = ("?", -1, "", [1], 10**9)
 PROBE_FIRST = {"device", "pack"}  # read by a check of their own: the error words them best

@@ -147,6 +147,26 @@ def _promotion_lock(name: str) -> AbstractContextManager[None]:
     return machine_lock("promote", f"{mlflow.get_registry_uri()}|{name}")
 
 
+def _flattered(champion: ModelVersion, challenger: ModelVersion, spec: SearchSpec) -> str:
+    """Why the champion's score on this holdout may flatter it ('' when it cannot): it was
+    split from other data, or from the same with another seed, so rows it trained on can be
+    among the challenger's holdout rows. Said, not refused: new rows arriving is the usual
+    reason for a new search."""
+    ours, theirs = (v.tags.get(T.DATA_FINGERPRINT) for v in (challenger, champion))
+    if ours and theirs and ours != theirs:
+        return (f"; v{champion.version} was tuned on other data: rows it trained on may be in "
+                "this holdout, which flatters it")
+    try:
+        seed = search_spec(champion).split_seed
+    except SpecError:  # no lineage: nothing known of its splits
+        return ""
+    if seed == spec.split_seed:
+        return ""
+    return (f"; v{champion.version}'s splits were drawn with seed {seed}, this holdout's with "
+            f"{spec.split_seed}: rows it trained on are in this holdout, which flatters it "
+            "(data.split_seed keeps the splits across searches)")
+
+
 def _decide(client: MlflowClient, challenger: ModelVersion, spec: SearchSpec, data: TaskData,
             holdout: dict[str, float], min_delta: float, force: bool) -> Decision:
     champion = alias_version(client, challenger.name, CHAMPION)
@@ -166,7 +186,8 @@ def _decide(client: MlflowClient, challenger: ModelVersion, spec: SearchSpec, da
     gain = spec.direction.gain(challenger_score, champion_score)
     name = holdout_metric(spec.metric)
     versus = (f"{name} {challenger_score:.4f} (v{challenger.version}) vs "
-              f"{champion_score:.4f} (v{champion.version})")
+              f"{champion_score:.4f} (v{champion.version})"
+              + _flattered(champion, challenger, spec))
     if force:
         return Decision(champion=champion.version, champion_score=champion_score, promote=True,
                         reason=f"forced, gate skipped; {versus}", **common)
@@ -225,7 +246,7 @@ def promote(
     challenger = _version(client, name, version, alias)
     spec = spec or search_spec(challenger)
     if data is None:
-        data = task_for(spec).load(spec.data, spec.seed)
+        data = task_for(spec).load(spec.data, spec.split_seed)
     holdout = holdout_scores(challenger, spec, data)
     with _promotion_lock(name):
         for _ in range(5):  # re-compare if another promotion moved the champion meanwhile

@@ -86,7 +86,7 @@ def train_once(spec: SearchSpec, params: Mapping[str, Any],
     full = {**task.default_params(), **params}
     check_params(full, task.param_rules())  # the space's rules, before the run opens
     check_tracking_server()
-    data = task.loaded(spec.data, spec.seed, device)
+    data = task.loaded(spec.data, spec.split_seed, device)
     task.check_network(data)
     create_tables()
     tracker = MlflowTracker(None, task, data, device, run_name=f"{spec.name}-train",

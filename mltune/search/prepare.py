@@ -79,7 +79,7 @@ def prepare(spec: SearchSpec, model: Any = None, resume: str | None = None) -> P
     # whose library is missing, is refused before any run is opened
     sampler = SAMPLERS.get(spec.algo, field="algo")(space, spec.planned_trials, spec.seed)
     check_tracking_server(resume)  # a refused password costs seconds, not a data load
-    data = task.loaded(spec.data, spec.seed, devices[0])  # bad data fails before any run
+    data = task.loaded(spec.data, spec.split_seed, devices[0])  # bad data fails before any run
     task.check_network(data)  # a user's network: built, and two samples through it
     limit, _ = pack_limit(spec, task, data)  # pack: N that cannot be: refused now
     folds = search_folds(spec, task, data)  # cv: k, refit: what cannot be is refused now

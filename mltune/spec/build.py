@@ -125,6 +125,10 @@ def _data_spec(raw: Any, task: Any) -> DataSpec:
             "train on; expected a sum below 0.9"
         )
     horizon = optional_integer(fields, "data.horizon", minimum=1)
+    split_seed = optional_integer(fields, "data.split_seed", minimum=0)
+    if split_seed is not None and not task.random_split:
+        raise SpecError(f"data.split_seed: {split_seed}: task {task.name!r} cuts its splits by "
+                        "time, nothing is drawn at random; remove the key")
     for key in ("target", "text", "time"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise SpecError(f"data.{key}: expected a column name, got {raw[key]!r}")
@@ -137,6 +141,7 @@ def _data_spec(raw: Any, task: Any) -> DataSpec:
         horizon=horizon,
         val_size=val_size,
         test_size=test_size,
+        split_seed=split_seed,
         options=options,
         references=references,
     )

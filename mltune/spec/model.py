@@ -16,7 +16,8 @@ import yaml
 
 from mltune.core.terms import Direction
 
-COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size")
+COMMON_DATA_KEYS = ("source", "target", "text", "time", "horizon", "val_size", "test_size",
+                    "split_seed")
 NOT_A_KEY = {"spec_key": False}  # metadata of a SearchSpec field that no spec file can set
 # The trials a search bounded by time alone (no max_evals) plans for: its samplers' random
 # start-up (a quarter: 10, Optuna's default) and an ``auto`` pack's size are sized from it.
@@ -44,6 +45,10 @@ class DataSpec:
     horizon: int | None = None
     val_size: float = 0.15
     test_size: float = 0.15
+    # seeds the drawn splits (and cv's folds); None: the search's ``seed``. Fixed, searches of
+    # other seeds share their validation and holdout rows (the gate compares on rows neither
+    # model trained on; a warm start's told scores were earned on the same rows)
+    split_seed: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     references: Mapping[str, str] = field(default_factory=dict)  # key -> "${VAR}..." as written
 
@@ -184,6 +189,11 @@ class SearchSpec:
         ``TIME_ONLY_TRIALS`` (what a sampler's random start-up and an ``auto`` pack size are
         sized from; the search itself runs until the time budget is spent)."""
         return self.max_evals if self.max_evals is not None else TIME_ONLY_TRIALS
+
+    @property
+    def split_seed(self) -> int:
+        """What seeds the drawn splits and folds: ``data.split_seed``, else ``seed``."""
+        return self.seed if self.data.split_seed is None else self.data.split_seed
 
     @property
     def gpus_per_trial(self) -> float:

@@ -48,6 +48,7 @@ class Task(ABC):
     default_source: ClassVar[str | None] = None
     default_metric: ClassVar[str]
     data_options: ClassVar[tuple[str, ...]] = ()
+    random_split: ClassVar[bool] = True  # False: its splits draw nothing (``data.split_seed``)
     family: ClassVar[str]  # the model family (``mltune.models.FAMILIES``) of its networks
     # every family that suits it (``model:`` may name any); empty: ``family`` alone
     families: ClassVar[tuple[str, ...]] = ()

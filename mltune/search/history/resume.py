@@ -81,6 +81,8 @@ def curve_of(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
     found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
+    if original.split_seed != spec.split_seed and "data" not in found:
+        found.append("seed (it draws the splits: keep it, or set data.split_seed)")
     if network_of(original) != network_of(spec):
         found.append("model")
     keys = sorted(set(original.space) | set(spec.space))

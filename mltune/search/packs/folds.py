@@ -79,7 +79,7 @@ def search_folds(spec: SearchSpec, task: Task, data: TaskData) -> list[Rows] | N
             raise SpecError(f"{k} is not allowed: there are {len(targets)} rows in train + "
                             f"validation; allowed: 2 to {len(targets)}", field="cv")
     device = targets.device
-    return [fold.to(device) for fold in make_folds(targets, k, spec.seed, kind, gap)]
+    return [fold.to(device) for fold in make_folds(targets, k, spec.split_seed, kind, gap)]
 
 
 def merged(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -104,6 +104,7 @@ class TimeseriesTask(Task):
     name = "timeseries"
     default_metric = "val_rmse"
     data_options = ("covariates", "max_window", "fill", "freq", "encoding")
+    random_split = False  # cut by time
     family = "forecaster"
 
     # -- the spec -------------------------------------------------------------------------
