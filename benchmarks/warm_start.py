@@ -263,6 +263,20 @@ def mean(runs: list[Run], name: str, attribute: str) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def paired(runs: list[Run], name: str, attribute: str) -> str:
+    """``name`` minus ``B cold`` repetition by repetition (the same A, the same rows):
+    mean [min..max], and how many ahead, tied and behind."""
+    by_rep = {r.rep: getattr(r, attribute) for r in runs if r.search == "B cold"}
+    gaps = [getattr(r, attribute) - by_rep[r.rep] for r in runs
+            if r.search == name and r.rep in by_rep]
+    gaps = [g for g in gaps if not math.isnan(g)]
+    if not gaps:
+        return "n/a"
+    ahead, behind = sum(g > 1e-12 for g in gaps), sum(g < -1e-12 for g in gaps)
+    return (f"{spread(gaps)} (ahead {ahead}, tied {len(gaps) - ahead - behind}, "
+            f"behind {behind})")
+
+
 def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]:
     """The issue's targets, data set by data set."""
     lines = []
@@ -278,7 +292,7 @@ def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]
                 w, c = mean(mine, name, attribute), mean(mine, "B cold", attribute)
                 verdict = "not worse" if w >= c - 1e-12 else "WORSE"
                 lines.append(f"{dataset}: {name} vs B cold, {label}: {w:.4f} vs {c:.4f}: "
-                             f"{verdict}")
+                             f"{verdict}; by repetition {paired(mine, name, attribute)}")
     return lines
 
 

@@ -18,7 +18,7 @@ import mltune
 from mltune.cli import summary
 from mltune.core.errors import SpecError
 from mltune.report.trials import load_trials
-from mltune.search.history.sources import find_priors
+from mltune.search.history.sources import find_priors, recorded_priors
 from mltune.search.samplers.hyperopt import HyperoptSampler
 from mltune.spec.space import build_space
 from mltune.spec.start import start_points
@@ -46,7 +46,7 @@ def second(store: str, first: mltune.SearchResult) -> mltune.SearchResult:
 
 
 def loaded(spec: mltune.SearchSpec):
-    return task_for(spec).load(spec.data, spec.seed)
+    return task_for(spec).load(spec.data, spec.split_seed)
 
 
 def test_a_second_search_learns_from_the_first_and_trains_its_best_first(store, first, second):
@@ -63,7 +63,7 @@ def test_a_second_search_learns_from_the_first_and_trains_its_best_first(store, 
         parent = client.get_run(second.parent_run_id)
         assert json.loads(parent.data.tags["mltune.warm_start"]) == [{
             "run_id": first.parent_run_id, "name": "A", "data": "same", "trials": 6,
-            "used": 6, "dropped": 0, "starts": 1}]
+            "used": 6, "dropped": 0, "starts": 1, "last": 6}]
         assert "- **Warm start:** from 1 earlier search: [A](" in parent.data.tags[
             "mlflow.note.content"]
         assert load_trials(client, second.parent_run_id).warm == {2}  # starred in the plots
@@ -106,6 +106,36 @@ def test_a_moved_space_keeps_the_trials_that_fit_and_counts_the_rest(store, firs
     sampler = HyperoptSampler("tpe", space, 20, 0)
     assert sampler.warm(priors.finished) == 4  # "extra" left unknown to TPE
     assert set(sampler.ask(1)[0]) >= {"extra", "learning_rate"}
+
+
+def test_of_a_longer_search_its_best_trials_are_told_and_a_resume_reads_the_same(
+        store, first, monkeypatch):
+    from mltune.search.history import sources
+
+    monkeypatch.setattr(sources, "MAX_TRIALS", 3)  # A has 6: its best 3, not its first 3
+    spec = mltune.load_spec(None, B)
+    space = build_space(spec.space)
+
+    def best(trials):
+        return sorted(trials, key=lambda t: (-t.metrics["val_accuracy"], t.number))[:3]
+
+    with client_of(store) as client:
+        experiment = client.get_run(first.parent_run_id).info.experiment_id
+        priors = find_priors(replace(spec, warm_start=(first.parent_run_id,)), space,
+                             loaded(spec), experiment, client)
+        (source,) = priors.sources
+        assert (source.trials, source.used, source.last) == (3, 3, 6)
+        assert [f.loss for f in priors.finished] == [
+            -t.metrics["val_accuracy"] for t in sorted(best(first.trials), key=lambda t: t.number)]
+        assert priors.candidates[0].loss == -max(t.metrics["val_accuracy"] for t in first.trials)
+        # a search resumed later reads what it read then: none after trial 4 had ended
+        then = replace(source, last=4).entry()
+        parent = client.create_run(experiment, tags={"mltune.warm_start": json.dumps([then])})
+        again = recorded_priors(client.get_run(parent.info.run_id), spec, space, client)
+        client.set_terminated(parent.info.run_id)
+    early = best([t for t in first.trials if t.number <= 4])
+    assert sorted(f.loss for f in again.finished) == sorted(
+        -t.metrics["val_accuracy"] for t in early)
 
 
 def test_changed_data_gives_the_best_configurations_only(store, first):

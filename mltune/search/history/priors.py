@@ -41,7 +41,11 @@ from mltune.tracking.runs import SearchRun
 
 log = logging.getLogger(__name__)
 
-MAX_TRIALS = 200  # earlier trials read, all sources together (the newest searches first)
+# earlier trials read, all sources together (the newest searches first); of a search with more,
+# its best (a sampler's model of the good region is its best few: hyperopt's TPE takes
+# ceil(0.25 * sqrt(n)) of n; its first 200 by number missed a long search's best until
+# 2026-12-07)
+MAX_TRIALS = 200
 MAX_SOURCES = 20  # earlier searches (each a short entry of the tag: MLflow's 5000 characters)
 # earlier best configurations trained first: one (three until 2026-12-07). Each is trained to
 # its last epoch (a hurdle, never stopped); three were no better in a 20 s search
@@ -65,6 +69,7 @@ class Source:
     used: int = 0  # told to the sampler (same data, inside this space)
     dropped: int = 0  # not a point of this space (a value outside its bounds or choices)
     starts: int = 0  # its best configurations trained first
+    last: int | None = None  # its highest trial number then ended: a resume reads no later one
 
     def entry(self) -> dict[str, Any]:
         """The source as the tag holds it (its name cut to ``NAME_LENGTH``: the tag holds
@@ -79,7 +84,8 @@ class Source:
         return Source(str(entry["run_id"]), str(entry.get("name", "")),
                       entry.get("data", "same") == "same", int(entry.get("trials", 0)),
                       int(entry.get("used", 0)), int(entry.get("dropped", 0)),
-                      int(entry.get("starts", 0)))
+                      int(entry.get("starts", 0)),
+                      None if entry.get("last") is None else int(entry["last"]))
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,8 @@ def find_priors(spec: SearchSpec, space: Space, data: TaskData, experiment_id: s
 def recorded_priors(parent: Run, spec: SearchSpec, space: Space,
                     client: MlflowClient | None = None) -> Priors:
     """What a resumed search learnt from when it started (its ``mltune.warm_start`` tag):
-    the same sources, the same trials of each (the first ones by trial number, as many as
-    it read then), whatever the store holds since."""
+    the same sources, the same trials of each (its best, as many as it read then, among
+    those ended by then), whatever the store holds since."""
     sources = parse_tag(parent.data.tags.get(T.WARM_START))
     if sources is None:
         return Priors()
@@ -151,7 +151,7 @@ def recorded_priors(parent: Run, spec: SearchSpec, space: Space,
     runs = []
     for source in sources:
         try:
-            runs.append((client.get_run(source.run_id), source.same_data, source.trials))
+            runs.append((client.get_run(source.run_id), source.same_data, source))
         except MlflowException:  # deleted since: what is left is still learnt
             continue
     return _read(client, spec, space, runs)
@@ -186,18 +186,19 @@ def _named(client: MlflowClient, experiment_id: str, entry: str) -> list[Run]:
 
 
 def _read(client: MlflowClient, spec: SearchSpec, space: Space,
-          found: list[tuple[Run, bool, int | None]]) -> Priors:
-    """Each source's ended trials (up to its own limit, and ``MAX_TRIALS`` in all) into
-    ``priors``: what the sampler and scheduler learn (same data), the best configurations
-    (either way)."""
+          found: list[tuple[Run, bool, Source | None]]) -> Priors:
+    """Each source's ended trials (as a resumed search recorded them, else up to
+    ``MAX_TRIALS`` in all) into ``priors``: what the sampler and scheduler learn (same
+    data), the best configurations (either way)."""
     priors = Priors(looked=True)
     left = MAX_TRIALS
-    for run, same_data, limit in found:
+    for run, same_data, recorded in found:
         if left <= 0:
             break
         try:
-            read = _source(client, spec, space, run, same_data,
-                           left if limit is None else limit, len(priors.sources))
+            limit, last = (recorded.trials, recorded.last) if recorded else (left, None)
+            read = _source(client, spec, space, run, same_data, (limit, last),
+                           len(priors.sources))
         except (MlflowException, MltuneError, ValueError):
             continue  # an earlier search this mltune cannot read: not used
         priors.sources.append(read.source)
@@ -221,15 +222,15 @@ class _Read:
 
 
 def _source(client: MlflowClient, spec: SearchSpec, space: Space, run: Run, same_data: bool,
-            limit: int, index: int) -> _Read:
-    """Source ``index``'s first ``limit`` ended trials, each in ``space`` or counted as
-    dropped: for the sampler and the scheduler on the same data, as best configurations
-    either way."""
+            bound: tuple[int, int | None], index: int) -> _Read:
+    """Source ``index``'s best ended trials (``bound``: how many, and none numbered above
+    the second when given), each in ``space`` or counted as dropped: for the sampler and
+    the scheduler on the same data, as best configurations either way."""
     old = _space_of(run)
-    trials = _trials(client, run, limit)
+    trials, last = _trials(client, run, spec, *bound)
     curves = same_data and spec.pruning.rule in RUNG_RULES
-    read = _Read(Source(run.info.run_id, run.info.run_name or "", same_data, len(trials)),
-                 [], [], [])
+    read = _Read(Source(run.info.run_id, run.info.run_name or "", same_data, len(trials),
+                        last=last), [], [], [])
     dropped = 0
     for trial in trials:
         point = parse_point(old, trial.data.params)
@@ -266,18 +267,28 @@ def _json(text: str) -> Any:
         return text
 
 
-def _trials(client: MlflowClient, parent: Run, limit: int) -> list[Run]:
-    """A search's ended trials with a score (finished and pruned), by trial number, the
-    first ``limit``."""
+def _trials(client: MlflowClient, parent: Run, spec: SearchSpec, limit: int,
+            last: int | None) -> tuple[list[Run], int | None]:
+    """A search's ended trials with a score (finished and pruned; none numbered above
+    ``last``), its best ``limit`` by ``spec``'s metric (ties: the earlier), by trial
+    number; and the highest number among the ended (what a resume reads up to)."""
     children = client.search_runs(
         [parent.info.experiment_id],
         f"tags.`{T.SEARCH_ID}` = '{parent.data.tags.get(T.SEARCH_ID, '')}' and "
         f"tags.`{T.ROLE}` = 'trial'", max_results=50000)
     ended = [run for run in children
              if status_of(run) in (TrialStatus.FINISHED, TrialStatus.PRUNED)
-             and _scored(run.data.tags.get(T.OBJECTIVE))]
-    ended.sort(key=lambda r: int(r.data.tags.get(T.TRIAL, 0)))
-    return ended[:max(0, limit)]
+             and _scored(run.data.tags.get(T.OBJECTIVE))
+             and (last is None or _number(run) <= last)]
+    if not ended:
+        return [], last
+    best = sorted(ended, key=lambda r: (spec.direction.as_loss(float(
+        r.data.tags[T.OBJECTIVE])), _number(r)))[:max(0, limit)]
+    return sorted(best, key=_number), max(_number(r) for r in ended)
+
+
+def _number(trial: Run) -> int:
+    return int(trial.data.tags.get(T.TRIAL, 0))
 
 
 def _scored(objective: str | None) -> bool:
