@@ -49,6 +49,13 @@ def loaded(spec: mltune.SearchSpec):
     return task_for(spec).load(spec.data, spec.split_seed)
 
 
+def learnt_from(first: mltune.SearchResult, spec: mltune.SearchSpec, space, client):
+    """What ``spec`` learns from ``first`` named as its source (its experiment, this data)."""
+    experiment = client.get_run(first.parent_run_id).info.experiment_id
+    return find_priors(replace(spec, warm_start=(first.parent_run_id,)), space, loaded(spec),
+                       experiment, client)
+
+
 def test_a_second_search_learns_from_the_first_and_trains_its_best_first(store, first, second):
     spec = second.spec
     defaults = start_points(spec, task_for(spec), build_space(spec.space))[0]
@@ -97,9 +104,7 @@ def test_a_moved_space_keeps_the_trials_that_fit_and_counts_the_rest(store, firs
     raw["learning_rate"] = {"loguniform": [rates[2], 3.0e-2]}  # a bound narrowed
     space = build_space(raw)
     with client_of(store) as client:
-        experiment = client.get_run(first.parent_run_id).info.experiment_id
-        priors = find_priors(replace(spec, warm_start=(first.parent_run_id,)), space,
-                             loaded(spec), experiment, client)
+        priors = learnt_from(first, spec, space, client)
     (source,) = priors.sources
     assert (source.trials, source.used, source.dropped) == (6, 4, 2)
     assert all("dropout" not in f.point and "extra" not in f.point for f in priors.finished)
@@ -120,9 +125,7 @@ def test_of_a_longer_search_its_best_trials_are_told_and_a_resume_reads_the_same
         return sorted(trials, key=lambda t: (-t.metrics["val_accuracy"], t.number))[:3]
 
     with client_of(store) as client:
-        experiment = client.get_run(first.parent_run_id).info.experiment_id
-        priors = find_priors(replace(spec, warm_start=(first.parent_run_id,)), space,
-                             loaded(spec), experiment, client)
+        priors = learnt_from(first, spec, space, client)
         (source,) = priors.sources
         assert (source.trials, source.used, source.last) == (3, 3, 6)
         assert [f.loss for f in priors.finished] == [
@@ -130,6 +133,7 @@ def test_of_a_longer_search_its_best_trials_are_told_and_a_resume_reads_the_same
         assert priors.candidates[0].loss == -max(t.metrics["val_accuracy"] for t in first.trials)
         # a search resumed later reads what it read then: none after trial 4 had ended
         then = replace(source, last=4).entry()
+        experiment = client.get_run(first.parent_run_id).info.experiment_id
         parent = client.create_run(experiment, tags={"mltune.warm_start": json.dumps([then])})
         again = recorded_priors(client.get_run(parent.info.run_id), spec, space, client)
         client.set_terminated(parent.info.run_id)
