@@ -227,6 +227,20 @@ def test_series_without_timestamps_forecasts_steps(store, tmp_path):
             model.predict(frame.iloc[-20:].drop(columns="temperature"))
 
 
+def test_another_seed_cuts_the_same_splits_so_resume_and_gate_accept_it(store, tmp_path):
+    source = write(seasonal(), tmp_path / "sales.csv")
+    spec = {"max_evals": 1, "epochs": 1, "registered_model": "sales-seeds"}  # this test's own
+    first = mltune.tune(spec_for(source, **spec))
+    # a series is cut by time: seed 1 splits it as seed 0 did, so the trials already scored
+    # stand (a drawn split would refuse this resume) and v1 is not said to be flattered
+    more = mltune.tune(spec_for(source, **{**spec, "max_evals": 2, "seed": 1}),
+                       resume=first.parent_run_id)
+    assert [t.number for t in more.trials] == [1, 2]
+    other = mltune.tune(spec_for(source, **spec, seed=1, name="again"))
+    assert other.decision.champion is not None, other.decision
+    assert "flatters" not in other.decision.reason, other.decision.reason
+
+
 def test_split_is_chronological_and_scaling_sees_only_the_train_segment(tmp_path):
     frame = seasonal().iloc[:400]
     frame.loc[280:, "sales"] += 1000.0  # validation and test sit far above training

@@ -32,7 +32,7 @@ from mltune.data.splits import TaskData
 from mltune.registry.versions import CHALLENGER, CHAMPION, alias_version
 from mltune.spec.build import stored_spec
 from mltune.spec.model import SearchSpec
-from mltune.tasks import task_for
+from mltune.tasks import drawn_split_seed, task_for
 from mltune.tracking import tags as T
 from mltune.tracking.model import load_logged, quiet_model_io
 from mltune.training.fit import predict_batches
@@ -157,13 +157,14 @@ def _flattered(champion: ModelVersion, challenger: ModelVersion, spec: SearchSpe
         return (f"; v{champion.version} was tuned on other data: rows it trained on may be in "
                 "this holdout, which flatters it")
     try:
-        seed = search_spec(champion).split_seed
+        seed = drawn_split_seed(search_spec(champion))
     except SpecError:  # no lineage: nothing known of its splits
         return ""
-    if seed == spec.split_seed:
+    ours = drawn_split_seed(spec)
+    if seed is None or ours is None or seed == ours:  # None: cut by time, whatever the seed
         return ""
     return (f"; v{champion.version}'s splits were drawn with seed {seed}, this holdout's with "
-            f"{spec.split_seed}: rows it trained on are in this holdout, which flatters it "
+            f"{ours}: rows it trained on are in this holdout, which flatters it "
             "(data.split_seed keeps the splits across searches)")
 
 

@@ -21,6 +21,12 @@ def task_for(spec: SearchSpec) -> Task:
     return get_task(spec.task).for_data(spec.data).for_model(spec.model, spec.space)
 
 
+def drawn_split_seed(spec: SearchSpec) -> int | None:
+    """The seed that draws the spec's splits and folds; ``None`` when its task cuts them
+    without drawing (timeseries: by time), so that two seeds then split alike."""
+    return spec.split_seed if get_task(spec.task).random_split else None
+
+
 from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)
     image,
     tabular,
@@ -28,4 +34,4 @@ from mltune.tasks import (  # noqa: E402,F401  (registers the built-in tasks)
     timeseries,
 )
 
-__all__ = ["TASKS", "Task", "TaskData", "get_task", "task_for"]
+__all__ = ["TASKS", "Task", "TaskData", "drawn_split_seed", "get_task", "task_for"]
