@@ -282,11 +282,14 @@ def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]
     lines = []
     for dataset in datasets:
         mine = [r for r in runs if r.dataset == dataset]
-        warm = [r for r in mine if r.search == "B warm"]
-        times = [reach_time(r, a.val) for r in warm if (a := target_of(r, runs)) is not None]
-        quick = sum(t is not None and t <= 0.25 * budget_s for t in times)
-        lines.append(f"{dataset}: B warm reached A's best within 0.25 T in {quick}/"
-                     f"{len(times)} repetitions")
+        quick = {}
+        for name in ("B warm", "B cold"):
+            times = [reach_time(r, a.val) for r in mine
+                     if r.search == name and (a := target_of(r, runs)) is not None]
+            within = sum(t is not None and t <= 0.25 * budget_s for t in times)
+            quick[name] = f"{within}/{len(times)}"
+        lines.append(f"{dataset}: B warm reached A's best within 0.25 T in {quick['B warm']} "
+                     f"repetitions (B cold: {quick['B cold']})")
         for name in (n for n in WARM if any(r.search == n for r in mine)):
             for attribute, label in (("val", "best val"), ("test", "its test")):
                 w, c = mean(mine, name, attribute), mean(mine, "B cold", attribute)

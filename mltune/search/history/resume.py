@@ -32,7 +32,7 @@ from mltune.spec.build import stored_spec
 from mltune.spec.distributions import Space
 from mltune.spec.model import SearchSpec, model_name
 from mltune.spec.space import parse_point
-from mltune.tasks import drawn_split_seed, get_task
+from mltune.tasks import get_task
 from mltune.tracking import tags as T
 from mltune.tracking.model import quiet_model_io
 from mltune.tracking.runs import SPEC_FILE, SearchRun, record_spec
@@ -81,7 +81,8 @@ def curve_of(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
     found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
-    if drawn_split_seed(original) != drawn_split_seed(spec) and "data" not in found:
+    drawn = get_task(spec.task).random_split  # a series is cut by time: any seed splits alike
+    if drawn and original.split_seed != spec.split_seed and "data" not in found:
         found.append("seed (it draws the splits: keep it, or set data.split_seed)")
     if network_of(original) != network_of(spec):
         found.append("model")
