@@ -16,6 +16,8 @@ its own:
   its ASHA rungs' first values, A's best configuration trained after the defaults;
 - ``B warm, no rungs``: the same, its ASHA rungs left empty (``priors.SEED_RUNGS = False``):
   what seeding the rungs from A's curves adds, or costs;
+- ``B warm, 30 told``: the same, A's best 30 trials told (``sources.MAX_TRIALS = 30``, not
+  200): whether fewer, less lucky, earlier points leave TPE room to explore;
 - ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configuration only;
 - ``B warm, 3 starts`` and ``B warm from 70%, 3 starts``: the same two with A's best three
   configurations trained first (``priors.MAX_STARTS = 3``, a fifth of ``max_evals``: what
@@ -68,12 +70,14 @@ from search_common import markdown_table, quiet, spread, synthetic_csv, text_tab
 
 MAX_EVALS = 10_000  # out of reach: the time budget ends each search
 DATASETS = ("breast_cancer", "digits", "synthetic")
-SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, 3 starts", "B warm, no rungs",
-            "B warm from 70%", "B warm from 70%, 3 starts")
-# each warm B: its source, whether its rungs start from the source's curves, its MAX_STARTS
-WARM = {"B warm": ("A", True, 1), "B warm, 3 starts": ("A", True, 3),
-        "B warm, no rungs": ("A", False, 1), "B warm from 70%": ("A 70%", True, 1),
-        "B warm from 70%, 3 starts": ("A 70%", True, 3)}
+SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, 30 told", "B warm, 3 starts",
+            "B warm, no rungs", "B warm from 70%", "B warm from 70%, 3 starts")
+# each warm B: its source, whether its rungs start from the source's curves, its MAX_STARTS,
+# the earlier trials it reads (sources.MAX_TRIALS)
+WARM = {"B warm": ("A", True, 1, 200), "B warm, 30 told": ("A", True, 1, 30),
+        "B warm, 3 starts": ("A", True, 3, 200), "B warm, no rungs": ("A", False, 1, 200),
+        "B warm from 70%": ("A 70%", True, 1, 200),
+        "B warm from 70%, 3 starts": ("A 70%", True, 3, 200)}
 SHARE = 0.7  # the rows of the changed data's earlier search
 
 
@@ -144,10 +148,10 @@ def digits_folder(folder: Path, share: float) -> dict[str, Any]:
 
 def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any,
            args: argparse.Namespace, seed_rungs: bool = True, starts: int = 1,
-           split_seed: int | None = None) -> Run:
+           split_seed: int | None = None, told: int = 200) -> Run:
     import mltune
     from mltune.core.terms import TrialStatus
-    from mltune.search.history import priors
+    from mltune.search.history import priors, sources
 
     name = f"{run.dataset}-{run.rep}-{run.search}".replace(" ", "-").replace("%", "")
     data = {**base["data"], "split_seed": seed if split_seed is None else split_seed}
@@ -167,13 +171,14 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
         run.curve.append((time.monotonic() - clock["t0"], value))
 
     priors.SEED_RUNGS, shipped, priors.MAX_STARTS = seed_rungs, priors.MAX_STARTS, starts
+    read, sources.MAX_TRIALS = sources.MAX_TRIALS, told
     try:
         result = mltune.tune(spec, progress=progress, on_start=started)
     except mltune.MltuneError as exc:
         run.error = str(exc)
         return run
     finally:
-        priors.SEED_RUNGS, priors.MAX_STARTS = True, shipped
+        priors.SEED_RUNGS, priors.MAX_STARTS, sources.MAX_TRIALS = True, shipped, read
     run.val, run.parent_run_id = result.best_value, result.parent_run_id
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
@@ -195,14 +200,14 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
     runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args,
                            split_seed=a_seed)]
     for name in (n for n in SEARCHES if n in args.searches and n in WARM):
-        of, rungs, starts = WARM[name]
+        of, rungs, starts, told = WARM[name]
         source = a if of == "A" else a70
         if not source.parent_run_id:
             runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
             continue
         runs.append(search(Run(dataset, name, rep), whole, b_seed, t / 3,
                            [source.parent_run_id], args, seed_rungs=rungs, starts=starts,
-                           split_seed=a_seed))
+                           split_seed=a_seed, told=told))
     return runs
 
 
