@@ -81,7 +81,9 @@ def curve_of(client: MlflowClient, run: Any, metric: str) -> tuple[float, ...]:
 
 def _differences(original: SearchSpec, spec: SearchSpec) -> list[str]:
     found = [name for name in ("task", "data") if getattr(original, name) != getattr(spec, name)]
-    drawn = get_task(spec.task).random_split  # a series is cut by time: any seed splits alike
+    # a series is cut by time: any seed splits alike (tasks.drawn_split_seed, asked here of
+    # the task alone: one call fewer carrying the spec)
+    drawn = get_task(spec.task).random_split
     if drawn and original.split_seed != spec.split_seed and "data" not in found:
         found.append("seed (it draws the splits: keep it, or set data.split_seed)")
     if network_of(original) != network_of(spec):
