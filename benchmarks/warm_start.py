@@ -46,6 +46,10 @@ Reported per data set and search, mean [min..max] over repetitions:
   (``A 70%``'s for ``B warm from 70%``), with ``k/N`` when not in every repetition; for an A,
   the time it reached its own final best; ``/ T``: that time over A's budget T.
 
+And for each warm B, its source's best configuration (trained first) as B scored it, with B's
+seed on the same rows, against what it scored in its source: how much of the source's best
+was its seed's luck, which "reach A s" asks B to match.
+
 The targets (issue 37): a warm B reaches A's best in at most 0.25 T on the same data; warm
 is never worse than cold at equal time (mean of repetitions), changed data included. The
 verdicts print after the tables.
@@ -96,6 +100,11 @@ class Run:
     parent_run_id: str = ""
     curve: list[tuple[float, float | None]] = field(default_factory=list)
     error: str | None = None
+    # each finished trial's point and score (a source's: what its best point scored there)
+    scores: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    start: dict[str, Any] | None = None  # a warm B's earlier best point, trained first
+    start_val: float = math.nan  # its score in this search (this search's seed)
+    start_source_val: float = math.nan  # its score in the search it came from
 
 
 # -- the data, whole and 70% ------------------------------------------------------------------
@@ -183,8 +192,18 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
     run.trials = len(result.trials)
+    run.scores = [(t.params, t.metrics[spec.metric]) for t in result.trials
+                  if t.status == TrialStatus.FINISHED and spec.metric in t.metrics]
+    if result.warm is not None and result.warm.starts:
+        run.start = result.warm.starts[0]
+        run.start_val = score_of(run, run.start)
     run.setup_s = clock["t0"] - clock["call"]
     return run
+
+
+def score_of(run: Run, point: dict[str, Any]) -> float:
+    """What ``point`` scored in ``run`` (NaN: not trained there, or not to its end)."""
+    return next((value for params, value in run.scores if params == point), math.nan)
 
 
 def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, Any]],
@@ -205,9 +224,11 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
         if not source.parent_run_id:
             runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
             continue
-        runs.append(search(Run(dataset, name, rep), whole, b_seed, t / 3,
-                           [source.parent_run_id], args, seed_rungs=rungs, starts=starts,
-                           split_seed=a_seed, told=told))
+        warm = search(Run(dataset, name, rep), whole, b_seed, t / 3, [source.parent_run_id],
+                      args, seed_rungs=rungs, starts=starts, split_seed=a_seed, told=told)
+        if warm.start is not None:
+            warm.start_source_val = score_of(source, warm.start)
+        runs.append(warm)
     return runs
 
 
@@ -282,6 +303,20 @@ def paired(runs: list[Run], name: str, attribute: str) -> str:
             f"behind {behind})")
 
 
+def retrained(runs: list[Run], name: str) -> str:
+    """The earlier best configuration a warm B trains first, in B (B's seed) against what
+    it scored in its source: how much of the source's best was its seed's luck."""
+    pairs = [(r.start_val, r.start_source_val) for r in runs if r.search == name
+             and not math.isnan(r.start_val) and not math.isnan(r.start_source_val)]
+    if not pairs:
+        return f"{runs[0].dataset}: {name}: no earlier best configuration trained to its end"
+    gaps = [b - a for b, a in pairs]
+    return (f"{runs[0].dataset}: {name}: its source's best configuration, retrained first with "
+            f"B's seed: {sum(b for b, _ in pairs) / len(pairs):.4f} against "
+            f"{sum(a for _, a in pairs) / len(pairs):.4f} in its source; by repetition "
+            f"{spread(gaps)} (lower in {sum(g < -1e-12 for g in gaps)}/{len(gaps)})")
+
+
 def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]:
     """The issue's targets, data set by data set."""
     lines = []
@@ -301,6 +336,7 @@ def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]
                 verdict = "not worse" if w >= c - 1e-12 else "WORSE"
                 lines.append(f"{dataset}: {name} vs B cold, {label}: {w:.4f} vs {c:.4f}: "
                              f"{verdict}; by repetition {paired(mine, name, attribute)}")
+            lines.append(retrained(mine, name))
     return lines
 
 
@@ -362,7 +398,8 @@ def main() -> None:
     print(f"{len(runs)} searches on {args.device}: {wall:.0f} s wall")
     print(json.dumps({"budget_s": args.budget_s, "epochs": args.epochs, "seeds": args.seeds,
                       "wall_s": round(wall, 1), "tables": found,
-                      "runs": [{k: v for k, v in asdict(r).items() if k != "curve"}
+                      "runs": [{k: v for k, v in asdict(r).items()
+                                if k not in ("curve", "scores")}
                                for r in runs]}, default=str))
 
 
