@@ -18,7 +18,10 @@ its own:
   what seeding the rungs from A's curves adds, or costs;
 - ``B warm, 30 told``: the same, A's best 30 trials told (``sources.MAX_TRIALS = 30``, not
   200): whether fewer, less lucky, earlier points leave TPE room to explore;
-- ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configuration only;
+- ``B warm from 70%``: ``warm_start: [A 70%]``: changed data, A's best configuration only,
+  never stopped by ASHA (``priors.TRUST_STARTS``);
+- ``B warm from 70%, starts stopped``: the same, that configuration judged by B's own rungs
+  like any other point (mltune before 2026-12-07, when it was often stopped at epoch 1);
 - ``B warm, 3 starts`` and ``B warm from 70%, 3 starts``: the same two with A's best three
   configurations trained first (``priors.MAX_STARTS = 3``, a fifth of ``max_evals``: what
   mltune did before 2026-12-07), each trained to its last epoch (a hurdle, never stopped).
@@ -47,8 +50,12 @@ Reported per data set and search, mean [min..max] over repetitions:
   the time it reached its own final best; ``/ T``: that time over A's budget T.
 
 And for each warm B, its source's best configuration (trained first) as B scored it, with B's
-seed on the same rows, against what it scored in its source: how much of the source's best
-was its seed's luck, which "reach A s" asks B to match.
+seed on the same rows, against what it scored in its source, where B trained it for as many
+epochs (B's shorter budget can end it sooner; such repetitions, and any where a rung rule
+stopped it, are counted and left out): how much of the source's best was its seed's luck,
+which "reach A s" asks B to match. And how soon each warm B reached the final best of the
+cold B of its repetition (its time over the cold one's own: below 1, sooner; HyperBO's
+measure of a warm start, the same quality in less time).
 
 The targets (issue 37): a warm B reaches A's best in at most 0.25 T on the same data; warm
 is never worse than cold at equal time (mean of repetitions), changed data included. The
@@ -75,13 +82,17 @@ from search_common import markdown_table, quiet, spread, synthetic_csv, text_tab
 MAX_EVALS = 10_000  # out of reach: the time budget ends each search
 DATASETS = ("breast_cancer", "digits", "synthetic")
 SEARCHES = ("A", "A 70%", "B cold", "B warm", "B warm, 30 told", "B warm, 3 starts",
-            "B warm, no rungs", "B warm from 70%", "B warm from 70%, 3 starts")
+            "B warm, no rungs", "B warm from 70%", "B warm from 70%, starts stopped",
+            "B warm from 70%, 3 starts")
 # each warm B: its source, whether its rungs start from the source's curves, its MAX_STARTS,
-# the earlier trials it reads (sources.MAX_TRIALS)
-WARM = {"B warm": ("A", True, 1, 200), "B warm, 30 told": ("A", True, 1, 30),
-        "B warm, 3 starts": ("A", True, 3, 200), "B warm, no rungs": ("A", False, 1, 200),
-        "B warm from 70%": ("A 70%", True, 1, 200),
-        "B warm from 70%, 3 starts": ("A 70%", True, 3, 200)}
+# the earlier trials it reads (sources.MAX_TRIALS), whether its start points are never
+# stopped without curves (priors.TRUST_STARTS)
+WARM = {"B warm": ("A", True, 1, 200, True), "B warm, 30 told": ("A", True, 1, 30, True),
+        "B warm, 3 starts": ("A", True, 3, 200, True),
+        "B warm, no rungs": ("A", False, 1, 200, True),
+        "B warm from 70%": ("A 70%", True, 1, 200, True),
+        "B warm from 70%, starts stopped": ("A 70%", True, 1, 200, False),
+        "B warm from 70%, 3 starts": ("A 70%", True, 3, 200, True)}
 SHARE = 0.7  # the rows of the changed data's earlier search
 
 
@@ -100,11 +111,13 @@ class Run:
     parent_run_id: str = ""
     curve: list[tuple[float, float | None]] = field(default_factory=list)
     error: str | None = None
-    # each finished trial's point and score (a source's: what its best point scored there)
-    scores: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    # each finished trial's point, score and epochs (a source's: what its best point scored)
+    scores: list[tuple[dict[str, Any], float, int]] = field(default_factory=list)
     start: dict[str, Any] | None = None  # a warm B's earlier best point, trained first
     start_val: float = math.nan  # its score in this search (this search's seed)
+    start_epochs: int = 0  # the epochs it trained here (fewer: stopped by B's budget)
     start_source_val: float = math.nan  # its score in the search it came from
+    start_source_epochs: int = 0  # the epochs it trained there
 
 
 # -- the data, whole and 70% ------------------------------------------------------------------
@@ -157,7 +170,7 @@ def digits_folder(folder: Path, share: float) -> dict[str, Any]:
 
 def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any,
            args: argparse.Namespace, seed_rungs: bool = True, starts: int = 1,
-           split_seed: int | None = None, told: int = 200) -> Run:
+           split_seed: int | None = None, told: int = 200, trust: bool = True) -> Run:
     import mltune
     from mltune.core.terms import TrialStatus
     from mltune.search.history import priors, sources
@@ -180,7 +193,7 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
         run.curve.append((time.monotonic() - clock["t0"], value))
 
     priors.SEED_RUNGS, shipped, priors.MAX_STARTS = seed_rungs, priors.MAX_STARTS, starts
-    read, sources.MAX_TRIALS = sources.MAX_TRIALS, told
+    read, sources.MAX_TRIALS, priors.TRUST_STARTS = sources.MAX_TRIALS, told, trust
     try:
         result = mltune.tune(spec, progress=progress, on_start=started)
     except mltune.MltuneError as exc:
@@ -188,22 +201,25 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
         return run
     finally:
         priors.SEED_RUNGS, priors.MAX_STARTS, sources.MAX_TRIALS = True, shipped, read
+        priors.TRUST_STARTS = True
     run.val, run.parent_run_id = result.best_value, result.parent_run_id
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
     run.trials = len(result.trials)
-    run.scores = [(t.params, t.metrics[spec.metric]) for t in result.trials
+    run.scores = [(t.params, t.metrics[spec.metric], t.epochs) for t in result.trials
                   if t.status == TrialStatus.FINISHED and spec.metric in t.metrics]
     if result.warm is not None and result.warm.starts:
         run.start = result.warm.starts[0]
-        run.start_val = score_of(run, run.start)
+        run.start_val, run.start_epochs = score_of(run, run.start)
     run.setup_s = clock["t0"] - clock["call"]
     return run
 
 
-def score_of(run: Run, point: dict[str, Any]) -> float:
-    """What ``point`` scored in ``run`` (NaN: not trained there, or not to its end)."""
-    return next((value for params, value in run.scores if params == point), math.nan)
+def score_of(run: Run, point: dict[str, Any]) -> tuple[float, int]:
+    """What ``point`` scored in ``run`` and the epochs it trained (NaN, 0: not trained there,
+    or stopped by a rung rule)."""
+    return next(((value, epochs) for params, value, epochs in run.scores if params == point),
+                (math.nan, 0))
 
 
 def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, Any]],
@@ -219,15 +235,16 @@ def repetition(dataset: str, rep: int, bases: tuple[dict[str, Any], dict[str, An
     runs = [a, a70, search(Run(dataset, "B cold", rep), whole, b_seed, t / 3, "off", args,
                            split_seed=a_seed)]
     for name in (n for n in SEARCHES if n in args.searches and n in WARM):
-        of, rungs, starts, told = WARM[name]
+        of, rungs, starts, told, trust = WARM[name]
         source = a if of == "A" else a70
         if not source.parent_run_id:
             runs.append(Run(dataset, name, rep, error=f"no source: {source.error}"))
             continue
         warm = search(Run(dataset, name, rep), whole, b_seed, t / 3, [source.parent_run_id],
-                      args, seed_rungs=rungs, starts=starts, split_seed=a_seed, told=told)
+                      args, seed_rungs=rungs, starts=starts, split_seed=a_seed, told=told,
+                      trust=trust)
         if warm.start is not None:
-            warm.start_source_val = score_of(source, warm.start)
+            warm.start_source_val, warm.start_source_epochs = score_of(source, warm.start)
         runs.append(warm)
     return runs
 
@@ -305,16 +322,41 @@ def paired(runs: list[Run], name: str, attribute: str) -> str:
 
 def retrained(runs: list[Run], name: str) -> str:
     """The earlier best configuration a warm B trains first, in B (B's seed) against what
-    it scored in its source: how much of the source's best was its seed's luck."""
-    pairs = [(r.start_val, r.start_source_val) for r in runs if r.search == name
-             and not math.isnan(r.start_val) and not math.isnan(r.start_source_val)]
+    it scored in its source: how much of the source's best was its seed's luck. Only where
+    both trained it for as many epochs (B's shorter budget can stop it sooner: a gap that
+    is then epochs, not luck); how many were left out, and why, is said."""
+    mine = [r for r in runs if r.search == name and r.start is not None]
+    stopped = sum(math.isnan(r.start_val) for r in mine)  # by a rung rule, in B
+    shorter = sum(not math.isnan(r.start_val) and r.start_epochs != r.start_source_epochs
+                  for r in mine)
+    pairs = [(r.start_val, r.start_source_val) for r in mine
+             if not math.isnan(r.start_val) and not math.isnan(r.start_source_val)
+             and r.start_epochs == r.start_source_epochs]
+    reasons = [f"{shorter} trained for other epochs than in its source"] if shorter else []
+    reasons += [f"{stopped} stopped by a rung rule in B"] if stopped else []
+    left = f"; left out: {', '.join(reasons)}" if reasons else ""
     if not pairs:
-        return f"{runs[0].dataset}: {name}: no earlier best configuration trained to its end"
+        return (f"{runs[0].dataset}: {name}: its source's best configuration: no repetition "
+                f"trained it for as many epochs as its source{left}")
     gaps = [b - a for b, a in pairs]
     return (f"{runs[0].dataset}: {name}: its source's best configuration, retrained first with "
-            f"B's seed: {sum(b for b, _ in pairs) / len(pairs):.4f} against "
+            f"B's seed for as many epochs: {sum(b for b, _ in pairs) / len(pairs):.4f} against "
             f"{sum(a for _, a in pairs) / len(pairs):.4f} in its source; by repetition "
-            f"{spread(gaps)} (lower in {sum(g < -1e-12 for g in gaps)}/{len(gaps)})")
+            f"{spread(gaps)} (lower in {sum(g < -1e-12 for g in gaps)}/{len(gaps)}){left}")
+
+
+def sooner(runs: list[Run], name: str) -> str:
+    """How soon ``name`` reached the final best of ``B cold`` of the same repetition (the
+    cold search it replaces, in the same time): HyperBO's measure of a warm start."""
+    cold = {r.rep: r for r in runs if r.search == "B cold" and not math.isnan(r.val)}
+    mine = [r for r in runs if r.search == name and r.rep in cold]
+    times = [reach_time(r, cold[r.rep].val) for r in mine]
+    colds = [reach_time(cold[r.rep], cold[r.rep].val) for r in mine]
+    pairs = [(w, c) for w, c in zip(times, colds, strict=True) if w is not None and c]
+    ratios = spread([w / c for w, c in pairs], 2) if pairs else "n/a"
+    return (f"{runs[0].dataset}: {name} reached B cold's final best in "
+            f"{sum(t is not None for t in times)}/{len(times)} repetitions; its time over "
+            f"cold's own: {ratios}")
 
 
 def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]:
@@ -328,14 +370,16 @@ def verdicts(runs: list[Run], datasets: list[str], budget_s: float) -> list[str]
                      if r.search == name and (a := target_of(r, runs)) is not None]
             within = sum(t is not None and t <= 0.25 * budget_s for t in times)
             quick[name] = f"{within}/{len(times)}"
-        lines.append(f"{dataset}: B warm reached A's best within 0.25 T in {quick['B warm']} "
-                     f"repetitions (B cold: {quick['B cold']})")
+        if any(r.search == "B warm" for r in mine):
+            lines.append(f"{dataset}: B warm reached A's best within 0.25 T in "
+                         f"{quick['B warm']} repetitions (B cold: {quick['B cold']})")
         for name in (n for n in WARM if any(r.search == n for r in mine)):
             for attribute, label in (("val", "best val"), ("test", "its test")):
                 w, c = mean(mine, name, attribute), mean(mine, "B cold", attribute)
                 verdict = "not worse" if w >= c - 1e-12 else "WORSE"
                 lines.append(f"{dataset}: {name} vs B cold, {label}: {w:.4f} vs {c:.4f}: "
                              f"{verdict}; by repetition {paired(mine, name, attribute)}")
+            lines.append(sooner(mine, name))
             lines.append(retrained(mine, name))
     return lines
 

@@ -136,6 +136,22 @@ def test_asha_starts_from_the_earlier_rungs_and_stops_a_hopeless_point_at_the_fi
     assert warm_scheduler(pbt, priors, "pbt") is pbt  # its population is a pack: no curves
 
 
+def test_with_changed_data_the_earlier_best_configuration_is_never_stopped_the_rest_are():
+    earlier_best, defaults = {"lr": 0.004}, {"lr": 0.01}
+    priors = Priors(looked=True, starts=[earlier_best], first=[defaults])  # no curves
+    context = Context(Direction.MAX, {}, 0, 9)
+    asha = warm_scheduler(make_scheduler(PruningSpec("asha", {"min_epochs": 1, "eta": 3}),
+                                         context), priors, "asha")
+    for number, params in enumerate((defaults, earlier_best, {"lr": 0.1}, {"lr": 0.2}),
+                                    start=1):
+        asha.start(number, params)
+    for number, value in ((3, 0.97), (4, 0.96)):
+        asha.decide(number, 1, value)
+    assert asha.decide(1, 1, 0.5).action == Action.STOP  # defaults: judged as any point
+    assert asha.decide(2, 1, 0.4).action == Action.CONTINUE  # the earlier best: never
+    assert warm_scheduler(asha, Priors(looked=True), "asha") is asha  # nothing earlier
+
+
 def test_the_earlier_best_configurations_train_first_completed_and_credited():
     spec = mltune.load_spec(None, {"task": "tabular", "max_evals": 20})
     task = task_for(spec)
