@@ -73,6 +73,8 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,16 +194,13 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
                  else None)
         run.curve.append((time.monotonic() - clock["t0"], value))
 
-    priors.SEED_RUNGS, shipped, priors.MAX_STARTS = seed_rungs, priors.MAX_STARTS, starts
-    read, sources.MAX_TRIALS, priors.TRUST_STARTS = sources.MAX_TRIALS, told, trust
     try:
-        result = mltune.tune(spec, progress=progress, on_start=started)
+        with knobs(priors, SEED_RUNGS=seed_rungs, MAX_STARTS=starts, TRUST_STARTS=trust), \
+                knobs(sources, MAX_TRIALS=told):
+            result = mltune.tune(spec, progress=progress, on_start=started)
     except mltune.MltuneError as exc:
         run.error = str(exc)
         return run
-    finally:
-        priors.SEED_RUNGS, priors.MAX_STARTS, sources.MAX_TRIALS = True, shipped, read
-        priors.TRUST_STARTS = True
     run.val, run.parent_run_id = result.best_value, result.parent_run_id
     run.test = result.decision.challenger_score if result.decision else math.nan
     run.error = result.gate_error
@@ -213,6 +212,19 @@ def search(run: Run, base: dict[str, Any], seed: int, budget_s: float, warm: Any
         run.start_val, run.start_epochs = score_of(run, run.start)
     run.setup_s = clock["t0"] - clock["call"]
     return run
+
+
+@contextmanager
+def knobs(module: Any, **values: Any) -> Iterator[None]:
+    """``module``'s settings set to ``values`` for one search, the shipped ones back after."""
+    shipped = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in shipped.items():
+            setattr(module, name, value)
 
 
 def score_of(run: Run, point: dict[str, Any]) -> tuple[float, int]:
